@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The project's one test command: installs what the tests need, then runs the whole suite.
+#
+#   scripts/test.sh            install tools (idempotent), build, run every test
+#   scripts/test.sh --setup    only install the tools (s3s-fs, the Python venv)
+#   scripts/test.sh --soak     also run the long soak/chaos variants (minutes to hours)
+#
+# Tools land inside the repository (git-ignored): `.tools/bin/s3s-fs` (a real S3 server for the
+# object-store tests) and `.venv/` (sigstore-python for the client tests).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+setup_only=0
+for arg in "$@"; do
+  case "$arg" in
+    --setup) setup_only=1 ;;
+    --soak) export REKOR_SOAK=1 ;;
+    *) echo "unknown argument: $arg" >&2; exit 2 ;;
+  esac
+done
+
+log() { printf '\n== %s\n' "$*"; }
+
+S3S_FS_VERSION=0.14.1
+install_s3s_fs() {
+  local bin="$root/.tools/bin/s3s-fs"
+  if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "$S3S_FS_VERSION"; then
+    return
+  fi
+  log "installing s3s-fs $S3S_FS_VERSION (a real S3-compatible server for tests)"
+  cargo install s3s-fs --version "$S3S_FS_VERSION" --locked --features binary --root "$root/.tools"
+}
+
+install_python_client() {
+  local venv="$root/.venv"
+  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sigstore, sys; sys.exit(sigstore.__version__ != "4.5.1")' 2>/dev/null; then
+    return
+  fi
+  log "creating .venv with sigstore-python (scripts/client/requirements.txt)"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/client/requirements.txt
+}
+
+install_s3s_fs
+install_python_client
+export S3S_FS_BIN="$root/.tools/bin/s3s-fs"
+export REKOR_TEST_PYTHON="$root/.venv/bin/python"
+[ "$setup_only" = 1 ] && { log "tools ready"; exit 0; }
+
+log "building the workspace"
+cargo build --workspace --all-targets
+export REKOR_NODE_BIN="$root/target/debug/rekor-node"
+
+log "running the test suite"
+cargo test --workspace --no-fail-fast
