@@ -1,0 +1,360 @@
+//! Starting, stopping and killing node processes, and forming clusters from them.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// The `rekor-node` binary under test.
+pub fn node_binary() -> Result<PathBuf> {
+    let path = match std::env::var_os("REKOR_NODE_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/debug/rekor-node"),
+    };
+    if !path.exists() {
+        bail!(
+            "rekor-node binary not found at {} (run `cargo build -p rekor-node` or set REKOR_NODE_BIN)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests on one machine).
+pub fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Polls `condition` until it returns `Ok(Some(value))` or `deadline` passes.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut condition: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut last_error = None;
+    loop {
+        match condition().await {
+            Ok(Some(value)) => return Ok(value),
+            Ok(None) => {}
+            Err(error) => last_error = Some(error),
+        }
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what} (last error: {last_error:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// How to start one node.
+#[derive(Debug, Clone)]
+pub struct NodeSpec {
+    pub id: u64,
+    pub public_port: u16,
+    pub internal_port: u16,
+    pub data_dir: PathBuf,
+    pub extra_args: Vec<String>,
+}
+
+impl NodeSpec {
+    pub fn public_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.public_port)
+    }
+    pub fn internal_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.internal_port)
+    }
+    pub fn member_arg(&self) -> String {
+        format!(
+            "{}={},{}",
+            self.id,
+            self.internal_addr(),
+            self.public_addr()
+        )
+    }
+}
+
+/// A running node process. Killed (SIGKILL) when dropped.
+pub struct NodeProcess {
+    pub spec: NodeSpec,
+    child: Option<Child>,
+    args: Vec<String>,
+    log_path: PathBuf,
+}
+
+impl NodeProcess {
+    /// Starts `rekor-node` with `args`, logging to `<data_dir>.log`.
+    pub fn start(spec: NodeSpec, args: Vec<String>, cwd: &Path) -> Result<Self> {
+        let log_path = spec.data_dir.with_extension("log");
+        let mut process = Self {
+            spec,
+            child: None,
+            args,
+            log_path,
+        };
+        process.spawn(cwd)?;
+        Ok(process)
+    }
+
+    fn spawn(&mut self, cwd: &Path) -> Result<()> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)?;
+        let child = Command::new(node_binary()?)
+            .args(&self.args)
+            .current_dir(cwd)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawning rekor-node")?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|child| child.id())
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.spec.public_addr())
+    }
+
+    /// SIGKILL, and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Sends `signal` (e.g. "TERM", "STOP", "CONT") with the system `kill` command.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let pid = self.pid().context("process not running")?;
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()?;
+        if !status.success() {
+            bail!("kill -{signal} {pid} failed");
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then wait for the exit (with a deadline) and return its status code.
+    pub fn terminate(&mut self, timeout: Duration) -> Result<Option<i32>> {
+        self.signal("TERM")?;
+        let deadline = Instant::now() + timeout;
+        let child = self.child.as_mut().context("process not running")?;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status.code());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "node {} did not exit within {timeout:?} of SIGTERM",
+                    self.spec.id
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the process again with the same arguments and data directory.
+    pub fn restart(&mut self, cwd: &Path) -> Result<()> {
+        self.kill();
+        self.spawn(cwd)
+    }
+
+    /// The node's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// N nodes on loopback sharing one signing key and cluster secret, formed with `rekor-node init`.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<NodeProcess>,
+    pub secret_file: PathBuf,
+    pub key_file: PathBuf,
+    pub origin: String,
+}
+
+impl Cluster {
+    /// Starts `n` nodes and forms a cluster of all of them. `extra_args` go to every node.
+    pub async fn start(n: usize, extra_args: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let origin = "cluster.test.local".to_owned();
+        let secret_file = dir.path().join("cluster-secret");
+        std::fs::write(&secret_file, "test-cluster-secret-0123456789abcdef")?;
+        let key_file = dir.path().join("signing-key.pem");
+        let status = Command::new(node_binary()?)
+            .args(["keygen", "--origin", &origin, "--out"])
+            .arg(&key_file)
+            .stdout(Stdio::null())
+            .status()?;
+        if !status.success() {
+            bail!("rekor-node keygen failed");
+        }
+        let mut cluster = Self {
+            dir,
+            nodes: Vec::new(),
+            secret_file,
+            key_file,
+            origin,
+        };
+        for id in 1..=n as u64 {
+            let spec = NodeSpec {
+                id,
+                public_port: free_port()?,
+                internal_port: free_port()?,
+                data_dir: cluster.dir.path().join(format!("node{id}")),
+                extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            };
+            cluster.spawn_node(spec)?;
+        }
+        for node in &cluster.nodes {
+            node.wait_healthy(Duration::from_secs(30)).await?;
+        }
+        cluster.init().await?;
+        cluster.wait_for_leader(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
+    /// The `serve` arguments for `spec`.
+    pub fn serve_args(&self, spec: &NodeSpec) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--node-id".into(),
+            spec.id.to_string(),
+            "--data-dir".into(),
+            spec.data_dir.display().to_string(),
+            "--listen".into(),
+            spec.public_addr(),
+            "--listen-internal".into(),
+            spec.internal_addr(),
+            "--origin".into(),
+            self.origin.clone(),
+            "--signing-key".into(),
+            self.key_file.display().to_string(),
+            "--cluster-secret-file".into(),
+            self.secret_file.display().to_string(),
+            "--bootstrap-single=false".into(),
+        ];
+        args.extend(spec.extra_args.iter().cloned());
+        args
+    }
+
+    /// Starts a node process for `spec` (it is not a member until added).
+    pub fn spawn_node(&mut self, spec: NodeSpec) -> Result<&mut NodeProcess> {
+        let args = self.serve_args(&spec);
+        let node = NodeProcess::start(spec, args, self.dir.path())?;
+        self.nodes.push(node);
+        Ok(self.nodes.last_mut().context("just pushed")?)
+    }
+
+    async fn init(&self) -> Result<()> {
+        let mut args: Vec<String> = vec![
+            "init".into(),
+            "--target".into(),
+            self.nodes[0].spec.internal_addr(),
+            "--cluster-secret-file".into(),
+            self.secret_file.display().to_string(),
+        ];
+        for node in &self.nodes {
+            args.push("--member".into());
+            args.push(node.spec.member_arg());
+        }
+        let output = tokio::process::Command::new(node_binary()?)
+            .args(&args)
+            .output()
+            .await?;
+        if !output.status.success() {
+            bail!(
+                "rekor-node init failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
+    /// `rekor-node status` of node `index`, as JSON.
+    pub async fn status(&self, index: usize) -> Result<serde_json::Value> {
+        let output = tokio::process::Command::new(node_binary()?)
+            .args([
+                "status",
+                "--target",
+                &self.nodes[index].spec.internal_addr(),
+            ])
+            .arg("--cluster-secret-file")
+            .arg(&self.secret_file)
+            .output()
+            .await?;
+        if !output.status.success() {
+            bail!("status failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(serde_json::from_slice(&output.stdout)?)
+    }
+
+    /// Waits until some running node reports itself leader; returns its position in `nodes`.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<usize> {
+        wait_until("a leader", timeout, || async {
+            for (index, node) in self.nodes.iter().enumerate() {
+                if node.pid().is_none() {
+                    continue;
+                }
+                if let Ok(status) = self.status(index).await {
+                    if status["leader"].as_u64() == Some(node.spec.id)
+                        && status["state"].as_str() == Some("Leader")
+                    {
+                        return Ok(Some(index));
+                    }
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+
+    pub fn clients(&self) -> Vec<crate::LogClient> {
+        self.nodes
+            .iter()
+            .map(|node| crate::LogClient::new(&node.base_url()))
+            .collect()
+    }
+
+    /// Every node's log, for failure messages.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|node| format!("===== node {} =====\n{}", node.spec.id, node.log()))
+            .collect()
+    }
+}
+
+impl NodeProcess {
+    /// Waits until `/healthz` answers 200.
+    pub async fn wait_healthy(&self, timeout: Duration) -> Result<()> {
+        let client = crate::LogClient::new(&self.base_url());
+        wait_until(
+            &format!("node {} to be healthy", self.spec.id),
+            timeout,
+            || async { Ok(client.healthy().await.then_some(())) },
+        )
+        .await
+    }
+}
