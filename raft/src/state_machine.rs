@@ -1,0 +1,610 @@
+//! The replicated state machine of the log (DESIGN.md, "The replicated state machine", "Dedup").
+//!
+//! Applying a committed `Append` assigns indices deterministically from the committed order,
+//! answers duplicates (by identity = SHA-256 of the canonical body) with the first index,
+//! keeps each new body as an *unintegrated leaf* until this node's integrator has written it to
+//! tiles, and extends the compact range so that every node knows the root after every batch
+//! without reading a tile. The `(size, root)` of each batch boundary goes into a bounded
+//! recent-roots table, against which `Publish` is checked: a checkpoint is recorded only if its
+//! size does not go backwards and its root is the one the committed order implies. Every node
+//! decides identically, so no checkpoint with a foreign root can ever be recorded.
+//!
+//! Layout of the `state_machine` keyspace:
+//!
+//! | key | value |
+//! | --- | --- |
+//! | `l` + BE index | leaf body (unintegrated) |
+//! | `i` + identity | BE index |
+//! | `r` + BE size | root at that batch boundary |
+//! | `m/applied`, `m/membership` | last applied log id, last membership |
+//! | `m/tree` | compact range (`CompactRange::to_bytes`) |
+//! | `m/checkpoint` | latest accepted checkpoint |
+//! | `m/integrated` | local integrated size (not replicated) |
+//! | `m/snapshot` | the current snapshot (see [`crate::snapshot`]) |
+//!
+//! Durability: one `apply` call is one atomic engine batch, including the applied log id and
+//! membership, so the state and the applied id never diverge. It is not fsynced: after a crash
+//! the state is some earlier applied prefix, and openraft re-applies the committed log from
+//! there (the log is durable and is only purged behind a snapshot, which is fsynced).
+
+use std::collections::{HashMap, VecDeque};
+use std::ops::{Bound, Range};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    AnyError, Entry, EntryPayload, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership,
+};
+use rekor_storage::merkle::{leaf_hash, CompactRange, Hash, EMPTY_ROOT};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::codec::{self, CodecError};
+use crate::engine::{index_key, EngineError, Keyspace, ScanOrder, WriteBatch};
+use crate::snapshot;
+use crate::types::{
+    AppendOutcome, Command, CommandResponse, NodeAddress, NodeId, SequencedEntry, TypeConfig,
+};
+
+/// Name of the engine keyspace that holds the state machine.
+pub const STATE_MACHINE_KEYSPACE: &str = "state_machine";
+
+/// How many batch boundaries the recent-roots table remembers. A `Publish` for an older size
+/// is rejected; the publisher signs the current applied `(size, root)`, so only a checkpoint
+/// delayed by more than this many batches is affected.
+pub const RECENT_ROOTS: usize = 4096;
+
+pub(crate) const LEAF_PREFIX: u8 = b'l';
+pub(crate) const IDENTITY_PREFIX: u8 = b'i';
+pub(crate) const ROOT_PREFIX: u8 = b'r';
+pub(crate) const KEY_APPLIED: &[u8] = b"m/applied";
+pub(crate) const KEY_MEMBERSHIP: &[u8] = b"m/membership";
+pub(crate) const KEY_TREE: &[u8] = b"m/tree";
+pub(crate) const KEY_CHECKPOINT: &[u8] = b"m/checkpoint";
+pub(crate) const KEY_INTEGRATED: &[u8] = b"m/integrated";
+pub(crate) const KEY_SNAPSHOT: &[u8] = b"m/snapshot";
+
+/// A state-machine failure, in the node's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum StateMachineError {
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A stored record could not be decoded.
+    #[error("corrupt state record: {0}")]
+    Codec(#[from] CodecError),
+    /// A stored value has an impossible shape.
+    #[error("corrupt state: {0}")]
+    Corrupt(String),
+    /// A leaf body asked for is not held here: already integrated and deleted, never applied,
+    /// or below the start of an installed snapshot (fetch it from a peer).
+    #[error("leaf {index} is not held by this node")]
+    LeafMissing {
+        /// The missing index.
+        index: u64,
+    },
+    /// `mark_integrated` beyond the applied size.
+    #[error("cannot mark {size} integrated: only {applied} leaves are applied")]
+    BeyondApplied {
+        /// Requested integrated size.
+        size: u64,
+        /// Applied size.
+        applied: u64,
+    },
+    /// A panic happened while the state lock was held; the in-memory state is not trusted.
+    #[error("state machine lock poisoned")]
+    Poisoned,
+    /// A blocking task failed to run.
+    #[error("blocking task failed: {0}")]
+    Task(String),
+}
+
+/// A checkpoint recorded by an accepted `Publish`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublishedCheckpoint {
+    /// Tree size.
+    pub size: u64,
+    /// Root hash at `size`.
+    pub root: [u8; 32],
+    /// The signed note text.
+    pub text: String,
+}
+
+/// The applied state, broadcast through a `watch` after every apply and snapshot install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppliedState {
+    /// Number of leaves applied.
+    pub size: u64,
+    /// Root of the tree of that size.
+    pub root: [u8; 32],
+    /// Size of the latest accepted checkpoint, if any.
+    pub checkpoint_size: Option<u64>,
+}
+
+/// The in-memory mirror of the small state. Owned by [`Shared::state`]; mutated only by
+/// `apply`, `install_snapshot` (holding the lock across the engine write) and loaded at open.
+#[derive(Debug, Clone)]
+pub(crate) struct SmState {
+    pub(crate) applied: Option<LogId<NodeId>>,
+    pub(crate) membership: StoredMembership<NodeId, NodeAddress>,
+    pub(crate) tree: CompactRange,
+    /// Batch-boundary sizes in the recent-roots table, oldest first (≤ [`RECENT_ROOTS`]).
+    pub(crate) recent_sizes: VecDeque<u64>,
+    pub(crate) checkpoint: Option<PublishedCheckpoint>,
+}
+
+impl SmState {
+    fn applied_state(&self) -> AppliedState {
+        AppliedState {
+            size: self.tree.size(),
+            root: self.tree.root(),
+            checkpoint_size: self.checkpoint.as_ref().map(|c| c.size),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) keyspace: Arc<dyn Keyspace>,
+    /// Held across every engine write that changes replicated state, and by the snapshot
+    /// builder while it reads, so a snapshot is one consistent cut.
+    pub(crate) state: Mutex<SmState>,
+    /// Serialises `mark_integrated` calls (and excludes them from snapshot builds/installs).
+    pub(crate) integration: Mutex<()>,
+    pub(crate) applied_tx: watch::Sender<AppliedState>,
+    /// Builds of this process, to make snapshot ids unique.
+    pub(crate) snapshot_seq: std::sync::atomic::AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn lock_state(&self) -> Result<MutexGuard<'_, SmState>, StateMachineError> {
+        self.state.lock().map_err(|_| StateMachineError::Poisoned)
+    }
+
+    pub(crate) fn lock_integration(&self) -> Result<MutexGuard<'_, ()>, StateMachineError> {
+        self.integration
+            .lock()
+            .map_err(|_| StateMachineError::Poisoned)
+    }
+}
+
+pub(crate) fn get_record<T: serde::de::DeserializeOwned>(
+    keyspace: &dyn Keyspace,
+    key: &[u8],
+) -> Result<Option<T>, StateMachineError> {
+    match keyspace.get(key)? {
+        None => Ok(None),
+        Some(bytes) => Ok(Some(codec::decode(&bytes)?)),
+    }
+}
+
+pub(crate) fn identity_key(identity: &[u8; 32]) -> [u8; 33] {
+    let mut key = [0u8; 33];
+    key[0] = IDENTITY_PREFIX;
+    key[1..].copy_from_slice(identity);
+    key
+}
+
+fn decode_index(bytes: &[u8]) -> Result<u64, StateMachineError> {
+    let raw: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StateMachineError::Corrupt("identity index value is not 8 bytes".into()))?;
+    Ok(u64::from_be_bytes(raw))
+}
+
+fn decode_hash(bytes: &[u8]) -> Result<Hash, StateMachineError> {
+    bytes
+        .try_into()
+        .map_err(|_| StateMachineError::Corrupt("root value is not 32 bytes".into()))
+}
+
+/// Load the small state from the engine (at open and after a snapshot install).
+pub(crate) fn load_state(keyspace: &dyn Keyspace) -> Result<SmState, StateMachineError> {
+    // Both are stored as `Option`s (a snapshot may carry `None`).
+    let applied = get_record::<Option<LogId<NodeId>>>(keyspace, KEY_APPLIED)?.flatten();
+    let membership = get_record(keyspace, KEY_MEMBERSHIP)?.unwrap_or_default();
+    let tree = match keyspace.get(KEY_TREE)? {
+        None => CompactRange::new(),
+        Some(bytes) => CompactRange::from_bytes(&bytes)
+            .map_err(|e| StateMachineError::Corrupt(format!("compact range: {e}")))?,
+    };
+    let checkpoint = get_record::<Option<PublishedCheckpoint>>(keyspace, KEY_CHECKPOINT)?.flatten();
+    let lower = [ROOT_PREFIX];
+    let upper = [ROOT_PREFIX + 1];
+    let rows = keyspace.scan(
+        Bound::Included(&lower[..]),
+        Bound::Excluded(&upper[..]),
+        ScanOrder::Ascending,
+        usize::MAX,
+    )?;
+    let recent_sizes = rows
+        .iter()
+        .map(|(k, _)| {
+            crate::engine::parse_index_key(k)
+                .ok_or_else(|| StateMachineError::Corrupt("recent-roots key".into()))
+        })
+        .collect::<Result<VecDeque<_>, _>>()?;
+    Ok(SmState {
+        applied,
+        membership,
+        tree,
+        recent_sizes,
+        checkpoint,
+    })
+}
+
+/// The root this state machine computed at `size`: the empty root, the current root, or a
+/// batch boundary in the recent-roots table. `pending` holds boundaries of the apply call in
+/// progress (not yet in the engine).
+fn root_at(
+    keyspace: &dyn Keyspace,
+    tree: &CompactRange,
+    pending: &[(u64, Hash)],
+    size: u64,
+) -> Result<Option<Hash>, StateMachineError> {
+    if size == 0 {
+        return Ok(Some(EMPTY_ROOT));
+    }
+    if size == tree.size() {
+        return Ok(Some(tree.root()));
+    }
+    if let Some((_, root)) = pending.iter().find(|(s, _)| *s == size) {
+        return Ok(Some(*root));
+    }
+    match keyspace.get(&index_key(ROOT_PREFIX, size))? {
+        None => Ok(None),
+        Some(bytes) => Ok(Some(decode_hash(&bytes)?)),
+    }
+}
+
+/// Apply `entries` to a copy of `state`, collecting every change in one batch. The caller
+/// writes the batch and, if that succeeds, adopts the returned state.
+fn apply_entries(
+    keyspace: &dyn Keyspace,
+    state: &SmState,
+    entries: Vec<Entry<TypeConfig>>,
+) -> Result<(SmState, WriteBatch, Vec<CommandResponse>), StateMachineError> {
+    let mut next = state.clone();
+    let mut batch = WriteBatch::new();
+    let mut responses = Vec::with_capacity(entries.len());
+    // Identities logged earlier in this apply call (not yet in the engine).
+    let mut fresh: HashMap<[u8; 32], u64> = HashMap::new();
+    // Batch boundaries recorded in this call.
+    let mut boundaries: Vec<(u64, Hash)> = Vec::new();
+    let mut checkpoint_changed = false;
+
+    for entry in entries {
+        next.applied = Some(entry.log_id);
+        let response = match entry.payload {
+            EntryPayload::Blank => CommandResponse::Empty,
+            EntryPayload::Membership(membership) => {
+                next.membership = StoredMembership::new(Some(entry.log_id), membership);
+                CommandResponse::Empty
+            }
+            EntryPayload::Normal(Command::Append { entries }) => {
+                let outcomes = apply_append(keyspace, &mut next, &mut batch, &mut fresh, entries)?;
+                boundaries.push((next.tree.size(), next.tree.root()));
+                CommandResponse::Appended(outcomes)
+            }
+            EntryPayload::Normal(Command::Publish {
+                size,
+                root,
+                checkpoint,
+            }) => {
+                let not_backwards = next.checkpoint.as_ref().is_none_or(|c| size >= c.size);
+                let accepted = not_backwards
+                    && root_at(keyspace, &next.tree, &boundaries, size)? == Some(root);
+                if accepted {
+                    next.checkpoint = Some(PublishedCheckpoint {
+                        size,
+                        root,
+                        text: checkpoint,
+                    });
+                    checkpoint_changed = true;
+                }
+                CommandResponse::Published { accepted }
+            }
+        };
+        responses.push(response);
+    }
+
+    // The recent-roots table: add this call's boundaries, drop the oldest beyond the bound.
+    for (size, root) in boundaries {
+        if next.recent_sizes.back() == Some(&size) {
+            continue; // an empty Append: same boundary as before
+        }
+        batch.put(index_key(ROOT_PREFIX, size).to_vec(), root.to_vec());
+        next.recent_sizes.push_back(size);
+    }
+    while next.recent_sizes.len() > RECENT_ROOTS {
+        if let Some(old) = next.recent_sizes.pop_front() {
+            batch.delete(index_key(ROOT_PREFIX, old).to_vec());
+        }
+    }
+
+    batch.put(KEY_APPLIED, codec::encode(&next.applied)?);
+    batch.put(KEY_MEMBERSHIP, codec::encode(&next.membership)?);
+    batch.put(KEY_TREE, next.tree.to_bytes());
+    if checkpoint_changed {
+        batch.put(KEY_CHECKPOINT, codec::encode(&next.checkpoint)?);
+    }
+    Ok((next, batch, responses))
+}
+
+fn apply_append(
+    keyspace: &dyn Keyspace,
+    next: &mut SmState,
+    batch: &mut WriteBatch,
+    fresh: &mut HashMap<[u8; 32], u64>,
+    entries: Vec<SequencedEntry>,
+) -> Result<Vec<AppendOutcome>, StateMachineError> {
+    let mut outcomes = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let known = match fresh.get(&entry.identity) {
+            Some(index) => Some(*index),
+            None => keyspace
+                .get(&identity_key(&entry.identity))?
+                .map(|v| decode_index(&v))
+                .transpose()?,
+        };
+        if let Some(index) = known {
+            outcomes.push(AppendOutcome::Duplicate { index });
+            continue;
+        }
+        // The identity was computed by the proposer; the state machine trusts the leader's
+        // sequencer for it (recomputing would cost a hash per entry on every node).
+        let index = next.tree.size();
+        next.tree
+            .append(leaf_hash(&entry.body))
+            .map_err(|e| StateMachineError::Corrupt(format!("compact range: {e}")))?;
+        fresh.insert(entry.identity, index);
+        batch.put(
+            identity_key(&entry.identity).to_vec(),
+            index.to_be_bytes().to_vec(),
+        );
+        batch.put(index_key(LEAF_PREFIX, index).to_vec(), entry.body);
+        outcomes.push(AppendOutcome::Logged { index });
+    }
+    Ok(outcomes)
+}
+
+fn sm_err(e: StateMachineError) -> StorageError<NodeId> {
+    StorageIOError::write_state_machine(AnyError::new(&e)).into()
+}
+
+fn sm_read_err(e: StateMachineError) -> StorageError<NodeId> {
+    StorageIOError::read_state_machine(AnyError::new(&e)).into()
+}
+
+async fn blocking<T, F>(f: F) -> Result<T, StateMachineError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StateMachineError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StateMachineError::Task(e.to_string()))?
+}
+
+/// The state machine store handed to `Raft::new`. Use [`StateMachineStore::reader`] for the
+/// node's reads.
+pub struct StateMachineStore {
+    shared: Arc<Shared>,
+}
+
+impl StateMachineStore {
+    /// Open the state machine on `keyspace` (normally [`STATE_MACHINE_KEYSPACE`]).
+    pub fn open(keyspace: Arc<dyn Keyspace>) -> Result<Self, StateMachineError> {
+        let state = load_state(keyspace.as_ref())?;
+        let (applied_tx, _) = watch::channel(state.applied_state());
+        Ok(Self {
+            shared: Arc::new(Shared {
+                keyspace,
+                state: Mutex::new(state),
+                integration: Mutex::new(()),
+                applied_tx,
+                snapshot_seq: std::sync::atomic::AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// A cheap, cloneable read handle for other tasks (never blocks RaftCore).
+    pub fn reader(&self) -> StateReader {
+        StateReader {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = snapshot::SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, NodeAddress>), StorageError<NodeId>>
+    {
+        let state = self.shared.lock_state().map_err(sm_read_err)?;
+        Ok((state.applied, state.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResponse>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<_> = entries.into_iter().collect();
+        let shared = self.shared.clone();
+        blocking(move || {
+            let mut state = shared.lock_state()?;
+            let (next, batch, responses) =
+                apply_entries(shared.keyspace.as_ref(), &state, entries)?;
+            shared.keyspace.apply(batch)?;
+            *state = next;
+            shared.applied_tx.send_replace(state.applied_state());
+            Ok(responses)
+        })
+        .await
+        .map_err(sm_err)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        snapshot::SnapshotBuilder::new(self.shared.clone())
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<std::io::Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(std::io::Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, NodeAddress>,
+        snapshot: Box<std::io::Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let shared = self.shared.clone();
+        let meta = meta.clone();
+        let data = snapshot.into_inner();
+        blocking(move || snapshot::install(&shared, &meta, data))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)).into())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let shared = self.shared.clone();
+        blocking(move || snapshot::current(shared.keyspace.as_ref()))
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(None, AnyError::new(&e)).into())
+    }
+}
+
+/// Read access to the applied state for the node (integrator, request handlers, publisher).
+///
+/// Point reads go straight to the engine and are cheap; [`StateReader::leaves`] and
+/// [`StateReader::mark_integrated`] run on blocking threads.
+#[derive(Clone)]
+pub struct StateReader {
+    shared: Arc<Shared>,
+}
+
+impl StateReader {
+    /// The applied size, root and latest checkpoint size.
+    pub fn applied(&self) -> AppliedState {
+        *self.shared.applied_tx.borrow()
+    }
+
+    /// A `watch` of the applied state, updated after every apply and snapshot install. Clone
+    /// out of `borrow()` at once; never hold the guard across an await.
+    pub fn subscribe(&self) -> watch::Receiver<AppliedState> {
+        self.shared.applied_tx.subscribe()
+    }
+
+    /// The root computed at `size`, if `size` is 0, the current size, or a recent batch
+    /// boundary.
+    pub fn root_at(&self, size: u64) -> Result<Option<[u8; 32]>, StateMachineError> {
+        let tree = self.shared.lock_state()?.tree.clone();
+        root_at(self.shared.keyspace.as_ref(), &tree, &[], size)
+    }
+
+    /// The latest accepted checkpoint.
+    pub fn latest_checkpoint(&self) -> Result<Option<PublishedCheckpoint>, StateMachineError> {
+        Ok(self.shared.lock_state()?.checkpoint.clone())
+    }
+
+    /// The index at which the entry with `identity` was logged.
+    pub fn lookup_identity(&self, identity: &[u8; 32]) -> Result<Option<u64>, StateMachineError> {
+        self.shared
+            .keyspace
+            .get(&identity_key(identity))?
+            .map(|v| decode_index(&v))
+            .transpose()
+    }
+
+    /// This node's durable integrated size (0 if never set).
+    pub fn integrated_size(&self) -> Result<u64, StateMachineError> {
+        Ok(get_record(self.shared.keyspace.as_ref(), KEY_INTEGRATED)?.unwrap_or(0))
+    }
+
+    /// The unintegrated leaf bodies `range.start..range.end`, in index order. Fails with
+    /// [`StateMachineError::LeafMissing`] for a body that is not held (integrated and deleted,
+    /// not yet applied, or below an installed snapshot's first leaf).
+    pub async fn leaves(&self, range: Range<u64>) -> Result<Vec<Vec<u8>>, StateMachineError> {
+        let shared = self.shared.clone();
+        blocking(move || {
+            if range.start >= range.end {
+                return Ok(Vec::new());
+            }
+            let lower = index_key(LEAF_PREFIX, range.start);
+            let upper = index_key(LEAF_PREFIX, range.end);
+            let rows = shared.keyspace.scan(
+                Bound::Included(&lower[..]),
+                Bound::Excluded(&upper[..]),
+                ScanOrder::Ascending,
+                usize::MAX,
+            )?;
+            let mut expected = range.start;
+            let mut out = Vec::with_capacity(rows.len());
+            for (key, body) in rows {
+                if crate::engine::parse_index_key(&key) != Some(expected) {
+                    return Err(StateMachineError::LeafMissing { index: expected });
+                }
+                out.push(body);
+                expected += 1;
+            }
+            if expected != range.end {
+                return Err(StateMachineError::LeafMissing { index: expected });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Record that this node's integrator has durably written every leaf below `size` to its
+    /// tile store, then delete those bodies. Local, not replicated.
+    ///
+    /// The integrated size is fsynced before any body is deleted: a crash in between leaves
+    /// bodies that are already integrated (deleted by the next call), never a body deleted
+    /// whose tiles the node does not know it wrote. A smaller `size` than the stored one is
+    /// ignored.
+    pub async fn mark_integrated(&self, size: u64) -> Result<(), StateMachineError> {
+        let shared = self.shared.clone();
+        blocking(move || {
+            let _serial = shared.lock_integration()?;
+            let applied = shared.lock_state()?.tree.size();
+            if size > applied {
+                return Err(StateMachineError::BeyondApplied { size, applied });
+            }
+            let keyspace = shared.keyspace.as_ref();
+            let previous: u64 = get_record(keyspace, KEY_INTEGRATED)?.unwrap_or(0);
+            if size <= previous {
+                return Ok(());
+            }
+            let mut mark = WriteBatch::new();
+            mark.put(KEY_INTEGRATED, codec::encode(&size)?);
+            keyspace.apply(mark)?;
+            keyspace.flush()?;
+
+            // Delete from the start of the table: bodies below `previous` may survive an
+            // earlier crash between the two steps.
+            let lower = index_key(LEAF_PREFIX, 0);
+            let upper = index_key(LEAF_PREFIX, size);
+            let rows = keyspace.scan(
+                Bound::Included(&lower[..]),
+                Bound::Excluded(&upper[..]),
+                ScanOrder::Ascending,
+                usize::MAX,
+            )?;
+            let mut delete = WriteBatch::new();
+            for (key, _) in rows {
+                delete.delete(key);
+            }
+            if !delete.is_empty() {
+                keyspace.apply(delete)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}

@@ -1,0 +1,129 @@
+//! The openraft type configuration and the replicated command set (DESIGN.md, "The replicated
+//! state machine").
+//!
+//! Commands and responses are bincode 1.3.3-encoded (rust-stack.md §8): no untagged, flattened or
+//! internally tagged serde shapes. Versioning: enum variants are only ever *appended* (bincode
+//! encodes the variant index, so old records keep decoding), and every persisted record carries
+//! a leading version byte ([`crate::codec`]).
+
+use std::fmt;
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+openraft::declare_raft_types!(
+    /// The openraft type configuration of the log.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResponse,
+        NodeId = NodeId,
+        Node = NodeAddress,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// A Raft node id.
+pub type NodeId = u64;
+
+/// The `Raft` handle of this type configuration.
+pub type Raft = openraft::Raft<TypeConfig>;
+
+/// Where a node can be reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeAddress {
+    /// Address of the node-to-node listener (`host:port`): Raft RPCs and write forwarding.
+    pub internal_addr: String,
+    /// Address of the public Rekor listener (`host:port`): reads can be redirected there.
+    pub public_addr: String,
+}
+
+impl fmt::Display for NodeAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "internal={} public={}",
+            self.internal_addr, self.public_addr
+        )
+    }
+}
+
+/// One entry to log: the canonical body and its identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequencedEntry {
+    /// The canonical entry bytes, which are also the Merkle leaf data.
+    pub body: Vec<u8>,
+    /// SHA-256 of `body`: the dedup key (DESIGN.md, "Dedup").
+    pub identity: [u8; 32],
+}
+
+impl SequencedEntry {
+    /// An entry whose identity is computed from `body`.
+    pub fn new(body: Vec<u8>) -> Self {
+        let identity = identity_of(&body);
+        Self { body, identity }
+    }
+}
+
+/// The dedup identity of a canonical body: SHA-256 of its bytes.
+pub fn identity_of(body: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(body).into()
+}
+
+/// A replicated command. New variants go at the end only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Log a batch of entries, in order (proposed by the leader's sequencer).
+    Append {
+        /// The batch.
+        entries: Vec<SequencedEntry>,
+    },
+    /// Record a signed checkpoint (proposed by the leader's publisher).
+    Publish {
+        /// Tree size the checkpoint commits to.
+        size: u64,
+        /// Root hash at `size`.
+        root: [u8; 32],
+        /// The signed note text.
+        checkpoint: String,
+    },
+}
+
+/// What became of one entry of an `Append`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendOutcome {
+    /// Newly logged at `index`.
+    Logged {
+        /// The assigned log index.
+        index: u64,
+    },
+    /// Already logged (earlier, or earlier in the same batch) at `index`.
+    Duplicate {
+        /// The index of the first occurrence.
+        index: u64,
+    },
+}
+
+impl AppendOutcome {
+    /// The log index of the entry, new or earlier.
+    pub fn index(&self) -> u64 {
+        match self {
+            AppendOutcome::Logged { index } | AppendOutcome::Duplicate { index } => *index,
+        }
+    }
+}
+
+/// The state machine's answer to one applied Raft entry. New variants go at the end only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CommandResponse {
+    /// Blank and membership entries.
+    Empty,
+    /// One outcome per entry of the `Append`, in request order.
+    Appended(Vec<AppendOutcome>),
+    /// Whether the `Publish` was recorded as the latest checkpoint.
+    Published {
+        /// `false` if the size went backwards or the root is not the one this log computed.
+        accepted: bool,
+    },
+}

@@ -1,0 +1,26 @@
+//! openraft's storage conformance suite against the sled-backed stores (rust-stack.md §2.3).
+
+use openraft::testing::{StoreBuilder, Suite};
+use openraft::StorageError;
+use rekor_raft::{
+    open_stores, EngineConfig, LogStore, NodeId, SledEngine, StateMachineStore, TypeConfig,
+};
+use tempfile::TempDir;
+
+/// Each build opens a fresh sled database in its own temp dir; the dir is the guard, dropped
+/// after the stores.
+struct SledStoreBuilder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for SledStoreBuilder {
+    async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let engine = SledEngine::open(&EngineConfig::new(dir.path())).expect("open sled");
+        let (log, sm) = open_stores(&engine).expect("open stores");
+        Ok((dir, log, sm))
+    }
+}
+
+#[test]
+fn openraft_storage_suite_passes() -> Result<(), StorageError<NodeId>> {
+    Suite::test_all(SledStoreBuilder)
+}
