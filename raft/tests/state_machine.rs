@@ -1,0 +1,382 @@
+//! The replicated state machine's rules (DESIGN.md, "The replicated state machine", "Dedup")
+//! and the durability of the log store, against real sled databases in temp dirs.
+
+use std::collections::BTreeSet;
+
+use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
+use openraft::{
+    CommittedLeaderId, Entry, EntryPayload, LogId, Membership, RaftLogReader, RaftSnapshotBuilder,
+    Vote,
+};
+use rekor_raft::state_machine::StateMachineError;
+use rekor_raft::{
+    open_stores, AppendOutcome, Command, CommandResponse, EngineConfig, SequencedEntry, SledEngine,
+    StateMachineStore, TypeConfig,
+};
+use rekor_storage::merkle::{leaf_hash, CompactRange};
+
+fn log_id(index: u64) -> LogId<u64> {
+    LogId::new(CommittedLeaderId::new(1, 0), index)
+}
+
+fn normal(index: u64, cmd: Command) -> Entry<TypeConfig> {
+    Entry {
+        log_id: log_id(index),
+        payload: EntryPayload::Normal(cmd),
+    }
+}
+
+fn append_cmd(bodies: &[&str]) -> Command {
+    Command::Append {
+        entries: bodies
+            .iter()
+            .map(|b| SequencedEntry::new(b.as_bytes().to_vec()))
+            .collect(),
+    }
+}
+
+fn publish_cmd(size: u64, root: [u8; 32]) -> Command {
+    Command::Publish {
+        size,
+        root,
+        checkpoint: format!("checkpoint at {size}\n"),
+    }
+}
+
+fn root_of(bodies: &[&str]) -> [u8; 32] {
+    let mut range = CompactRange::new();
+    for b in bodies {
+        range.append(leaf_hash(b.as_bytes())).unwrap();
+    }
+    range.root()
+}
+
+/// Apply one command at log index `index` and return its response.
+async fn apply_one(sm: &mut StateMachineStore, index: u64, cmd: Command) -> CommandResponse {
+    let mut out = sm.apply([normal(index, cmd)]).await.unwrap();
+    assert_eq!(out.len(), 1);
+    out.remove(0)
+}
+
+fn logged(indices: &[u64]) -> CommandResponse {
+    CommandResponse::Appended(
+        indices
+            .iter()
+            .map(|&index| AppendOutcome::Logged { index })
+            .collect(),
+    )
+}
+
+fn open(dir: &std::path::Path) -> (SledEngine, rekor_raft::LogStore, StateMachineStore) {
+    let engine = SledEngine::open(&EngineConfig::new(dir)).unwrap();
+    let (log, sm) = open_stores(&engine).unwrap();
+    (engine, log, sm)
+}
+
+#[tokio::test]
+async fn append_assigns_sequential_indices_and_extends_the_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_engine, _log, mut sm) = open(dir.path());
+    let reader = sm.reader();
+
+    assert_eq!(
+        apply_one(&mut sm, 1, append_cmd(&["a", "b", "c"])).await,
+        logged(&[0, 1, 2])
+    );
+    assert_eq!(
+        apply_one(&mut sm, 2, append_cmd(&["d", "e"])).await,
+        logged(&[3, 4])
+    );
+    let applied = reader.applied();
+    assert_eq!(applied.size, 5);
+    assert_eq!(applied.root, root_of(&["a", "b", "c", "d", "e"]));
+    assert_eq!(reader.root_at(3).unwrap(), Some(root_of(&["a", "b", "c"])));
+    assert_eq!(
+        reader.root_at(4).unwrap(),
+        None,
+        "4 is not a batch boundary"
+    );
+    assert_eq!(
+        reader.leaves(1..4).await.unwrap(),
+        vec![b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]
+    );
+    let id = SequencedEntry::new(b"d".to_vec()).identity;
+    assert_eq!(reader.lookup_identity(&id).unwrap(), Some(3));
+    assert_eq!(sm.applied_state().await.unwrap().0, Some(log_id(2)));
+}
+
+#[tokio::test]
+async fn duplicates_within_and_across_batches_answer_the_first_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_engine, _log, mut sm) = open(dir.path());
+
+    assert_eq!(
+        apply_one(&mut sm, 1, append_cmd(&["a", "b", "a"])).await,
+        CommandResponse::Appended(vec![
+            AppendOutcome::Logged { index: 0 },
+            AppendOutcome::Logged { index: 1 },
+            AppendOutcome::Duplicate { index: 0 },
+        ])
+    );
+    assert_eq!(
+        apply_one(&mut sm, 2, append_cmd(&["b", "c", "c"])).await,
+        CommandResponse::Appended(vec![
+            AppendOutcome::Duplicate { index: 1 },
+            AppendOutcome::Logged { index: 2 },
+            AppendOutcome::Duplicate { index: 2 },
+        ])
+    );
+    // Two Appends in one apply call: the second sees the first's identities.
+    let out = sm
+        .apply([
+            normal(3, append_cmd(&["d"])),
+            normal(4, append_cmd(&["d", "a"])),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            logged(&[3]),
+            CommandResponse::Appended(vec![
+                AppendOutcome::Duplicate { index: 3 },
+                AppendOutcome::Duplicate { index: 0 },
+            ])
+        ]
+    );
+    let reader = sm.reader();
+    assert_eq!(reader.applied().size, 4);
+    assert_eq!(reader.applied().root, root_of(&["a", "b", "c", "d"]));
+}
+
+#[tokio::test]
+async fn publish_is_accepted_only_for_the_computed_root_and_a_growing_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_engine, _log, mut sm) = open(dir.path());
+    let reader = sm.reader();
+    apply_one(&mut sm, 1, append_cmd(&["a", "b"])).await;
+    apply_one(&mut sm, 2, append_cmd(&["c", "d", "e"])).await;
+    let accepted = |accepted| CommandResponse::Published { accepted };
+
+    // Wrong root for a known size.
+    assert_eq!(
+        apply_one(&mut sm, 3, publish_cmd(5, [7u8; 32])).await,
+        accepted(false)
+    );
+    // Unknown size (inside a batch): even with the true root of that prefix.
+    assert_eq!(
+        apply_one(&mut sm, 4, publish_cmd(3, root_of(&["a", "b", "c"]))).await,
+        accepted(false)
+    );
+    assert_eq!(reader.latest_checkpoint().unwrap(), None);
+    assert_eq!(reader.applied().checkpoint_size, None);
+
+    // The correct root of the current size.
+    let root5 = root_of(&["a", "b", "c", "d", "e"]);
+    assert_eq!(
+        apply_one(&mut sm, 5, publish_cmd(5, root5)).await,
+        accepted(true)
+    );
+    let cp = reader.latest_checkpoint().unwrap().unwrap();
+    assert_eq!((cp.size, cp.root), (5, root5));
+    assert_eq!(cp.text, "checkpoint at 5\n");
+    assert_eq!(reader.applied().checkpoint_size, Some(5));
+
+    // A smaller size than the last published one, though its root is right.
+    assert_eq!(
+        apply_one(&mut sm, 6, publish_cmd(2, root_of(&["a", "b"]))).await,
+        accepted(false)
+    );
+    // An older batch boundary is accepted while the log has not published past it...
+    apply_one(&mut sm, 7, append_cmd(&["f"])).await;
+    let root6 = root_of(&["a", "b", "c", "d", "e", "f"]);
+    assert_eq!(
+        apply_one(&mut sm, 8, publish_cmd(6, root6)).await,
+        accepted(true)
+    );
+    assert_eq!(reader.latest_checkpoint().unwrap().unwrap().size, 6);
+    // ...and the same size may be re-published (e.g. with cosignatures).
+    assert_eq!(
+        apply_one(&mut sm, 9, publish_cmd(6, root6)).await,
+        accepted(true)
+    );
+}
+
+#[tokio::test]
+async fn state_survives_close_and_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let root3 = root_of(&["a", "b", "c"]);
+    {
+        let (_engine, _log, mut sm) = open(dir.path());
+        apply_one(&mut sm, 1, append_cmd(&["a", "b", "c"])).await;
+        apply_one(&mut sm, 2, publish_cmd(3, root3)).await;
+        let members = Membership::new(vec![BTreeSet::from([1u64, 2, 3])], None);
+        sm.apply([Entry {
+            log_id: log_id(3),
+            payload: EntryPayload::Membership(members),
+        }])
+        .await
+        .unwrap();
+        sm.reader().mark_integrated(1).await.unwrap();
+        // Every handle (engine, stores, readers) is dropped here.
+    }
+    let (_engine, _log, mut sm) = open(dir.path());
+    let reader = sm.reader();
+    let (applied, membership) = sm.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(3)));
+    assert_eq!(membership.voter_ids().collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert_eq!(reader.applied().size, 3);
+    assert_eq!(reader.applied().root, root3);
+    assert_eq!(reader.latest_checkpoint().unwrap().unwrap().size, 3);
+    assert_eq!(reader.integrated_size().unwrap(), 1);
+    assert_eq!(reader.root_at(3).unwrap(), Some(root3));
+    assert_eq!(
+        reader.leaves(1..3).await.unwrap(),
+        vec![b"b".to_vec(), b"c".to_vec()]
+    );
+    // Indices and dedup continue where they were.
+    assert_eq!(
+        apply_one(&mut sm, 4, append_cmd(&["b", "d"])).await,
+        CommandResponse::Appended(vec![
+            AppendOutcome::Duplicate { index: 1 },
+            AppendOutcome::Logged { index: 3 },
+        ])
+    );
+}
+
+#[tokio::test]
+async fn mark_integrated_deletes_bodies_below_the_integrated_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_engine, _log, mut sm) = open(dir.path());
+    let reader = sm.reader();
+    apply_one(&mut sm, 1, append_cmd(&["a", "b", "c", "d"])).await;
+    reader.mark_integrated(2).await.unwrap();
+    assert_eq!(reader.integrated_size().unwrap(), 2);
+    assert!(matches!(
+        reader.leaves(1..3).await,
+        Err(StateMachineError::LeafMissing { index: 1 })
+    ));
+    assert_eq!(
+        reader.leaves(2..4).await.unwrap(),
+        vec![b"c".to_vec(), b"d".to_vec()]
+    );
+    assert!(matches!(
+        reader.leaves(3..5).await,
+        Err(StateMachineError::LeafMissing { index: 4 })
+    ));
+    assert!(matches!(
+        reader.mark_integrated(5).await,
+        Err(StateMachineError::BeyondApplied {
+            size: 5,
+            applied: 4
+        })
+    ));
+    // Dedup does not depend on the bodies.
+    assert_eq!(
+        apply_one(&mut sm, 2, append_cmd(&["a"])).await,
+        CommandResponse::Appended(vec![AppendOutcome::Duplicate { index: 0 }])
+    );
+}
+
+#[tokio::test]
+async fn applied_state_watch_wakes_on_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_engine, _log, mut sm) = open(dir.path());
+    let mut rx = sm.reader().subscribe();
+    assert_eq!(rx.borrow_and_update().size, 0);
+    apply_one(&mut sm, 1, append_cmd(&["a", "b"])).await;
+    tokio::time::timeout(std::time::Duration::from_secs(5), rx.changed())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(rx.borrow().size, 2);
+}
+
+#[tokio::test]
+async fn snapshot_install_replaces_the_whole_state() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (_ea, _la, mut sm_a) = open(dir_a.path());
+    let (_eb, _lb, mut sm_b) = open(dir_b.path());
+
+    apply_one(&mut sm_a, 1, append_cmd(&["a", "b", "c"])).await;
+    apply_one(&mut sm_a, 2, publish_cmd(3, root_of(&["a", "b", "c"]))).await;
+    apply_one(&mut sm_a, 3, append_cmd(&["d"])).await;
+    sm_a.reader().mark_integrated(2).await.unwrap();
+
+    // B has diverging state that the snapshot must wipe.
+    apply_one(&mut sm_b, 1, append_cmd(&["x", "y", "z", "w", "v"])).await;
+
+    let snapshot = sm_a
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(snapshot.meta.last_log_id, Some(log_id(3)));
+    sm_b.install_snapshot(&snapshot.meta, snapshot.snapshot)
+        .await
+        .unwrap();
+
+    let (a, b) = (sm_a.reader(), sm_b.reader());
+    assert_eq!(b.applied(), a.applied());
+    assert_eq!(b.applied().size, 4);
+    assert_eq!(sm_b.applied_state().await.unwrap().0, Some(log_id(3)));
+    assert_eq!(
+        b.latest_checkpoint().unwrap(),
+        a.latest_checkpoint().unwrap()
+    );
+    assert_eq!(b.root_at(3).unwrap(), a.root_at(3).unwrap());
+    let x = SequencedEntry::new(b"x".to_vec()).identity;
+    let a_id = SequencedEntry::new(b"a".to_vec()).identity;
+    assert_eq!(
+        b.lookup_identity(&x).unwrap(),
+        None,
+        "old identities are gone"
+    );
+    assert_eq!(b.lookup_identity(&a_id).unwrap(), Some(0));
+    // Only the unintegrated bodies travel.
+    assert_eq!(
+        b.leaves(2..4).await.unwrap(),
+        vec![b"c".to_vec(), b"d".to_vec()]
+    );
+    assert!(b.leaves(0..1).await.is_err());
+    let current = sm_b.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta, snapshot.meta);
+
+    // Both continue identically.
+    let next_a = apply_one(&mut sm_a, 4, append_cmd(&["a", "e"])).await;
+    let next_b = apply_one(&mut sm_b, 4, append_cmd(&["a", "e"])).await;
+    assert_eq!(next_a, next_b);
+    assert_eq!(a.applied(), b.applied());
+}
+
+#[tokio::test]
+async fn log_store_entries_vote_and_committed_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let vote = Vote::new_committed(3, 1);
+    {
+        let (_engine, mut log, _sm) = open(dir.path());
+        let entries: Vec<_> = (1..=300)
+            .map(|i| normal(i, append_cmd(&[&format!("e{i}")])))
+            .collect();
+        log.blocking_append(entries).await.unwrap();
+        log.save_vote(&vote).await.unwrap();
+        log.save_committed(Some(log_id(250))).await.unwrap();
+        log.purge(log_id(10)).await.unwrap();
+        log.truncate(log_id(291)).await.unwrap();
+    }
+    let (_engine, mut log, _sm) = open(dir.path());
+    assert_eq!(log.read_vote().await.unwrap(), Some(vote));
+    assert_eq!(log.read_committed().await.unwrap(), Some(log_id(250)));
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id, Some(log_id(10)));
+    assert_eq!(state.last_log_id, Some(log_id(290)));
+    let entries = log.try_get_log_entries(..).await.unwrap();
+    let indices: Vec<u64> = entries.iter().map(|e| e.log_id.index).collect();
+    assert_eq!(indices, (11..=290).collect::<Vec<_>>());
+    assert_eq!(
+        entries[245].payload,
+        EntryPayload::Normal(append_cmd(&["e256"]))
+    );
+}
