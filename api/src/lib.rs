@@ -1,1 +1,37 @@
-//! Placeholder; see ARCHITECTURE.md.
+//! The Rekor v2 HTTP surface (`../shared/spec/rekor-v2-api.md`): proto3-JSON request decoding,
+//! hashedrekord v0.0.2 (and opt-in legacy dsse v0.0.2) validation, canonical bodies,
+//! `TransparencyLogEntry` responses, the error mapping, the tlog-tiles read routes, health and
+//! metrics.
+//!
+//! The crate knows nothing of Raft: whatever sequences entries implements [`LogBackend`].
+//!
+//! Map:
+//! - [`proto_json`], [`request`]: decoding (§3, §4, §12.1).
+//! - [`key_details`], [`verifier`], [`entry`]: validation (§5, §12.2).
+//! - [`canonical`]: canonical bodies and hashes (§6).
+//! - [`response`]: the 201 body and status bodies (§7, §10).
+//! - [`backend`]: the [`LogBackend`] seam and tile paths.
+//! - [`http`]: routes, [`ApiConfig`], [`ApiState`].
+//! - [`metrics`]: Prometheus metrics (§14.2).
+//! - [`memory_log`]: an in-process backend on the storage crate.
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod canonical;
+pub mod entry;
+pub mod http;
+pub mod key_details;
+pub mod metrics;
+pub mod proto_json;
+pub mod request;
+pub mod response;
+pub mod verifier;
+
+pub use backend::{
+    EntryKind, LogBackend, LoggedEntry, ReadError, SubmitError, TileRequest, ValidatedEntry,
+};
+pub use entry::{EntryError, EntryValidator};
+pub use http::{ApiConfig, ApiSetupError, ApiState};
+pub use key_details::{AlgorithmPolicy, HashAlgorithm, PublicKeyDetails};
+pub use request::CreateEntryRequest;
+pub use verifier::{EntryVerifier, RustCryptoVerifier};

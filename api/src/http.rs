@@ -1,0 +1,497 @@
+//! The actix-web routes of the public listener (rekor-v2-api.md §2.1, §10; tlog-tiles.md §2, §12).
+//!
+//! Build one [`ApiState`] outside `HttpServer::new` and mount it in every worker's `App` with
+//! `App::new().configure(|cfg| state.configure(cfg))`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::dev::Service as _;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures::StreamExt as _;
+use prometheus::{Encoder as _, Registry, TextEncoder};
+use tracing::{debug, error, warn};
+
+use crate::backend::{
+    EntryKind, LogBackend, LoggedEntry, SubmitError, TileRequest, ValidatedEntry,
+};
+use crate::entry::{EntryError, EntryValidator};
+use crate::key_details::AlgorithmPolicy;
+use crate::metrics::ApiMetrics;
+use crate::request::CreateEntryRequest;
+use crate::response::{status_body, transparency_log_entry, GrpcCode};
+use crate::verifier::{EntryVerifier, RustCryptoVerifier};
+
+/// Upstream `--max-request-body-size` default: 4 MiB.
+pub const DEFAULT_MAX_REQUEST_BODY_SIZE: usize = 4 * 1024 * 1024;
+
+/// The body of a POST to a frozen log, plain text (§10).
+pub const FROZEN_MESSAGE: &str = "This log has been frozen, please switch to the latest log.\n";
+
+/// Configuration of the HTTP surface.
+#[derive(Clone)]
+pub struct ApiConfig {
+    /// `logId.keyId`: the full 32-byte checkpoint key ID (rekor-v2-api.md §8.3).
+    pub log_id: [u8; 32],
+    /// Read-only (frozen) log: every POST answers 405.
+    pub read_only: bool,
+    /// Accept legacy dsse v0.0.2 requests (§12). Off by default.
+    pub enable_dsse: bool,
+    /// The client signing-algorithm allow-list (§5.1).
+    pub algorithms: AlgorithmPolicy,
+    /// Request bodies above this answer 400 `http: request body too large`.
+    pub max_request_body_size: usize,
+    /// Signature verification backend.
+    pub verifier: Arc<dyn EntryVerifier>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            log_id: [0; 32],
+            read_only: false,
+            enable_dsse: false,
+            algorithms: AlgorithmPolicy::default(),
+            max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
+            verifier: Arc::new(RustCryptoVerifier),
+        }
+    }
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("log_id", &hex::encode(self.log_id))
+            .field("read_only", &self.read_only)
+            .field("enable_dsse", &self.enable_dsse)
+            .field("algorithms", &self.algorithms)
+            .field("max_request_body_size", &self.max_request_body_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the API could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiSetupError {
+    #[error("registering metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Shared state of the public routes. Cheap to clone.
+#[derive(Clone)]
+pub struct ApiState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: ApiConfig,
+    backend: Arc<dyn LogBackend>,
+    validator: EntryValidator,
+    metrics: ApiMetrics,
+    registry: Registry,
+}
+
+impl ApiState {
+    /// Creates the state and registers the API metrics on `registry` (served at `/metrics`).
+    pub fn new(
+        config: ApiConfig,
+        backend: Arc<dyn LogBackend>,
+        registry: &Registry,
+    ) -> Result<Self, ApiSetupError> {
+        let metrics = ApiMetrics::register(registry)?;
+        let validator = EntryValidator::with_verifier(
+            config.algorithms.clone(),
+            config.enable_dsse,
+            config.verifier.clone(),
+        );
+        Ok(ApiState {
+            inner: Arc::new(Inner {
+                config,
+                backend,
+                validator,
+                metrics,
+                registry: registry.clone(),
+            }),
+        })
+    }
+
+    /// The API metrics (for tests and for the node's own dashboards).
+    pub fn metrics(&self) -> &ApiMetrics {
+        &self.inner.metrics
+    }
+
+    /// The entry validator this state uses.
+    pub fn validator(&self) -> &EntryValidator {
+        &self.inner.validator
+    }
+
+    /// Mounts every public route, the JSON 404 default, and the HTTP metrics middleware.
+    /// The routes live in one scope with an empty prefix, so this should be the only thing
+    /// mounted on the public listener's `App`.
+    pub fn configure(&self, cfg: &mut web::ServiceConfig) {
+        let data = web::Data::new(self.clone());
+        let metrics = self.inner.metrics.clone();
+        cfg.service(
+            web::scope("")
+                .app_data(data)
+                .wrap_fn(move |request, service| {
+                    let started = Instant::now();
+                    let method = request.method().to_string();
+                    let request_size = request
+                        .headers()
+                        .get(header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<f64>().ok());
+                    let metrics = metrics.clone();
+                    let response = service.call(request);
+                    async move {
+                        let response = response.await?;
+                        observe_request(
+                            &metrics,
+                            &method,
+                            response.status(),
+                            started,
+                            request_size,
+                        );
+                        Ok(response)
+                    }
+                })
+                .service(
+                    web::resource("/api/v2/log/entries")
+                        .route(web::post().to(create_entry))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/api/v2/checkpoint")
+                        .route(web::get().to(get_checkpoint))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/api/v2/tile/{tail:.+}")
+                        .route(web::get().to(get_tile))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/healthz")
+                        .route(web::get().to(healthz))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/metrics")
+                        .route(web::get().to(get_metrics))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .default_service(web::to(not_found)),
+        );
+    }
+}
+
+/// Counts and times one request by status code and method.
+fn observe_request(
+    metrics: &ApiMetrics,
+    method: &str,
+    status: StatusCode,
+    started: Instant,
+    request_size: Option<f64>,
+) {
+    let code = status.as_u16().to_string();
+    let labels = [code.as_str(), method];
+    metrics.http_requests_total.with_label_values(&labels).inc();
+    metrics
+        .http_api_latency
+        .with_label_values(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    if let Some(size) = request_size {
+        metrics
+            .http_api_request_size
+            .with_label_values(&labels)
+            .observe(size);
+    }
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .body(body)
+}
+
+fn status_response(status: StatusCode, code: GrpcCode, message: &str) -> HttpResponse {
+    json_response(status, status_body(code, message))
+}
+
+async fn not_found() -> HttpResponse {
+    status_response(StatusCode::NOT_FOUND, GrpcCode::NotFound, "Not Found")
+}
+
+/// grpc-gateway answers a known path with the wrong method with 501, not 405 (§2.1).
+async fn method_not_allowed() -> HttpResponse {
+    status_response(
+        StatusCode::NOT_IMPLEMENTED,
+        GrpcCode::Unimplemented,
+        "Method Not Allowed",
+    )
+}
+
+async fn healthz() -> HttpResponse {
+    json_response(StatusCode::OK, b"{\"status\":\"SERVING\"}\n".to_vec())
+}
+
+async fn get_metrics(state: web::Data<ApiState>) -> HttpResponse {
+    let mut out = Vec::new();
+    let encoder = TextEncoder::new();
+    match encoder.encode(&state.inner.registry.gather(), &mut out) {
+        Ok(()) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, encoder.format_type()))
+            .body(out),
+        Err(e) => {
+            error!(error = %e, "encoding metrics failed");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
+}
+
+async fn get_checkpoint(state: web::Data<ApiState>) -> HttpResponse {
+    match state.inner.backend.checkpoint().await {
+        Ok(Some(text)) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+            .insert_header((header::CACHE_CONTROL, "no-cache"))
+            .body(text),
+        Ok(None) => not_found().await,
+        Err(e) => {
+            error!(error = %e, "reading the checkpoint failed");
+            status_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                GrpcCode::Internal,
+                "internal server error",
+            )
+        }
+    }
+}
+
+async fn get_tile(state: web::Data<ApiState>, request: HttpRequest) -> HttpResponse {
+    let tail = request.match_info().get("tail").unwrap_or_default();
+    let Some(id) = TileRequest::parse(tail) else {
+        return not_found().await;
+    };
+    match state.inner.backend.tile(id).await {
+        Ok(Some(bytes)) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "application/octet-stream"))
+            .insert_header((header::CACHE_CONTROL, "max-age=604800,immutable"))
+            .body(bytes),
+        Ok(None) => not_found().await,
+        Err(e) => {
+            error!(error = %e, tile = %id, "reading a tile failed");
+            status_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                GrpcCode::Internal,
+                "internal server error",
+            )
+        }
+    }
+}
+
+fn frozen_response() -> HttpResponse {
+    HttpResponse::build(StatusCode::METHOD_NOT_ALLOWED)
+        .insert_header((header::CONTENT_TYPE, "text/plain; charset=utf-8"))
+        .body(FROZEN_MESSAGE)
+}
+
+fn integration_failure() -> HttpResponse {
+    status_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        GrpcCode::Unknown,
+        "failed to integrate entry",
+    )
+}
+
+/// Reads the body up to `limit` bytes; `None` if it is larger.
+async fn read_body(
+    request: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<Option<Vec<u8>>, actix_web::Error> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Ok(None);
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk?;
+        if body.len() + chunk.len() > limit {
+            return Ok(None);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Some(body))
+}
+
+/// Outcome of decoding and validating a body on a blocking thread.
+enum Checked {
+    Entry(ValidatedEntry),
+    Undecodable(String),
+    Invalid(EntryError, Option<EntryKind>),
+}
+
+/// `POST /api/v2/log/entries` (§3–§7, §10, §11.1).
+async fn create_entry(
+    state: web::Data<ApiState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> HttpResponse {
+    let inner = &state.inner;
+    if inner.config.read_only {
+        return frozen_response();
+    }
+    let body = match read_body(&request, payload, inner.config.max_request_body_size).await {
+        Ok(Some(body)) => body,
+        Ok(None) => {
+            return status_response(
+                StatusCode::BAD_REQUEST,
+                GrpcCode::InvalidArgument,
+                "http: request body too large",
+            )
+        }
+        Err(e) => {
+            debug!(error = %e, "reading the request body failed");
+            return status_response(
+                StatusCode::BAD_REQUEST,
+                GrpcCode::InvalidArgument,
+                &e.to_string(),
+            );
+        }
+    };
+
+    // Decoding a 4 MiB body and verifying signatures are CPU-bound: keep them off the workers.
+    let validator = inner.validator.clone();
+    let timer = inner.metrics.entry_validation_seconds.start_timer();
+    let checked = web::block(move || match CreateEntryRequest::from_json(&body) {
+        Err(e) => Checked::Undecodable(e.to_string()),
+        Ok(decoded) => match validator.validate(&decoded) {
+            Ok(entry) => Checked::Entry(entry),
+            Err((error, kind)) => Checked::Invalid(error, kind),
+        },
+    })
+    .await;
+    timer.observe_duration();
+    let entry = match checked {
+        Ok(Checked::Entry(entry)) => entry,
+        Ok(Checked::Undecodable(message)) => {
+            debug!(%message, "undecodable request");
+            return status_response(StatusCode::BAD_REQUEST, GrpcCode::InvalidArgument, &message);
+        }
+        Ok(Checked::Invalid(error, kind)) => {
+            let message = inner.validator.client_message(&error, kind);
+            if error.is_client_error() {
+                debug!(reason = %error, "invalid request");
+                return status_response(
+                    StatusCode::BAD_REQUEST,
+                    GrpcCode::InvalidArgument,
+                    message,
+                );
+            }
+            warn!(reason = %error, "entry cannot be integrated");
+            return status_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                GrpcCode::Unknown,
+                message,
+            );
+        }
+        Err(e) => {
+            error!(error = %e, "validation task failed");
+            return status_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                GrpcCode::Internal,
+                "internal server error",
+            );
+        }
+    };
+
+    let kind = entry.kind;
+    let leaf_hash = entry.leaf_hash;
+    let canonical_body = entry.canonical_body.clone();
+    let logged = match inner.backend.submit(entry).await {
+        Ok(logged) => logged,
+        Err(e) => return submit_error_response(&e),
+    };
+    if let Err(reason) = check_logged_entry(&leaf_hash, &logged) {
+        inner.metrics.inclusion_proof_failure_total.inc();
+        error!(index = logged.log_index, size = logged.tree_size, %reason, "inclusion proof self-check failed");
+        return integration_failure();
+    }
+    match kind {
+        EntryKind::HashedRekord => inner.metrics.new_hashedrekord_entries.inc(),
+        EntryKind::Dsse => inner.metrics.new_dsse_entries.inc(),
+    }
+    HttpResponse::Created()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .body(transparency_log_entry(
+            &inner.config.log_id,
+            kind,
+            &canonical_body,
+            &logged,
+        ))
+}
+
+fn submit_error_response(error: &SubmitError) -> HttpResponse {
+    match error {
+        SubmitError::Duplicate { log_index } => {
+            let mut response = status_response(
+                StatusCode::CONFLICT,
+                GrpcCode::AlreadyExists,
+                &error.to_string(),
+            );
+            if let Ok(value) = HeaderValue::from_str(&log_index.to_string()) {
+                response
+                    .headers_mut()
+                    .insert(header::HeaderName::from_static("x-log-index"), value);
+            }
+            response
+        }
+        SubmitError::Overloaded => status_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            GrpcCode::Unavailable,
+            "reached max pushback; retry",
+        ),
+        SubmitError::Unavailable(reason) => {
+            warn!(%reason, "log unavailable");
+            status_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                GrpcCode::Unavailable,
+                "log unavailable; retry",
+            )
+        }
+        SubmitError::Frozen => frozen_response(),
+        SubmitError::Internal(reason) => {
+            error!(%reason, "integrating an entry failed");
+            integration_failure()
+        }
+    }
+}
+
+/// Before answering, the proof must lead from the leaf to `root_hash`, and the checkpoint must
+/// be for that size and root (§7: all of these are checked by some client).
+pub fn check_logged_entry(leaf_hash: &[u8; 32], logged: &LoggedEntry) -> Result<(), String> {
+    rekor_storage::merkle::verify_inclusion(
+        logged.log_index,
+        logged.tree_size,
+        leaf_hash,
+        &logged.inclusion_proof,
+        &logged.root_hash,
+    )
+    .map_err(|e| format!("inclusion proof: {e}"))?;
+    let mut lines = logged.checkpoint.split('\n');
+    let _origin = lines.next();
+    let size = lines.next().and_then(|s| s.parse::<u64>().ok());
+    let root = lines.next();
+    let expected_root = crate::proto_json::encode_bytes(&logged.root_hash);
+    if size != Some(logged.tree_size) || root != Some(expected_root.as_str()) {
+        return Err("checkpoint does not match the proof's tree size and root".into());
+    }
+    Ok(())
+}
