@@ -173,7 +173,7 @@ impl CompactRange {
 
     /// Parses the form written by [`Self::to_bytes`].
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CompactRangeError> {
-        if bytes.len() < 8 || (bytes.len() - 8) % 32 != 0 {
+        if bytes.len() < 8 || !(bytes.len() - 8).is_multiple_of(32) {
             return Err(CompactRangeError::InvalidLength(bytes.len()));
         }
         let (size_bytes, rest) = bytes.split_at(8);
@@ -395,4 +395,16 @@ pub fn consistency_proof_len(size1: u64, size2: u64) -> usize {
     } else {
         path + 1
     }
+}
+
+/// RFC 6962 §2.1 Merkle tree hash over a row of already-hashed nodes (for example a
+/// tile's bottom row). `None` for an empty row. Every node it produces is a complete
+/// subtree of the row; the right edge is folded the same way as a tree root.
+pub fn subtree_root(row: &[Hash]) -> Option<Hash> {
+    let mut range = CompactRange::new();
+    for h in row {
+        // A row is at most usize::MAX hashes, far below u64::MAX, so append cannot fail.
+        range.append(*h).ok()?;
+    }
+    fold_right(range.hashes())
 }

@@ -1,0 +1,282 @@
+//! The single integration core: appends batches of entries to the tree and returns
+//! every hash tile and entry bundle to write, deterministically.
+//!
+//! A [`TreeBuilder`] holds only the tree's right edge in memory: the compact range
+//! (≤ 64 hashes), the bottom row of the partial tile at each tile level, and the
+//! partial entry bundle (spec/tlog-tiles.md §11.6, §15.5). Appending is pure; the
+//! caller writes the returned objects (each path's bytes depend only on the leaves
+//! it covers, so re-running an integration after a crash rewrites identical bytes,
+//! which the create-once tile store accepts).
+
+use crate::merkle::{self, CompactRange, Hash};
+use crate::proof::{self, ProofBuildError, TileSet};
+use crate::tile_store::{TileStore, TileStoreError};
+use crate::tiles::{self, BundleId, TileError, TileId, MAX_ENTRY_SIZE, TILE_HEIGHT, TILE_WIDTH};
+use bytes::Bytes;
+
+/// Tile levels needed for a u64-sized tree (8 levels × 8 = 64 tree levels).
+const TILE_LEVELS: usize = 8;
+
+/// The result of one [`TreeBuilder::append`]: the new tree head and the objects to
+/// write (full and partial), sorted by id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Integration {
+    /// Tree size after the batch.
+    pub size: u64,
+    /// RFC 6962 root after the batch.
+    pub root: Hash,
+    /// Hash tiles to write, sorted by (level, index, width).
+    pub tiles: Vec<(TileId, Bytes)>,
+    /// Entry bundles to write, sorted by (index, width).
+    pub bundles: Vec<(BundleId, Bytes)>,
+}
+
+/// Why an append or a resume failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IntegrateError {
+    /// An entry is larger than a bundle record can hold.
+    #[error("entry {position} of the batch has {len} bytes; the limit is 65,535")]
+    EntryTooLarge { position: usize, len: usize },
+    /// The tree cannot grow past u64::MAX leaves.
+    #[error("tree size would overflow")]
+    Overflow,
+    /// A right-edge tile needed to resume is missing.
+    #[error("right-edge tile {0} is missing from the store")]
+    MissingTile(TileId),
+    /// The right-edge entry bundle needed to resume is missing.
+    #[error("right-edge bundle {0} is missing from the store")]
+    MissingBundle(BundleId),
+    /// The partial bundle does not hold the number of entries the size implies.
+    #[error("bundle {id} holds {got} entries")]
+    BundleCount { id: BundleId, got: usize },
+    /// The resumed tree's root is not the expected one.
+    #[error("resumed root at size {size} does not match the expected root")]
+    RootMismatch { size: u64 },
+    /// A stored tile or bundle is malformed.
+    #[error(transparent)]
+    Tile(#[from] TileError),
+    /// Rebuilding the compact range from tiles failed.
+    #[error(transparent)]
+    Proof(#[from] ProofBuildError),
+    /// Reading from the store failed.
+    #[error(transparent)]
+    Store(#[from] TileStoreError),
+}
+
+/// The tree's right edge, and the function that extends it.
+///
+/// Owned by the integrator (a single writer); not shared.
+#[derive(Debug, Clone)]
+pub struct TreeBuilder {
+    range: CompactRange,
+    /// Bottom row of the partial tile at each tile level, as of `range.size()`;
+    /// level `l` holds `partial_tile_width(l, size)` hashes.
+    partial_tiles: Vec<Vec<Hash>>,
+    /// Encoded records of the partial entry bundle (`size % 256` entries).
+    partial_bundle: Vec<u8>,
+}
+
+impl Default for TreeBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TreeBuilder {
+    /// A builder for the empty tree.
+    pub fn new() -> Self {
+        Self {
+            range: CompactRange::new(),
+            partial_tiles: vec![Vec::new(); TILE_LEVELS],
+            partial_bundle: Vec::new(),
+        }
+    }
+
+    /// The current tree size.
+    pub fn size(&self) -> u64 {
+        self.range.size()
+    }
+
+    /// The current RFC 6962 root.
+    pub fn root(&self) -> Hash {
+        self.range.root()
+    }
+
+    /// The current compact range (what the Raft state machine may persist).
+    pub fn compact_range(&self) -> &CompactRange {
+        &self.range
+    }
+
+    /// The tiles and bundle [`Self::from_right_edge`] needs for `size`.
+    pub fn right_edge(size: u64) -> (Vec<TileId>, Option<BundleId>) {
+        let tiles = (0..TILE_LEVELS as u8)
+            .filter_map(|l| tiles::tile_at_size(l, size >> (TILE_HEIGHT * u32::from(l)) >> 8, size))
+            .filter(|t| !t.is_full())
+            .collect();
+        (
+            tiles,
+            tiles::bundle_at_size(size / u64::from(TILE_WIDTH), size),
+        )
+    }
+
+    /// Rebuilds the builder from the right-edge partial tiles (`(id, bytes)` for the
+    /// ids of [`Self::right_edge`]) and the partial bundle's bytes.
+    pub fn from_right_edge<B: AsRef<[u8]>>(
+        size: u64,
+        tiles: &[(TileId, B)],
+        bundle: Option<&[u8]>,
+    ) -> Result<Self, IntegrateError> {
+        let (want_tiles, want_bundle) = Self::right_edge(size);
+        let mut partial_tiles = vec![Vec::new(); TILE_LEVELS];
+        let mut set = TileSet::new();
+        for id in want_tiles {
+            let bytes = tiles
+                .iter()
+                .find(|(t, _)| *t == id)
+                .map(|(_, b)| b.as_ref())
+                .ok_or(IntegrateError::MissingTile(id))?;
+            let hashes = tiles::decode_tile(bytes, id.width)?;
+            set.insert_hashes(id.level, id.index, hashes.clone());
+            partial_tiles[usize::from(id.level)] = hashes;
+        }
+        let partial_bundle = match want_bundle {
+            Some(id) => {
+                let bytes = bundle.ok_or(IntegrateError::MissingBundle(id))?;
+                let got = tiles::decode_bundle(bytes)?.len();
+                if got != usize::from(id.width) {
+                    return Err(IntegrateError::BundleCount { id, got });
+                }
+                bytes.to_vec()
+            }
+            None => Vec::new(),
+        };
+        let range = proof::compact_range_from_tiles(size, &set)?;
+        Ok(Self {
+            range,
+            partial_tiles,
+            partial_bundle,
+        })
+    }
+
+    /// Resumes at `size` by reading only the right-edge partial tiles and partial
+    /// bundle from `store`.
+    pub async fn resume(store: &TileStore, size: u64) -> Result<Self, IntegrateError> {
+        let (want_tiles, want_bundle) = Self::right_edge(size);
+        let mut tiles = Vec::with_capacity(want_tiles.len());
+        for id in want_tiles {
+            let bytes = store
+                .get_tile(id)
+                .await?
+                .ok_or(IntegrateError::MissingTile(id))?;
+            tiles.push((id, bytes));
+        }
+        let bundle = match want_bundle {
+            Some(id) => Some(
+                store
+                    .get_bundle(id.index, id.width)
+                    .await?
+                    .ok_or(IntegrateError::MissingBundle(id))?,
+            ),
+            None => None,
+        };
+        Self::from_right_edge(size, &tiles, bundle.as_deref())
+    }
+
+    /// [`Self::resume`], then checks the rebuilt root equals `expected_root`.
+    pub async fn resume_checked(
+        store: &TileStore,
+        size: u64,
+        expected_root: &Hash,
+    ) -> Result<Self, IntegrateError> {
+        let builder = Self::resume(store, size).await?;
+        if &builder.root() != expected_root {
+            return Err(IntegrateError::RootMismatch { size });
+        }
+        Ok(builder)
+    }
+
+    /// Appends a batch of entries (the leaf data, e.g. canonical bodies) and returns
+    /// the new tree head and every tile and bundle to write. On error nothing changes.
+    pub fn append<E: AsRef<[u8]>>(&mut self, entries: &[E]) -> Result<Integration, IntegrateError> {
+        for (position, e) in entries.iter().enumerate() {
+            let len = e.as_ref().len();
+            if len > MAX_ENTRY_SIZE {
+                return Err(IntegrateError::EntryTooLarge { position, len });
+            }
+        }
+        let start = self.range.size();
+        start
+            .checked_add(entries.len() as u64)
+            .ok_or(IntegrateError::Overflow)?;
+
+        let mut out_tiles = Vec::new();
+        let mut out_bundles = Vec::new();
+        let mut touched = [false; TILE_LEVELS];
+        let width = usize::from(TILE_WIDTH);
+        let partial_tiles = &mut self.partial_tiles;
+        for e in entries {
+            let entry = e.as_ref();
+            let index = self.range.size();
+            // Length checked above, so the record always encodes.
+            tiles::append_bundle_entry(&mut self.partial_bundle, entry)?;
+            if (index + 1) % u64::from(TILE_WIDTH) == 0 {
+                let id = BundleId {
+                    index: index / u64::from(TILE_WIDTH),
+                    width: TILE_WIDTH,
+                };
+                out_bundles.push((id, Bytes::from(std::mem::take(&mut self.partial_bundle))));
+            }
+            self.range
+                .append_visit(merkle::leaf_hash(entry), |level, node_index, hash| {
+                    // Only nodes at multiples of 8 levels are tile entries; the rows
+                    // in between are recomputed by readers.
+                    if u32::from(level) % TILE_HEIGHT != 0 {
+                        return;
+                    }
+                    let tile_level = (u32::from(level) / TILE_HEIGHT) as usize;
+                    let Some(row) = partial_tiles.get_mut(tile_level) else {
+                        return;
+                    };
+                    row.push(*hash);
+                    touched[tile_level] = true;
+                    if row.len() == width {
+                        let id = TileId {
+                            level: tile_level as u8,
+                            index: node_index / u64::from(TILE_WIDTH),
+                            width: TILE_WIDTH,
+                        };
+                        out_tiles.push((id, Bytes::from(tiles::encode_tile(row))));
+                        row.clear();
+                    }
+                })
+                .map_err(|_| IntegrateError::Overflow)?;
+        }
+        let size = self.range.size();
+        for (level, row) in self.partial_tiles.iter().enumerate() {
+            if touched[level] && !row.is_empty() {
+                let index = size >> (TILE_HEIGHT * level as u32) >> TILE_HEIGHT;
+                let id = TileId {
+                    level: level as u8,
+                    index,
+                    width: row.len() as u16,
+                };
+                out_tiles.push((id, Bytes::from(tiles::encode_tile(row))));
+            }
+        }
+        if size > start && !self.partial_bundle.is_empty() {
+            let id = BundleId {
+                index: size / u64::from(TILE_WIDTH),
+                width: (size % u64::from(TILE_WIDTH)) as u16,
+            };
+            out_bundles.push((id, Bytes::copy_from_slice(&self.partial_bundle)));
+        }
+        out_tiles.sort_by_key(|(id, _)| *id);
+        out_bundles.sort_by_key(|(id, _)| *id);
+        Ok(Integration {
+            size,
+            root: self.range.root(),
+            tiles: out_tiles,
+            bundles: out_bundles,
+        })
+    }
+}
