@@ -2,14 +2,20 @@
 //! "Snapshots and catch-up"; rust-stack.md §2–§4, §8).
 
 pub mod codec;
+pub mod config;
 pub mod engine;
 pub mod log_store;
+pub mod network;
+pub mod server;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
+pub use config::{build_config, RaftTuning};
 pub use engine::{EngineConfig, EngineError, Keyspace, SledEngine};
 pub use log_store::LogStore;
+pub use network::{ClusterSecret, HttpNetwork, NetworkConfig};
+pub use server::{raft_scope, RaftServerConfig};
 pub use state_machine::{
     AppliedState, PublishedCheckpoint, StateMachineError, StateMachineStore, StateReader,
 };
