@@ -572,10 +572,14 @@ impl EcdsaP256NoteSigner {
         Self::new(name, p256::ecdsa::SigningKey::random(&mut rand_core::OsRng))
     }
 
-    /// Loads a PKCS#8 PEM private key.
-    pub fn from_pkcs8_pem(name: &str, pem: &str) -> Result<Self, NoteError> {
-        let key = p256::ecdsa::SigningKey::from_pkcs8_pem(pem)
-            .map_err(|_| NoteError::MalformedKey("not a P-256 PKCS#8 PEM key"))?;
+    /// Loads a PEM private key: PKCS#8 (`PRIVATE KEY`) or SEC1 (`EC PRIVATE KEY`).
+    pub fn from_pem(name: &str, pem: &str) -> Result<Self, NoteError> {
+        let key = match p256::ecdsa::SigningKey::from_pkcs8_pem(pem) {
+            Ok(k) => k,
+            Err(_) => p256::SecretKey::from_sec1_pem(pem)
+                .map(p256::ecdsa::SigningKey::from)
+                .map_err(|_| NoteError::MalformedKey("not a P-256 PKCS#8 or SEC1 PEM key"))?,
+        };
         Self::new(name, key)
     }
 
@@ -620,12 +624,12 @@ impl NoteSigner for EcdsaP256NoteSigner {
     }
 }
 
-/// Loads a log signing key from PKCS#8 PEM: Ed25519 or ECDSA P-256.
-pub fn signer_from_pkcs8_pem(name: &str, pem: &str) -> Result<Box<dyn NoteSigner>, NoteError> {
+/// Loads a log signing key from PEM: Ed25519 (PKCS#8) or ECDSA P-256 (PKCS#8 or SEC1).
+pub fn signer_from_pem(name: &str, pem: &str) -> Result<Box<dyn NoteSigner>, NoteError> {
     if let Ok(s) = Ed25519NoteSigner::from_pkcs8_pem(name, pem) {
         return Ok(Box::new(s));
     }
-    if let Ok(s) = EcdsaP256NoteSigner::from_pkcs8_pem(name, pem) {
+    if let Ok(s) = EcdsaP256NoteSigner::from_pem(name, pem) {
         return Ok(Box::new(s));
     }
     Err(NoteError::UnsupportedKey)
