@@ -93,6 +93,9 @@ pub enum ScanOrder {
     Descending,
 }
 
+/// A key and its value, as returned by [`Keyspace::scan`].
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// One named, ordered key space of the engine (a sled `Tree`).
 ///
 /// All methods may block on disk: async callers run them under `spawn_blocking`.
@@ -107,7 +110,7 @@ pub trait Keyspace: Send + Sync + 'static {
         upper: Bound<&[u8]>,
         order: ScanOrder,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, EngineError>;
+    ) -> Result<Vec<KeyValue>, EngineError>;
 
     /// Apply every operation of `batch` atomically (visible at once, all or nothing after a
     /// crash). Not durable until [`Keyspace::flush`] returns.
@@ -200,7 +203,7 @@ impl Keyspace for SledKeyspace {
         upper: Bound<&[u8]>,
         order: ScanOrder,
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, EngineError> {
+    ) -> Result<Vec<KeyValue>, EngineError> {
         let range = self.tree.range::<&[u8], _>((lower, upper));
         let mut out = Vec::new();
         let mut push = |item: sled::Result<(sled::IVec, sled::IVec)>| -> Result<bool, EngineError> {

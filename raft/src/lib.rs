@@ -1,5 +1,17 @@
 //! openraft wiring for the log (DESIGN.md, "The replicated state machine", "Dedup",
 //! "Snapshots and catch-up"; rust-stack.md §2–§4, §8).
+//!
+//! - [`engine`]: the narrow key-value trait and its sled implementation.
+//! - [`types`]: the openraft type config and the versioned command set.
+//! - [`log_store`]: the Raft log (`RaftLogStorage`).
+//! - [`state_machine`]: indices, dedup, compact range, checkpoint checks; [`StateReader`] for
+//!   the node; [`snapshot`]: the (temporary, monolithic) snapshot format.
+//! - [`network`] / [`server`]: Raft RPCs over HTTP (reqwest client, actix-web handlers).
+//! - [`config`]: the tuned openraft `Config`.
+#![forbid(unsafe_code)]
+// openraft's trait signatures fix `StorageError` / `ConfigError` (200+ bytes) as error types;
+// boxing them would only add conversions at every trait boundary.
+#![allow(clippy::result_large_err)]
 
 pub mod codec;
 pub mod config;

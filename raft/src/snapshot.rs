@@ -24,7 +24,7 @@ use rekor_storage::merkle::CompactRange;
 use serde::{Deserialize, Serialize};
 
 use crate::codec;
-use crate::engine::{index_key, parse_index_key, Keyspace, ScanOrder, WriteBatch};
+use crate::engine::{index_key, parse_index_key, KeyValue, Keyspace, ScanOrder, WriteBatch};
 use crate::state_machine::{
     get_record, identity_key, load_state, PublishedCheckpoint, Shared, StateMachineError,
     IDENTITY_PREFIX, KEY_APPLIED, KEY_CHECKPOINT, KEY_INTEGRATED, KEY_MEMBERSHIP, KEY_SNAPSHOT,
@@ -55,10 +55,7 @@ struct StoredSnapshot {
     data: Vec<u8>,
 }
 
-fn scan_prefix(
-    keyspace: &dyn Keyspace,
-    prefix: u8,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateMachineError> {
+fn scan_prefix(keyspace: &dyn Keyspace, prefix: u8) -> Result<Vec<KeyValue>, StateMachineError> {
     let lower = [prefix];
     let upper = [prefix + 1];
     Ok(keyspace.scan(
