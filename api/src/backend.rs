@@ -7,6 +7,7 @@ use std::fmt;
 use std::pin::Pin;
 
 use bytes::Bytes;
+use rekor_storage::tiles::{parse_tile_path, BundleId, TileId, TilePath, TILE_WIDTH};
 use serde::{Deserialize, Serialize};
 
 /// A boxed, `Send` future: keeps [`LogBackend`] object-safe without an async-trait macro.
@@ -102,89 +103,49 @@ pub enum ReadError {
     Storage(String),
 }
 
-/// C2SP tlog-tiles: tiles are 256 hashes (or entries) wide.
-pub const TILE_WIDTH: u64 = 256;
-
-/// A parsed read path: `tile/<L>/<N>[.p/<W>]` or `tile/entries/<N>[.p/<W>]` (tlog-tiles.md §2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum TileRequest {
-    /// A hash tile at `level`; `width` 1–255 for a partial tile, `None` for a full one.
-    Hash {
-        level: u8,
-        index: u64,
-        width: Option<u8>,
-    },
-    /// An entry bundle; `width` as above.
-    EntryBundle { index: u64, width: Option<u8> },
-}
+/// A parsed read path below `tile/`: a hash tile or an entry bundle (tlog-tiles.md §2).
+/// Parsing is the storage crate's strict parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TileRequest(pub TilePath);
 
 impl TileRequest {
-    /// The level-0-equivalent level of the tile (entry bundles sit on level 0).
-    fn level(&self) -> u8 {
-        match self {
-            TileRequest::Hash { level, .. } => *level,
-            TileRequest::EntryBundle { .. } => 0,
-        }
-    }
-
-    fn index_and_width(&self) -> (u64, Option<u8>) {
-        match self {
-            TileRequest::Hash { index, width, .. } | TileRequest::EntryBundle { index, width } => {
-                (*index, *width)
-            }
-        }
+    /// Parses the part of the path after `tile/`; `None` if it is not canonical.
+    pub fn parse(tail: &str) -> Option<TileRequest> {
+        parse_tile_path(tail).ok().map(TileRequest)
     }
 
     /// Whether a tree of `tree_size` leaves contains this tile: its last hash (or entry) must be
     /// one of the tree's complete level-`L` subtrees. Tiles beyond the served checkpoint are 404.
+    /// An older, narrower partial tile is "within" too (it is immutable; whether it is still
+    /// stored is up to the backend).
     pub fn is_within(&self, tree_size: u64) -> bool {
-        let level = u32::from(self.level());
+        let (level, index, width) = match self.0 {
+            TilePath::Hash(TileId {
+                level,
+                index,
+                width,
+            }) => (level, index, width),
+            TilePath::Entries(BundleId { index, width }) => (0, index, width),
+        };
+        let level = u32::from(level);
         // Number of complete subtrees of 256^L leaves; zero once 256^L exceeds any u64 size.
         let units = if level >= 8 {
             0
         } else {
             tree_size >> (8 * level)
         };
-        let (index, width) = self.index_and_width();
-        let width = width.map_or(TILE_WIDTH, u64::from);
         index
-            .checked_mul(TILE_WIDTH)
-            .and_then(|start| start.checked_add(width))
+            .checked_mul(u64::from(TILE_WIDTH))
+            .and_then(|start| start.checked_add(u64::from(width)))
             .is_some_and(|end| end <= units)
     }
 
-    /// The path relative to the read prefix, e.g. `tile/0/x001/234.p/5` or `tile/entries/000`.
+    /// The C2SP path relative to the read prefix, e.g. `tile/0/x001/234.p/5`.
     pub fn path(&self) -> String {
-        let (index, width) = self.index_and_width();
-        let mut path = match self {
-            TileRequest::Hash { level, .. } => format!("tile/{level}/"),
-            TileRequest::EntryBundle { .. } => "tile/entries/".to_owned(),
-        };
-        path.push_str(&encode_index(index));
-        if let Some(width) = width {
-            path.push_str(&format!(".p/{width}"));
+        match self.0 {
+            TilePath::Hash(id) => id.path(),
+            TilePath::Entries(id) => id.path(),
         }
-        path
-    }
-
-    /// Parses the part after `tile/`. Strict: no leading zeros in `L` or `W`, 3-digit groups,
-    /// `x` on every group but the last, `W` in 1–255, `L` in 0–63, no overflow.
-    pub fn parse(tail: &str) -> Option<TileRequest> {
-        if let Some(rest) = tail.strip_prefix("entries/") {
-            let (index, width) = parse_index_and_width(rest)?;
-            return Some(TileRequest::EntryBundle { index, width });
-        }
-        let (level_text, rest) = tail.split_once('/')?;
-        let level = parse_decimal(level_text)?;
-        if level > 63 {
-            return None;
-        }
-        let (index, width) = parse_index_and_width(rest)?;
-        Some(TileRequest::Hash {
-            level: level as u8,
-            index,
-            width,
-        })
     }
 }
 
@@ -194,115 +155,31 @@ impl fmt::Display for TileRequest {
     }
 }
 
-/// `N` as 3-digit groups, every group but the last prefixed with `x`.
-fn encode_index(mut index: u64) -> String {
-    let mut groups = vec![format!("{:03}", index % 1000)];
-    index /= 1000;
-    while index > 0 {
-        groups.push(format!("x{:03}", index % 1000));
-        index /= 1000;
-    }
-    groups.reverse();
-    groups.join("/")
-}
-
-/// A decimal without leading zeros (a lone `0` is fine).
-fn parse_decimal(text: &str) -> Option<u64> {
-    if text.is_empty()
-        || !text.bytes().all(|b| b.is_ascii_digit())
-        || (text.len() > 1 && text.starts_with('0'))
-    {
-        return None;
-    }
-    text.parse().ok()
-}
-
-fn parse_index_and_width(text: &str) -> Option<(u64, Option<u8>)> {
-    let (index_text, width) = match text.split_once(".p/") {
-        Some((index_text, width_text)) => {
-            let width = parse_decimal(width_text)?;
-            if !(1..=255).contains(&width) {
-                return None;
-            }
-            (index_text, Some(width as u8))
-        }
-        None => (text, None),
-    };
-    let groups: Vec<&str> = index_text.split('/').collect();
-    let mut index: u64 = 0;
-    for (i, group) in groups.iter().enumerate() {
-        let last = i + 1 == groups.len();
-        let digits = if last {
-            *group
-        } else {
-            group.strip_prefix('x')?
-        };
-        if digits.len() != 3 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        let value: u64 = digits.parse().ok()?;
-        index = index.checked_mul(1000)?.checked_add(value)?;
-    }
-    // A leading zero group (`x000/...`) would give a second spelling of the same index.
-    if groups.len() > 1 && groups[0] == "x000" {
-        return None;
-    }
-    Some((index, width))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn hash(level: u8, index: u64, width: u16) -> TileRequest {
+        TileRequest(TilePath::Hash(TileId {
+            level,
+            index,
+            width,
+        }))
+    }
+
+    fn bundle(index: u64, width: u16) -> TileRequest {
+        TileRequest(TilePath::Entries(BundleId { index, width }))
+    }
+
     #[test]
     fn paths_round_trip() {
         for (path, request) in [
-            (
-                "tile/0/000",
-                TileRequest::Hash {
-                    level: 0,
-                    index: 0,
-                    width: None,
-                },
-            ),
-            (
-                "tile/1/005.p/17",
-                TileRequest::Hash {
-                    level: 1,
-                    index: 5,
-                    width: Some(17),
-                },
-            ),
-            (
-                "tile/0/x001/234",
-                TileRequest::Hash {
-                    level: 0,
-                    index: 1234,
-                    width: None,
-                },
-            ),
-            (
-                "tile/2/x001/x234/067",
-                TileRequest::Hash {
-                    level: 2,
-                    index: 1_234_067,
-                    width: None,
-                },
-            ),
-            (
-                "tile/entries/x019/669",
-                TileRequest::EntryBundle {
-                    index: 19_669,
-                    width: None,
-                },
-            ),
-            (
-                "tile/entries/000.p/1",
-                TileRequest::EntryBundle {
-                    index: 0,
-                    width: Some(1),
-                },
-            ),
+            ("tile/0/000", hash(0, 0, 256)),
+            ("tile/1/005.p/17", hash(1, 5, 17)),
+            ("tile/0/x001/234", hash(0, 1234, 256)),
+            ("tile/2/x001/x234/067", hash(2, 1_234_067, 256)),
+            ("tile/entries/x019/669", bundle(19_669, 256)),
+            ("tile/entries/000.p/1", bundle(0, 1)),
         ] {
             assert_eq!(
                 TileRequest::parse(path.strip_prefix("tile/").unwrap()),
@@ -338,72 +215,24 @@ mod tests {
             "-1/000",
             "0/+12",
             "0/ 12",
+            "0/x018/x446/x744/x073/x709/x551/616",
         ] {
             assert_eq!(TileRequest::parse(tail), None, "{tail} was accepted");
         }
-        // u64::MAX = 18446744073709551615 parses; one more overflows.
-        assert_eq!(
-            TileRequest::parse("0/x018/x446/x744/x073/x709/x551/615"),
-            Some(TileRequest::Hash {
-                level: 0,
-                index: u64::MAX,
-                width: None
-            })
-        );
-        assert!(TileRequest::parse("0/x018/x446/x744/x073/x709/x551/616").is_none());
     }
 
     #[test]
     fn tiles_within_a_tree_size() {
-        let full0 = TileRequest::Hash {
-            level: 0,
-            index: 0,
-            width: None,
-        };
-        assert!(!full0.is_within(255));
-        assert!(full0.is_within(256));
-        let partial = TileRequest::EntryBundle {
-            index: 1,
-            width: Some(5),
-        };
-        assert!(!partial.is_within(260));
-        assert!(partial.is_within(261));
+        assert!(!hash(0, 0, 256).is_within(255));
+        assert!(hash(0, 0, 256).is_within(256));
+        assert!(!bundle(1, 5).is_within(260));
+        assert!(bundle(1, 5).is_within(261));
         // Size 70,000 (tlog-tiles.md §3): level-1 tile 1 partial width 17, level-2 partial width 1.
-        assert!(TileRequest::Hash {
-            level: 1,
-            index: 1,
-            width: Some(17)
-        }
-        .is_within(70_000));
-        assert!(!TileRequest::Hash {
-            level: 1,
-            index: 1,
-            width: Some(18)
-        }
-        .is_within(70_000));
-        assert!(TileRequest::Hash {
-            level: 2,
-            index: 0,
-            width: Some(1)
-        }
-        .is_within(70_000));
-        assert!(!TileRequest::Hash {
-            level: 2,
-            index: 0,
-            width: None
-        }
-        .is_within(70_000));
-        assert!(!TileRequest::Hash {
-            level: 63,
-            index: 0,
-            width: Some(1)
-        }
-        .is_within(u64::MAX));
-        assert!(!TileRequest::Hash {
-            level: 0,
-            index: u64::MAX,
-            width: None
-        }
-        .is_within(u64::MAX));
+        assert!(hash(1, 1, 17).is_within(70_000));
+        assert!(!hash(1, 1, 18).is_within(70_000));
+        assert!(hash(2, 0, 1).is_within(70_000));
+        assert!(!hash(2, 0, 256).is_within(70_000));
+        assert!(!hash(63, 0, 1).is_within(u64::MAX));
+        assert!(!hash(0, u64::MAX, 256).is_within(u64::MAX));
     }
 }

@@ -21,6 +21,7 @@ pub mod canonical;
 pub mod entry;
 pub mod http;
 pub mod key_details;
+pub mod memory_log;
 pub mod metrics;
 pub mod proto_json;
 pub mod request;

@@ -14,7 +14,10 @@ use serde_json::{json, Value};
 use sha2::Digest as _;
 
 fn testdata(path: &str) -> String {
-    let full = format!("{}/../../shared/testdata/{path}", env!("CARGO_MANIFEST_DIR"));
+    let full = format!(
+        "{}/../../shared/testdata/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {full}: {e}"))
 }
 
@@ -23,14 +26,19 @@ fn vectors() -> Value {
 }
 
 fn b64(text: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD.decode(text).unwrap()
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .unwrap()
 }
 
 fn b64e(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-fn validate(validator: &EntryValidator, request: &Value) -> Result<rekor_api::ValidatedEntry, EntryError> {
+fn validate(
+    validator: &EntryValidator,
+    request: &Value,
+) -> Result<rekor_api::ValidatedEntry, EntryError> {
     let decoded = CreateEntryRequest::from_json(request.to_string().as_bytes()).unwrap();
     validator.validate(&decoded).map_err(|(e, _)| e)
 }
@@ -53,15 +61,25 @@ const SECTION_15_1_BODY: &str = r#"{"apiVersion":"0.0.2","kind":"hashedrekord","
 
 #[test]
 fn section_15_1_canonical_body_and_leaf_hash() {
-    let entry = validate(&EntryValidator::new(AlgorithmPolicy::default(), false), &section_15_1_request()).unwrap();
+    let entry = validate(
+        &EntryValidator::new(AlgorithmPolicy::default(), false),
+        &section_15_1_request(),
+    )
+    .unwrap();
     assert_eq!(entry.kind, EntryKind::HashedRekord);
     assert_eq!(entry.canonical_body.len(), 489);
-    assert_eq!(std::str::from_utf8(&entry.canonical_body).unwrap(), SECTION_15_1_BODY);
+    assert_eq!(
+        std::str::from_utf8(&entry.canonical_body).unwrap(),
+        SECTION_15_1_BODY
+    );
     assert_eq!(
         hex::encode(entry.leaf_hash),
         "5329b779f792acc0931f404314b027ab06e2d468ce61fc9d9641e625ce60c3da"
     );
-    assert_eq!(entry.identity, <[u8; 32]>::from(sha2::Sha256::digest(SECTION_15_1_BODY)));
+    assert_eq!(
+        entry.identity,
+        <[u8; 32]>::from(sha2::Sha256::digest(SECTION_15_1_BODY))
+    );
 }
 
 #[test]
@@ -82,14 +100,23 @@ fn section_15_1_same_body_from_proto_names_and_url_safe_unpadded_base64() {
             }
         }
     }});
-    let entry = validate(&EntryValidator::new(AlgorithmPolicy::default(), false), &rewritten).unwrap();
-    assert_eq!(std::str::from_utf8(&entry.canonical_body).unwrap(), SECTION_15_1_BODY);
+    let entry = validate(
+        &EntryValidator::new(AlgorithmPolicy::default(), false),
+        &rewritten,
+    )
+    .unwrap();
+    assert_eq!(
+        std::str::from_utf8(&entry.canonical_body).unwrap(),
+        SECTION_15_1_BODY
+    );
 }
 
 #[test]
 fn upstream_to_log_entry_cases_give_the_expected_verdict() {
     let vectors = vectors();
-    let cases = vectors["hashedrekord"]["to_log_entry_cases"].as_array().unwrap();
+    let cases = vectors["hashedrekord"]["to_log_entry_cases"]
+        .as_array()
+        .unwrap();
     assert_eq!(cases.len(), 11);
     for case in cases {
         let name = case["name"].as_str().unwrap();
@@ -110,14 +137,21 @@ fn upstream_to_log_entry_cases_give_the_expected_verdict() {
                 derived["canonicalized_body_utf8"].as_str().unwrap(),
                 "{name}"
             );
-            assert_eq!(hex::encode(entry.leaf_hash), derived["entry_leaf_hash_hex"].as_str().unwrap(), "{name}");
+            assert_eq!(
+                hex::encode(entry.leaf_hash),
+                derived["entry_leaf_hash_hex"].as_str().unwrap(),
+                "{name}"
+            );
             // The body parses back to the upstream Entry.
             let parsed: Value = serde_json::from_slice(&entry.canonical_body).unwrap();
             assert_eq!(parsed, expect["entry_protojson"], "{name}");
         } else {
             let error = result.err().unwrap_or_else(|| panic!("{name}: accepted"));
             let wanted = expect["error_contains"].as_str().unwrap();
-            assert!(error.to_string().contains(wanted), "{name}: {error} lacks {wanted:?}");
+            assert!(
+                error.to_string().contains(wanted),
+                "{name}: {error} lacks {wanted:?}"
+            );
         }
     }
 }
@@ -141,10 +175,23 @@ fn upstream_pure_ed25519_case_is_rejected() {
     }});
     // Upstream allows only PKIX_ED25519 in this test; our policy refuses to list it at all.
     assert!(AlgorithmPolicy::new([PublicKeyDetails::PKIX_ED25519]).is_err());
-    let error = validate(&EntryValidator::new(AlgorithmPolicy::default(), false), &request).unwrap_err();
-    assert!(error.to_string().contains(case["expect"]["error_contains"].as_str().unwrap()), "{error}");
+    let error = validate(
+        &EntryValidator::new(AlgorithmPolicy::default(), false),
+        &request,
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains(case["expect"]["error_contains"].as_str().unwrap()),
+        "{error}"
+    );
     // The legacy dsse exception for pure Ed25519 does not leak into hashedrekord.
-    assert!(validate(&EntryValidator::new(AlgorithmPolicy::default(), true), &request).is_err());
+    assert!(validate(
+        &EntryValidator::new(AlgorithmPolicy::default(), true),
+        &request
+    )
+    .is_err());
 }
 
 #[test]
@@ -156,7 +203,11 @@ fn upstream_entry_hash_sensitivity_bodies() {
     let mut leaves = std::collections::HashSet::new();
     for case in all {
         let inputs = &case["inputs"];
-        let raw = inputs["verifier_raw_bytes_utf8"].as_str().unwrap().as_bytes().to_vec();
+        let raw = inputs["verifier_raw_bytes_utf8"]
+            .as_str()
+            .unwrap()
+            .as_bytes()
+            .to_vec();
         let material = match inputs["verifier_kind"].as_str().unwrap() {
             "publicKey" => VerifierMaterial::PublicKey { raw_bytes: raw },
             "x509Certificate" => VerifierMaterial::X509Certificate { raw_bytes: raw },
@@ -167,17 +218,32 @@ fn upstream_entry_hash_sensitivity_bodies() {
             material: Some(material),
             key_details: details.number(),
         };
-        let hash = details.registry_hash().unwrap().unwrap_or(HashAlgorithm::Sha256);
+        let hash = details
+            .registry_hash()
+            .unwrap()
+            .unwrap_or(HashAlgorithm::Sha256);
         let body = hashedrekord_body(
             hash,
             &hex::decode(inputs["digest_hex"].as_str().unwrap()).unwrap(),
-            inputs["signature_content_utf8"].as_str().unwrap().as_bytes(),
+            inputs["signature_content_utf8"]
+                .as_str()
+                .unwrap()
+                .as_bytes(),
             &verifier,
         );
         let derived = &case["derived_not_asserted_upstream"];
-        assert_eq!(std::str::from_utf8(&body).unwrap(), derived["canonicalized_body_utf8"].as_str().unwrap());
-        assert_eq!(hex::encode(leaf_hash(&body)), derived["entry_leaf_hash_hex"].as_str().unwrap());
-        assert!(leaves.insert(leaf_hash(&body)), "two inputs gave the same leaf");
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            derived["canonicalized_body_utf8"].as_str().unwrap()
+        );
+        assert_eq!(
+            hex::encode(leaf_hash(&body)),
+            derived["entry_leaf_hash_hex"].as_str().unwrap()
+        );
+        assert!(
+            leaves.insert(leaf_hash(&body)),
+            "two inputs gave the same leaf"
+        );
         assert_ne!(identity_hash(&body), leaf_hash(&body));
     }
 }
@@ -188,8 +254,12 @@ fn section_15_2_request() -> Value {
     use ed25519_dalek::pkcs8::DecodePrivateKey as _;
     use ed25519_dalek::Signer as _;
     let vectors = vectors();
-    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(vectors["keys"]["ed25519"]["private_key_pem"].as_str().unwrap())
-        .unwrap();
+    let key = ed25519_dalek::SigningKey::from_pkcs8_pem(
+        vectors["keys"]["ed25519"]["private_key_pem"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     let payload = br#"{"_type":"https://in-toto.io/Statement/v1"}"#;
     let payload_type = "application/vnd.in-toto+json";
     let signature = key.sign(&pre_authentication_encoding(payload_type, payload));
@@ -209,16 +279,27 @@ fn section_15_2_request() -> Value {
 #[test]
 fn section_15_2_legacy_dsse_body() {
     let request = section_15_2_request();
-    let entry = validate(&EntryValidator::new(AlgorithmPolicy::default(), true), &request).unwrap();
+    let entry = validate(
+        &EntryValidator::new(AlgorithmPolicy::default(), true),
+        &request,
+    )
+    .unwrap();
     assert_eq!(entry.kind, EntryKind::Dsse);
     assert_eq!(entry.canonical_body.len(), 400);
-    assert_eq!(std::str::from_utf8(&entry.canonical_body).unwrap(), SECTION_15_2_BODY);
+    assert_eq!(
+        std::str::from_utf8(&entry.canonical_body).unwrap(),
+        SECTION_15_2_BODY
+    );
     assert_eq!(
         hex::encode(entry.leaf_hash),
         "96bf5314b157d535da8575c9b9b1a1942cd8720f9aeda7a1340fe9d9c1120276"
     );
     // Off by default: the same request is an invalid type.
-    let error = validate(&EntryValidator::new(AlgorithmPolicy::default(), false), &request).unwrap_err();
+    let error = validate(
+        &EntryValidator::new(AlgorithmPolicy::default(), false),
+        &request,
+    )
+    .unwrap_err();
     assert_eq!(error, EntryError::InvalidType);
 }
 
@@ -233,21 +314,45 @@ fn legacy_dsse_rules() {
     };
     let d = "dsseRequestV002";
     // No envelope; no verifiers; 11 verifiers; duplicate verifiers.
-    assert_eq!(reject(&|r| r[d]["envelope"] = Value::Null), EntryError::MissingEnvelope);
-    assert_eq!(reject(&|r| r[d]["verifiers"] = json!([])), EntryError::VerifierCount { count: 0 });
+    assert_eq!(
+        reject(&|r| r[d]["envelope"] = Value::Null),
+        EntryError::MissingEnvelope
+    );
+    assert_eq!(
+        reject(&|r| r[d]["verifiers"] = json!([])),
+        EntryError::VerifierCount { count: 0 }
+    );
     let v = base[d]["verifiers"][0].clone();
-    assert_eq!(reject(&|r| r[d]["verifiers"] = json!(vec![v.clone(); 11])), EntryError::VerifierCount { count: 11 });
-    assert_eq!(reject(&|r| r[d]["verifiers"] = json!([v.clone(), v.clone()])), EntryError::DuplicateVerifier);
+    assert_eq!(
+        reject(&|r| r[d]["verifiers"] = json!(vec![v.clone(); 11])),
+        EntryError::VerifierCount { count: 11 }
+    );
+    assert_eq!(
+        reject(&|r| r[d]["verifiers"] = json!([v.clone(), v.clone()])),
+        EntryError::DuplicateVerifier
+    );
     // No signatures; an empty signature; a bad signature.
-    assert_eq!(reject(&|r| r[d]["envelope"]["signatures"] = json!([])), EntryError::SignatureCount { count: 0 });
-    assert_eq!(reject(&|r| r[d]["envelope"]["signatures"][0]["sig"] = json!("")), EntryError::MissingSignature);
-    assert_eq!(reject(&|r| r[d]["envelope"]["payloadType"] = json!("other")), EntryError::UnusedVerifier);
+    assert_eq!(
+        reject(&|r| r[d]["envelope"]["signatures"] = json!([])),
+        EntryError::SignatureCount { count: 0 }
+    );
+    assert_eq!(
+        reject(&|r| r[d]["envelope"]["signatures"][0]["sig"] = json!("")),
+        EntryError::MissingSignature
+    );
+    assert_eq!(
+        reject(&|r| r[d]["envelope"]["payloadType"] = json!("other")),
+        EntryError::UnusedVerifier
+    );
     // Identical signatures collapse: the body is unchanged.
     let mut doubled = base.clone();
     let sig = doubled[d]["envelope"]["signatures"][0].clone();
     doubled[d]["envelope"]["signatures"] = json!([sig.clone(), sig]);
     let entry = validate(&validator, &doubled).unwrap();
-    assert_eq!(std::str::from_utf8(&entry.canonical_body).unwrap(), SECTION_15_2_BODY);
+    assert_eq!(
+        std::str::from_utf8(&entry.canonical_body).unwrap(),
+        SECTION_15_2_BODY
+    );
 }
 
 /// §15.3: the complete response for the §15.1 entry at index 0 of a fresh `rekor-local` log
@@ -272,8 +377,14 @@ fn section_15_3_complete_response() {
   },
   "canonicalizedBody": "eyJhcGlWZXJzaW9uIjoiMC4wLjIiLCJraW5kIjoiaGFzaGVkcmVrb3JkIiwic3BlYyI6eyJoYXNoZWRSZWtvcmRWMDAyIjp7ImRhdGEiOnsiYWxnb3JpdGhtIjoiU0hBMl8yNTYiLCJkaWdlc3QiOiJkeWo0ZWRuWUhqTjQvenNqakJlZUxhaFM5c2xwOTdaNjdMVEFWeGpyalh3PSJ9LCJzaWduYXR1cmUiOnsiY29udGVudCI6Ik1FUUNJQitZUGE5bzNTTjBzUTR1ZHVHZittWnh3RmZPaEZaMENneStwN1Z0MW8yU0FpQVBGREhxT0FKTFltdnRDV09zRHlOWTFINFYzem00TkVEWXMzTnl2SGgxUGc9PSIsInZlcmlmaWVyIjp7ImtleURldGFpbHMiOiJQS0lYX0VDRFNBX1AyNTZfU0hBXzI1NiIsInB1YmxpY0tleSI6eyJyYXdCeXRlcyI6Ik1Ga3dFd1lIS29aSXpqMENBUVlJS29aSXpqMERBUWNEUWdBRTJzbE9mOGVaY2oybW9XMnQ0VUZqN3ZDTDZRcER6a0RxcVNVbW00T0pDVnZJYXVLTHhtMGFHczNWTVBQZmF1TVBhTXV0bjAvczNqZzBycm9GeG9pY3lnPT0ifX19fX19"
 }"#;
-    let entry = validate(&EntryValidator::new(AlgorithmPolicy::default(), false), &section_15_1_request()).unwrap();
-    let log_id: [u8; 32] = b64("2AtEIMfG6Y41yK0tcwRTBS2tjhOrjKGIpDkHFgp65g0=").try_into().unwrap();
+    let entry = validate(
+        &EntryValidator::new(AlgorithmPolicy::default(), false),
+        &section_15_1_request(),
+    )
+    .unwrap();
+    let log_id: [u8; 32] = b64("2AtEIMfG6Y41yK0tcwRTBS2tjhOrjKGIpDkHFgp65g0=")
+        .try_into()
+        .unwrap();
     let logged = LoggedEntry {
         log_index: 0,
         tree_size: 1,
@@ -323,7 +434,12 @@ fn section_15_4_log_ids() {
         hex::encode(h.finalize())
     };
     let vectors = vectors();
-    let ed_raw = hex::decode(vectors["keys"]["ed25519"]["public_key_raw_hex"].as_str().unwrap()).unwrap();
+    let ed_raw = hex::decode(
+        vectors["keys"]["ed25519"]["public_key_raw_hex"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(
         sha(&[b"testkey\n\x01", &ed_raw]),
         "e4de82e34c8c270d87612a3d6a1e297e2cd0ed9cb89ea7aeec8ce4d0b54e6775"
@@ -332,8 +448,13 @@ fn section_15_4_log_ids() {
         b64e(&hex::decode(sha(&[b"rekor-local\n\x01", &ed_raw])).unwrap()),
         "2AtEIMfG6Y41yK0tcwRTBS2tjhOrjKGIpDkHFgp65g0="
     );
-    let p256 = b64(vectors["keys"]["ecdsa_p256"]["public_key_spki_der_b64"].as_str().unwrap());
-    assert_eq!(sha(&[&p256]), "8f92d720f56c219e34895a76a636a3353ddbf7813f9fa317e19982eafa945328");
+    let p256 = b64(vectors["keys"]["ecdsa_p256"]["public_key_spki_der_b64"]
+        .as_str()
+        .unwrap());
+    assert_eq!(
+        sha(&[&p256]),
+        "8f92d720f56c219e34895a76a636a3353ddbf7813f9fa317e19982eafa945328"
+    );
     let rsa_spki = b64(&vectors["keys"]["rsa_2048"]["public_key_pem"]
         .as_str()
         .unwrap()
