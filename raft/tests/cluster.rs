@@ -84,7 +84,7 @@ fn batch(from: usize, n: usize) -> Vec<Vec<u8>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_nodes_replicate_appends_to_identical_roots() {
+async fn three_nodes_replicate_appends_and_a_learner_catches_up_by_snapshot() {
     let mut nodes = Vec::new();
     for id in 1..=3 {
         nodes.push(start_node(id).await);
@@ -187,6 +187,58 @@ async fn three_nodes_replicate_appends_to_identical_roots() {
         })
         .await;
     }
+
+    // A snapshot, then a purged log: a new learner can only catch up through InstallSnapshot
+    // over HTTP, and reaches the same state (identities included).
+    leader.raft.trigger().snapshot().await.unwrap();
+    let snapshot_index = leader
+        .raft
+        .wait(Some(Duration::from_secs(20)))
+        .metrics(|m| m.snapshot.is_some(), "a snapshot")
+        .await
+        .unwrap()
+        .snapshot
+        .unwrap()
+        .index;
+    leader
+        .raft
+        .trigger()
+        .purge_log(snapshot_index)
+        .await
+        .unwrap();
+    leader
+        .raft
+        .wait(Some(Duration::from_secs(20)))
+        .metrics(
+            |m| m.purged.map(|p| p.index) == Some(snapshot_index),
+            "the purge",
+        )
+        .await
+        .unwrap();
+    let learner = start_node(4).await;
+    leader
+        .raft
+        .add_learner(
+            4,
+            NodeAddress {
+                internal_addr: learner.addr.clone(),
+                public_addr: learner.addr.clone(),
+            },
+            true,
+        )
+        .await
+        .unwrap();
+    eventually("snapshot install", Duration::from_secs(20), || {
+        learner.reader.applied().size == 50
+    })
+    .await;
+    assert_eq!(learner.reader.applied(), leader.reader.applied());
+    let learner_snapshot = learner.raft.metrics().borrow().snapshot;
+    assert_eq!(learner_snapshot.map(|s| s.index), Some(snapshot_index));
+    let first = SequencedEntry::new(batch(0, 1).remove(0)).identity;
+    assert_eq!(learner.reader.lookup_identity(&first).unwrap(), Some(0));
+    assert_eq!(learner.reader.leaves(0..2).await.unwrap(), batch(0, 2));
+    nodes.push(learner);
 
     // The internal listener refuses requests without the secret or for another node.
     let client = reqwest::Client::new();
