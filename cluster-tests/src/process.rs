@@ -264,7 +264,7 @@ impl Cluster {
         let args = self.serve_args(&spec);
         let node = NodeProcess::start(spec, args, self.dir.path())?;
         self.nodes.push(node);
-        Ok(self.nodes.last_mut().context("just pushed")?)
+        self.nodes.last_mut().context("just pushed")
     }
 
     async fn init(&self) -> Result<()> {

@@ -1,1 +1,92 @@
-fn main() {}
+//! `rekor-node`: a Rekor v2 transparency log node that replicates with Raft.
+//!
+//! One binary: `serve` runs a node (with no arguments, a single node on loopback with embedded
+//! defaults), `init` forms a cluster once, `keygen` makes a checkpoint signing key, `status` asks a
+//! node how it is doing, `node` changes membership, `freeze` seals a shard.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+mod admin;
+mod backend;
+mod config;
+mod integrator;
+mod internal;
+mod keys;
+mod metrics;
+mod publisher;
+mod sequencer;
+mod serve;
+mod served;
+
+#[derive(Parser)]
+#[command(
+    name = "rekor-node",
+    version,
+    about = "A Rekor v2 transparency log node on Raft"
+)]
+struct Cli {
+    /// Log filter (tracing-subscriber EnvFilter syntax). Also RUST_LOG.
+    #[arg(
+        long,
+        global = true,
+        env = "REKOR_LOG",
+        default_value = "info,openraft=warn"
+    )]
+    log: String,
+    /// Emit logs as JSON lines.
+    #[arg(long, global = true, env = "REKOR_LOG_JSON")]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a node (the default when no subcommand is given).
+    Serve(Box<config::ServeArgs>),
+    /// Form a cluster once: tell one running node the initial voter set.
+    Init(admin::InitArgs),
+    /// Generate a checkpoint signing key and print what clients need to trust it.
+    Keygen(keys::KeygenArgs),
+    /// Print a node's view of the cluster and the log.
+    Status(admin::StatusArgs),
+    /// Membership changes: add, remove or list nodes.
+    #[command(subcommand)]
+    Node(admin::NodeCommand),
+    /// Seal the log: sign a final checkpoint with the frozen marker; writes then get 405.
+    Freeze(admin::FreezeArgs),
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_tracing(&cli.log, cli.log_json);
+    match cli
+        .command
+        .unwrap_or_else(|| Command::Serve(Box::default()))
+    {
+        Command::Serve(args) => serve::run(args.resolve()?),
+        Command::Init(args) => admin::init(args),
+        Command::Keygen(args) => keys::keygen(args),
+        Command::Status(args) => admin::status(args),
+        Command::Node(command) => admin::node(command),
+        Command::Freeze(args) => admin::freeze(args),
+    }
+}
+
+fn init_tracing(filter: &str, json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .or_else(|| EnvFilter::try_new(filter).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

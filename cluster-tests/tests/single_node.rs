@@ -1,0 +1,54 @@
+//! The embedded default: `rekor-node` with no arguments is a working single-node log on loopback
+//! (issue: the replicated log node, first acceptance item).
+
+use std::time::Duration;
+
+use rekor_cluster_tests::{
+    check_logged_entry, node_binary, EntryFactory, LogClient, NodeProcess, NodeSpec,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_arguments_runs_a_single_node_that_logs_and_serves() {
+    node_binary().expect("rekor-node is built");
+    let cwd = tempfile::tempdir().unwrap();
+    let spec = NodeSpec {
+        id: 1,
+        public_port: 3000,
+        internal_port: 3001,
+        data_dir: cwd.path().join("rekor-data"),
+        extra_args: Vec::new(),
+    };
+    let mut node = NodeProcess::start(spec, Vec::new(), cwd.path()).expect("starts");
+    node.wait_healthy(Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", node.log()));
+    assert!(
+        node.log().contains("development"),
+        "says it generated a development key:\n{}",
+        node.log()
+    );
+
+    let client = LogClient::new("http://127.0.0.1:3000");
+    let factory = EntryFactory::new();
+    for expected_index in 0..5u64 {
+        let result = client.submit(&factory.request()).await.unwrap();
+        assert_eq!(result.status, 201, "{}\n{}", result.body, node.log());
+        let (index, size) = check_logged_entry(&result.json().unwrap()).unwrap();
+        assert_eq!(index, expected_index);
+        assert!(size > index);
+    }
+    let checkpoint = client
+        .checkpoint()
+        .await
+        .unwrap()
+        .expect("a checkpoint is served");
+    assert_eq!(checkpoint.lines().next(), Some("rekor.local"));
+    assert!(
+        cwd.path().join("rekor-data").is_dir(),
+        "data lives in ./rekor-data"
+    );
+
+    // Graceful shutdown on SIGTERM.
+    let code = node.terminate(Duration::from_secs(20)).unwrap();
+    assert_eq!(code, Some(0), "{}", node.log());
+}

@@ -1,0 +1,250 @@
+//! Admin commands of the binary (`init`, `status`, `node add|remove|list`, `freeze`): thin clients
+//! of a running node's internal listener. The server side is in `internal`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use crate::internal::{paths, ChangeMembershipRequest, InitRequest, Member};
+
+/// How to reach a node's internal listener.
+#[derive(Debug, Clone, Args)]
+pub struct Target {
+    /// Internal (node-to-node) address of the node to ask, host:port.
+    #[arg(long, env = "REKOR_TARGET", default_value = "127.0.0.1:3001")]
+    pub target: String,
+    /// The cluster secret.
+    #[arg(long, env = "REKOR_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+    /// File holding the cluster secret. Default: ./rekor-data/cluster-secret.
+    #[arg(long, env = "REKOR_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+}
+
+impl Target {
+    fn secret(&self) -> Result<String> {
+        if let Some(secret) = &self.cluster_secret {
+            return Ok(secret.clone());
+        }
+        let path = self
+            .cluster_secret_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("rekor-data").join("cluster-secret"));
+        let secret = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the cluster secret from {}", path.display()))?;
+        Ok(secret.trim().to_owned())
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.target, path)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// A voter of the new cluster: `ID=INTERNAL_ADDR,PUBLIC_ADDR` (repeat for each node).
+    #[arg(long = "member", required = true)]
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Debug, Args)]
+pub struct FreezeArgs {
+    #[command(flatten)]
+    pub target: Target,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Add a node: as a learner, wait until it has caught up, then promote it to voter.
+    Add {
+        #[command(flatten)]
+        target: Target,
+        /// The new node: `ID=INTERNAL_ADDR,PUBLIC_ADDR`.
+        #[arg(long)]
+        member: String,
+        /// Leave it a non-voting learner.
+        #[arg(long)]
+        learner_only: bool,
+    },
+    /// Remove a node from the voters and learners.
+    Remove {
+        #[command(flatten)]
+        target: Target,
+        /// The node id to remove.
+        #[arg(long)]
+        id: u64,
+    },
+    /// List members and their roles.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Parses `ID=INTERNAL_ADDR,PUBLIC_ADDR`.
+pub fn parse_member(text: &str) -> Result<(u64, Member)> {
+    let (id, addrs) = text
+        .split_once('=')
+        .ok_or_else(|| anyhow!("member {text:?} is not ID=INTERNAL_ADDR,PUBLIC_ADDR"))?;
+    let id: u64 = id
+        .trim()
+        .parse()
+        .with_context(|| format!("node id in {text:?}"))?;
+    if id == 0 {
+        bail!("node ids start at 1");
+    }
+    let (internal_addr, public_addr) = addrs
+        .split_once(',')
+        .ok_or_else(|| anyhow!("member {text:?} is not ID=INTERNAL_ADDR,PUBLIC_ADDR"))?;
+    Ok((
+        id,
+        Member {
+            internal_addr: internal_addr.trim().to_owned(),
+            public_addr: public_addr.trim().to_owned(),
+        },
+    ))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+async fn call<B: Serialize, R: for<'de> Deserialize<'de>>(
+    target: &Target,
+    path: &str,
+    body: Option<&B>,
+    timeout: Duration,
+) -> Result<R> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .timeout(timeout)
+        .build()?;
+    let request = match body {
+        Some(body) => client.post(target.url(path)).json(body),
+        None => client.get(target.url(path)),
+    };
+    let response = request
+        .header(rekor_raft::network::CLUSTER_SECRET_HEADER, target.secret()?)
+        .send()
+        .await
+        .with_context(|| format!("calling {}", target.url(path)))?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() {
+        bail!("{} answered {status}: {}", target.target, text.trim());
+    }
+    serde_json::from_str(&text).with_context(|| format!("decoding the answer: {text}"))
+}
+
+pub fn init(args: InitArgs) -> Result<()> {
+    let mut members = BTreeMap::new();
+    for member in &args.members {
+        let (id, member) = parse_member(member)?;
+        if members.insert(id, member).is_some() {
+            bail!("node id {id} given twice");
+        }
+    }
+    let request = InitRequest { members };
+    let answer: serde_json::Value = runtime()?.block_on(call(
+        &args.target,
+        paths::INIT,
+        Some(&request),
+        Duration::from_secs(30),
+    ))?;
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(())
+}
+
+pub fn status(args: StatusArgs) -> Result<()> {
+    let answer: serde_json::Value = runtime()?.block_on(call::<(), _>(
+        &args.target,
+        paths::STATUS,
+        None,
+        Duration::from_secs(10),
+    ))?;
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(())
+}
+
+pub fn freeze(args: FreezeArgs) -> Result<()> {
+    let answer: serde_json::Value = runtime()?.block_on(call(
+        &args.target,
+        paths::FREEZE,
+        Some(&()),
+        Duration::from_secs(60),
+    ))?;
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(())
+}
+
+pub fn node(command: NodeCommand) -> Result<()> {
+    let rt = runtime()?;
+    let answer: serde_json::Value = match command {
+        NodeCommand::Add {
+            target,
+            member,
+            learner_only,
+        } => {
+            let (id, member) = parse_member(&member)?;
+            let request = crate::internal::AddNodeRequest {
+                id,
+                member,
+                promote: !learner_only,
+            };
+            rt.block_on(call(
+                &target,
+                paths::ADD_NODE,
+                Some(&request),
+                Duration::from_secs(600),
+            ))?
+        }
+        NodeCommand::Remove { target, id } => {
+            let request = ChangeMembershipRequest { remove: vec![id] };
+            rt.block_on(call(
+                &target,
+                paths::REMOVE_NODE,
+                Some(&request),
+                Duration::from_secs(60),
+            ))?
+        }
+        NodeCommand::List { target } => rt.block_on(call::<(), serde_json::Value>(
+            &target,
+            paths::STATUS,
+            None,
+            Duration::from_secs(10),
+        ))?["members"]
+            .take(),
+    };
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_syntax() {
+        let (id, member) = parse_member("2=127.0.0.1:4001,127.0.0.1:4000").unwrap();
+        assert_eq!(id, 2);
+        assert_eq!(member.internal_addr, "127.0.0.1:4001");
+        assert_eq!(member.public_addr, "127.0.0.1:4000");
+        for bad in ["2", "x=a,b", "0=a,b", "2=a"] {
+            assert!(parse_member(bad).is_err(), "{bad} accepted");
+        }
+    }
+}

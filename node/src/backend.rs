@@ -1,0 +1,270 @@
+//! The node's implementation of the API crate's `LogBackend`: the glue between an HTTP request and
+//! the replicated log.
+//!
+//! `submit`: exact-dedup fast path → pushback check → sequence (locally on the leader, otherwise
+//! forwarded to the leader over the internal listener) → wait until this node serves a committed
+//! checkpoint covering the index → inclusion proof from this node's own tiles at that size.
+//! Reads are served from this node's tile store, never beyond its served checkpoint.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use bytes::Bytes;
+use rekor_api::backend::{
+    BoxFuture, LogBackend, LoggedEntry, ReadError, SubmitError, TileRequest, ValidatedEntry,
+};
+use rekor_raft::types::{AppendOutcome, NodeAddress, Raft, SequencedEntry};
+use rekor_raft::StateReader;
+use rekor_storage::tile_store::TileStore;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+use crate::internal::paths;
+use crate::metrics::NodeMetrics;
+use crate::sequencer::{Sequence, SequenceError, Sequencer};
+use crate::served::{wait_for_checkpoint_covering, Served, ServedCheckpoint};
+
+/// Everything `submit` and the read routes need. Shared by every HTTP worker.
+pub struct NodeBackend {
+    pub node_id: u64,
+    pub raft: Raft,
+    pub state_machine: StateReader,
+    pub store: Arc<TileStore>,
+    pub served: watch::Receiver<Served>,
+    pub sequencer: Addr<Sequencer>,
+    /// Entries accepted by the local sequencer and not yet answered.
+    pub queued: Arc<AtomicU64>,
+    pub forward_client: reqwest::Client,
+    pub secret: rekor_raft::ClusterSecret,
+    pub pushback_max_outstanding: u64,
+    pub submit_timeout: Duration,
+    pub read_only: bool,
+    pub metrics: NodeMetrics,
+}
+
+impl NodeBackend {
+    fn is_frozen(&self) -> bool {
+        self.read_only
+            || self
+                .served
+                .borrow()
+                .checkpoint
+                .as_ref()
+                .is_some_and(|checkpoint| checkpoint.frozen)
+    }
+
+    /// Entries sequenced (or queued to be) but not yet integrated on this node.
+    fn outstanding(&self) -> u64 {
+        let integrated = self.served.borrow().integrated_size;
+        let applied = self.state_machine.applied().size;
+        applied.saturating_sub(integrated) + self.queued.load(Ordering::Relaxed)
+    }
+
+    fn leader(&self) -> Option<(u64, NodeAddress)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        let node = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)?
+            .clone();
+        Some((leader, node))
+    }
+
+    /// Sequences `entry` on the leader, retrying across leader changes until `deadline`.
+    async fn sequence(
+        &self,
+        entry: SequencedEntry,
+        deadline: Instant,
+    ) -> Result<AppendOutcome, SubmitError> {
+        let mut raft_metrics = self.raft.metrics();
+        loop {
+            let attempt = match self.leader() {
+                Some((leader, _)) if leader == self.node_id => {
+                    match self.sequencer.send(Sequence(entry.clone())).await {
+                        Ok(result) => result,
+                        Err(e) => Err(SequenceError::Raft(e.to_string())),
+                    }
+                }
+                Some((leader, node)) => self.forward(leader, &node, &entry).await,
+                None => Err(SequenceError::NotLeader { leader: None }),
+            };
+            match attempt {
+                Ok(outcome) => return Ok(outcome),
+                Err(error) => {
+                    debug!(%error, "sequencing attempt failed");
+                    if Instant::now() >= deadline {
+                        return Err(SubmitError::Unavailable(format!(
+                            "no leader accepted the entry: {error}"
+                        )));
+                    }
+                    // Wait for a leadership change (or a short pause), then try again.
+                    let pause = deadline
+                        .saturating_duration_since(Instant::now())
+                        .min(Duration::from_millis(200));
+                    let _ = tokio::time::timeout(pause, raft_metrics.changed()).await;
+                }
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        leader: u64,
+        node: &NodeAddress,
+        entry: &SequencedEntry,
+    ) -> Result<AppendOutcome, SequenceError> {
+        self.metrics.forwarded_total.inc();
+        let body = bincode::serialize(entry).map_err(|e| SequenceError::Raft(e.to_string()))?;
+        let url = format!("http://{}{}", node.internal_addr, paths::SEQUENCE);
+        let response = self
+            .forward_client
+            .post(&url)
+            .header(
+                rekor_raft::network::CLUSTER_SECRET_HEADER,
+                self.secret.as_str(),
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| SequenceError::Raft(format!("forwarding to leader {leader}: {e}")))?;
+        if !response.status().is_success() {
+            return Err(SequenceError::Raft(format!(
+                "leader {leader} answered {}",
+                response.status()
+            )));
+        }
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| SequenceError::Raft(format!("reading leader {leader}'s answer: {e}")))?;
+        bincode::deserialize::<Result<AppendOutcome, SequenceError>>(&bytes)
+            .map_err(|e| SequenceError::Raft(format!("decoding leader {leader}'s answer: {e}")))?
+    }
+
+    async fn wait_covering(
+        &self,
+        index: u64,
+        deadline: Instant,
+    ) -> Result<ServedCheckpoint, SubmitError> {
+        let mut served = self.served.clone();
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        wait_for_checkpoint_covering(&mut served, index, remaining)
+            .await
+            .ok_or_else(|| {
+                SubmitError::Unavailable(format!(
+                    "no checkpoint covering index {index} within the submit timeout"
+                ))
+            })
+    }
+
+    async fn submit_entry(&self, entry: ValidatedEntry) -> Result<LoggedEntry, SubmitError> {
+        if self.is_frozen() {
+            return Err(SubmitError::Frozen);
+        }
+        let deadline = Instant::now() + self.submit_timeout;
+        // Fast path for exact duplicates; the state machine remains the authority.
+        let known = self
+            .state_machine
+            .lookup_identity(&entry.identity)
+            .map_err(|e| SubmitError::Internal(e.to_string()))?;
+        let outcome = match known {
+            Some(index) => AppendOutcome::Duplicate { index },
+            None => {
+                if self.outstanding() >= self.pushback_max_outstanding {
+                    self.metrics.pushback_total.inc();
+                    return Err(SubmitError::Overloaded);
+                }
+                let sequenced = SequencedEntry {
+                    body: entry.canonical_body,
+                    identity: entry.identity,
+                };
+                self.sequence(sequenced, deadline).await?
+            }
+        };
+        let index = outcome.index();
+        let checkpoint = self.wait_covering(index, deadline).await?;
+        if let AppendOutcome::Duplicate { index } = outcome {
+            self.metrics.dedup_hits_total.inc();
+            return Err(SubmitError::Duplicate { log_index: index });
+        }
+        let inclusion_proof = inclusion_proof_from_store(&self.store, index, checkpoint.size)
+        .await
+        .map_err(|e| {
+            warn!(index, size = checkpoint.size, error = %e, "building an inclusion proof failed");
+            self.metrics
+                .storage_errors_total
+                .with_label_values(&["inclusion_proof"])
+                .inc();
+            SubmitError::Internal(e.to_string())
+        })?;
+        Ok(LoggedEntry {
+            log_index: index,
+            tree_size: checkpoint.size,
+            root_hash: checkpoint.root,
+            inclusion_proof,
+            checkpoint: checkpoint.text.to_string(),
+        })
+    }
+
+    async fn read_tile(&self, request: TileRequest) -> Result<Option<Bytes>, ReadError> {
+        let served_size = self
+            .served
+            .borrow()
+            .checkpoint
+            .as_ref()
+            .map(|checkpoint| checkpoint.size)
+            .unwrap_or(0);
+        if !request.is_within(served_size) {
+            return Ok(None);
+        }
+        self.store
+            .get_path(&request.path())
+            .await
+            .map_err(|e| ReadError::Storage(e.to_string()))
+    }
+}
+
+impl LogBackend for NodeBackend {
+    fn submit(&self, entry: ValidatedEntry) -> BoxFuture<'_, Result<LoggedEntry, SubmitError>> {
+        Box::pin(self.submit_entry(entry))
+    }
+
+    fn checkpoint(&self) -> BoxFuture<'_, Result<Option<Bytes>, ReadError>> {
+        let text = self
+            .served
+            .borrow()
+            .checkpoint
+            .as_ref()
+            .map(|checkpoint| Bytes::from(checkpoint.text.as_bytes().to_vec()));
+        Box::pin(async move { Ok(text) })
+    }
+
+    fn tile(&self, request: TileRequest) -> BoxFuture<'_, Result<Option<Bytes>, ReadError>> {
+        Box::pin(self.read_tile(request))
+    }
+}
+
+/// Builds the inclusion proof of `index` at `size` from this node's tiles: the tiles the proof
+/// needs are read concurrently, then the proof is computed from them (ephemeral right-edge nodes
+/// recomputed, never read).
+async fn inclusion_proof_from_store(
+    store: &TileStore,
+    index: u64,
+    size: u64,
+) -> anyhow::Result<Vec<[u8; 32]>> {
+    let needed = rekor_storage::proof::tiles_for_inclusion(index, size)?;
+    let fetched = futures::future::try_join_all(needed.into_iter().map(|id| async move {
+        match store.get_tile(id).await? {
+            Some(bytes) => Ok((id, bytes)),
+            None => anyhow::bail!("tile {} is missing", id.path()),
+        }
+    }))
+    .await?;
+    let tiles = rekor_storage::proof::TileSet::from_fetched(fetched)?;
+    Ok(rekor_storage::proof::build_inclusion_proof(
+        index, size, &tiles,
+    )?)
+}

@@ -1,0 +1,347 @@
+//! Configuration of `rekor-node serve`: flags, their environment-variable twins, an optional TOML
+//! file, and the defaults that make a bare `serve` a working single-node log on loopback.
+//!
+//! Precedence: a flag (or its environment variable) beats the TOML file, which beats the default.
+//! Every field is optional on the command line so that we can tell "not given" from "given".
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use serde::Deserialize;
+
+/// Flags of `serve`. Field docs are the `--help` text.
+#[derive(Debug, Clone, Default, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeArgs {
+    /// TOML file with any of these settings (keys are the flag names without `--`).
+    #[arg(long, env = "REKOR_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+
+    /// This node's Raft id (unique in the cluster, > 0). Default: 1.
+    #[arg(long, env = "REKOR_NODE_ID")]
+    pub node_id: Option<u64>,
+
+    /// Directory for the Raft log, the state machine and (by default) the tiles. Default: ./rekor-data.
+    #[arg(long, env = "REKOR_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Public listener (Rekor v2 API, tiles, /healthz, /metrics). Default: 127.0.0.1:3000.
+    #[arg(long, env = "REKOR_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// Node-to-node listener (Raft RPCs, write forwarding, admin). Default: 127.0.0.1:3001.
+    #[arg(long, env = "REKOR_LISTEN_INTERNAL")]
+    pub listen_internal: Option<SocketAddr>,
+
+    /// Address other nodes use to reach this node's internal listener. Default: --listen-internal.
+    #[arg(long, env = "REKOR_ADVERTISE_INTERNAL")]
+    pub advertise_internal: Option<String>,
+
+    /// Address clients and peers use to reach this node's public listener. Default: --listen.
+    #[arg(long, env = "REKOR_ADVERTISE")]
+    pub advertise: Option<String>,
+
+    /// Checkpoint origin and signature key name: a bare host name. Default: rekor.local.
+    #[arg(long, env = "REKOR_ORIGIN")]
+    pub origin: Option<String>,
+
+    /// PEM (PKCS#8) Ed25519 or ECDSA P-256 checkpoint signing key. Default: <data-dir>/signing-key.pem,
+    /// generated (Ed25519) on first start when no key is configured.
+    #[arg(long, env = "REKOR_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+
+    /// Shared secret that authenticates node-to-node requests. Prefer --cluster-secret-file.
+    #[arg(long, env = "REKOR_CLUSTER_SECRET", hide_env_values = true)]
+    pub cluster_secret: Option<String>,
+
+    /// File holding the shared cluster secret. Default: <data-dir>/cluster-secret, generated for a
+    /// single node.
+    #[arg(long, env = "REKOR_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+
+    /// Where tiles, bundles and the checkpoint go: a directory, file://, s3://, gs:// or az:// URL.
+    /// Default: <data-dir>/tiles.
+    #[arg(long, env = "REKOR_TILE_STORE")]
+    pub tile_store: Option<String>,
+
+    /// Most entries per Raft command. Default: 512.
+    #[arg(long, env = "REKOR_BATCH_MAX_SIZE")]
+    pub batch_max_size: Option<usize>,
+
+    /// Longest an entry waits for its batch to fill, in milliseconds. Default: 20.
+    #[arg(long, env = "REKOR_BATCH_MAX_AGE_MS")]
+    pub batch_max_age_ms: Option<u64>,
+
+    /// How often the leader signs a checkpoint when the tree grew, in milliseconds. Default: 200.
+    #[arg(long, env = "REKOR_CHECKPOINT_INTERVAL_MS")]
+    pub checkpoint_interval_ms: Option<u64>,
+
+    /// How often an unchanged tree is re-signed, in seconds. Default: 600.
+    #[arg(long, env = "REKOR_REPUBLISH_INTERVAL_S")]
+    pub republish_interval_s: Option<u64>,
+
+    /// Entries sequenced but not yet integrated before new writes get 503. Default: 8192.
+    #[arg(long, env = "REKOR_PUSHBACK_MAX_OUTSTANDING")]
+    pub pushback_max_outstanding: Option<u64>,
+
+    /// Longest a POST waits for a checkpoint covering its entry, in seconds. Default: 20.
+    #[arg(long, env = "REKOR_SUBMIT_TIMEOUT_S")]
+    pub submit_timeout_s: Option<u64>,
+
+    /// Serve reads only; writes get 405 (a frozen shard).
+    #[arg(long, env = "REKOR_READ_ONLY", num_args = 0..=1, default_missing_value = "true")]
+    pub read_only: Option<bool>,
+
+    /// Accept the legacy dsse v0.0.2 entry type (off by default, as upstream removed it).
+    #[arg(long, env = "REKOR_ENABLE_DSSE", num_args = 0..=1, default_missing_value = "true")]
+    pub enable_dsse: Option<bool>,
+
+    /// Maximum request body in bytes. Default: 4194304.
+    #[arg(long, env = "REKOR_MAX_REQUEST_BODY_SIZE")]
+    pub max_request_body_size: Option<usize>,
+
+    /// Form a one-node cluster on first start if this node has never been initialised.
+    /// Default: true when no peers are expected (the embedded single-node default).
+    #[arg(long, env = "REKOR_BOOTSTRAP_SINGLE", num_args = 0..=1, default_missing_value = "true")]
+    pub bootstrap_single: Option<bool>,
+
+    /// sled page-cache size in MiB. Default: 64.
+    #[arg(long, env = "REKOR_CACHE_MIB")]
+    pub cache_mib: Option<u64>,
+}
+
+/// The resolved settings `serve` runs with.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub listen_internal: SocketAddr,
+    pub advertise_internal: String,
+    pub advertise: String,
+    pub origin: String,
+    pub signing_key: PathBuf,
+    /// True when the signing key path was not configured (a development key may be generated).
+    pub signing_key_is_default: bool,
+    pub cluster_secret: SecretSource,
+    pub tile_store: String,
+    pub batch_max_size: usize,
+    pub batch_max_age: Duration,
+    pub checkpoint_interval: Duration,
+    pub republish_interval: Duration,
+    pub pushback_max_outstanding: u64,
+    pub submit_timeout: Duration,
+    pub read_only: bool,
+    pub enable_dsse: bool,
+    pub max_request_body_size: usize,
+    pub bootstrap_single: bool,
+    pub cache_bytes: u64,
+}
+
+/// Where the cluster secret comes from.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    Literal(String),
+    File {
+        path: PathBuf,
+        generate_if_missing: bool,
+    },
+}
+
+impl ServeArgs {
+    /// Merges flags over the TOML file (if any) and fills in defaults.
+    pub fn resolve(self) -> Result<ServeConfig> {
+        let file = match &self.config {
+            Some(path) => read_config_file(path)?,
+            None => ServeArgs::default(),
+        };
+        let merged = self.over(file);
+        merged.into_config()
+    }
+
+    /// Field by field: `self` where set, else `lower`.
+    fn over(self, lower: ServeArgs) -> ServeArgs {
+        macro_rules! pick {
+            ($($field:ident),* $(,)?) => {
+                ServeArgs { config: self.config, $($field: self.$field.or(lower.$field)),* }
+            };
+        }
+        pick!(
+            node_id,
+            data_dir,
+            listen,
+            listen_internal,
+            advertise_internal,
+            advertise,
+            origin,
+            signing_key,
+            cluster_secret,
+            cluster_secret_file,
+            tile_store,
+            batch_max_size,
+            batch_max_age_ms,
+            checkpoint_interval_ms,
+            republish_interval_s,
+            pushback_max_outstanding,
+            submit_timeout_s,
+            read_only,
+            enable_dsse,
+            max_request_body_size,
+            bootstrap_single,
+            cache_mib,
+        )
+    }
+
+    fn into_config(self) -> Result<ServeConfig> {
+        let node_id = self.node_id.unwrap_or(1);
+        if node_id == 0 {
+            bail!("--node-id must be greater than 0");
+        }
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("rekor-data"));
+        let listen = self.listen.unwrap_or_else(|| ([127, 0, 0, 1], 3000).into());
+        let listen_internal = self
+            .listen_internal
+            .unwrap_or_else(|| ([127, 0, 0, 1], 3001).into());
+        let origin = self.origin.unwrap_or_else(|| "rekor.local".to_owned());
+        validate_origin(&origin)?;
+        let signing_key_is_default = self.signing_key.is_none();
+        let signing_key = self
+            .signing_key
+            .unwrap_or_else(|| data_dir.join("signing-key.pem"));
+        let cluster_secret = match (self.cluster_secret, self.cluster_secret_file) {
+            (Some(_), Some(_)) => bail!("give --cluster-secret or --cluster-secret-file, not both"),
+            (Some(secret), None) => SecretSource::Literal(secret),
+            (None, Some(path)) => SecretSource::File {
+                path,
+                generate_if_missing: false,
+            },
+            (None, None) => SecretSource::File {
+                path: data_dir.join("cluster-secret"),
+                generate_if_missing: true,
+            },
+        };
+        let tile_store = self
+            .tile_store
+            .unwrap_or_else(|| data_dir.join("tiles").display().to_string());
+        let batch_max_size = self.batch_max_size.unwrap_or(512);
+        if batch_max_size == 0 {
+            bail!("--batch-max-size must be at least 1");
+        }
+        Ok(ServeConfig {
+            node_id,
+            advertise_internal: self
+                .advertise_internal
+                .unwrap_or_else(|| listen_internal.to_string()),
+            advertise: self.advertise.unwrap_or_else(|| listen.to_string()),
+            data_dir,
+            listen,
+            listen_internal,
+            origin,
+            signing_key,
+            signing_key_is_default,
+            cluster_secret,
+            tile_store,
+            batch_max_size,
+            batch_max_age: Duration::from_millis(self.batch_max_age_ms.unwrap_or(20)),
+            checkpoint_interval: Duration::from_millis(
+                self.checkpoint_interval_ms.unwrap_or(200).max(10),
+            ),
+            republish_interval: Duration::from_secs(self.republish_interval_s.unwrap_or(600)),
+            pushback_max_outstanding: self.pushback_max_outstanding.unwrap_or(8192),
+            submit_timeout: Duration::from_secs(self.submit_timeout_s.unwrap_or(20)),
+            read_only: self.read_only.unwrap_or(false),
+            enable_dsse: self.enable_dsse.unwrap_or(false),
+            max_request_body_size: self.max_request_body_size.unwrap_or(4 * 1024 * 1024),
+            bootstrap_single: self.bootstrap_single.unwrap_or(true),
+            cache_bytes: self.cache_mib.unwrap_or(64) * 1024 * 1024,
+        })
+    }
+}
+
+fn read_config_file(path: &Path) -> Result<ServeArgs> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+/// rekor-v2-api.md §8.2: the origin is a bare host name, no whitespace, no `+`.
+fn validate_origin(origin: &str) -> Result<()> {
+    if origin.is_empty()
+        || origin.contains(char::is_whitespace)
+        || origin.contains('+')
+        || origin.contains("://")
+        || origin.contains('/')
+    {
+        bail!("--origin must be a bare host name (no scheme, path, whitespace or '+'): {origin:?}");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_give_a_single_loopback_node() {
+        let config = ServeArgs::default().resolve().unwrap();
+        assert_eq!(config.node_id, 1);
+        assert_eq!(config.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.listen_internal.to_string(), "127.0.0.1:3001");
+        assert!(config.bootstrap_single);
+        assert!(config.signing_key_is_default);
+        assert_eq!(
+            config.tile_store,
+            PathBuf::from("rekor-data")
+                .join("tiles")
+                .display()
+                .to_string()
+        );
+    }
+
+    #[test]
+    fn flags_override_the_toml_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "node-id = 7\norigin = \"file.example\"\nbatch-max-size = 9\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            origin: Some("flag.example".into()),
+            ..Default::default()
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.node_id, 7);
+        assert_eq!(config.origin, "flag.example");
+        assert_eq!(config.batch_max_size, 9);
+    }
+
+    #[test]
+    fn unknown_toml_keys_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "nodeid = 7\n").unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert!(args.resolve().is_err());
+    }
+
+    #[test]
+    fn origin_must_be_a_bare_host_name() {
+        for bad in ["", "https://x.dev", "a b", "a+b", "x.dev/path"] {
+            let args = ServeArgs {
+                origin: Some(bad.into()),
+                ..Default::default()
+            };
+            assert!(args.resolve().is_err(), "{bad:?} accepted");
+        }
+    }
+}

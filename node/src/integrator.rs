@@ -1,0 +1,238 @@
+//! The integrator actor (every node): turns committed leaves into durable entry bundles and hash
+//! tiles in this node's tile store, then advances the node's integrated size and what it serves.
+//!
+//! Ownership: the actor owns the `TreeBuilder` (the tree's right edge) and the `watch::Sender` of
+//! [`Served`]. One `Advance` runs at a time (`AtomicResponse`), so steps never interleave.
+//!
+//! Durability (DESIGN.md invariants 3 and 4): a step writes every tile and bundle, each of which
+//! `TileStore` reports done only once it is durable, *then* persists the integrated size in the
+//! state machine store, *then* publishes the new size. A crash before the size is persisted
+//! re-runs the step after restart and rewrites identical bytes (create-once writes accept them);
+//! a crash after it finds the tiles already there.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use futures::{StreamExt, TryStreamExt};
+use rekor_raft::StateReader;
+use rekor_storage::integrate::TreeBuilder;
+use rekor_storage::tile_store::TileStore;
+use tokio::sync::watch;
+use tracing::{error, info};
+
+use crate::metrics::NodeMetrics;
+use crate::served::{Served, ServedCheckpoint};
+
+/// Most leaves integrated in one step: bounds memory and the latency of one step.
+const MAX_LEAVES_PER_STEP: u64 = 16_384;
+/// Tile and bundle writes in flight at once.
+const WRITE_CONCURRENCY: usize = 32;
+
+pub struct Integrator {
+    /// Taken out while a step runs, put back when it ends.
+    builder: Option<TreeBuilder>,
+    state_machine: StateReader,
+    store: Arc<TileStore>,
+    served: watch::Sender<Served>,
+    metrics: NodeMetrics,
+}
+
+/// Integrate whatever is committed and not yet integrated.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Advance;
+
+impl Integrator {
+    /// Resumes from the integrated size persisted in the state machine store.
+    pub async fn resume(
+        state_machine: StateReader,
+        store: Arc<TileStore>,
+        metrics: NodeMetrics,
+    ) -> anyhow::Result<(Self, watch::Receiver<Served>)> {
+        let integrated_size = state_machine.integrated_size()?;
+        let builder = TreeBuilder::resume(&store, integrated_size).await?;
+        let integrated_root = builder.root();
+        let mut served = Served {
+            integrated_size,
+            integrated_root,
+            checkpoint: None,
+        };
+        // Serve the newest committed checkpoint our tiles back; on a restart that is usually the
+        // state machine's latest one.
+        if let Some(checkpoint) = state_machine.latest_checkpoint()? {
+            if checkpoint.size <= integrated_size {
+                served.checkpoint = Some(ServedCheckpoint::from_published(checkpoint));
+            }
+        }
+        info!(integrated_size, "integrator resumed");
+        metrics.integrated_size.set(integrated_size as i64);
+        let (sender, receiver) = watch::channel(served);
+        Ok((
+            Self {
+                builder: Some(builder),
+                state_machine,
+                store,
+                served: sender,
+                metrics,
+            },
+            receiver,
+        ))
+    }
+}
+
+impl Actor for Integrator {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Wake on every applied change of the state machine.
+        let mut applied = self.state_machine.subscribe();
+        let me = ctx.address();
+        tokio::spawn(async move {
+            me.do_send(Advance);
+            while applied.changed().await.is_ok() {
+                if me.try_send(Advance).is_err() && !me.connected() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+impl Handler<Advance> for Integrator {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: Advance, _ctx: &mut Self::Context) -> Self::Result {
+        let Some(builder) = self.builder.take() else {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        };
+        let state_machine = self.state_machine.clone();
+        let store = self.store.clone();
+        let metrics = self.metrics.clone();
+        let served = self.served.borrow().clone();
+        let step = async move {
+            integrate_committed(builder, &state_machine, &store, &metrics, served).await
+        };
+        AtomicResponse::new(Box::pin(step.into_actor(self).map(
+            |(builder, outcome), act, ctx| {
+                act.builder = Some(builder);
+                match outcome {
+                    Ok(Some(served)) => {
+                        let more = act.state_machine.applied().size > served.integrated_size;
+                        act.served.send_replace(served);
+                        if more {
+                            ctx.notify(Advance);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        error!(%error, "integration step failed; retrying");
+                        act.metrics
+                            .storage_errors_total
+                            .with_label_values(&["integrate"])
+                            .inc();
+                        ctx.notify_later(Advance, std::time::Duration::from_millis(500));
+                    }
+                }
+            },
+        )))
+    }
+}
+
+/// One step: integrate up to `MAX_LEAVES_PER_STEP` committed leaves, then recompute what this
+/// node serves. Returns the builder (always) and the new served state if anything changed.
+async fn integrate_committed(
+    mut builder: TreeBuilder,
+    state_machine: &StateReader,
+    store: &TileStore,
+    metrics: &NodeMetrics,
+    mut served: Served,
+) -> (TreeBuilder, anyhow::Result<Option<Served>>) {
+    let result = async {
+        let mut changed = false;
+        let applied = state_machine.applied().size;
+        let from = builder.size();
+        if applied > from {
+            let to = applied.min(from + MAX_LEAVES_PER_STEP);
+            let started = Instant::now();
+            write_step(&mut builder, state_machine, store, from..to).await?;
+            metrics
+                .integrate_seconds
+                .observe(started.elapsed().as_secs_f64());
+            metrics.integrated_size.set(to as i64);
+            served.integrated_size = to;
+            served.integrated_root = builder.root();
+            changed = true;
+        }
+        if let Some(latest) = state_machine.latest_checkpoint()? {
+            let newer = served
+                .checkpoint
+                .as_ref()
+                .is_none_or(|current| latest.size > current.size);
+            if newer && latest.size <= served.integrated_size {
+                store
+                    .put_checkpoint(latest.text.clone().into_bytes().into())
+                    .await?;
+                metrics.checkpoint_size.set(latest.size as i64);
+                metrics
+                    .checkpoint_timestamp_seconds
+                    .set(crate::publisher::unix_now() as i64);
+                served.checkpoint = Some(ServedCheckpoint::from_published(latest));
+                changed = true;
+            }
+        }
+        Ok(changed.then_some(served))
+    }
+    .await;
+    (builder, result)
+}
+
+/// Integrates leaves `range` (which starts at the builder's size) and makes the result durable.
+async fn write_step(
+    builder: &mut TreeBuilder,
+    state_machine: &StateReader,
+    store: &TileStore,
+    range: Range<u64>,
+) -> anyhow::Result<()> {
+    let leaves = state_machine.leaves(range.clone()).await?;
+    if leaves.len() as u64 != range.end - range.start {
+        anyhow::bail!(
+            "state machine returned {} leaves for {:?}",
+            leaves.len(),
+            range
+        );
+    }
+    // Hash on the blocking pool (this runs on the integrator's arbiter thread), and build on a
+    // copy so that a failed write leaves the builder at the durable size.
+    let mut next = builder.clone();
+    let (next, output) = tokio::task::spawn_blocking(move || {
+        let output = next.append(&leaves);
+        (next, output)
+    })
+    .await?;
+    let output = output?;
+    let tiles = output
+        .tiles
+        .into_iter()
+        .map(|(id, bytes)| async move { store.put_tile(id, bytes).await });
+    futures::stream::iter(tiles)
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let bundles = output
+        .bundles
+        .into_iter()
+        .map(|(id, bytes)| async move { store.put_bundle(id.index, id.width, bytes).await });
+    futures::stream::iter(bundles)
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .try_collect::<Vec<_>>()
+        .await?;
+    // Every tile and bundle is durable: now the size may move.
+    state_machine.mark_integrated(range.end).await?;
+    *builder = next;
+    if range.end % 100_000 < range.end - range.start {
+        info!(integrated_size = range.end, "integration progress");
+    }
+    Ok(())
+}

@@ -1,0 +1,361 @@
+//! The node-to-node listener's own routes (next to the Raft RPCs that `rekor_raft::server` mounts):
+//! write forwarding from followers to the leader, and the admin calls behind `init`, `status`,
+//! `node add|remove|list` and `freeze`. Every route requires the cluster secret.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use actix::Addr;
+use actix_web::{web, HttpRequest, HttpResponse};
+use rekor_raft::types::{AppendOutcome, NodeAddress, Raft, SequencedEntry};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Mutex};
+use tracing::{info, warn};
+
+use crate::publisher::{PublishNow, Publisher};
+use crate::sequencer::{Sequence, SequenceError, Sequencer};
+use crate::served::Served;
+
+/// Route paths, shared by the server and the admin client.
+pub mod paths {
+    pub const SEQUENCE: &str = "/internal/v1/sequence";
+    pub const INIT: &str = "/internal/v1/admin/init";
+    pub const ADD_NODE: &str = "/internal/v1/admin/add-node";
+    pub const REMOVE_NODE: &str = "/internal/v1/admin/remove-node";
+    pub const STATUS: &str = "/internal/v1/admin/status";
+    pub const FREEZE: &str = "/internal/v1/admin/freeze";
+}
+
+/// Largest forwarded entry body: the 65,535-byte entry cap plus the bincode framing.
+const MAX_FORWARD_BODY: usize = 128 * 1024;
+
+/// A cluster member's addresses, as the admin API spells them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub internal_addr: String,
+    pub public_addr: String,
+}
+
+impl From<Member> for NodeAddress {
+    fn from(member: Member) -> Self {
+        NodeAddress {
+            internal_addr: member.internal_addr,
+            public_addr: member.public_addr,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InitRequest {
+    pub members: BTreeMap<u64, Member>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AddNodeRequest {
+    pub id: u64,
+    pub member: Member,
+    /// Make it a voter once it has caught up.
+    pub promote: bool,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChangeMembershipRequest {
+    pub remove: Vec<u64>,
+}
+
+/// What the internal routes share.
+pub struct InternalState {
+    pub node_id: u64,
+    pub raft: Raft,
+    pub secret: rekor_raft::ClusterSecret,
+    pub sequencer: Addr<Sequencer>,
+    pub publisher: Addr<Publisher>,
+    pub served: watch::Receiver<Served>,
+    pub state_machine: rekor_raft::StateReader,
+    /// Membership changes are serialised (openraft: concurrent changes can interleave).
+    pub membership_lock: Mutex<()>,
+}
+
+/// The routes, to mount on the internal listener's `App`.
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .route(paths::SEQUENCE, web::post().to(sequence))
+        .route(paths::INIT, web::post().to(init))
+        .route(paths::ADD_NODE, web::post().to(add_node))
+        .route(paths::REMOVE_NODE, web::post().to(remove_node))
+        .route(paths::STATUS, web::get().to(status))
+        .route(paths::FREEZE, web::post().to(freeze));
+}
+
+fn authorized(request: &HttpRequest, state: &InternalState) -> bool {
+    let given = request
+        .headers()
+        .get(rekor_raft::network::CLUSTER_SECRET_HEADER)
+        .map(|value| value.as_bytes())
+        .unwrap_or_default();
+    state.secret.verify(given)
+}
+
+fn unauthorized() -> HttpResponse {
+    HttpResponse::Unauthorized()
+        .json(serde_json::json!({"error": "missing or wrong cluster secret"}))
+}
+
+fn error(status: actix_web::http::StatusCode, message: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status).json(serde_json::json!({"error": message.into()}))
+}
+
+/// A follower forwards one validated entry; the leader sequences it and answers with its outcome
+/// (bincode `Result<AppendOutcome, SequenceError>`).
+async fn sequence(
+    request: HttpRequest,
+    state: web::Data<InternalState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    if !authorized(&request, &state) {
+        return unauthorized();
+    }
+    if body.len() > MAX_FORWARD_BODY {
+        return error(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "entry too large",
+        );
+    }
+    let entry: SequencedEntry = match bincode::deserialize(&body) {
+        Ok(entry) => entry,
+        Err(e) => {
+            return error(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                format!("decoding entry: {e}"),
+            )
+        }
+    };
+    if entry.identity != rekor_raft::types::identity_of(&entry.body) {
+        return error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "identity does not match body",
+        );
+    }
+    let outcome: Result<AppendOutcome, SequenceError> =
+        match state.sequencer.send(Sequence(entry)).await {
+            Ok(outcome) => outcome,
+            Err(e) => Err(SequenceError::Raft(format!("sequencer unavailable: {e}"))),
+        };
+    match bincode::serialize(&outcome) {
+        Ok(bytes) => HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(bytes),
+        Err(e) => error(
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+        ),
+    }
+}
+
+async fn init(
+    request: HttpRequest,
+    state: web::Data<InternalState>,
+    body: web::Json<InitRequest>,
+) -> HttpResponse {
+    if !authorized(&request, &state) {
+        return unauthorized();
+    }
+    let _guard = state.membership_lock.lock().await;
+    let members: BTreeMap<u64, NodeAddress> = body
+        .into_inner()
+        .members
+        .into_iter()
+        .map(|(id, member)| (id, member.into()))
+        .collect();
+    if members.is_empty() || !members.contains_key(&state.node_id) {
+        return error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "the member list must include the node that receives init",
+        );
+    }
+    info!(?members, "initialising the cluster");
+    match state.raft.initialize(members).await {
+        Ok(()) => HttpResponse::Ok().json(serde_json::json!({"initialized": true})),
+        Err(e) => error(actix_web::http::StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+fn not_leader(state: &InternalState) -> Option<HttpResponse> {
+    let metrics = state.raft.metrics().borrow().clone();
+    if metrics.current_leader == Some(state.node_id) {
+        return None;
+    }
+    let leader = metrics.current_leader.and_then(|id| {
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .map(|node| (id, node.internal_addr.clone()))
+    });
+    Some(error(
+        actix_web::http::StatusCode::MISDIRECTED_REQUEST,
+        format!("not the leader; ask the leader instead: {leader:?}"),
+    ))
+}
+
+async fn add_node(
+    request: HttpRequest,
+    state: web::Data<InternalState>,
+    body: web::Json<AddNodeRequest>,
+) -> HttpResponse {
+    if !authorized(&request, &state) {
+        return unauthorized();
+    }
+    if let Some(response) = not_leader(&state) {
+        return response;
+    }
+    let AddNodeRequest {
+        id,
+        member,
+        promote,
+    } = body.into_inner();
+    if id == 0 {
+        return error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "node ids start at 1",
+        );
+    }
+    let _guard = state.membership_lock.lock().await;
+    info!(id, ?member, "adding a learner");
+    if let Err(e) = state.raft.add_learner(id, member.into(), true).await {
+        return error(
+            actix_web::http::StatusCode::CONFLICT,
+            format!("add learner: {e}"),
+        );
+    }
+    if !promote {
+        return HttpResponse::Ok().json(serde_json::json!({"added": id, "voter": false}));
+    }
+    let mut voters: BTreeSet<u64> = state
+        .raft
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .voter_ids()
+        .collect();
+    voters.insert(id);
+    info!(id, ?voters, "promoting to voter");
+    match state.raft.change_membership(voters, false).await {
+        Ok(_) => HttpResponse::Ok().json(serde_json::json!({"added": id, "voter": true})),
+        Err(e) => error(
+            actix_web::http::StatusCode::CONFLICT,
+            format!("change membership: {e}"),
+        ),
+    }
+}
+
+async fn remove_node(
+    request: HttpRequest,
+    state: web::Data<InternalState>,
+    body: web::Json<ChangeMembershipRequest>,
+) -> HttpResponse {
+    if !authorized(&request, &state) {
+        return unauthorized();
+    }
+    if let Some(response) = not_leader(&state) {
+        return response;
+    }
+    let _guard = state.membership_lock.lock().await;
+    let remove: BTreeSet<u64> = body.into_inner().remove.into_iter().collect();
+    let membership = state.raft.metrics().borrow().membership_config.clone();
+    let voters: BTreeSet<u64> = membership
+        .membership()
+        .voter_ids()
+        .filter(|id| !remove.contains(id))
+        .collect();
+    if voters.is_empty() {
+        return error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "cannot remove every voter",
+        );
+    }
+    // Voters first (joint consensus), then the nodes themselves (learners are dropped by
+    // `retain = false`).
+    match state.raft.change_membership(voters.clone(), false).await {
+        Ok(_) => {
+            warn!(
+                ?remove,
+                "removed from the cluster; wipe their data before re-adding them"
+            );
+            HttpResponse::Ok().json(serde_json::json!({"removed": remove, "voters": voters}))
+        }
+        Err(e) => error(
+            actix_web::http::StatusCode::CONFLICT,
+            format!("change membership: {e}"),
+        ),
+    }
+}
+
+/// A snapshot of this node's view, shared by `status` (JSON) and the public status page.
+pub fn status_json(state: &InternalState) -> serde_json::Value {
+    let metrics = state.raft.metrics().borrow().clone();
+    let served = state.served.borrow().clone();
+    let membership = metrics.membership_config.membership();
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    let members: Vec<serde_json::Value> = membership
+        .nodes()
+        .map(|(id, node)| {
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|replication| replication.get(id).cloned().flatten())
+                .map(|log_id| log_id.index);
+            serde_json::json!({
+                "id": id,
+                "voter": voters.contains(id),
+                "internal_addr": node.internal_addr,
+                "public_addr": node.public_addr,
+                "matched_log_index": matched,
+                "lag": matched.map(|m| metrics.last_log_index.unwrap_or(0).saturating_sub(m)),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "node_id": state.node_id,
+        "state": format!("{:?}", metrics.state),
+        "term": metrics.current_term,
+        "leader": metrics.current_leader,
+        "last_log_index": metrics.last_log_index,
+        "last_applied": metrics.last_applied.map(|id| id.index),
+        "sequenced_size": state.state_machine.applied().size,
+        "integrated_size": served.integrated_size,
+        "checkpoint_size": served.checkpoint.as_ref().map(|cp| cp.size),
+        "members": members,
+    })
+}
+
+async fn status(request: HttpRequest, state: web::Data<InternalState>) -> HttpResponse {
+    if !authorized(&request, &state) {
+        return unauthorized();
+    }
+    HttpResponse::Ok().json(status_json(&state))
+}
+
+async fn freeze(request: HttpRequest, state: web::Data<InternalState>) -> HttpResponse {
+    if !authorized(&request, &state) {
+        return unauthorized();
+    }
+    if let Some(response) = not_leader(&state) {
+        return response;
+    }
+    let marker = rekor_storage::checkpoint::frozen_marker(crate::publisher::unix_now());
+    match state
+        .publisher
+        .send(PublishNow {
+            extensions: vec![marker],
+        })
+        .await
+    {
+        Ok(Ok(size)) => HttpResponse::Ok().json(serde_json::json!({"frozen_at_size": size})),
+        Ok(Err(e)) => error(actix_web::http::StatusCode::SERVICE_UNAVAILABLE, e),
+        Err(e) => error(
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+        ),
+    }
+}

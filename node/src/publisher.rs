@@ -1,0 +1,199 @@
+//! The publisher actor (leader only): every checkpoint interval, if the integrated tree grew (or the
+//! republish interval passed), sign a checkpoint for the integrated size and commit it through Raft
+//! as `Publish`.
+//!
+//! Safety does not rest on this actor: every state machine accepts a `Publish` only if its size is
+//! at least the last published size and its root is the root the committed order implies at that
+//! size (DESIGN.md invariant 2). What this actor adds is liveness and not wasting Raft entries:
+//! before signing it confirms leadership with `ensure_linearizable`, which also waits until this
+//! node has applied everything committed before — so a new leader never signs from a stale view.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use rekor_raft::types::{Command, CommandResponse, Raft};
+use rekor_storage::checkpoint::Checkpoint;
+use rekor_storage::note::NoteSigner;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::metrics::NodeMetrics;
+use crate::served::Served;
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+pub struct Publisher {
+    node_id: u64,
+    raft: Raft,
+    origin: String,
+    signer: Arc<dyn NoteSigner>,
+    served: watch::Receiver<Served>,
+    interval: Duration,
+    republish_interval: Duration,
+    last_published: Option<(u64, Instant)>,
+    metrics: NodeMetrics,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Tick;
+
+/// Sign and commit a checkpoint now, with the given extension lines (used by `freeze`).
+#[derive(Message)]
+#[rtype(result = "Result<u64, String>")]
+pub struct PublishNow {
+    pub extensions: Vec<String>,
+}
+
+impl Publisher {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        node_id: u64,
+        raft: Raft,
+        origin: String,
+        signer: Arc<dyn NoteSigner>,
+        served: watch::Receiver<Served>,
+        interval: Duration,
+        republish_interval: Duration,
+        metrics: NodeMetrics,
+    ) -> Self {
+        Self {
+            node_id,
+            raft,
+            origin,
+            signer,
+            served,
+            interval,
+            republish_interval,
+            last_published: None,
+            metrics,
+        }
+    }
+
+    fn is_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.current_leader == Some(self.node_id)
+            && metrics.state == openraft::ServerState::Leader
+    }
+
+    /// What to sign now, if anything: the integrated size and root, when it is news.
+    fn due(&self) -> Option<(u64, [u8; 32])> {
+        let served = self.served.borrow();
+        let published = served.checkpoint.as_ref().map(|cp| cp.size);
+        let grew = published.is_none_or(|size| served.integrated_size > size);
+        let stale = self
+            .last_published
+            .is_none_or(|(_, at)| at.elapsed() >= self.republish_interval);
+        (grew || stale).then_some((served.integrated_size, served.integrated_root))
+    }
+}
+
+/// Signs a checkpoint for `(size, root)` and commits it through Raft; returns whether the state
+/// machines accepted it.
+async fn sign_and_commit(
+    raft: Raft,
+    origin: String,
+    signer: Arc<dyn NoteSigner>,
+    size: u64,
+    root: [u8; 32],
+    extensions: Vec<String>,
+) -> Result<bool, String> {
+    // Confirms we are still leader (a quorum heartbeat) and that we applied everything committed.
+    raft.ensure_linearizable()
+        .await
+        .map_err(|error| format!("not a confirmed leader: {error}"))?;
+    let mut checkpoint = Checkpoint::new(&origin, size, root);
+    checkpoint.extensions = extensions;
+    let signed = checkpoint
+        .sign(signer.as_ref())
+        .map_err(|error| format!("signing: {error}"))?;
+    let text = String::from_utf8(signed).map_err(|error| format!("signed note: {error}"))?;
+    let response = raft
+        .client_write(Command::Publish {
+            size,
+            root,
+            checkpoint: text,
+        })
+        .await
+        .map_err(|error| format!("committing checkpoint: {error}"))?;
+    Ok(matches!(
+        response.data,
+        CommandResponse::Published { accepted: true }
+    ))
+}
+
+impl Actor for Publisher {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.run_interval(self.interval, |_, ctx| ctx.notify(Tick));
+    }
+}
+
+impl Handler<Tick> for Publisher {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: Tick, _ctx: &mut Self::Context) -> Self::Result {
+        let due = if self.is_leader() { self.due() } else { None };
+        let Some((size, root)) = due else {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        };
+        let publish = sign_and_commit(
+            self.raft.clone(),
+            self.origin.clone(),
+            self.signer.clone(),
+            size,
+            root,
+            Vec::new(),
+        );
+        AtomicResponse::new(Box::pin(publish.into_actor(self).map(
+            move |result, act, _| match result {
+                Ok(true) => {
+                    debug!(size, "checkpoint committed");
+                    act.metrics.checkpoints_published.inc();
+                    act.last_published = Some((size, Instant::now()));
+                }
+                Ok(false) => warn!(size, "checkpoint rejected by the state machine"),
+                Err(error) => debug!(size, %error, "checkpoint not published"),
+            },
+        )))
+    }
+}
+
+impl Handler<PublishNow> for Publisher {
+    type Result = AtomicResponse<Self, Result<u64, String>>;
+
+    fn handle(&mut self, msg: PublishNow, _ctx: &mut Self::Context) -> Self::Result {
+        let (size, root) = {
+            let served = self.served.borrow();
+            (served.integrated_size, served.integrated_root)
+        };
+        let publish = sign_and_commit(
+            self.raft.clone(),
+            self.origin.clone(),
+            self.signer.clone(),
+            size,
+            root,
+            msg.extensions,
+        );
+        AtomicResponse::new(Box::pin(publish.into_actor(self).map(
+            move |result, act, _| match result {
+                Ok(true) => {
+                    info!(size, "checkpoint published on request");
+                    act.last_published = Some((size, Instant::now()));
+                    Ok(size)
+                }
+                Ok(false) => Err("the state machine rejected the checkpoint".into()),
+                Err(error) => Err(error),
+            },
+        )))
+    }
+}

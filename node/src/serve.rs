@@ -1,0 +1,246 @@
+//! `rekor-node serve`: start-up, the two listeners, and shutdown.
+//!
+//! Runtime shape (rust-stack.md §4.3): one actix `System` on a multi-thread tokio runtime, so that
+//! openraft's core, replication and state-machine tasks land on the work-stealing pool; the
+//! integrator on its own arbiter thread; one shared backend built outside the `HttpServer`
+//! factories; reqwest for node-to-node calls.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Arbiter};
+use actix_web::{web, App, HttpServer};
+use anyhow::{Context, Result};
+use rekor_raft::types::{NodeAddress, Raft};
+use tracing::{info, warn};
+
+use crate::backend::NodeBackend;
+use crate::config::{SecretSource, ServeConfig};
+use crate::integrator::Integrator;
+use crate::internal::InternalState;
+use crate::metrics::NodeMetrics;
+use crate::publisher::Publisher;
+use crate::sequencer::Sequencer;
+
+pub fn run(config: ServeConfig) -> Result<()> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2);
+    let system = actix_rt::System::with_tokio_rt(move || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .thread_name("rekor-worker")
+            .build()
+            .unwrap_or_else(|error| panic!("cannot build the tokio runtime: {error}"))
+    });
+    system.block_on(serve(config))
+}
+
+async fn serve(config: ServeConfig) -> Result<()> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let secret = rekor_raft::ClusterSecret::new(load_secret(&config.cluster_secret)?);
+    let signer = crate::keys::load_or_generate(&config)?;
+    info!(
+        node_id = config.node_id,
+        origin = %config.origin,
+        key_name = signer.name(),
+        log_id = %base64_std(&signer.log_id()),
+        "checkpoint signing key loaded"
+    );
+
+    let store = Arc::new(
+        rekor_storage::tile_store::TileStore::from_url(&config.tile_store, &Default::default())
+            .with_context(|| format!("opening tile store {}", config.tile_store))?,
+    );
+
+    let mut engine_config = rekor_raft::EngineConfig::new(config.data_dir.join("raft"));
+    engine_config.cache_capacity = config.cache_bytes;
+    let engine =
+        rekor_raft::SledEngine::open(&engine_config).context("opening the Raft database (sled)")?;
+    let (log_store, state_machine_store) = rekor_raft::open_stores(&engine)?;
+    let state_machine = state_machine_store.reader();
+    let network = rekor_raft::HttpNetwork::new(rekor_raft::NetworkConfig::new(
+        config.node_id,
+        secret.clone(),
+    ))?;
+    let raft_config = Arc::new(rekor_raft::build_config(&rekor_raft::RaftTuning::default())?);
+    let raft: Raft = openraft::Raft::new(
+        config.node_id,
+        raft_config,
+        network,
+        log_store,
+        state_machine_store,
+    )
+    .await
+    .context("starting Raft")?;
+
+    let self_address = NodeAddress {
+        internal_addr: config.advertise_internal.clone(),
+        public_addr: config.advertise.clone(),
+    };
+    if config.bootstrap_single && !raft.is_initialized().await? {
+        info!("no cluster yet: forming a single-node cluster (pass --bootstrap-single=false for nodes that will join one)");
+        raft.initialize(BTreeMap::from([(config.node_id, self_address.clone())]))
+            .await
+            .context("initialising the single-node cluster")?;
+    }
+
+    let registry = prometheus::Registry::new();
+    let metrics = NodeMetrics::register(&registry)?;
+
+    let (integrator, served) =
+        Integrator::resume(state_machine.clone(), store.clone(), metrics.clone()).await?;
+    let integrator_arbiter = Arbiter::new();
+    let _integrator = Integrator::start_in_arbiter(&integrator_arbiter.handle(), |_| integrator);
+
+    let queued = Arc::new(AtomicU64::new(0));
+    let sequencer = Sequencer::new(
+        raft.clone(),
+        config.batch_max_size,
+        config.batch_max_age,
+        queued.clone(),
+        metrics.clone(),
+    )
+    .start();
+    let publisher = Publisher::new(
+        config.node_id,
+        raft.clone(),
+        config.origin.clone(),
+        signer.clone(),
+        served.clone(),
+        config.checkpoint_interval,
+        config.republish_interval,
+        metrics.clone(),
+    )
+    .start();
+
+    tokio::spawn(crate::metrics::sample_raft(
+        raft.clone(),
+        engine.clone(),
+        metrics.clone(),
+    ));
+
+    let forward_client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(config.submit_timeout)
+        .pool_max_idle_per_host(64)
+        .build()?;
+    let backend = Arc::new(NodeBackend {
+        node_id: config.node_id,
+        raft: raft.clone(),
+        state_machine: state_machine.clone(),
+        store: store.clone(),
+        served: served.clone(),
+        sequencer: sequencer.clone(),
+        queued,
+        forward_client,
+        secret: secret.clone(),
+        pushback_max_outstanding: config.pushback_max_outstanding,
+        submit_timeout: config.submit_timeout,
+        read_only: config.read_only,
+        metrics: metrics.clone(),
+    });
+    let api_config = rekor_api::ApiConfig {
+        log_id: signer.log_id(),
+        read_only: config.read_only,
+        enable_dsse: config.enable_dsse,
+        max_request_body_size: config.max_request_body_size,
+        ..rekor_api::ApiConfig::default()
+    };
+    let api_state = rekor_api::ApiState::new(api_config, backend, &registry)?;
+    let api_state = api_state.clone();
+    let public = HttpServer::new(move || App::new().configure(|cfg| api_state.configure(cfg)))
+        .bind(config.listen)
+        .with_context(|| format!("binding the public listener {}", config.listen))?
+        .shutdown_timeout(10)
+        .run();
+
+    let internal_state = web::Data::new(InternalState {
+        node_id: config.node_id,
+        raft: raft.clone(),
+        secret: secret.clone(),
+        sequencer,
+        publisher,
+        served,
+        state_machine,
+        membership_lock: tokio::sync::Mutex::new(()),
+    });
+    let raft_server_config = rekor_raft::RaftServerConfig::new(config.node_id, secret);
+    let raft_for_rpc = raft.clone();
+    let internal = HttpServer::new(move || {
+        App::new()
+            .app_data(internal_state.clone())
+            .service(rekor_raft::raft_scope(
+                raft_for_rpc.clone(),
+                raft_server_config.clone(),
+            ))
+            .configure(crate::internal::configure)
+    })
+    .bind(config.listen_internal)
+    .with_context(|| format!("binding the internal listener {}", config.listen_internal))?
+    .shutdown_timeout(5)
+    .run();
+
+    info!(
+        public = %config.listen,
+        internal = %config.listen_internal,
+        data_dir = %config.data_dir.display(),
+        "rekor-node serving"
+    );
+    // Both servers stop on SIGINT/SIGTERM (actix-web installs the handlers).
+    let (public_result, internal_result) = futures::join!(public, internal);
+    info!("listeners stopped; shutting Raft down");
+    if let Err(error) = raft.shutdown().await {
+        warn!(%error, "raft shutdown");
+    }
+    integrator_arbiter.stop();
+    drop(engine);
+    public_result?;
+    internal_result?;
+    info!("stopped");
+    Ok(())
+}
+
+fn base64_std(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Reads the cluster secret, generating a random one for a fresh single node.
+fn load_secret(source: &SecretSource) -> Result<String> {
+    match source {
+        SecretSource::Literal(secret) => Ok(secret.clone()),
+        SecretSource::File {
+            path,
+            generate_if_missing,
+        } => {
+            if !path.exists() && *generate_if_missing {
+                generate_secret_file(path)?;
+                info!(path = %path.display(), "generated a cluster secret");
+            }
+            let secret = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the cluster secret {}", path.display()))?;
+            let secret = secret.trim().to_owned();
+            if secret.len() < 16 {
+                anyhow::bail!(
+                    "the cluster secret in {} is shorter than 16 characters",
+                    path.display()
+                );
+            }
+            Ok(secret)
+        }
+    }
+}
+
+fn generate_secret_file(path: &Path) -> Result<()> {
+    use rand_core::RngCore;
+    let mut bytes = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut bytes);
+    crate::keys::write_private_file(path, hex::encode(bytes).as_bytes())
+}
