@@ -44,7 +44,8 @@ use crate::codec::{self, CodecError};
 use crate::engine::{index_key, EngineError, Keyspace, ScanOrder, WriteBatch};
 use crate::snapshot;
 use crate::types::{
-    AppendOutcome, Command, CommandResponse, NodeAddress, NodeId, SequencedEntry, TypeConfig,
+    identity_of, AppendOutcome, Command, CommandResponse, NodeAddress, NodeId, SequencedEntry,
+    TypeConfig,
 };
 
 /// Name of the engine keyspace that holds the state machine.
@@ -340,10 +341,20 @@ fn apply_append(
 ) -> Result<Vec<AppendOutcome>, StateMachineError> {
     let mut outcomes = Vec::with_capacity(entries.len());
     for entry in entries {
-        let known = match fresh.get(&entry.identity) {
+        // The identity is recomputed rather than trusted: dedup is the state machine's
+        // authority (DESIGN.md, "Dedup"), and a proposer's wrong identity must not make two
+        // different bodies collide or one body log twice. Every node computes the same.
+        let identity = identity_of(&entry.body);
+        if identity != entry.identity {
+            tracing::warn!(
+                index = next.tree.size(),
+                "Append entry carried a wrong identity; using SHA-256 of its body"
+            );
+        }
+        let known = match fresh.get(&identity) {
             Some(index) => Some(*index),
             None => keyspace
-                .get(&identity_key(&entry.identity))?
+                .get(&identity_key(&identity))?
                 .map(|v| decode_index(&v))
                 .transpose()?,
         };
@@ -351,15 +362,13 @@ fn apply_append(
             outcomes.push(AppendOutcome::Duplicate { index });
             continue;
         }
-        // The identity was computed by the proposer; the state machine trusts the leader's
-        // sequencer for it (recomputing would cost a hash per entry on every node).
         let index = next.tree.size();
         next.tree
             .append(leaf_hash(&entry.body))
             .map_err(|e| StateMachineError::Corrupt(format!("compact range: {e}")))?;
-        fresh.insert(entry.identity, index);
+        fresh.insert(identity, index);
         batch.put(
-            identity_key(&entry.identity).to_vec(),
+            identity_key(&identity).to_vec(),
             index.to_be_bytes().to_vec(),
         );
         batch.put(index_key(LEAF_PREFIX, index).to_vec(), entry.body);

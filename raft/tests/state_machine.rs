@@ -380,3 +380,35 @@ async fn log_store_entries_vote_and_committed_survive_reopen() {
         EntryPayload::Normal(append_cmd(&["e256"]))
     );
 }
+
+#[tokio::test]
+async fn dedup_uses_the_body_hash_not_the_proposed_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_engine, _log, mut sm) = open(dir.path());
+    let forged = |body: &str, identity: [u8; 32]| SequencedEntry {
+        body: body.as_bytes().to_vec(),
+        identity,
+    };
+    let a_identity = SequencedEntry::new(b"a".to_vec()).identity;
+    let out = apply_one(
+        &mut sm,
+        1,
+        Command::Append {
+            entries: vec![
+                SequencedEntry::new(b"a".to_vec()),
+                forged("b", a_identity), // claims to be "a": must still be logged
+                forged("a", [9u8; 32]),  // is "a" under another name: a duplicate
+            ],
+        },
+    )
+    .await;
+    assert_eq!(
+        out,
+        CommandResponse::Appended(vec![
+            AppendOutcome::Logged { index: 0 },
+            AppendOutcome::Logged { index: 1 },
+            AppendOutcome::Duplicate { index: 0 },
+        ])
+    );
+    assert_eq!(sm.reader().lookup_identity(&[9u8; 32]).unwrap(), None);
+}
