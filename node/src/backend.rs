@@ -93,6 +93,7 @@ impl NodeBackend {
             };
             match attempt {
                 Ok(outcome) => return Ok(outcome),
+                Err(SequenceError::Frozen) => return Err(SubmitError::Frozen),
                 Err(error) => {
                     debug!(%error, "sequencing attempt failed");
                     if Instant::now() >= deadline {
@@ -125,6 +126,10 @@ impl NodeBackend {
             .header(
                 rekor_raft::network::CLUSTER_SECRET_HEADER,
                 self.secret.as_str(),
+            )
+            .header(
+                rekor_raft::network::SOURCE_NODE_HEADER,
+                self.node_id.to_string(),
             )
             .body(body)
             .send()

@@ -12,6 +12,9 @@
 //! - header [`TARGET_NODE_HEADER`]: the node id the sender means to reach. The server refuses
 //!   a request for another id with 421: a wrong address in the membership would otherwise make
 //!   a leader replicate to itself and panic (rust-stack.md §2.11 #4);
+//! - header [`SOURCE_NODE_HEADER`]: the sender's node id. Informational only (the server does
+//!   not trust or check it); it lets a fault-injection proxy between nodes cut one direction of
+//!   one link (cluster-tests `chaos::proxy`);
 //! - answer 200 with the encoded `Result<Response, RaftError>`; 401 without the right secret;
 //!   421 for another node; 400 for an undecodable body; 413 for an oversized one.
 //!
@@ -51,6 +54,8 @@ pub const SNAPSHOT_PATH: &str = "/snapshot";
 pub const CLUSTER_SECRET_HEADER: &str = "x-rekor-cluster-secret";
 /// Header carrying the node id the request is meant for.
 pub const TARGET_NODE_HEADER: &str = "x-rekor-target-node";
+/// Header carrying the sender's node id (informational; never used for authorisation).
+pub const SOURCE_NODE_HEADER: &str = "x-rekor-source-node";
 
 /// The shared secret every internal request carries. Its `Debug` does not print it.
 #[derive(Clone)]
@@ -226,6 +231,7 @@ impl PeerClient {
             .post(format!("{}{}", self.base_url, path))
             .header(CLUSTER_SECRET_HEADER, self.config.secret.as_str())
             .header(TARGET_NODE_HEADER, self.target.to_string())
+            .header(SOURCE_NODE_HEADER, self.config.node_id.to_string())
             .header("content-type", "application/octet-stream")
             .timeout(ttl)
             .body(body)
