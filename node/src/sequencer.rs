@@ -30,6 +30,9 @@ pub enum SequenceError {
     /// Raft could not commit the batch (no quorum, shutting down, ...).
     #[error("raft: {0}")]
     Raft(String),
+    /// The log is frozen: nothing more is logged.
+    #[error("the log is frozen")]
+    Frozen,
     /// The state machine answered something that is not an `Appended` of the batch's length.
     #[error("unexpected state machine response")]
     UnexpectedResponse,
@@ -127,6 +130,7 @@ async fn propose(
     match raft.client_write(Command::Append { entries }).await {
         Ok(response) => match response.data {
             CommandResponse::Appended(outcomes) if outcomes.len() == expected => Ok(outcomes),
+            CommandResponse::Frozen => Err(SequenceError::Frozen),
             _ => Err(SequenceError::UnexpectedResponse),
         },
         Err(RaftError::APIError(ClientWriteError::ForwardToLeader(forward))) => {

@@ -282,6 +282,9 @@ fn apply_entries(
                 next.membership = StoredMembership::new(Some(entry.log_id), membership);
                 CommandResponse::Empty
             }
+            EntryPayload::Normal(Command::Append { .. }) if is_frozen(&next) => {
+                CommandResponse::Frozen
+            }
             EntryPayload::Normal(Command::Append { entries }) => {
                 let outcomes = apply_append(keyspace, &mut next, &mut batch, &mut fresh, entries)?;
                 boundaries.push((next.tree.size(), next.tree.root()));
@@ -294,6 +297,7 @@ fn apply_entries(
             }) => {
                 let not_backwards = next.checkpoint.as_ref().is_none_or(|c| size >= c.size);
                 let accepted = not_backwards
+                    && !is_frozen(&next)
                     && root_at(keyspace, &next.tree, &boundaries, size)? == Some(root);
                 if accepted {
                     next.checkpoint = Some(PublishedCheckpoint {
@@ -330,6 +334,18 @@ fn apply_entries(
         batch.put(KEY_CHECKPOINT, codec::encode(&next.checkpoint)?);
     }
     Ok((next, batch, responses))
+}
+
+/// Whether the latest accepted checkpoint carries the frozen marker line (rekor-v2-api.md §11.5):
+/// a sealed log accepts no more entries and no more checkpoints. Derived from the committed
+/// checkpoint text, so every node decides the same without extra persisted state.
+fn is_frozen(state: &SmState) -> bool {
+    state.checkpoint.as_ref().is_some_and(|checkpoint| {
+        rekor_storage::note::Note::parse(checkpoint.text.as_bytes())
+            .ok()
+            .and_then(|note| rekor_storage::checkpoint::Checkpoint::parse_body(&note.text).ok())
+            .is_some_and(|body| body.is_frozen())
+    })
 }
 
 fn apply_append(

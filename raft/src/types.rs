@@ -126,4 +126,7 @@ pub enum CommandResponse {
         /// `false` if the size went backwards or the root is not the one this log computed.
         accepted: bool,
     },
+    /// The `Append` was refused because the log is frozen (its latest checkpoint carries the
+    /// frozen marker); nothing was logged.
+    Frozen,
 }
