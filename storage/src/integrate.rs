@@ -219,7 +219,7 @@ impl TreeBuilder {
             let index = self.range.size();
             // Length checked above, so the record always encodes.
             tiles::append_bundle_entry(&mut self.partial_bundle, entry)?;
-            if (index + 1) % u64::from(TILE_WIDTH) == 0 {
+            if (index + 1).is_multiple_of(u64::from(TILE_WIDTH)) {
                 let id = BundleId {
                     index: index / u64::from(TILE_WIDTH),
                     width: TILE_WIDTH,

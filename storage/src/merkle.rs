@@ -408,3 +408,32 @@ pub fn subtree_root(row: &[Hash]) -> Option<Hash> {
     }
     fold_right(range.hashes())
 }
+
+/// Whether `[start, end)` is a valid subtree (Merkle Tree Certificates draft, as in
+/// transparency-dev/merkle): non-empty, and `start` is a multiple of the smallest
+/// power of two ≥ its width.
+pub fn is_valid_subtree(start: u64, end: u64) -> bool {
+    start < end
+        && (end - start)
+            .checked_next_power_of_two()
+            .is_some_and(|w| start.is_multiple_of(w))
+}
+
+/// Verifies that `leaf` is at absolute `index` in the subtree `[start, end)` whose
+/// hash is `root`: an RFC 9162 inclusion proof inside the subtree.
+pub fn verify_subtree_inclusion(
+    index: u64,
+    start: u64,
+    end: u64,
+    leaf: &Hash,
+    proof: &[Hash],
+    root: &Hash,
+) -> Result<(), ProofError> {
+    if !is_valid_subtree(start, end) {
+        return Err(ProofError::InvalidSubtree { start, end });
+    }
+    if index < start || index >= end {
+        return Err(ProofError::IndexOutOfRange { index, size: end });
+    }
+    verify_inclusion(index - start, end - start, leaf, proof, root)
+}

@@ -260,7 +260,7 @@ fn width_at(index: u64, count: u64) -> Option<u16> {
     let full = count / u64::from(TILE_WIDTH);
     if index < full {
         Some(TILE_WIDTH)
-    } else if index == full && count % u64::from(TILE_WIDTH) != 0 {
+    } else if index == full && !count.is_multiple_of(u64::from(TILE_WIDTH)) {
         Some((count % u64::from(TILE_WIDTH)) as u16)
     } else {
         None

@@ -117,6 +117,28 @@ fn consistency_vectors() {
     }
 }
 
+/// Subtree inclusion (leaf index absolute, subtree `[start, end)`). Subtree
+/// consistency verification is not implemented.
+#[test]
+fn subtree_inclusion_vectors() {
+    let all = probes("subtreeinclusion");
+    assert_eq!(all.len(), 204);
+    for (file, v) in all {
+        let want_err = v["wantErr"].as_bool().unwrap();
+        let got = (|| {
+            let idx = v["leafIdx"].as_u64()?;
+            let start = v["start"].as_u64()?;
+            let end = v["end"].as_u64()?;
+            let leaf = hash(&v["leafHash"])?;
+            let root = hash(&v["root"])?;
+            let p = proof(&v["proof"])?;
+            Some(merkle::verify_subtree_inclusion(idx, start, end, &leaf, &p, &root).is_ok())
+        })()
+        .unwrap_or(false);
+        assert_eq!(got, !want_err, "{}", file.display());
+    }
+}
+
 #[test]
 fn reference_tree_roots() {
     let v: Value = serde_json::from_str(
