@@ -112,6 +112,20 @@ pub struct ServeArgs {
     /// sled page-cache size in MiB. Default: 64.
     #[arg(long, env = "REKOR_CACHE_MIB")]
     pub cache_mib: Option<u64>,
+
+    /// Witness policy file (Sigsum policy format: witness, group, quorum lines). When set, the
+    /// leader asks these C2SP tlog-witness witnesses to cosign each checkpoint. Default: none.
+    #[arg(long, env = "REKOR_WITNESS_POLICY")]
+    pub witness_policy: Option<PathBuf>,
+
+    /// Longest one witness may take to cosign one checkpoint, in milliseconds. Default: 5000.
+    #[arg(long, env = "REKOR_WITNESS_TIMEOUT_MS")]
+    pub witness_timeout_ms: Option<u64>,
+
+    /// Do not publish a checkpoint unless the witness policy's quorum cosigned it (the default
+    /// is fail-open: publish without, log a warning and count it).
+    #[arg(long, env = "REKOR_REQUIRE_WITNESS_QUORUM", num_args = 0..=1, default_missing_value = "true")]
+    pub require_witness_quorum: Option<bool>,
 }
 
 /// The resolved settings `serve` runs with.
@@ -140,6 +154,9 @@ pub struct ServeConfig {
     pub max_request_body_size: usize,
     pub bootstrap_single: bool,
     pub cache_bytes: u64,
+    pub witness_policy: Option<PathBuf>,
+    pub witness_timeout: Duration,
+    pub require_witness_quorum: bool,
 }
 
 /// Where the cluster secret comes from.
@@ -193,6 +210,9 @@ impl ServeArgs {
             max_request_body_size,
             bootstrap_single,
             cache_mib,
+            witness_policy,
+            witness_timeout_ms,
+            require_witness_quorum,
         )
     }
 
@@ -258,6 +278,9 @@ impl ServeArgs {
             max_request_body_size: self.max_request_body_size.unwrap_or(4 * 1024 * 1024),
             bootstrap_single: self.bootstrap_single.unwrap_or(true),
             cache_bytes: self.cache_mib.unwrap_or(64) * 1024 * 1024,
+            witness_policy: self.witness_policy,
+            witness_timeout: Duration::from_millis(self.witness_timeout_ms.unwrap_or(5000).max(1)),
+            require_witness_quorum: self.require_witness_quorum.unwrap_or(false),
         })
     }
 }

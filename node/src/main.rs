@@ -18,6 +18,7 @@ mod publisher;
 mod sequencer;
 mod serve;
 mod served;
+mod witness;
 
 #[derive(Parser)]
 #[command(

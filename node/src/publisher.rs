@@ -7,6 +7,9 @@
 //! size (DESIGN.md invariant 2). What this actor adds is liveness and not wasting Raft entries:
 //! before signing it confirms leadership with `ensure_linearizable`, which also waits until this
 //! node has applied everything committed before — so a new leader never signs from a stale view.
+//!
+//! With a witness policy, the signed checkpoint goes to the witnesses between signing and the
+//! Raft commit ([`crate::witness`]); their verified cosignature lines are committed with it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -20,6 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::metrics::NodeMetrics;
 use crate::served::Served;
+use crate::witness::Witnessing;
 
 /// Seconds since the Unix epoch.
 pub fn unix_now() -> u64 {
@@ -39,6 +43,7 @@ pub struct Publisher {
     republish_interval: Duration,
     last_published: Option<(u64, Instant)>,
     metrics: NodeMetrics,
+    witnessing: Option<Arc<Witnessing>>,
 }
 
 #[derive(Message)]
@@ -74,7 +79,14 @@ impl Publisher {
             republish_interval,
             last_published: None,
             metrics,
+            witnessing: None,
         }
+    }
+
+    /// Have each checkpoint cosigned by the policy's witnesses before it is committed.
+    pub fn with_witnessing(mut self, witnessing: Option<Arc<Witnessing>>) -> Self {
+        self.witnessing = witnessing;
+        self
     }
 
     fn is_leader(&self) -> bool {
@@ -96,12 +108,14 @@ impl Publisher {
     }
 }
 
-/// Signs a checkpoint for `(size, root)` and commits it through Raft; returns whether the state
-/// machines accepted it.
+/// Signs a checkpoint for `(size, root)`, has it cosigned (if there is a witness policy) and
+/// commits it through Raft; returns whether the state machines accepted it.
+#[allow(clippy::too_many_arguments)]
 async fn sign_and_commit(
     raft: Raft,
     origin: String,
     signer: Arc<dyn NoteSigner>,
+    witnessing: Option<Arc<Witnessing>>,
     size: u64,
     root: [u8; 32],
     extensions: Vec<String>,
@@ -116,6 +130,14 @@ async fn sign_and_commit(
         .sign(signer.as_ref())
         .map_err(|error| format!("signing: {error}"))?;
     let text = String::from_utf8(signed).map_err(|error| format!("signed note: {error}"))?;
+    // Cosignature lines do not change size or root, which is all the state machine compares.
+    let text = match witnessing {
+        Some(witnessing) => witnessing
+            .witness(&text)
+            .await
+            .map_err(|error| format!("witnessing: {error}"))?,
+        None => text,
+    };
     let response = raft
         .client_write(Command::Publish {
             size,
@@ -150,6 +172,7 @@ impl Handler<Tick> for Publisher {
             self.raft.clone(),
             self.origin.clone(),
             self.signer.clone(),
+            self.witnessing.clone(),
             size,
             root,
             Vec::new(),
@@ -180,6 +203,7 @@ impl Handler<PublishNow> for Publisher {
             self.raft.clone(),
             self.origin.clone(),
             self.signer.clone(),
+            self.witnessing.clone(),
             size,
             root,
             msg.extensions,

@@ -118,6 +118,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         config.republish_interval,
         metrics.clone(),
     )
+    .with_witnessing(witnessing(&config, &store, &registry)?)
     .start();
 
     tokio::spawn(crate::metrics::sample_raft(
@@ -205,6 +206,36 @@ async fn serve(config: ServeConfig) -> Result<()> {
     internal_result?;
     info!("stopped");
     Ok(())
+}
+
+/// The witness client, when `--witness-policy` is set.
+fn witnessing(
+    config: &ServeConfig,
+    store: &Arc<rekor_storage::tile_store::TileStore>,
+    registry: &prometheus::Registry,
+) -> Result<Option<Arc<crate::witness::Witnessing>>> {
+    let Some(path) = &config.witness_policy else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the witness policy {}", path.display()))?;
+    let policy = crate::witness::WitnessPolicy::parse(&text)
+        .with_context(|| format!("parsing the witness policy {}", path.display()))?;
+    info!(
+        witnesses = policy.witnesses().len(),
+        require_quorum = config.require_witness_quorum,
+        "witness policy loaded"
+    );
+    let settings = crate::witness::WitnessSettings {
+        timeout: config.witness_timeout,
+        require_quorum: config.require_witness_quorum,
+    };
+    Ok(Some(Arc::new(crate::witness::Witnessing::new(
+        policy,
+        store.clone(),
+        settings,
+        registry,
+    )?)))
 }
 
 fn base64_std(bytes: &[u8]) -> String {
