@@ -5,6 +5,7 @@
 //! command builds it before running the tests).
 
 pub mod client;
+pub mod load;
 pub mod process;
 
 pub use client::{check_logged_entry, EntryFactory, LogClient, SubmitResult};

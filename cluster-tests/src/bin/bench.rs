@@ -1,0 +1,169 @@
+//! `bench`: starts rekor-node clusters on loopback, runs the benchmark scenarios and writes the
+//! report (Markdown and JSON). See `rekor_cluster_tests::load::bench` and `docs/benchmarks.md`.
+//!
+//! The Markdown file keeps whatever follows the line `<!-- analysis -->` in the existing file,
+//! so a hand-written analysis of the figures survives regeneration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use rekor_cluster_tests::load::bench::{run_bench, BenchSettings};
+use rekor_cluster_tests::load::RequestMix;
+
+/// The line after which `docs/benchmarks.md` holds hand-written text that regeneration keeps.
+const ANALYSIS_MARKER: &str = "<!-- analysis -->";
+
+/// Benchmark harness for the Rekor v2 cluster.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Cluster sizes for the write scenarios (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "1,3")]
+    nodes: Vec<usize>,
+    /// Seconds of writes per scenario.
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
+    /// Closed-loop clients for writes.
+    #[arg(long, default_value_t = 1024)]
+    concurrency: usize,
+    /// Seconds per read workload.
+    #[arg(long, default_value_t = 10.0)]
+    read_duration: f64,
+    /// Closed-loop clients for reads.
+    #[arg(long, default_value_t = 64)]
+    read_concurrency: usize,
+    /// Requests to pre-sign (default: 10,000 per second of write duration).
+    #[arg(long)]
+    requests: Option<usize>,
+    /// Request mix, e.g. `p256=85,p384=10,rsa=5,cert=50`.
+    #[arg(long, default_value = "p256=85,p384=10,rsa=5,cert=50")]
+    mix: RequestMix,
+    /// Extra flag for every node's `serve` (repeat; e.g. `--node-arg=--batch-max-size=1024`).
+    #[arg(long = "node-arg", allow_hyphen_values = true)]
+    node_args: Vec<String>,
+    /// rekor-node binary (default: target/release/rekor-node if built, else target/debug).
+    #[arg(long)]
+    node_bin: Option<PathBuf>,
+    /// nginx binary for the read comparison.
+    #[arg(long, default_value = "nginx")]
+    nginx: String,
+    /// Skip the nginx comparison.
+    #[arg(long)]
+    no_nginx: bool,
+    /// Skip the read scenarios.
+    #[arg(long)]
+    no_reads: bool,
+    /// Upper bound, in seconds, of the validation-ceiling measurement.
+    #[arg(long, default_value_t = 10.0)]
+    ceiling_duration: f64,
+    /// Check the inclusion proof of every n-th 201.
+    #[arg(long, default_value_t = 100)]
+    proof_sample_every: u64,
+    /// Markdown report path.
+    #[arg(long, default_value = "docs/benchmarks.md")]
+    markdown: PathBuf,
+    /// JSON report path.
+    #[arg(long, default_value = "docs/benchmarks.json")]
+    json: PathBuf,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    // Choose the node binary before any thread exists (the harness reads REKOR_NODE_BIN).
+    let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let node_bin = args.node_bin.clone().or_else(|| {
+        if std::env::var_os("REKOR_NODE_BIN").is_some() {
+            return None;
+        }
+        let release = workspace.join("target/release/rekor-node");
+        release.exists().then_some(release)
+    });
+    if let Some(bin) = node_bin {
+        std::env::set_var("REKOR_NODE_BIN", bin);
+    }
+    let settings = BenchSettings {
+        node_counts: args.nodes.clone(),
+        write_duration: Duration::from_secs_f64(args.duration.max(0.0)),
+        write_concurrency: args.concurrency,
+        read_duration: Duration::from_secs_f64(args.read_duration.max(0.0)),
+        read_concurrency: args.read_concurrency,
+        requests: args
+            .requests
+            .unwrap_or((args.duration.max(1.0) * 10_000.0) as usize),
+        mix: args.mix.clone(),
+        node_args: args.node_args.clone(),
+        nginx: (!args.no_nginx).then(|| args.nginx.clone()),
+        ceiling_duration: Duration::from_secs_f64(args.ceiling_duration.max(0.0)),
+        proof_sample_every: args.proof_sample_every,
+        reads: !args.no_reads,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(run_bench(&settings))?;
+
+    let command = regenerate_command(&args);
+    let mut markdown = report.to_markdown(&command);
+    let previous = std::fs::read_to_string(&args.markdown).unwrap_or_default();
+    markdown.push('\n');
+    markdown.push_str(ANALYSIS_MARKER);
+    markdown.push('\n');
+    if let Some((_, analysis)) = previous.split_once(ANALYSIS_MARKER) {
+        markdown.push_str(analysis.trim_start_matches('\n'));
+    }
+    for path in [&args.markdown, &args.json] {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+    }
+    std::fs::write(&args.markdown, markdown)
+        .with_context(|| format!("writing {}", args.markdown.display()))?;
+    std::fs::write(&args.json, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", args.json.display()))?;
+    eprintln!(
+        "wrote {} and {}",
+        args.markdown.display(),
+        args.json.display()
+    );
+    for w in &report.writes {
+        eprintln!(
+            "{} node(s): {:.0} entries/s, p50 {:.1} ms, p99 {:.1} ms, errors {}",
+            w.nodes,
+            w.load.throughput_per_s,
+            w.load.latency.p50_ms,
+            w.load.latency.p99_ms,
+            w.load.error_count()
+        );
+    }
+    Ok(())
+}
+
+/// The command line that regenerates the report with the same settings.
+fn regenerate_command(args: &Args) -> String {
+    let mut command = String::from(
+        "cargo build --release -p rekor-node -p rekor-cluster-tests && target/release/bench",
+    );
+    let defaults = Args::parse_from(["bench"]);
+    if args.nodes != defaults.nodes {
+        let nodes: Vec<String> = args.nodes.iter().map(|n| n.to_string()).collect();
+        command.push_str(&format!(" --nodes {}", nodes.join(",")));
+    }
+    if args.duration != defaults.duration {
+        command.push_str(&format!(" --duration {}", args.duration));
+    }
+    if args.concurrency != defaults.concurrency {
+        command.push_str(&format!(" --concurrency {}", args.concurrency));
+    }
+    if args.read_duration != defaults.read_duration {
+        command.push_str(&format!(" --read-duration {}", args.read_duration));
+    }
+    if args.requests.is_some() {
+        command.push_str(&format!(" --requests {}", args.requests.unwrap_or_default()));
+    }
+    for arg in &args.node_args {
+        command.push_str(&format!(" --node-arg={arg}"));
+    }
+    command
+}
