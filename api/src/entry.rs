@@ -334,3 +334,35 @@ fn finish(kind: EntryKind, body: Vec<u8>) -> Result<ValidatedEntry, EntryError> 
         canonical_body: body,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_over_the_bundle_record_limit_are_a_server_failure() {
+        let validator = EntryValidator::new(AlgorithmPolicy::default(), false);
+        let error = finish(EntryKind::HashedRekord, vec![b'x'; MAX_ENTRY_SIZE + 1]).unwrap_err();
+        assert_eq!(
+            error,
+            EntryError::EntryTooLarge {
+                size: MAX_ENTRY_SIZE + 1
+            }
+        );
+        assert!(!error.is_client_error());
+        assert_eq!(
+            validator.client_message(&error, Some(EntryKind::HashedRekord)),
+            "failed to integrate entry"
+        );
+        assert!(finish(EntryKind::HashedRekord, vec![b'x'; MAX_ENTRY_SIZE]).is_ok());
+    }
+
+    #[test]
+    fn pae_matches_the_dsse_spec_example() {
+        // DSSE v1 protocol.md: PAE("http://example.com/HelloWorld", "hello world").
+        assert_eq!(
+            pre_authentication_encoding("http://example.com/HelloWorld", b"hello world"),
+            b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
+        );
+    }
+}

@@ -159,7 +159,7 @@ const URL_SAFE_RAW: GeneralPurpose = GeneralPurpose::new(
 /// otherwise. Go's decoder skips `\r` and `\n`, so they are removed after choosing the variant.
 pub fn decode_bytes(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     let url_safe = text.contains(['-', '_']);
-    let padded = text.len() % 4 == 0;
+    let padded = text.len().is_multiple_of(4);
     let cleaned: String;
     let input = if text.contains(['\r', '\n']) {
         cleaned = text.chars().filter(|c| *c != '\r' && *c != '\n').collect();

@@ -219,7 +219,7 @@ macro_rules! verify_ecdsa {
 
 /// Re-encodes a P1363 `r‖s` signature with each half left-padded to `field_len` bytes.
 fn p1363_fixed(signature: &[u8], field_len: usize) -> Option<Vec<u8>> {
-    if signature.is_empty() || signature.len() % 2 != 0 || signature.len() > 132 {
+    if signature.is_empty() || !signature.len().is_multiple_of(2) || signature.len() > 132 {
         return None;
     }
     let (r, s) = signature.split_at(signature.len() / 2);

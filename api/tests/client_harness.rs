@@ -38,7 +38,10 @@ fn python() -> Option<String> {
 }
 
 /// Starts a server on a free loopback port; returns its base URL and a stop handle.
-async fn start_server(signer: Box<dyn NoteSigner>, read_only: bool) -> (String, actix_web::dev::ServerHandle, Arc<MemoryLog>) {
+async fn start_server(
+    signer: Box<dyn NoteSigner>,
+    read_only: bool,
+) -> (String, actix_web::dev::ServerHandle, Arc<MemoryLog>) {
     let log = Arc::new(MemoryLog::new(signer).await.unwrap());
     let config = ApiConfig {
         log_id: log.log_id(),
@@ -81,7 +84,10 @@ async fn run_harness(python: &str, args: &[String]) {
         }
         actix_web::rt::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(status.success(), "the sigstore-python harness failed: {status}");
+    assert!(
+        status.success(),
+        "the sigstore-python harness failed: {status}"
+    );
 }
 
 async fn harness_against(signer: Box<dyn NoteSigner>, key_type: &str) {
@@ -89,11 +95,23 @@ async fn harness_against(signer: Box<dyn NoteSigner>, key_type: &str) {
     let origin = signer.name().to_owned();
     let spki = b64e(&signer.public_key_der());
     let (url, handle, log) = start_server(signer, false).await;
-    let frozen_signer: Box<dyn NoteSigner> = Box::new(Ed25519NoteSigner::generate("frozen.rekor.test").unwrap());
+    let frozen_signer: Box<dyn NoteSigner> =
+        Box::new(Ed25519NoteSigner::generate("frozen.rekor.test").unwrap());
     let (frozen_url, frozen_handle, frozen_log) = start_server(frozen_signer, true).await;
     let args: Vec<String> = [
-        "--base-url", &url, "--origin", &origin, "--log-key-type", key_type, "--log-key-spki-b64", &spki,
-        "--entries", "300", "--expect-fresh", "--frozen-url", &frozen_url,
+        "--base-url",
+        &url,
+        "--origin",
+        &origin,
+        "--log-key-type",
+        key_type,
+        "--log-key-spki-b64",
+        &spki,
+        "--entries",
+        "300",
+        "--expect-fresh",
+        "--frozen-url",
+        &frozen_url,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -108,7 +126,11 @@ async fn harness_against(signer: Box<dyn NoteSigner>, key_type: &str) {
 
 #[actix_web::test]
 async fn sigstore_python_verifies_entries_from_an_ed25519_log() {
-    harness_against(Box::new(Ed25519NoteSigner::generate("rekor.ed25519.test").unwrap()), "ed25519").await;
+    harness_against(
+        Box::new(Ed25519NoteSigner::generate("rekor.ed25519.test").unwrap()),
+        "ed25519",
+    )
+    .await;
 }
 
 #[actix_web::test]
