@@ -1,0 +1,211 @@
+#!/usr/bin/env bash
+# A Raft cluster of 3 or 5 rekor-node processes on loopback, for trying the log on one machine.
+#
+#   scripts/local-cluster.sh start [3|5]   start the nodes (and form the cluster on first start)
+#   scripts/local-cluster.sh status        each node: pid, ports, `rekor-node status`
+#   scripts/local-cluster.sh logs          follow every node's log (Ctrl-C to stop following)
+#   scripts/local-cluster.sh stop          SIGTERM every node and wait for it to exit
+#   scripts/local-cluster.sh clean         stop, then delete the cluster's directory
+#
+# Node i (1-based) serves the public API on 127.0.0.1:(BASE + 10·(i-1)) and its node-to-node
+# listener on the next port: with the default base, node 1 is http://127.0.0.1:3000 (3001),
+# node 2 http://127.0.0.1:3010 (3011), node 3 http://127.0.0.1:3020 (3021), ...
+#
+# Everything lives under ./local-cluster (one data directory and log per node, the shared
+# checkpoint signing key, the cluster secret, and `keygen.txt` with what clients need to trust
+# the log). `stop` keeps it; `start` again resumes the same log.
+#
+# Environment:
+#   REKOR_NODE_BIN      the binary (default: the newer of target/release/rekor-node and
+#                       target/debug/rekor-node; build with `cargo build --release -p rekor-node`)
+#   REKOR_CLUSTER_DIR   where the cluster lives (default: ./local-cluster)
+#   REKOR_BASE_PORT     node 1's public port (default: 3000)
+#   REKOR_ORIGIN        the log's origin on first start (default: rekor.local)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command=${1:-}
+dir=${REKOR_CLUSTER_DIR:-./local-cluster}
+base_port=${REKOR_BASE_PORT:-3000}
+origin=${REKOR_ORIGIN:-rekor.local}
+
+usage() {
+  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+die() { echo "local-cluster: $*" >&2; exit 1; }
+
+find_binary() {
+  if [ -n "${REKOR_NODE_BIN:-}" ]; then
+    [ -x "$REKOR_NODE_BIN" ] || die "REKOR_NODE_BIN=$REKOR_NODE_BIN is not an executable"
+    echo "$REKOR_NODE_BIN"
+    return
+  fi
+  local release=target/release/rekor-node debug=target/debug/rekor-node
+  if [ -x "$release" ] && { [ ! -x "$debug" ] || [ "$release" -nt "$debug" ]; }; then
+    echo "$release"
+  elif [ -x "$debug" ]; then
+    echo "$debug"
+  else
+    die "no rekor-node binary: run 'cargo build --release -p rekor-node' (or set REKOR_NODE_BIN)"
+  fi
+}
+
+public_port() { echo $((base_port + 10 * ($1 - 1))); }
+internal_port() { echo $((base_port + 10 * ($1 - 1) + 1)); }
+
+# The node count: the argument on first start, then what the cluster was formed with.
+node_count() {
+  if [ -f "$dir/nodes" ]; then
+    cat "$dir/nodes"
+  else
+    echo "${1:-3}"
+  fi
+}
+
+running_pid() {
+  local pidfile="$dir/node$1.pid"
+  [ -f "$pidfile" ] || return 1
+  local pid
+  pid=$(cat "$pidfile")
+  kill -0 "$pid" 2>/dev/null || return 1
+  echo "$pid"
+}
+
+# Polls a command until it succeeds, for at most $1 seconds.
+wait_for() {
+  local seconds=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || die "timed out after ${seconds}s waiting for $what"
+    sleep 0.2
+  done
+}
+
+healthy() { curl -fsS "http://127.0.0.1:$(public_port "$1")/healthz"; }
+
+has_leader() {
+  "$bin" status --target "127.0.0.1:$(internal_port 1)" --cluster-secret-file "$dir/cluster-secret" \
+    | grep -Eq '"leader": [0-9]+'
+}
+
+start() {
+  local requested=${1:-}
+  if [ -n "$requested" ] && [ "$requested" != 3 ] && [ "$requested" != 5 ]; then
+    die "the cluster size must be 3 or 5, not $requested"
+  fi
+  if [ -f "$dir/nodes" ] && [ -n "$requested" ] && [ "$requested" != "$(cat "$dir/nodes")" ]; then
+    die "$dir holds a $(cat "$dir/nodes")-node cluster; run '$0 clean' first to start over with $requested"
+  fi
+  local n
+  n=$(node_count "$requested")
+  bin=$(find_binary)
+  mkdir -p "$dir"
+  for i in $(seq 1 "$n"); do
+    if pid=$(running_pid "$i"); then
+      die "node $i is already running (pid $pid); '$0 stop' first"
+    fi
+  done
+
+  if [ ! -f "$dir/cluster-secret" ]; then
+    (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/cluster-secret")
+  fi
+  if [ ! -f "$dir/signing-key.pem" ]; then
+    "$bin" keygen --origin "$origin" --out "$dir/signing-key.pem" \
+      --base-url "http://127.0.0.1:$(public_port 1)" >"$dir/keygen.txt"
+    echo "$origin" >"$dir/origin"
+  fi
+  echo "$n" >"$dir/nodes"
+  local cluster_origin
+  cluster_origin=$(cat "$dir/origin")
+
+  for i in $(seq 1 "$n"); do
+    # setsid: the node must not die with this shell (or with a Ctrl-C in it).
+    setsid "$bin" serve \
+      --node-id "$i" \
+      --data-dir "$dir/node$i" \
+      --listen "127.0.0.1:$(public_port "$i")" \
+      --listen-internal "127.0.0.1:$(internal_port "$i")" \
+      --origin "$cluster_origin" \
+      --signing-key "$dir/signing-key.pem" \
+      --cluster-secret-file "$dir/cluster-secret" \
+      --bootstrap-single=false \
+      </dev/null >>"$dir/node$i.log" 2>&1 &
+    echo $! >"$dir/node$i.pid"
+  done
+  for i in $(seq 1 "$n"); do
+    wait_for 60 "node $i to answer /healthz (see $dir/node$i.log)" healthy "$i"
+  done
+
+  if [ ! -f "$dir/initialized" ]; then
+    local members=()
+    for i in $(seq 1 "$n"); do
+      members+=(--member "$i=127.0.0.1:$(internal_port "$i"),127.0.0.1:$(public_port "$i")")
+    done
+    "$bin" init --target "127.0.0.1:$(internal_port 1)" --cluster-secret-file "$dir/cluster-secret" \
+      "${members[@]}" >/dev/null
+    touch "$dir/initialized"
+  fi
+  wait_for 60 "a leader" has_leader
+
+  echo "started $n nodes of $cluster_origin (binary: $bin, data: $dir)"
+  for i in $(seq 1 "$n"); do
+    echo "  node $i: http://127.0.0.1:$(public_port "$i")  (internal 127.0.0.1:$(internal_port "$i"), pid $(cat "$dir/node$i.pid"))"
+  done
+  echo "status page: http://127.0.0.1:$(public_port 1)/    trust: $dir/keygen.txt"
+}
+
+stop() {
+  [ -f "$dir/nodes" ] || { echo "no cluster in $dir"; return; }
+  local n pid
+  n=$(node_count)
+  for i in $(seq 1 "$n"); do
+    if pid=$(running_pid "$i"); then
+      kill -TERM "$pid"
+    fi
+  done
+  for i in $(seq 1 "$n"); do
+    if pid=$(running_pid "$i"); then
+      wait_for 30 "node $i (pid $pid) to exit" bash -c "! kill -0 $pid"
+      echo "node $i stopped"
+    fi
+    rm -f "$dir/node$i.pid"
+  done
+}
+
+status() {
+  [ -f "$dir/nodes" ] || die "no cluster in $dir ('$0 start' first)"
+  bin=$(find_binary)
+  local n pid
+  n=$(node_count)
+  for i in $(seq 1 "$n"); do
+    if pid=$(running_pid "$i"); then
+      echo "== node $i: pid $pid, public 127.0.0.1:$(public_port "$i"), internal 127.0.0.1:$(internal_port "$i")"
+      "$bin" status --target "127.0.0.1:$(internal_port "$i")" \
+        --cluster-secret-file "$dir/cluster-secret" 2>&1 | sed 's/^/   /' || true
+    else
+      echo "== node $i: not running (log: $dir/node$i.log)"
+    fi
+  done
+}
+
+logs() {
+  [ -f "$dir/nodes" ] || die "no cluster in $dir"
+  local n files=()
+  n=$(node_count)
+  for i in $(seq 1 "$n"); do
+    files+=("$dir/node$i.log")
+  done
+  exec tail -n 20 -F "${files[@]}"
+}
+
+case "$command" in
+  start) start "${2:-}" ;;
+  stop) stop ;;
+  status) status ;;
+  logs) logs ;;
+  clean) stop; rm -rf "$dir"; echo "removed $dir" ;;
+  *) usage ;;
+esac
