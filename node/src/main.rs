@@ -18,6 +18,8 @@ mod publisher;
 mod sequencer;
 mod serve;
 mod served;
+mod status_page;
+mod verify;
 mod witness;
 
 #[derive(Parser)]
@@ -57,6 +59,9 @@ enum Command {
     Node(admin::NodeCommand),
     /// Seal the log: sign a final checkpoint with the frozen marker; writes then get 405.
     Freeze(admin::FreezeArgs),
+    /// Audit any tlog-tiles log from its URL: checkpoint signature, every tile and entry bundle
+    /// against the signed root, and consistency with a previously saved checkpoint.
+    Verify(verify::VerifyArgs),
 }
 
 fn main() -> Result<()> {
@@ -72,6 +77,7 @@ fn main() -> Result<()> {
         Command::Status(args) => admin::status(args),
         Command::Node(command) => admin::node(command),
         Command::Freeze(args) => admin::freeze(args),
+        Command::Verify(args) => verify::run(args),
     }
 }
 

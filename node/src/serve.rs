@@ -156,11 +156,25 @@ async fn serve(config: ServeConfig) -> Result<()> {
     };
     let api_state = rekor_api::ApiState::new(api_config, backend, &registry)?;
     let api_state = api_state.clone();
-    let public = HttpServer::new(move || App::new().configure(|cfg| api_state.configure(cfg)))
-        .bind(config.listen)
-        .with_context(|| format!("binding the public listener {}", config.listen))?
-        .shutdown_timeout(10)
-        .run();
+    let status_page = crate::status_page::StatusPage::start(
+        config.node_id,
+        &config.origin,
+        signer.log_id(),
+        config.read_only,
+        raft.clone(),
+        served.clone(),
+        state_machine.clone(),
+    );
+    // The status page first: the API's catch-all scope answers every path it sees.
+    let public = HttpServer::new(move || {
+        App::new()
+            .configure(|cfg| status_page.configure(cfg))
+            .configure(|cfg| api_state.configure(cfg))
+    })
+    .bind(config.listen)
+    .with_context(|| format!("binding the public listener {}", config.listen))?
+    .shutdown_timeout(10)
+    .run();
 
     let internal_state = web::Data::new(InternalState {
         node_id: config.node_id,
