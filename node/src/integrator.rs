@@ -166,10 +166,11 @@ async fn integrate_committed(
             changed = true;
         }
         if let Some(latest) = state_machine.latest_checkpoint()? {
-            let newer = served
-                .checkpoint
-                .as_ref()
-                .is_none_or(|current| latest.size > current.size);
+            // A re-signed checkpoint of the same size (republished, witnessed, frozen) is news too.
+            let newer = served.checkpoint.as_ref().is_none_or(|current| {
+                latest.size > current.size
+                    || (latest.size == current.size && latest.text.as_str() != &*current.text)
+            });
             if newer && latest.size <= served.integrated_size {
                 store
                     .put_checkpoint(latest.text.clone().into_bytes().into())
