@@ -1,0 +1,74 @@
+//! Smoke runs of the `bench` and `loadgen` binaries (the performance issue: "a short smoke run
+//! of the benchmark is part of the test suite so that it never rots"). Seconds, not minutes:
+//! a single debug node, a few thousand requests.
+
+use std::process::Command;
+
+use rekor_cluster_tests::{node_binary, Cluster};
+
+#[test]
+fn bench_produces_a_report_with_throughput_and_no_errors() {
+    let node = node_binary().expect("rekor-node is built");
+    let out = tempfile::tempdir().unwrap();
+    let (markdown, json) = (out.path().join("bench.md"), out.path().join("bench.json"));
+    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--nodes", "1", "--duration", "3", "--concurrency", "32"])
+        .args(["--read-duration", "0.5", "--read-concurrency", "8"])
+        .args(["--requests", "2000", "--ceiling-duration", "0.5"])
+        .args(["--proof-sample-every", "10"])
+        .arg("--node-bin")
+        .arg(&node)
+        .arg("--markdown")
+        .arg(&markdown)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("bench runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench failed:\n{stderr}");
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(report["cores"].as_u64().unwrap() >= 1);
+    assert!(report["ceiling"]["per_second"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["ceiling"]["failures"], 0);
+    let writes = report["writes"].as_array().unwrap();
+    assert_eq!(writes.len(), 1);
+    let load = &writes[0]["load"];
+    assert!(load["throughput_per_s"].as_f64().unwrap() > 0.0, "{load}");
+    assert_eq!(load["errors"], serde_json::json!({}), "{stderr}");
+    assert!(load["proofs"]["checked"].as_u64().unwrap() > 0, "{load}");
+    assert_eq!(load["proofs"]["failed"], 0, "{load}");
+    assert!(writes[0]["tree_size"].as_u64().unwrap() >= load["succeeded"].as_u64().unwrap());
+    assert!(writes[0]["per_node"][0]["peak_rss_bytes"].as_u64().unwrap() > 0);
+    for read in report["reads"]["workloads"].as_array().unwrap() {
+        assert!(read["ours"]["throughput_per_s"].as_f64().unwrap() > 0.0, "{read}");
+        assert_eq!(read["ours"]["errors"], serde_json::json!({}), "{read}");
+    }
+
+    let text = std::fs::read_to_string(&markdown).unwrap();
+    assert!(text.starts_with("# Benchmarks"), "{text}");
+    assert!(text.contains("target/release/bench"), "names the command: {text}");
+    assert!(text.contains("<!-- analysis -->"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loadgen_open_loop_logs_entries_with_valid_proofs() {
+    node_binary().expect("rekor-node is built");
+    let cluster = Cluster::start(1, &[]).await.unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["--target", &cluster.nodes[0].base_url()])
+        .args(["--rate", "100", "--duration", "2", "--proof-sample-every", "5"])
+        .arg("--json")
+        .output()
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}\n{}", cluster.logs());
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(report["succeeded"].as_u64().unwrap() >= 150, "{report}");
+    assert_eq!(report["errors"], serde_json::json!({}));
+    assert!(report["proofs"]["checked"].as_u64().unwrap() >= 30, "{report}");
+    assert_eq!(report["proofs"]["failed"], 0);
+    assert!(report["arrival"].as_str().unwrap().starts_with("open loop"));
+}
