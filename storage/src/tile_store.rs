@@ -12,7 +12,9 @@
 //! success; different bytes are a [`TileStoreError::Conflict`] (a bug or a fork).
 //! The checkpoint is overwritten in place (spec/rust-stack.md §5).
 
-use crate::tiles::{BundleId, TileError, TileId};
+use crate::integrate::Integration;
+use crate::proof::TileSet;
+use crate::tiles::{BundleId, TileError, TileId, TILE_WIDTH};
 use bytes::Bytes;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
@@ -250,6 +252,44 @@ impl TileStore {
     /// Reads the checkpoint; `None` if none was written yet.
     pub async fn get_checkpoint(&self) -> Result<Option<Bytes>, TileStoreError> {
         self.get_opt(CHECKPOINT_PATH).await
+    }
+
+    /// Writes every tile and bundle of an integration concurrently; returns once all
+    /// are durable. Safe to repeat after a crash (identical bytes are accepted).
+    pub async fn put_integration(&self, out: &Integration) -> Result<(), TileStoreError> {
+        let tiles = out
+            .tiles
+            .iter()
+            .map(|(id, b)| self.put_tile(*id, b.clone()));
+        let bundles = out
+            .bundles
+            .iter()
+            .map(|(id, b)| self.put_bundle(id.index, id.width, b.clone()));
+        futures::future::try_join_all(tiles).await?;
+        futures::future::try_join_all(bundles).await?;
+        Ok(())
+    }
+
+    /// Fetches the tiles a proof needs (from [`crate::proof::tiles_for_inclusion`] and
+    /// friends) concurrently. A partial tile that was garbage-collected is replaced by
+    /// the full tile of the same index, which holds it as a prefix. A tile that is
+    /// missing both ways is left out; building the proof then reports it.
+    pub async fn fetch_tile_set(&self, ids: &[TileId]) -> Result<TileSet, TileStoreError> {
+        let fetched = futures::future::try_join_all(ids.iter().map(|id| async move {
+            if let Some(bytes) = self.get_tile(*id).await? {
+                return Ok::<_, TileStoreError>(Some((*id, bytes)));
+            }
+            if id.is_full() {
+                return Ok(None);
+            }
+            let full = TileId {
+                width: TILE_WIDTH,
+                ..*id
+            };
+            Ok(self.get_tile(full).await?.map(|b| (full, b)))
+        }))
+        .await?;
+        Ok(TileSet::from_fetched(fetched.into_iter().flatten())?)
     }
 
     /// Reads any object by its C2SP path relative to the store root (for serving).
