@@ -197,6 +197,17 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` nodes and forms a cluster of all of them. `extra_args` go to every node.
     pub async fn start(n: usize, extra_args: &[&str]) -> Result<Self> {
+        Self::start_advertising(n, extra_args, |_| None).await
+    }
+
+    /// Like [`Cluster::start`], but node `spec` advertises `advertise(spec)` (when `Some`) as its
+    /// internal address: peers, and the membership formed by `init`, reach it there. The chaos
+    /// harness puts a fault-injection proxy at that address.
+    pub async fn start_advertising(
+        n: usize,
+        extra_args: &[&str],
+        mut advertise: impl FnMut(&NodeSpec) -> Option<String>,
+    ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let origin = "cluster.test.local".to_owned();
         let secret_file = dir.path().join("cluster-secret");
@@ -217,20 +228,29 @@ impl Cluster {
             key_file,
             origin,
         };
+        let mut members = Vec::new();
         for id in 1..=n as u64 {
-            let spec = NodeSpec {
+            let mut spec = NodeSpec {
                 id,
                 public_port: free_port()?,
                 internal_port: free_port()?,
                 data_dir: cluster.dir.path().join(format!("node{id}")),
                 extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             };
+            match advertise(&spec) {
+                Some(address) => {
+                    members.push(format!("{id}={address},{}", spec.public_addr()));
+                    spec.extra_args.push("--advertise-internal".into());
+                    spec.extra_args.push(address);
+                }
+                None => members.push(spec.member_arg()),
+            }
             cluster.spawn_node(spec)?;
         }
         for node in &cluster.nodes {
             node.wait_healthy(Duration::from_secs(30)).await?;
         }
-        cluster.init().await?;
+        cluster.init(&members).await?;
         cluster.wait_for_leader(Duration::from_secs(30)).await?;
         Ok(cluster)
     }
@@ -267,7 +287,7 @@ impl Cluster {
         self.nodes.last_mut().context("just pushed")
     }
 
-    async fn init(&self) -> Result<()> {
+    async fn init(&self, members: &[String]) -> Result<()> {
         let mut args: Vec<String> = vec![
             "init".into(),
             "--target".into(),
@@ -275,9 +295,9 @@ impl Cluster {
             "--cluster-secret-file".into(),
             self.secret_file.display().to_string(),
         ];
-        for node in &self.nodes {
+        for member in members {
             args.push("--member".into());
-            args.push(node.spec.member_arg());
+            args.push(member.clone());
         }
         let output = tokio::process::Command::new(node_binary()?)
             .args(&args)

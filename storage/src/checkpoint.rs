@@ -71,7 +71,7 @@ impl Checkpoint {
         let size = it
             .next()
             .ok_or(CheckpointError::Malformed("missing size line"))?;
-        let root = it
+        let root_line = it
             .next()
             .ok_or(CheckpointError::Malformed("missing root line"))?;
         let extensions: Vec<String> = it.map(str::to_string).collect();
@@ -90,12 +90,12 @@ impl Checkpoint {
             .parse()
             .map_err(|_| CheckpointError::Malformed("size overflows"))?;
         let root_bytes = B64
-            .decode(root)
+            .decode(root_line)
             .map_err(|_| CheckpointError::Malformed("root is not base64"))?;
         let root: Hash = root_bytes
             .try_into()
             .map_err(|_| CheckpointError::Malformed("root is not 32 bytes"))?;
-        if B64.encode(root) != *lines.split('\n').nth(2).unwrap_or_default() {
+        if B64.encode(root) != root_line {
             return Err(CheckpointError::Malformed("root is not canonical base64"));
         }
         Ok(Self {

@@ -1,0 +1,331 @@
+//! Background load and observation for chaos scenarios: several concurrent clients posting
+//! [`EntryFactory`] requests to every node (recording every answer), and a poller that records
+//! every checkpoint each node serves.
+//!
+//! Clients behave like real ones: a request that failed (error, 5xx, timeout) is retried with the
+//! same body, so an entry whose first attempt was logged comes back as a 409 with its index; and
+//! now and then an acknowledged request is sent again on purpose, to exercise dedup across nodes.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use rand::Rng;
+
+use super::checker::{Acknowledged, Conflict, NodeView, Observations, SeenCheckpoint};
+use crate::{check_logged_entry, EntryFactory};
+
+/// How one request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// 201 with a verifying entry at this index.
+    Logged(u64),
+    /// 409 pointing at this index.
+    Duplicate(u64),
+    /// Any other HTTP status.
+    Status(u16),
+    /// Connection error or malformed answer.
+    Error,
+    /// No answer within the client's timeout.
+    TimedOut,
+}
+
+/// One request and its answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Id of the node asked.
+    pub node: u64,
+    pub sent: Instant,
+    pub done: Instant,
+    pub outcome: Outcome,
+}
+
+/// Load settings.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Concurrent clients.
+    pub workers: usize,
+    /// Client-side timeout of one request (a frozen or isolated node never answers).
+    pub request_timeout: Duration,
+    /// Pause after a failed attempt, so clients do not spin on a dead node.
+    pub retry_pause: Duration,
+    /// One request in this many re-sends an already acknowledged entry (0: never).
+    pub resubmit_every: u32,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        Self {
+            workers: 6,
+            request_timeout: Duration::from_secs(4),
+            retry_pause: Duration::from_millis(25),
+            resubmit_every: 10,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Record {
+    answers: Vec<Answer>,
+    observations: Observations,
+}
+
+/// A running background load. Stop it with [`Load::stop`].
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    record: Arc<Mutex<Record>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    /// Starts `config.workers` clients spreading requests over `nodes`.
+    pub fn start(nodes: Vec<NodeView>, factory: Arc<EntryFactory>, config: LoadConfig) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let record = Arc::new(Mutex::new(Record::default()));
+        let nodes = Arc::new(nodes);
+        let workers = (0..config.workers)
+            .map(|worker| {
+                tokio::spawn(run_worker(
+                    worker,
+                    nodes.clone(),
+                    factory.clone(),
+                    config.clone(),
+                    stop.clone(),
+                    record.clone(),
+                ))
+            })
+            .collect();
+        Self {
+            stop,
+            record,
+            workers,
+        }
+    }
+
+    /// Every answer so far.
+    pub fn answers(&self) -> Vec<Answer> {
+        lock(&self.record).answers.clone()
+    }
+
+    /// Number of 201s so far.
+    pub fn acknowledged(&self) -> usize {
+        lock(&self.record).observations.acknowledged.len()
+    }
+
+    /// The first 201 to a request sent at or after `since`.
+    pub fn first_logged_since(&self, since: Instant) -> Option<Answer> {
+        lock(&self.record)
+            .answers
+            .iter()
+            .filter(|a| a.sent >= since && matches!(a.outcome, Outcome::Logged(_)))
+            .min_by_key(|a| a.done)
+            .cloned()
+    }
+
+    /// Stops the clients (in-flight requests finish or time out) and returns what they saw.
+    pub async fn stop(self) -> (Vec<Answer>, Observations) {
+        self.stop.store(true, Ordering::Relaxed);
+        for worker in self.workers {
+            let _ = worker.await;
+        }
+        let mut record = lock(&self.record);
+        (
+            std::mem::take(&mut record.answers),
+            std::mem::take(&mut record.observations),
+        )
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking worker must not hide what the others recorded.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn digest_of(request: &serde_json::Value) -> String {
+    request["hashedRekordRequestV002"]["digest"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+async fn run_worker(
+    worker: usize,
+    nodes: Arc<Vec<NodeView>>,
+    factory: Arc<EntryFactory>,
+    config: LoadConfig,
+    stop: Arc<AtomicBool>,
+    record: Arc<Mutex<Record>>,
+) {
+    let mut turn = worker;
+    let mut retry: Option<serde_json::Value> = None;
+    let mut logged: Vec<serde_json::Value> = Vec::new();
+    while !stop.load(Ordering::Relaxed) && !nodes.is_empty() {
+        turn += 1;
+        let node = &nodes[turn % nodes.len()];
+        let resend_logged = config.resubmit_every > 0
+            && !logged.is_empty()
+            && rand::thread_rng().gen_range(0..config.resubmit_every) == 0;
+        let request = match retry.take() {
+            Some(request) => request,
+            None if resend_logged => logged[rand::thread_rng().gen_range(0..logged.len())].clone(),
+            None => factory.request(),
+        };
+        let sent = Instant::now();
+        let answer =
+            tokio::time::timeout(config.request_timeout, node.client.submit(&request)).await;
+        let done = Instant::now();
+        let mut observed = Observations::default();
+        let outcome = match answer {
+            Err(_) => Outcome::TimedOut,
+            Ok(Err(_)) => Outcome::Error,
+            Ok(Ok(result)) if result.status == 201 => match result
+                .json()
+                .and_then(|entry| logged_entry(&entry).map(|logged| (entry, logged)))
+            {
+                Ok((_, (index, body, checkpoint))) => {
+                    observed.acknowledged.push(Acknowledged {
+                        index,
+                        body,
+                        node: node.id,
+                    });
+                    observed.checkpoints.push(SeenCheckpoint {
+                        text: checkpoint,
+                        node: node.id,
+                    });
+                    Outcome::Logged(index)
+                }
+                Err(error) => {
+                    observed
+                        .bad_answers
+                        .push(format!("201 from node {}: {error:#}", node.id));
+                    Outcome::Error
+                }
+            },
+            Ok(Ok(result)) if result.status == 409 => match result.log_index_header {
+                Some(index) => {
+                    observed.conflicts.push(Conflict {
+                        index,
+                        digest: digest_of(&request),
+                        node: node.id,
+                    });
+                    Outcome::Duplicate(index)
+                }
+                None => {
+                    observed
+                        .bad_answers
+                        .push(format!("409 from node {} without x-log-index", node.id));
+                    Outcome::Error
+                }
+            },
+            Ok(Ok(result)) => Outcome::Status(result.status),
+        };
+        match outcome {
+            Outcome::Logged(_) => logged.push(request),
+            Outcome::Duplicate(_) => {}
+            // Unknown fate: try the same request again, as a client would.
+            _ => retry = Some(request),
+        }
+        let failed = !matches!(outcome, Outcome::Logged(_) | Outcome::Duplicate(_));
+        {
+            let mut record = lock(&record);
+            record.answers.push(Answer {
+                node: node.id,
+                sent,
+                done,
+                outcome,
+            });
+            record.observations.extend(observed);
+        }
+        if failed {
+            tokio::time::sleep(config.retry_pause).await;
+        }
+    }
+}
+
+/// Verifies a 201 body; returns its index, canonical body and signed checkpoint text.
+fn logged_entry(entry: &serde_json::Value) -> anyhow::Result<(u64, Vec<u8>, String)> {
+    let (index, _) = check_logged_entry(entry)?;
+    let body = STANDARD.decode(
+        entry["canonicalizedBody"]
+            .as_str()
+            .ok_or_else(|| anyhow::anyhow!("no canonicalizedBody"))?,
+    )?;
+    let checkpoint = entry["inclusionProof"]["checkpoint"]["envelope"]
+        .as_str()
+        .ok_or_else(|| anyhow::anyhow!("no checkpoint envelope"))?
+        .to_owned();
+    Ok((index, body, checkpoint))
+}
+
+/// A checkpoint one node served, and when it was first seen there.
+#[derive(Debug, Clone)]
+pub struct ServedObservation {
+    pub node: u64,
+    pub at: Instant,
+    pub text: String,
+}
+
+/// Polls `GET /api/v2/checkpoint` on every node and records each distinct text per node.
+pub struct CheckpointPoller {
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<ServedObservation>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CheckpointPoller {
+    /// Starts polling every `interval`.
+    pub fn start(nodes: Vec<NodeView>, interval: Duration) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let seen = Arc::new(Mutex::new(Vec::<ServedObservation>::new()));
+        let task = {
+            let stop = stop.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut last: Vec<Option<String>> = vec![None; nodes.len()];
+                while !stop.load(Ordering::Relaxed) {
+                    let polls = nodes.iter().map(|node| async {
+                        // A frozen node must not hold up polling of the others.
+                        tokio::time::timeout(Duration::from_millis(500), node.client.checkpoint())
+                            .await
+                            .ok()
+                            .and_then(Result::ok)
+                            .flatten()
+                    });
+                    let texts = futures::future::join_all(polls).await;
+                    let at = Instant::now();
+                    for ((node, text), previous) in nodes.iter().zip(texts).zip(last.iter_mut()) {
+                        if let Some(text) = text {
+                            if previous.as_deref() != Some(text.as_str()) {
+                                lock(&seen).push(ServedObservation {
+                                    node: node.id,
+                                    at,
+                                    text: text.clone(),
+                                });
+                                *previous = Some(text);
+                            }
+                        }
+                    }
+                    tokio::time::sleep(interval).await;
+                }
+            })
+        };
+        Self { stop, seen, task }
+    }
+
+    /// Everything seen so far.
+    pub fn seen(&self) -> Vec<ServedObservation> {
+        lock(&self.seen).clone()
+    }
+
+    /// Stops polling and returns everything seen.
+    pub async fn stop(self) -> Vec<ServedObservation> {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.task.await;
+        let seen = lock(&self.seen).clone();
+        seen
+    }
+}

@@ -1,0 +1,19 @@
+//! Fault injection against real node processes (the cluster operations issue: "a fault-injection
+//! harness", "a checker that runs after every scenario", and the operator tool).
+//!
+//! - [`checker`]: the invariants checked after every scenario (DESIGN.md invariants).
+//! - [`crash`]: the record format of the storage-engine crash test.
+//! - [`load`]: background clients that record every answer, and a checkpoint poller.
+//! - [`proxy`]: a controllable TCP proxy between nodes (cut or delay one directed link).
+//! - [`scenarios`]: the scenarios themselves, shared by the `chaos_*` tests and `bin/chaos`.
+
+pub mod checker;
+pub mod crash;
+pub mod load;
+pub mod proxy;
+pub mod scenarios;
+
+pub use checker::{check_cluster, CheckReport, LogVerifier, NodeView, Observations, Violation};
+pub use load::{CheckpointPoller, Load, LoadConfig};
+pub use proxy::{LinkProxy, LinkState};
+pub use scenarios::{run, ScenarioOptions, ScenarioReport, SCENARIOS};

@@ -1,0 +1,457 @@
+//! The chaos scenarios (cluster operations issue, "Acceptance"): each starts a cluster of real
+//! node processes, runs background load, injects one fault, heals it, and ends with the
+//! invariant checker. Used by the `chaos_*` tests and by the `chaos` operator binary.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use super::checker::{check_cluster, LogVerifier, NodeView, SeenCheckpoint, Violation};
+use super::load::{Answer, CheckpointPoller, Load, LoadConfig, Outcome, ServedObservation};
+use super::proxy::LinkProxy;
+use crate::{wait_until, Cluster, EntryFactory, LogClient};
+
+/// Every scenario, by name.
+pub const SCENARIOS: &[&str] = &[
+    "leader-kill",
+    "follower-restart",
+    "whole-cluster-restart",
+    "frozen-leader",
+    "minority-partition",
+    "leader-isolation",
+];
+
+/// How big a scenario is.
+#[derive(Debug, Clone)]
+pub struct ScenarioOptions {
+    /// Nodes in the cluster (3 or more).
+    pub nodes: usize,
+    /// Length of each load phase (before the fault, during it, after healing).
+    pub phase: Duration,
+    pub load: LoadConfig,
+    /// How long the checker waits for the nodes to converge.
+    pub convergence_timeout: Duration,
+}
+
+impl ScenarioOptions {
+    /// Short by default (a few seconds of load); long when `REKOR_SOAK=1`.
+    pub fn from_env() -> Self {
+        let soak = std::env::var("REKOR_SOAK").is_ok_and(|value| value == "1");
+        Self {
+            nodes: 3,
+            phase: if soak {
+                Duration::from_secs(30)
+            } else {
+                Duration::from_millis(1500)
+            },
+            load: LoadConfig::default(),
+            convergence_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The outcome of one scenario.
+#[derive(Debug, Clone)]
+pub struct ScenarioReport {
+    pub name: String,
+    pub passed: bool,
+    /// Time from the fault to the first 201 for a request sent after it (leader faults).
+    pub unavailability: Option<Duration>,
+    /// 201 answers during the scenario.
+    pub acknowledged: usize,
+    /// Size of the converged tree.
+    pub final_size: u64,
+    pub violations: Vec<Violation>,
+    /// The tail of every node's log when the scenario failed.
+    pub logs: String,
+}
+
+impl std::fmt::Display for ScenarioReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:<22} {:<4} acknowledged={:<6} final_size={:<6} unavailability={}",
+            self.name,
+            if self.passed { "PASS" } else { "FAIL" },
+            self.acknowledged,
+            self.final_size,
+            self.unavailability
+                .map(|d| format!("{} ms", d.as_millis()))
+                .unwrap_or_else(|| "-".into()),
+        )?;
+        for violation in &self.violations {
+            write!(f, "\n    violation: {violation}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Runs the scenario called `name`.
+pub async fn run(name: &str, options: &ScenarioOptions) -> Result<ScenarioReport> {
+    match name {
+        "leader-kill" => leader_kill(options).await,
+        "follower-restart" => follower_restart(options).await,
+        "whole-cluster-restart" => whole_cluster_restart(options).await,
+        "frozen-leader" => frozen_leader(options).await,
+        "minority-partition" => minority_partition(options).await,
+        "leader-isolation" => leader_isolation(options).await,
+        other => bail!(
+            "unknown scenario {other:?} (known: {})",
+            SCENARIOS.join(", ")
+        ),
+    }
+}
+
+/// A cluster under load, with its observers.
+struct Run {
+    name: String,
+    options: ScenarioOptions,
+    cluster: Cluster,
+    proxy: Option<LinkProxy>,
+    load: Load,
+    poller: CheckpointPoller,
+    verifier: LogVerifier,
+    /// Violations the scenario itself found (beyond the checker's).
+    violations: Vec<Violation>,
+}
+
+impl Run {
+    async fn start(name: &str, options: &ScenarioOptions, proxied: bool) -> Result<Self> {
+        if options.nodes < 3 {
+            bail!("chaos scenarios need at least 3 nodes");
+        }
+        let (cluster, proxy) = if proxied {
+            let proxy = LinkProxy::new();
+            let mut failure = None;
+            let cluster = Cluster::start_advertising(options.nodes, &[], |spec| {
+                match proxy.listen(spec.id, &spec.internal_addr()) {
+                    Ok(address) => Some(address),
+                    Err(error) => {
+                        failure = Some(error);
+                        None
+                    }
+                }
+            })
+            .await?;
+            if let Some(error) = failure {
+                return Err(error.context("starting the link proxy"));
+            }
+            (cluster, Some(proxy))
+        } else {
+            (Cluster::start(options.nodes, &[]).await?, None)
+        };
+        let verifier = LogVerifier::from_key_file(&cluster.origin, &cluster.key_file)?;
+        let views = views(&cluster);
+        let load = Load::start(
+            views.clone(),
+            Arc::new(EntryFactory::new()),
+            options.load.clone(),
+        );
+        let poller = CheckpointPoller::start(views, Duration::from_millis(100));
+        Ok(Self {
+            name: name.to_owned(),
+            options: options.clone(),
+            cluster,
+            proxy,
+            load,
+            poller,
+            verifier,
+            violations: Vec::new(),
+        })
+    }
+
+    /// Lets the load run for one phase, and at least until one more 201 arrived.
+    async fn phase(&self) -> Result<()> {
+        let before = self.load.acknowledged();
+        let end = Instant::now() + self.options.phase;
+        wait_until(
+            "load to make progress",
+            self.options.phase + Duration::from_secs(60),
+            || async {
+                Ok((Instant::now() >= end && self.load.acknowledged() > before).then_some(()))
+            },
+        )
+        .await
+        .with_context(|| format!("no 201 during a load phase\n{}", log_tails(&self.cluster)))
+    }
+
+    fn ids(&self) -> Vec<u64> {
+        self.cluster.nodes.iter().map(|n| n.spec.id).collect()
+    }
+
+    /// Waits for a leader among the nodes at `positions`, asking each with a short timeout (a
+    /// frozen node would hang `status`).
+    async fn leader_among(&self, positions: &[usize], timeout: Duration) -> Result<usize> {
+        wait_until("a leader", timeout, || async {
+            for &position in positions {
+                let status =
+                    tokio::time::timeout(Duration::from_secs(2), self.cluster.status(position))
+                        .await;
+                if let Ok(Ok(status)) = status {
+                    let id = self.cluster.nodes[position].spec.id;
+                    if status["state"].as_str() == Some("Leader")
+                        && status["leader"].as_u64() == Some(id)
+                    {
+                        return Ok(Some(position));
+                    }
+                }
+            }
+            Ok(None)
+        })
+        .await
+    }
+
+    async fn leader(&self) -> Result<usize> {
+        let all: Vec<usize> = (0..self.cluster.nodes.len()).collect();
+        self.leader_among(&all, Duration::from_secs(30)).await
+    }
+
+    async fn restart(&mut self, position: usize) -> Result<()> {
+        let cwd = self.cluster.dir.path().to_path_buf();
+        let node = &mut self.cluster.nodes[position];
+        node.restart(&cwd)?;
+        node.wait_healthy(Duration::from_secs(60)).await
+    }
+
+    /// Stops the load, runs the checker, and writes the report.
+    async fn finish(self, unavailability: Option<Duration>) -> Result<ScenarioReport> {
+        let Run {
+            name,
+            options,
+            cluster,
+            proxy,
+            load,
+            poller,
+            verifier,
+            mut violations,
+        } = self;
+        if let Some(proxy) = &proxy {
+            proxy.heal();
+        }
+        let (_, mut observations) = load.stop().await;
+        let served = poller.stop().await;
+        observations
+            .checkpoints
+            .extend(served.into_iter().map(|seen| SeenCheckpoint {
+                text: seen.text,
+                node: seen.node,
+            }));
+        let acknowledged = observations.acknowledged.len();
+        let report = check_cluster(
+            &views(&cluster),
+            &verifier,
+            &observations,
+            options.convergence_timeout,
+        )
+        .await?;
+        violations.extend(report.violations);
+        let passed = violations.is_empty();
+        Ok(ScenarioReport {
+            name,
+            passed,
+            unavailability,
+            acknowledged,
+            final_size: report.final_size,
+            violations,
+            logs: if passed {
+                String::new()
+            } else {
+                log_tails(&cluster)
+            },
+        })
+    }
+}
+
+fn views(cluster: &Cluster) -> Vec<NodeView> {
+    cluster
+        .nodes
+        .iter()
+        .map(|node| NodeView {
+            id: node.spec.id,
+            client: LogClient::new(&node.base_url()),
+        })
+        .collect()
+}
+
+/// The last lines of every node's log.
+fn log_tails(cluster: &Cluster) -> String {
+    cluster
+        .nodes
+        .iter()
+        .map(|node| {
+            let log = node.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(40)..].join("\n");
+            format!("===== node {} (tail) =====\n{tail}\n", node.spec.id)
+        })
+        .collect()
+}
+
+/// Time from `fault` to the first 201 for a request sent after it, waiting up to `timeout`.
+async fn unavailability_after(load: &Load, fault: Instant, timeout: Duration) -> Result<Duration> {
+    let first: Answer = wait_until("a 201 after the fault", timeout, || async {
+        Ok(load.first_logged_since(fault))
+    })
+    .await?;
+    Ok(first.done.saturating_duration_since(fault))
+}
+
+/// The leader is killed with SIGKILL under load; a new leader takes over; the old one restarts
+/// and catches up.
+pub async fn leader_kill(options: &ScenarioOptions) -> Result<ScenarioReport> {
+    let mut run = Run::start("leader-kill", options, false).await?;
+    run.phase().await?;
+    let leader = run.leader().await?;
+    let killed = Instant::now();
+    run.cluster.nodes[leader].kill();
+    let unavailability = unavailability_after(&run.load, killed, Duration::from_secs(60)).await?;
+    run.phase().await?;
+    run.restart(leader).await?;
+    run.phase().await?;
+    run.finish(Some(unavailability)).await
+}
+
+/// A follower is killed under load and restarted; it catches up.
+pub async fn follower_restart(options: &ScenarioOptions) -> Result<ScenarioReport> {
+    let mut run = Run::start("follower-restart", options, false).await?;
+    run.phase().await?;
+    let leader = run.leader().await?;
+    let follower = (leader + 1) % run.cluster.nodes.len();
+    run.cluster.nodes[follower].kill();
+    run.phase().await?;
+    run.restart(follower).await?;
+    run.phase().await?;
+    run.finish(None).await
+}
+
+/// Every node is killed at once (SIGKILL to all before reaping any) and restarted; everything
+/// acknowledged before is still there.
+pub async fn whole_cluster_restart(options: &ScenarioOptions) -> Result<ScenarioReport> {
+    let mut run = Run::start("whole-cluster-restart", options, false).await?;
+    run.phase().await?;
+    for node in &run.cluster.nodes {
+        node.signal("KILL")?;
+    }
+    let killed = Instant::now();
+    for node in &mut run.cluster.nodes {
+        node.kill();
+    }
+    for position in 0..run.cluster.nodes.len() {
+        run.restart(position).await?;
+    }
+    let unavailability = unavailability_after(&run.load, killed, Duration::from_secs(90)).await?;
+    run.phase().await?;
+    run.finish(Some(unavailability)).await
+}
+
+/// The leader is frozen (SIGSTOP) under load; the others elect a new leader; the old one is
+/// thawed (SIGCONT) and rejoins as a follower.
+pub async fn frozen_leader(options: &ScenarioOptions) -> Result<ScenarioReport> {
+    let run = Run::start("frozen-leader", options, false).await?;
+    run.phase().await?;
+    let leader = run.leader().await?;
+    run.cluster.nodes[leader].signal("STOP")?;
+    let frozen = Instant::now();
+    let others: Vec<usize> = (0..run.cluster.nodes.len())
+        .filter(|&p| p != leader)
+        .collect();
+    let outcome = async {
+        run.leader_among(&others, Duration::from_secs(60)).await?;
+        let unavailability =
+            unavailability_after(&run.load, frozen, Duration::from_secs(60)).await?;
+        run.phase().await?;
+        Ok::<_, anyhow::Error>(unavailability)
+    }
+    .await;
+    // Thaw whatever happened, so the node does not stay stopped.
+    run.cluster.nodes[leader].signal("CONT")?;
+    let unavailability = outcome?;
+    run.phase().await?;
+    run.finish(Some(unavailability)).await
+}
+
+/// A minority of followers is cut off from the rest (both directions) under load, then healed.
+pub async fn minority_partition(options: &ScenarioOptions) -> Result<ScenarioReport> {
+    let run = Run::start("minority-partition", options, true).await?;
+    let proxy = run.proxy.clone().context("proxied run")?;
+    run.phase().await?;
+    let leader = run.leader().await?;
+    let ids = run.ids();
+    let minority_size = (ids.len() - 1) / 2;
+    let leader_id = ids[leader];
+    let minority: Vec<u64> = ids
+        .iter()
+        .copied()
+        .filter(|&id| id != leader_id)
+        .take(minority_size)
+        .collect();
+    let majority: Vec<u64> = ids
+        .iter()
+        .copied()
+        .filter(|id| !minority.contains(id))
+        .collect();
+    proxy.partition(&minority, &majority);
+    run.phase().await?;
+    proxy.heal();
+    run.phase().await?;
+    run.finish(None).await
+}
+
+/// The leader is cut off from all its followers. It must stop acknowledging writes, and no
+/// checkpoint it signs after losing leadership may be served by anyone.
+pub async fn leader_isolation(options: &ScenarioOptions) -> Result<ScenarioReport> {
+    let mut run = Run::start("leader-isolation", options, true).await?;
+    let proxy = run.proxy.clone().context("proxied run")?;
+    run.phase().await?;
+    let leader = run.leader().await?;
+    let ids = run.ids();
+    let old_leader = ids[leader];
+    let followers: Vec<u64> = ids.iter().copied().filter(|&id| id != old_leader).collect();
+    proxy.partition(&[old_leader], &followers);
+    let isolated = Instant::now();
+    let others: Vec<usize> = (0..ids.len()).filter(|&p| p != leader).collect();
+    run.leader_among(&others, Duration::from_secs(60)).await?;
+    let unavailability = unavailability_after(&run.load, isolated, Duration::from_secs(60)).await?;
+    run.phase().await?;
+    let healed = Instant::now();
+    proxy.heal();
+
+    // No write sent to the isolated leader while it was cut off was acknowledged.
+    let during: Vec<Answer> = run
+        .load
+        .answers()
+        .into_iter()
+        .filter(|a| a.node == old_leader && a.sent >= isolated && a.done < healed)
+        .collect();
+    for answer in &during {
+        if let Outcome::Logged(index) = answer.outcome {
+            run.violations.push(Violation::Scenario(format!(
+                "isolated old leader {old_leader} acknowledged index {index}"
+            )));
+        }
+    }
+
+    run.phase().await?;
+    // Every checkpoint the old leader served while isolated was also served (or returned) by
+    // a node of the majority: it was committed, not signed alone.
+    let served = run.poller.seen();
+    let majority_texts: std::collections::HashSet<String> = served
+        .iter()
+        .filter(|seen| seen.node != old_leader)
+        .map(|seen| seen.text.clone())
+        .collect();
+    let isolated_texts: Vec<&ServedObservation> = served
+        .iter()
+        .filter(|seen| seen.node == old_leader && seen.at >= isolated && seen.at < healed)
+        .collect();
+    for seen in isolated_texts {
+        if !majority_texts.contains(&seen.text) {
+            run.violations.push(Violation::Scenario(format!(
+                "isolated old leader served a checkpoint no majority node ever served: {:?}",
+                seen.text
+            )));
+        }
+    }
+    run.finish(Some(unavailability)).await
+}
