@@ -4,6 +4,7 @@
 //! The binary is `$REKOR_NODE_BIN`, or `target/debug/rekor-node` of this workspace (the test
 //! command builds it before running the tests).
 
+pub mod chaos;
 pub mod client;
 pub mod load;
 pub mod process;
