@@ -11,6 +11,18 @@
 //! - [`checkpoint`]: C2SP tlog-checkpoint bodies, signing and verification.
 //! - [`cosignature`]: C2SP tlog-cosignature `cosignature/v1`.
 //! - [`tile_store`]: the object-store-backed tile store.
+//!
+//! Typical paths through the crate:
+//!
+//! ```text
+//! integrator:  TreeBuilder::resume_checked(&store, size, &root)   // reads the right edge only
+//!              builder.append(&entries) -> Integration { size, root, tiles, bundles }
+//!              store.put_integration(&out)                        // concurrent, durable, idempotent
+//! proofs:      proof::tiles_for_inclusion(index, size) -> store.fetch_tile_set(&ids)
+//!              proof::build_inclusion_proof(index, size, &set) -> merkle::verify_inclusion(..)
+//! checkpoints: Checkpoint::new(origin, size, root).sign(&signer)  // one log signature line
+//!              checkpoint::append_cosignatures(&signed, &witness_lines)
+//! ```
 #![forbid(unsafe_code)]
 
 pub mod checkpoint;
