@@ -51,6 +51,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         origin = %config.origin,
         key_name = signer.name(),
         log_id = %base64_std(&signer.log_id()),
+        public_key = %base64_std(&signer.public_key_der()),
         "checkpoint signing key loaded"
     );
 
