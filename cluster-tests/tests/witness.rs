@@ -1,0 +1,235 @@
+//! Witnessing with a real node process and the `test-witness` process (rekor-v2-api.md §9,
+//! spec/tlog-tiles.md §10): checkpoints carry the witness's cosignature; a down witness does not
+//! stop the log by default (fail-open); with `--require-witness-quorum` it does, until the witness
+//! is back (a restarted witness has forgotten its size, so this also exercises the 409 resync).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use rekor_cluster_tests::{
+    check_logged_entry, free_port, wait_until, Cluster, EntryFactory, LogClient,
+};
+use rekor_storage::cosignature::CosignatureVerifier;
+use rekor_storage::note::{Ed25519NoteSigner, Note};
+
+const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata");
+/// The upstream e2e witness key (testdata/rekor-tiles/witness/policy.yaml and private.key).
+const WITNESS_VKEY: &str =
+    "rekor-witness-test+a478f5cd+AUtKAvrTeY7srtAMfP5JCUOkZoU+A7F5VA094y5LGr89";
+
+/// A `test-witness` process; killed when dropped.
+struct TestWitness {
+    child: Child,
+    log_path: PathBuf,
+}
+
+impl TestWitness {
+    async fn start(port: u16, log_vkey: &str, dir: &Path) -> Self {
+        let log_path = dir.join(format!("witness-{port}.log"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_test-witness"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args([
+                "--key",
+                &format!("@{TESTDATA}/rekor-tiles/witness/private.key"),
+            ])
+            .args(["--log-vkey", log_vkey])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawning test-witness");
+        let witness = Self { child, log_path };
+        wait_until(
+            "the test witness to listen",
+            Duration::from_secs(10),
+            || async {
+                Ok(tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .ok()
+                    .map(|_| ()))
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", witness.log()));
+        witness
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestWitness {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Writes a one-witness policy for `port`; returns its path.
+fn write_policy(dir: &Path, port: u16) -> PathBuf {
+    let path = dir.join("witness-policy.txt");
+    std::fs::write(
+        &path,
+        format!("# test witness\nwitness w1 {WITNESS_VKEY} http://127.0.0.1:{port}\nquorum w1\n"),
+    )
+    .unwrap();
+    path
+}
+
+/// The node's log vkey, from the cluster's signing key.
+fn log_vkey(cluster: &Cluster) -> String {
+    let pem = std::fs::read_to_string(&cluster.key_file).unwrap();
+    Ed25519NoteSigner::from_pkcs8_pem(&cluster.origin, &pem)
+        .unwrap()
+        .verifier_key()
+}
+
+/// Submits a fresh entry and returns the HTTP status (and checks the entry when it is 201).
+async fn submit(client: &LogClient, factory: &EntryFactory) -> u16 {
+    let result = client.submit(&factory.request()).await.unwrap();
+    if result.status == 201 {
+        check_logged_entry(&result.json().unwrap()).expect("a verifying entry");
+    }
+    result.status
+}
+
+/// The served checkpoint's signature lines: (total, whether one verifies with the witness key).
+async fn checkpoint_signatures(client: &LogClient) -> (usize, bool) {
+    let text = client.checkpoint().await.unwrap().expect("a checkpoint");
+    let note = Note::parse(text.as_bytes()).unwrap();
+    let verifier = CosignatureVerifier::from_vkey(WITNESS_VKEY).unwrap();
+    let cosigned = note
+        .signatures
+        .iter()
+        .any(|signature| verifier.verify_signature(&note.text, signature).is_ok());
+    (note.signatures.len(), cosigned)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_are_cosigned_and_a_down_witness_fails_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let policy = write_policy(dir.path(), port);
+    let policy_arg = policy.display().to_string();
+    let cluster = Cluster::start(
+        1,
+        &[
+            "--witness-policy",
+            &policy_arg,
+            "--witness-timeout-ms",
+            "1000",
+        ],
+    )
+    .await
+    .expect("node starts");
+    let mut witness = TestWitness::start(port, &log_vkey(&cluster), dir.path()).await;
+    let client = &cluster.clients()[0];
+    let factory = EntryFactory::new();
+
+    for _ in 0..3 {
+        let status = submit(client, &factory).await;
+        assert_eq!(status, 201, "{}\n{}", cluster.logs(), witness.log());
+    }
+    // The checkpoint covering those entries was published after the witness came up.
+    assert_eq!(
+        checkpoint_signatures(client).await,
+        (2, true),
+        "the log's signature and the witness's cosignature\n{}",
+        cluster.logs()
+    );
+
+    witness.stop();
+    let status = submit(client, &factory).await;
+    assert_eq!(status, 201, "fail-open by default\n{}", cluster.logs());
+    assert_eq!(
+        checkpoint_signatures(client).await,
+        (1, false),
+        "published without the cosignature"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_quorum_holds_publication_until_the_witness_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let policy = write_policy(dir.path(), port);
+    let policy_arg = policy.display().to_string();
+    let cluster = Cluster::start(
+        1,
+        &[
+            "--witness-policy",
+            &policy_arg,
+            "--require-witness-quorum",
+            "--witness-timeout-ms",
+            "1000",
+            "--submit-timeout-s",
+            "2",
+        ],
+    )
+    .await
+    .expect("node starts");
+    let log_vkey = log_vkey(&cluster);
+    let mut witness = TestWitness::start(port, &log_vkey, dir.path()).await;
+    let client = &cluster.clients()[0];
+    let factory = EntryFactory::new();
+
+    assert_eq!(submit(client, &factory).await, 201, "{}", cluster.logs());
+    assert_eq!(checkpoint_signatures(client).await, (2, true));
+
+    witness.stop();
+    let status = submit(client, &factory).await;
+    assert_ne!(
+        status,
+        201,
+        "no checkpoint without the quorum\n{}",
+        cluster.logs()
+    );
+    // What is served is still the last cosigned checkpoint.
+    assert_eq!(checkpoint_signatures(client).await, (2, true));
+
+    // A restarted test witness starts from size 0: the node resyncs on its 409 and publishes.
+    let witness = TestWitness::start(port, &log_vkey, dir.path()).await;
+    wait_until(
+        "a 201 with the witness back",
+        Duration::from_secs(20),
+        || async { Ok((submit(client, &factory).await == 201).then_some(())) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}\n{}", cluster.logs(), witness.log()));
+    assert_eq!(checkpoint_signatures(client).await, (2, true));
+
+    // The metrics saw the refused exchanges while the witness was down, and the resync.
+    let metrics = reqwest::get(format!("{}/metrics", client.base()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |outcome: &str| -> u64 {
+        let prefix =
+            format!("rekor_node_witness_requests_total{{outcome=\"{outcome}\",witness=\"w1\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(count("cosigned") >= 2, "{metrics}");
+    assert!(count("unreachable") >= 1, "{metrics}");
+    assert!(count("conflict") >= 1, "{metrics}");
+    assert!(
+        metrics.contains("rekor_node_witness_quorum_missed_total"),
+        "{metrics}"
+    );
+}
