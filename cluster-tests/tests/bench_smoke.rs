@@ -27,8 +27,7 @@ fn bench_produces_a_report_with_throughput_and_no_errors() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "bench failed:\n{stderr}");
 
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert!(report["cores"].as_u64().unwrap() >= 1);
     assert!(report["ceiling"]["per_second"].as_f64().unwrap() > 0.0);
     assert_eq!(report["ceiling"]["failures"], 0);
@@ -42,13 +41,19 @@ fn bench_produces_a_report_with_throughput_and_no_errors() {
     assert!(writes[0]["tree_size"].as_u64().unwrap() >= load["succeeded"].as_u64().unwrap());
     assert!(writes[0]["per_node"][0]["peak_rss_bytes"].as_u64().unwrap() > 0);
     for read in report["reads"]["workloads"].as_array().unwrap() {
-        assert!(read["ours"]["throughput_per_s"].as_f64().unwrap() > 0.0, "{read}");
+        assert!(
+            read["ours"]["throughput_per_s"].as_f64().unwrap() > 0.0,
+            "{read}"
+        );
         assert_eq!(read["ours"]["errors"], serde_json::json!({}), "{read}");
     }
 
     let text = std::fs::read_to_string(&markdown).unwrap();
     assert!(text.starts_with("# Benchmarks"), "{text}");
-    assert!(text.contains("target/release/bench"), "names the command: {text}");
+    assert!(
+        text.contains("target/release/bench"),
+        "names the command: {text}"
+    );
     assert!(text.contains("<!-- analysis -->"));
 }
 
@@ -58,7 +63,14 @@ async fn loadgen_open_loop_logs_entries_with_valid_proofs() {
     let cluster = Cluster::start(1, &[]).await.unwrap();
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(["--target", &cluster.nodes[0].base_url()])
-        .args(["--rate", "100", "--duration", "2", "--proof-sample-every", "5"])
+        .args([
+            "--rate",
+            "100",
+            "--duration",
+            "2",
+            "--proof-sample-every",
+            "5",
+        ])
         .arg("--json")
         .output()
         .await
@@ -68,7 +80,10 @@ async fn loadgen_open_loop_logs_entries_with_valid_proofs() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert!(report["succeeded"].as_u64().unwrap() >= 150, "{report}");
     assert_eq!(report["errors"], serde_json::json!({}));
-    assert!(report["proofs"]["checked"].as_u64().unwrap() >= 30, "{report}");
+    assert!(
+        report["proofs"]["checked"].as_u64().unwrap() >= 30,
+        "{report}"
+    );
     assert_eq!(report["proofs"]["failed"], 0);
     assert!(report["arrival"].as_str().unwrap().starts_with("open loop"));
 }

@@ -160,7 +160,10 @@ fn regenerate_command(args: &Args) -> String {
         command.push_str(&format!(" --read-duration {}", args.read_duration));
     }
     if args.requests.is_some() {
-        command.push_str(&format!(" --requests {}", args.requests.unwrap_or_default()));
+        command.push_str(&format!(
+            " --requests {}",
+            args.requests.unwrap_or_default()
+        ));
     }
     for arg in &args.node_args {
         command.push_str(&format!(" --node-arg={arg}"));

@@ -64,8 +64,8 @@ async fn main() -> Result<()> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     eprintln!("signing {requests} requests…");
     let mix = args.mix.clone();
-    let pool =
-        tokio::task::spawn_blocking(move || RequestPool::generate(requests, &mix, threads)).await??;
+    let pool = tokio::task::spawn_blocking(move || RequestPool::generate(requests, &mix, threads))
+        .await??;
     eprintln!("sending for {:.1} s…", args.duration);
     let config = LoadConfig {
         targets: args.targets.clone(),

@@ -171,8 +171,8 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
     eprintln!("signing {} requests on {cores} threads…", settings.requests);
     let started = Instant::now();
     let (requests, mix) = (settings.requests, settings.mix.clone());
-    let pool = tokio::task::spawn_blocking(move || RequestPool::generate(requests, &mix, cores))
-        .await??;
+    let pool =
+        tokio::task::spawn_blocking(move || RequestPool::generate(requests, &mix, cores)).await??;
     let pool_figures = PoolFigures {
         requests: pool.bodies.len(),
         by_key: pool.counts.clone(),
@@ -249,8 +249,7 @@ fn tail(cluster: &Cluster) -> String {
 /// Decodes and validates pool requests on `threads` threads until `budget` is spent or the
 /// pool is exhausted.
 pub fn measure_ceiling(bodies: &[Bytes], threads: usize, budget: Duration) -> CeilingFigures {
-    let validator =
-        rekor_api::EntryValidator::new(rekor_api::AlgorithmPolicy::default(), false);
+    let validator = rekor_api::EntryValidator::new(rekor_api::AlgorithmPolicy::default(), false);
     let next = AtomicUsize::new(0);
     let (done, failures) = (AtomicU64::new(0), AtomicU64::new(0));
     let started = Instant::now();
@@ -312,20 +311,28 @@ async fn write_scenario(
     let mut tree_size = 0;
     for node in &cluster.nodes {
         let client = LogClient::new(&node.base_url());
-        tree_size = wait_until("the checkpoint to cover the run", Duration::from_secs(60), || {
-            let client = client.clone();
-            async move {
-                let size = checkpoint_size(&client).await?;
-                Ok((size >= logged).then_some(size))
-            }
-        })
+        tree_size = wait_until(
+            "the checkpoint to cover the run",
+            Duration::from_secs(60),
+            || {
+                let client = client.clone();
+                async move {
+                    let size = checkpoint_size(&client).await?;
+                    Ok((size >= logged).then_some(size))
+                }
+            },
+        )
         .await?;
     }
     let http = reqwest::Client::new();
     let leader = cluster.wait_for_leader(Duration::from_secs(10)).await.ok();
     let mut per_node = Vec::new();
     for (index, node) in cluster.nodes.iter().enumerate() {
-        let metrics = match http.get(format!("{}/metrics", node.base_url())).send().await {
+        let metrics = match http
+            .get(format!("{}/metrics", node.base_url()))
+            .send()
+            .await
+        {
             Ok(response) => response.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         };
@@ -371,7 +378,11 @@ async fn checkpoint_size(client: &LogClient) -> Result<u64> {
     let Some(text) = client.checkpoint().await? else {
         return Ok(0);
     };
-    Ok(text.lines().nth(1).context("checkpoint has no size line")?.parse()?)
+    Ok(text
+        .lines()
+        .nth(1)
+        .context("checkpoint has no size line")?
+        .parse()?)
 }
 
 async fn read_scenarios(
@@ -412,7 +423,11 @@ async fn read_scenarios(
     };
 
     let mut workloads = Vec::new();
-    for (what, paths) in [("tiles", tiles), ("bundles", bundles), ("checkpoint", checkpoint)] {
+    for (what, paths) in [
+        ("tiles", tiles),
+        ("bundles", bundles),
+        ("checkpoint", checkpoint),
+    ] {
         if paths.is_empty() {
             continue;
         }
@@ -505,14 +520,18 @@ impl Nginx {
             _dir: dir,
         };
         let client = LogClient::new(&nginx.base_url());
-        let ready = wait_until("nginx to serve the checkpoint", Duration::from_secs(10), || {
-            let client = client.clone();
-            async move { Ok(client.checkpoint().await.ok().flatten().map(|_| ())) }
-        })
+        let ready = wait_until(
+            "nginx to serve the checkpoint",
+            Duration::from_secs(10),
+            || {
+                let client = client.clone();
+                async move { Ok(client.checkpoint().await.ok().flatten().map(|_| ())) }
+            },
+        )
         .await;
         if let Err(error) = ready {
-            let log = std::fs::read_to_string(nginx._dir.path().join("error.log"))
-                .unwrap_or_default();
+            let log =
+                std::fs::read_to_string(nginx._dir.path().join("error.log")).unwrap_or_default();
             bail!("{error}; nginx error log: {log}");
         }
         Ok(nginx)
@@ -611,7 +630,10 @@ impl BenchReport {
             &mut md,
             format!("- cores: {} ({})", self.cores, self.cpu_model),
         );
-        push(&mut md, format!("- node binary: `{}`", short_path(&self.node_binary)));
+        push(
+            &mut md,
+            format!("- node binary: `{}`", short_path(&self.node_binary)),
+        );
         let s = &self.settings;
         push(
             &mut md,
@@ -690,14 +712,20 @@ impl BenchReport {
             );
         }
         push(&mut md, String::new());
-        push(&mut md, "Per node, after the write run (means from the node's `/metrics`):".into());
+        push(
+            &mut md,
+            "Per node, after the write run (means from the node's `/metrics`):".into(),
+        );
         push(&mut md, String::new());
         push(
             &mut md,
             "| cluster | node | leader | peak RSS MiB | data dir MiB | tiles MiB | disk bytes/entry | batches | mean batch | mean commit ms | integrate steps | mean integrate ms | mean validation ms | checkpoints | pushback |"
                 .into(),
         );
-        push(&mut md, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".into());
+        push(
+            &mut md,
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".into(),
+        );
         for w in &self.writes {
             for n in &w.per_node {
                 let per_entry = n

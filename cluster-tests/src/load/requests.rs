@@ -175,9 +175,7 @@ impl SigningKey {
                 let signature: p384::ecdsa::Signature = key.sign_prehash(digest)?;
                 signature.to_der().as_bytes().to_vec()
             }
-            SigningKey::Rsa2048(key) => {
-                key.sign(rsa::Pkcs1v15Sign::new::<Sha256>(), digest)?
-            }
+            SigningKey::Rsa2048(key) => key.sign(rsa::Pkcs1v15Sign::new::<Sha256>(), digest)?,
         })
     }
 
@@ -208,7 +206,6 @@ impl SigningKey {
 
 /// One signer of the pool: a key and the verifier JSON that names it.
 struct Signer {
-    kind: KeyKind,
     key: SigningKey,
     public_key_verifier: serde_json::Value,
     certificate_verifier: serde_json::Value,
@@ -221,7 +218,6 @@ impl Signer {
         let certificate = self_signed_certificate(&key, &spki, number)?;
         let details = kind.key_details();
         Ok(Self {
-            kind,
             public_key_verifier: serde_json::json!({
                 "publicKey": {"rawBytes": STANDARD.encode(&spki)},
                 "keyDetails": details,
@@ -296,7 +292,10 @@ fn self_signed_certificate(key: &SigningKey, spki_der: &[u8], number: usize) -> 
             extn_value: OctetString::new(san.to_der()?)?,
         },
         fulcio("8", "https://accounts.bench.example")?,
-        fulcio("9", "https://git.bench.example/org/repo/.ci/workflows/release.yml@refs/heads/main")?,
+        fulcio(
+            "9",
+            "https://git.bench.example/org/repo/.ci/workflows/release.yml@refs/heads/main",
+        )?,
         fulcio("10", "0123456789abcdef0123456789abcdef01234567")?,
         fulcio("11", "bench-hosted")?,
         fulcio("12", "https://git.bench.example/org/repo")?,
@@ -419,7 +418,6 @@ impl RequestPool {
             }
             certificates += usize::from(certificate);
         }
-        let _ = signers.iter().flatten().map(|s| s.kind).count();
         Ok(Self {
             bodies,
             counts,
@@ -445,14 +443,20 @@ mod tests {
         let mix = RequestMix::default();
         let pool = RequestPool::generate(200, &mix, 2).unwrap();
         assert_eq!(pool.bodies.len(), 200);
-        let validator = rekor_api::EntryValidator::new(rekor_api::AlgorithmPolicy::default(), false);
+        let validator =
+            rekor_api::EntryValidator::new(rekor_api::AlgorithmPolicy::default(), false);
         let mut bodies = std::collections::HashSet::new();
         for body in &pool.bodies {
             let request = rekor_api::CreateEntryRequest::from_json(body).unwrap();
             let entry = validator.validate(&request).map_err(|(e, _)| e).unwrap();
             assert!(bodies.insert(entry.canonical_body), "requests are distinct");
         }
-        let p256 = pool.counts.iter().find(|(k, _)| *k == KeyKind::P256).unwrap().1;
+        let p256 = pool
+            .counts
+            .iter()
+            .find(|(k, _)| *k == KeyKind::P256)
+            .unwrap()
+            .1;
         assert_eq!(p256, 170);
         assert_eq!(pool.certificates, 100);
         assert!(pool.mean_body_bytes() > 500.0, "{}", pool.mean_body_bytes());

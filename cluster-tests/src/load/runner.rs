@@ -39,7 +39,11 @@ impl Workload {
                 if paths.is_empty() {
                     return None;
                 }
-                Some((reqwest::Method::GET, paths[index % paths.len()].clone(), None))
+                Some((
+                    reqwest::Method::GET,
+                    paths[index % paths.len()].clone(),
+                    None,
+                ))
             }
         }
     }
@@ -224,7 +228,7 @@ async fn one_request(
             }
             if matches!(workload, Workload::Submit { .. })
                 && config.proof_sample_every > 0
-                && count % config.proof_sample_every == 0
+                && count.is_multiple_of(config.proof_sample_every)
             {
                 if let Ok(mut samples) = tally.samples.lock() {
                     samples.push(String::from_utf8_lossy(&bytes).into_owned());
@@ -327,8 +331,12 @@ pub async fn run_load(config: &LoadConfig, workload: &Workload) -> Result<LoadRe
                     tally.error("client: in-flight cap".into());
                     continue;
                 };
-                let (client, config, workload, tally) =
-                    (client.clone(), config.clone(), workload.clone(), tally.clone());
+                let (client, config, workload, tally) = (
+                    client.clone(),
+                    config.clone(),
+                    workload.clone(),
+                    tally.clone(),
+                );
                 tasks.spawn(async move {
                     one_request(&client, &config, &workload, &tally, index, scheduled).await;
                     drop(permit);
@@ -357,11 +365,7 @@ pub async fn run_load(config: &LoadConfig, workload: &Workload) -> Result<LoadRe
 
     // Proofs are checked after the clock stopped so the checks do not steal CPU from the run.
     let mut proofs = ProofChecks::default();
-    let samples = tally
-        .samples
-        .lock()
-        .map(|s| s.clone())
-        .unwrap_or_default();
+    let samples = tally.samples.lock().map(|s| s.clone()).unwrap_or_default();
     for sample in samples {
         proofs.checked += 1;
         let verdict = serde_json::from_str::<serde_json::Value>(&sample)
@@ -369,7 +373,9 @@ pub async fn run_load(config: &LoadConfig, workload: &Workload) -> Result<LoadRe
             .and_then(|entry| crate::check_logged_entry(&entry));
         if let Err(error) = verdict {
             proofs.failed += 1;
-            proofs.first_failure.get_or_insert_with(|| error.to_string());
+            proofs
+                .first_failure
+                .get_or_insert_with(|| error.to_string());
         }
     }
 

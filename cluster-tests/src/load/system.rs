@@ -70,7 +70,8 @@ pub fn histogram_mean(metrics: &str, name: &str) -> Option<(f64, f64)> {
         let key = format!("{name}_{suffix}");
         metrics.lines().find_map(|line| {
             let (metric, value) = line.rsplit_once(' ')?;
-            (metric == key || metric.starts_with(&format!("{key}{{"))).then(|| value.parse().ok())?
+            (metric == key || metric.starts_with(&format!("{key}{{")))
+                .then(|| value.parse().ok())?
         })
     };
     let count = value("count")?;
