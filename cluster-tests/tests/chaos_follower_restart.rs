@@ -1,0 +1,16 @@
+//! Chaos scenario `follower-restart` (cluster operations issue, "Acceptance"): A follower is killed with SIGKILL under load and restarted; it catches up.
+//!
+//! Ends with the invariant checker (`rekor_cluster_tests::chaos::checker`). A few seconds of load
+//! by default; `REKOR_SOAK=1` runs long phases.
+
+use rekor_cluster_tests::chaos::{run, ScenarioOptions};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_restart_keeps_every_invariant() {
+    let report = run("follower-restart", &ScenarioOptions::from_env())
+        .await
+        .expect("scenario runs");
+    println!("{report}");
+    assert!(report.passed, "{report}\n{}", report.logs);
+    assert!(report.acknowledged > 0, "no entry was acknowledged");
+}
