@@ -358,6 +358,30 @@ mod tests {
     }
 
     #[test]
+    fn witness_settings_from_toml_and_defaults() {
+        let config = ServeArgs::default().resolve().unwrap();
+        assert_eq!(config.witness_policy, None);
+        assert_eq!(config.witness_timeout, Duration::from_secs(5));
+        assert!(!config.require_witness_quorum);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "witness-policy = \"policy.txt\"\nwitness-timeout-ms = 250\nrequire-witness-quorum = true\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.witness_policy, Some(PathBuf::from("policy.txt")));
+        assert_eq!(config.witness_timeout, Duration::from_millis(250));
+        assert!(config.require_witness_quorum);
+    }
+
+    #[test]
     fn origin_must_be_a_bare_host_name() {
         for bad in ["", "https://x.dev", "a b", "a+b", "x.dev/path"] {
             let args = ServeArgs {

@@ -285,6 +285,11 @@ impl Witnessing {
     ) -> Result<Vec<String>, AddCheckpointError> {
         let url = format!("{}/add-checkpoint", witness.url.trim_end_matches('/'));
         let mut old = self.remembered(index);
+        if old > checkpoint.size {
+            // We may have learnt that size from a witness that has since lost its state, or be a
+            // leader whose integration still lags: ask afresh, the 409 tells us where it is.
+            old = 0;
+        }
         for _ in 0..MAX_ATTEMPTS {
             if old > checkpoint.size {
                 return Err(AddCheckpointError::WitnessAhead {
@@ -595,6 +600,50 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(state.lock().unwrap().requests, vec![(300, 0), (0, 0)]);
+    }
+
+    #[actix_web::test]
+    async fn a_remembered_size_beyond_the_checkpoint_is_asked_afresh() {
+        let (store, root5, root300) = store_with_tree().await;
+        let key = witness_key(9);
+        let vkey = key.verifier_key();
+        let state = web::Data::new(Mutex::new(FakeWitness {
+            size: 5,
+            root: root5,
+            signer: key,
+            requests: Vec::new(),
+        }));
+        let url = start_fake(state.clone());
+        let client = witnessing(store, &url, &vkey, true);
+        client.remember(0, &client.policy.witnesses()[0].clone(), 1000);
+        client
+            .witness(&signed_checkpoint(300, root300))
+            .await
+            .unwrap();
+        let proof_len = rekor_storage::merkle::consistency_proof_len(5, 300);
+        assert_eq!(state.lock().unwrap().requests, vec![(0, 0), (5, proof_len)]);
+    }
+
+    #[actix_web::test]
+    async fn a_witness_ahead_of_the_checkpoint_is_not_counted() {
+        let (store, _, root300) = store_with_tree().await;
+        let key = witness_key(9);
+        let vkey = key.verifier_key();
+        let state = web::Data::new(Mutex::new(FakeWitness {
+            size: 400,
+            root: [7; 32],
+            signer: key,
+            requests: Vec::new(),
+        }));
+        let url = start_fake(state.clone());
+        let client = witnessing(store, &url, &vkey, true);
+        assert!(matches!(
+            client.witness(&signed_checkpoint(300, root300)).await,
+            Err(WitnessError::QuorumNotMet { .. })
+        ));
+        // One request, then no old > size request that the witness would have to refuse.
+        assert_eq!(state.lock().unwrap().requests, vec![(0, 0)]);
+        assert_eq!(client.remembered(0), 400);
     }
 
     #[actix_web::test]
