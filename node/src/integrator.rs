@@ -10,7 +10,6 @@
 //! re-runs the step after restart and rewrites identical bytes (create-once writes accept them);
 //! a crash after it finds the tiles already there.
 
-use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -154,9 +153,10 @@ async fn integrate_committed(
         let applied = state_machine.applied().size;
         let from = builder.size();
         if applied > from {
-            let to = applied.min(from + MAX_LEAVES_PER_STEP);
+            let boundaries = step_boundaries(state_machine, from, applied)?;
+            let to = boundaries.last().copied().unwrap_or(applied);
             let started = Instant::now();
-            write_step(&mut builder, state_machine, store, from..to).await?;
+            write_step(&mut builder, state_machine, store, from, &boundaries).await?;
             metrics
                 .integrate_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -189,51 +189,90 @@ async fn integrate_committed(
     (builder, result)
 }
 
-/// Integrates leaves `range` (which starts at the builder's size) and makes the result durable.
+/// Where this step's sub-steps end: the Raft batch boundaries after `from`, up to
+/// `MAX_LEAVES_PER_STEP` leaves. Ending exactly at batch boundaries makes every node write the
+/// same partial tiles, so a checkpoint (always at a boundary) is backed identically everywhere.
+/// If the boundaries are no longer known (a node far behind), it falls back to plain chunks.
+fn step_boundaries(
+    state_machine: &StateReader,
+    from: u64,
+    applied: u64,
+) -> anyhow::Result<Vec<u64>> {
+    let limit = applied.min(from + MAX_LEAVES_PER_STEP);
+    let mut boundaries = state_machine.batch_boundaries(from, limit)?;
+    if boundaries.is_empty() {
+        boundaries.push(limit);
+    }
+    Ok(boundaries)
+}
+
+/// Integrates leaves `from..` up to the last of `boundaries` (ascending, each > `from`), ending a
+/// sub-step at each boundary, and makes the result durable.
 async fn write_step(
     builder: &mut TreeBuilder,
     state_machine: &StateReader,
     store: &TileStore,
-    range: Range<u64>,
+    from: u64,
+    boundaries: &[u64],
 ) -> anyhow::Result<()> {
-    let leaves = state_machine.leaves(range.clone()).await?;
-    if leaves.len() as u64 != range.end - range.start {
+    let Some(&to) = boundaries.last() else {
+        return Ok(());
+    };
+    let leaves = state_machine.leaves(from..to).await?;
+    if leaves.len() as u64 != to - from {
         anyhow::bail!(
-            "state machine returned {} leaves for {:?}",
-            leaves.len(),
-            range
+            "state machine returned {} leaves for {from}..{to}",
+            leaves.len()
         );
     }
     // Hash on the blocking pool (this runs on the integrator's arbiter thread), and build on a
     // copy so that a failed write leaves the builder at the durable size.
-    let mut next = builder.clone();
-    let (next, output) = tokio::task::spawn_blocking(move || {
-        let output = next.append(&leaves);
-        (next, output)
+    let next = builder.clone();
+    let ends: Vec<u64> = boundaries.to_vec();
+    let (next, outputs) = tokio::task::spawn_blocking(move || {
+        let mut next = next;
+        let mut outputs = Vec::with_capacity(ends.len());
+        let mut start = 0usize;
+        for end in ends {
+            let stop = (end - from) as usize;
+            outputs.push(next.append(&leaves[start..stop]));
+            start = stop;
+        }
+        (next, outputs)
     })
     .await?;
-    let output = output?;
-    let tiles = output
-        .tiles
+    let mut tiles = Vec::new();
+    let mut bundles = Vec::new();
+    for output in outputs {
+        let output = output?;
+        tiles.extend(output.tiles);
+        bundles.extend(output.bundles);
+    }
+    // A full tile may be produced by an earlier sub-step of the same step only once; partial
+    // tiles of every sub-step are kept (they are the ones checkpoints refer to).
+    tiles.sort_by_key(|(id, _)| *id);
+    tiles.dedup_by_key(|(id, _)| *id);
+    bundles.sort_by_key(|(id, _)| *id);
+    bundles.dedup_by_key(|(id, _)| *id);
+    let tile_writes = tiles
         .into_iter()
         .map(|(id, bytes)| async move { store.put_tile(id, bytes).await });
-    futures::stream::iter(tiles)
+    futures::stream::iter(tile_writes)
         .buffer_unordered(WRITE_CONCURRENCY)
         .try_collect::<Vec<_>>()
         .await?;
-    let bundles = output
-        .bundles
+    let bundle_writes = bundles
         .into_iter()
         .map(|(id, bytes)| async move { store.put_bundle(id.index, id.width, bytes).await });
-    futures::stream::iter(bundles)
+    futures::stream::iter(bundle_writes)
         .buffer_unordered(WRITE_CONCURRENCY)
         .try_collect::<Vec<_>>()
         .await?;
     // Every tile and bundle is durable: now the size may move.
-    state_machine.mark_integrated(range.end).await?;
+    state_machine.mark_integrated(to).await?;
     *builder = next;
-    if range.end % 100_000 < range.end - range.start {
-        info!(integrated_size = range.end, "integration progress");
+    if to / 100_000 > from / 100_000 {
+        info!(integrated_size = to, "integration progress");
     }
     Ok(())
 }

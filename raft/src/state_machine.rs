@@ -533,6 +533,28 @@ impl StateReader {
         root_at(self.shared.keyspace.as_ref(), &tree, &[], size)
     }
 
+    /// Batch-boundary sizes in `(after, up_to]` that the recent-roots table still holds,
+    /// ascending. The integrator ends its steps exactly there, so every node writes partial
+    /// tiles at the same sizes and any checkpoint (always at a boundary) is backed by identical
+    /// tiles on every node.
+    pub fn batch_boundaries(&self, after: u64, up_to: u64) -> Result<Vec<u64>, StateMachineError> {
+        if up_to <= after {
+            return Ok(Vec::new());
+        }
+        let lower = index_key(ROOT_PREFIX, after.saturating_add(1));
+        let upper = index_key(ROOT_PREFIX, up_to);
+        let rows = self.shared.keyspace.scan(
+            Bound::Included(&lower[..]),
+            Bound::Included(&upper[..]),
+            ScanOrder::Ascending,
+            usize::MAX,
+        )?;
+        Ok(rows
+            .iter()
+            .filter_map(|(key, _)| crate::engine::parse_index_key(key))
+            .collect())
+    }
+
     /// The latest accepted checkpoint.
     pub fn latest_checkpoint(&self) -> Result<Option<PublishedCheckpoint>, StateMachineError> {
         Ok(self.shared.lock_state()?.checkpoint.clone())
