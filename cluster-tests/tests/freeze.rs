@@ -23,28 +23,57 @@ async fn freeze_seals_the_log() {
         .output()
         .await
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 
-    let frozen = wait_until("the frozen checkpoint is served", Duration::from_secs(10), || async {
-        let text = client.checkpoint().await?.unwrap_or_default();
-        Ok(text.contains("Log frozen \u{2014} ").then_some(text))
-    })
+    let frozen = wait_until(
+        "the frozen checkpoint is served",
+        Duration::from_secs(10),
+        || async {
+            let text = client.checkpoint().await?.unwrap_or_default();
+            Ok(text.contains("Log frozen \u{2014} ").then_some(text))
+        },
+    )
     .await
     .unwrap();
-    assert_eq!(frozen.lines().nth(1), Some("3"), "frozen at the integrated size:\n{frozen}");
+    assert_eq!(
+        frozen.lines().nth(1),
+        Some("3"),
+        "frozen at the integrated size:\n{frozen}"
+    );
 
     let refused = client.submit(&factory.request()).await.unwrap();
     assert_eq!(refused.status, 405);
-    assert_eq!(refused.body, "This log has been frozen, please switch to the latest log.\n");
-    assert!(client.get("tile/entries/000.p/3").await.unwrap().is_some(), "reads still work");
+    assert_eq!(
+        refused.body,
+        "This log has been frozen, please switch to the latest log.\n"
+    );
+    assert!(
+        client.get("tile/entries/000.p/3").await.unwrap().is_some(),
+        "reads still work"
+    );
 
     // Still sealed after a restart.
     let cwd = cluster.dir.path().to_path_buf();
     cluster.nodes[0].restart(&cwd).unwrap();
-    cluster.nodes[0].wait_healthy(Duration::from_secs(30)).await.unwrap();
-    wait_until("the frozen checkpoint is served again", Duration::from_secs(10), || async {
-        Ok(client.checkpoint().await?.is_some_and(|text| text == frozen).then_some(()))
-    })
+    cluster.nodes[0]
+        .wait_healthy(Duration::from_secs(30))
+        .await
+        .unwrap();
+    wait_until(
+        "the frozen checkpoint is served again",
+        Duration::from_secs(10),
+        || async {
+            Ok(client
+                .checkpoint()
+                .await?
+                .is_some_and(|text| text == frozen)
+                .then_some(()))
+        },
+    )
     .await
     .unwrap();
     let refused = client.submit(&factory.request()).await.unwrap();

@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use rekor_cluster_tests::{check_logged_entry, free_port, wait_until, Cluster, EntryFactory, NodeSpec};
+use rekor_cluster_tests::{
+    check_logged_entry, free_port, wait_until, Cluster, EntryFactory, NodeSpec,
+};
 
 async fn run_admin(cluster: &Cluster, args: &[String]) -> String {
     let output = tokio::process::Command::new(rekor_cluster_tests::node_binary().unwrap())
@@ -51,7 +53,10 @@ async fn add_two_nodes_under_load_then_remove_two() {
         })
     };
 
-    let leader = cluster.wait_for_leader(Duration::from_secs(20)).await.unwrap();
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .unwrap();
     let leader_internal = cluster.nodes[leader].spec.internal_addr();
     for id in [4u64, 5] {
         let spec = NodeSpec {
@@ -63,28 +68,61 @@ async fn add_two_nodes_under_load_then_remove_two() {
         };
         let member = spec.member_arg();
         cluster.spawn_node(spec).unwrap();
-        cluster.nodes.last().unwrap().wait_healthy(Duration::from_secs(30)).await.unwrap();
+        cluster
+            .nodes
+            .last()
+            .unwrap()
+            .wait_healthy(Duration::from_secs(30))
+            .await
+            .unwrap();
         run_admin(
             &cluster,
-            &["node".into(), "add".into(), "--target".into(), leader_internal.clone(), "--member".into(), member],
+            &[
+                "node".into(),
+                "add".into(),
+                "--target".into(),
+                leader_internal.clone(),
+                "--member".into(),
+                member,
+            ],
         )
         .await;
     }
     let status = cluster.status(leader).await.unwrap();
-    let voters = status["members"].as_array().unwrap().iter().filter(|m| m["voter"] == true).count();
+    let voters = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["voter"] == true)
+        .count();
     assert_eq!(voters, 5, "{status:#}");
 
     // Remove two of the original followers (not the leader).
-    let removed: Vec<u64> = (0..3).filter(|i| *i != leader).map(|i| cluster.nodes[i].spec.id).collect();
+    let removed: Vec<u64> = (0..3)
+        .filter(|i| *i != leader)
+        .map(|i| cluster.nodes[i].spec.id)
+        .collect();
     for id in &removed {
         run_admin(
             &cluster,
-            &["node".into(), "remove".into(), "--target".into(), leader_internal.clone(), "--id".into(), id.to_string()],
+            &[
+                "node".into(),
+                "remove".into(),
+                "--target".into(),
+                leader_internal.clone(),
+                "--id".into(),
+                id.to_string(),
+            ],
         )
         .await;
     }
     let status = cluster.status(leader).await.unwrap();
-    let ids: Vec<u64> = status["members"].as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = status["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
     for id in &removed {
         assert!(!ids.contains(id), "{id} still a member: {status:#}");
     }
@@ -100,7 +138,14 @@ async fn add_two_nodes_under_load_then_remove_two() {
     let clients = cluster.clients();
     for &i in &remaining {
         let result = clients[i].submit(&factory.request()).await.unwrap();
-        assert_eq!(result.status, 201, "node {}: {}\n{}", i + 1, result.body, cluster.logs());
+        assert_eq!(
+            result.status,
+            201,
+            "node {}: {}\n{}",
+            i + 1,
+            result.body,
+            cluster.logs()
+        );
         check_logged_entry(&result.json().unwrap()).unwrap();
     }
     wait_until("remaining nodes converge", Duration::from_secs(30), || {
