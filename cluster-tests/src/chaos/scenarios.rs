@@ -373,7 +373,7 @@ pub async fn frozen_leader(options: &ScenarioOptions) -> Result<ScenarioReport> 
 
 /// A minority of followers is cut off from the rest (both directions) under load, then healed.
 pub async fn minority_partition(options: &ScenarioOptions) -> Result<ScenarioReport> {
-    let run = Run::start("minority-partition", options, true).await?;
+    let mut run = Run::start("minority-partition", options, true).await?;
     let proxy = run.proxy.clone().context("proxied run")?;
     run.phase().await?;
     let leader = run.leader().await?;
@@ -393,6 +393,23 @@ pub async fn minority_partition(options: &ScenarioOptions) -> Result<ScenarioRep
         .collect();
     proxy.partition(&minority, &majority);
     run.phase().await?;
+    // The cut must have bitten: the minority is behind the majority when it heals.
+    let size_of = |id: u64| {
+        let seen = run.poller.seen();
+        seen.iter()
+            .filter(|s| s.node == id)
+            .filter_map(|s| run.verifier.open(&s.text).ok().map(|c| c.size))
+            .max()
+            .unwrap_or(0)
+    };
+    let majority_size = majority.iter().map(|&id| size_of(id)).max().unwrap_or(0);
+    for &id in &minority {
+        if size_of(id) >= majority_size {
+            run.violations.push(Violation::Scenario(format!(
+                "partitioned node {id} kept up with the majority (size {majority_size}): the cut had no effect"
+            )));
+        }
+    }
     proxy.heal();
     run.phase().await?;
     run.finish(None).await
