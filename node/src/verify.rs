@@ -77,6 +77,8 @@ pub struct AuditReport {
     pub bundles: u64,
     /// The size of the previous checkpoint shown to be a prefix, if one was given.
     pub consistent_with: Option<u64>,
+    /// The frozen marker line, when the log is sealed.
+    pub frozen: Option<String>,
 }
 
 /// Runs `rekor-node verify`: prints a summary and returns Ok when the log checks out; otherwise
@@ -96,6 +98,9 @@ pub fn run(args: VerifyArgs) -> Result<()> {
     );
     if let Some(previous) = report.consistent_with {
         println!("OK: consistent with the previous checkpoint at size {previous}");
+    }
+    if let Some(marker) = &report.frozen {
+        println!("the log is frozen: {marker}");
     }
     Ok(())
 }
@@ -162,6 +167,11 @@ pub async fn audit(args: &VerifyArgs) -> Result<AuditReport> {
         hash_tiles: audit.hash_tiles,
         bundles: audit.bundles,
         consistent_with,
+        frozen: checkpoint
+            .extensions
+            .iter()
+            .find(|line| line.starts_with(rekor_storage::checkpoint::FROZEN_PREFIX))
+            .cloned(),
     })
 }
 
