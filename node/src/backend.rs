@@ -6,7 +6,6 @@
 //! checkpoint covering the index → inclusion proof from this node's own tiles at that size.
 //! Reads are served from this node's tile store, never beyond its served checkpoint.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -34,11 +33,10 @@ pub struct NodeBackend {
     pub store: Arc<TileStore>,
     pub served: watch::Receiver<Served>,
     pub sequencer: Addr<Sequencer>,
-    /// Entries accepted by the local sequencer and not yet answered.
-    pub queued: Arc<AtomicU64>,
+    /// Admission control (503 pushback).
+    pub pushback: crate::pushback::Pushback,
     pub forward_client: reqwest::Client,
     pub secret: rekor_raft::ClusterSecret,
-    pub pushback_max_outstanding: u64,
     pub submit_timeout: Duration,
     pub read_only: bool,
     pub metrics: NodeMetrics,
@@ -53,13 +51,6 @@ impl NodeBackend {
                 .checkpoint
                 .as_ref()
                 .is_some_and(|checkpoint| checkpoint.frozen)
-    }
-
-    /// Entries sequenced (or queued to be) but not yet integrated on this node.
-    fn outstanding(&self) -> u64 {
-        let integrated = self.served.borrow().integrated_size;
-        let applied = self.state_machine.applied().size;
-        applied.saturating_sub(integrated) + self.queued.load(Ordering::Relaxed)
     }
 
     fn leader(&self) -> Option<(u64, NodeAddress)> {
@@ -94,6 +85,10 @@ impl NodeBackend {
             match attempt {
                 Ok(outcome) => return Ok(outcome),
                 Err(SequenceError::Frozen) => return Err(SubmitError::Frozen),
+                Err(SequenceError::Overloaded) => {
+                    self.metrics.pushback_total.inc();
+                    return Err(SubmitError::Overloaded);
+                }
                 Err(error) => {
                     debug!(%error, "sequencing attempt failed");
                     if Instant::now() >= deadline {
@@ -178,10 +173,10 @@ impl NodeBackend {
         let outcome = match known {
             Some(index) => AppendOutcome::Duplicate { index },
             None => {
-                if self.outstanding() >= self.pushback_max_outstanding {
+                let Some(_admission) = self.pushback.try_admit() else {
                     self.metrics.pushback_total.inc();
                     return Err(SubmitError::Overloaded);
-                }
+                };
                 let sequenced = SequencedEntry {
                     body: entry.canonical_body,
                     identity: entry.identity,

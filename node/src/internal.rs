@@ -71,6 +71,8 @@ pub struct InternalState {
     pub publisher: Addr<Publisher>,
     pub served: watch::Receiver<Served>,
     pub state_machine: rekor_raft::StateReader,
+    /// Admission control: forwarded entries count against the leader's bound too.
+    pub pushback: crate::pushback::Pushback,
     /// Membership changes are serialised (openraft: concurrent changes can interleave).
     pub membership_lock: Mutex<()>,
 }
@@ -135,12 +137,19 @@ async fn sequence(
             "identity does not match body",
         );
     }
+    let Some(_admission) = state.pushback.try_admit() else {
+        return bincode_response(&Err(SequenceError::Overloaded));
+    };
     let outcome: Result<AppendOutcome, SequenceError> =
         match state.sequencer.send(Sequence(entry)).await {
             Ok(outcome) => outcome,
             Err(e) => Err(SequenceError::Raft(format!("sequencer unavailable: {e}"))),
         };
-    match bincode::serialize(&outcome) {
+    bincode_response(&outcome)
+}
+
+fn bincode_response(outcome: &Result<AppendOutcome, SequenceError>) -> HttpResponse {
+    match bincode::serialize(outcome) {
         Ok(bytes) => HttpResponse::Ok()
             .content_type("application/octet-stream")
             .body(bytes),
@@ -324,6 +333,7 @@ pub fn status_json(state: &InternalState) -> serde_json::Value {
         "last_applied": metrics.last_applied.map(|id| id.index),
         "sequenced_size": state.state_machine.applied().size,
         "integrated_size": served.integrated_size,
+        "in_flight_entries": state.pushback.in_flight(),
         "checkpoint_size": served.checkpoint.as_ref().map(|cp| cp.size),
         "members": members,
     })

@@ -15,6 +15,7 @@ mod internal;
 mod keys;
 mod metrics;
 mod publisher;
+mod pushback;
 mod sequencer;
 mod serve;
 mod served;

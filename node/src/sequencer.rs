@@ -8,7 +8,6 @@
 //! reply channels. Durability: an outcome is sent only after `client_write` returned, i.e. after
 //! the batch was committed on a quorum (each member fsync'd it) and applied on this node.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +29,9 @@ pub enum SequenceError {
     /// Raft could not commit the batch (no quorum, shutting down, ...).
     #[error("raft: {0}")]
     Raft(String),
+    /// The leader's pushback bound is reached (503).
+    #[error("reached max pushback")]
+    Overloaded,
     /// The log is frozen: nothing more is logged.
     #[error("the log is frozen")]
     Frozen,
@@ -53,8 +55,6 @@ pub struct Sequencer {
     flush_timer: Option<SpawnHandle>,
     /// Bounds the batches in flight in Raft at once (bounded work, DESIGN.md invariant 6).
     in_flight: Arc<Semaphore>,
-    /// Entries accepted here but not yet answered; read by the pushback check.
-    queued: Arc<AtomicU64>,
     metrics: NodeMetrics,
 }
 
@@ -62,13 +62,7 @@ pub struct Sequencer {
 const MAX_BATCHES_IN_FLIGHT: usize = 8;
 
 impl Sequencer {
-    pub fn new(
-        raft: Raft,
-        max_batch: usize,
-        max_age: Duration,
-        queued: Arc<AtomicU64>,
-        metrics: NodeMetrics,
-    ) -> Self {
+    pub fn new(raft: Raft, max_batch: usize, max_age: Duration, metrics: NodeMetrics) -> Self {
         Self {
             raft,
             max_batch,
@@ -76,7 +70,6 @@ impl Sequencer {
             pending: Vec::with_capacity(max_batch),
             flush_timer: None,
             in_flight: Arc::new(Semaphore::new(MAX_BATCHES_IN_FLIGHT)),
-            queued,
             metrics,
         }
     }
@@ -91,7 +84,6 @@ impl Sequencer {
         let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(self.max_batch));
         let raft = self.raft.clone();
         let in_flight = self.in_flight.clone();
-        let queued = self.queued.clone();
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let Ok(_permit) = in_flight.acquire_owned().await else {
@@ -117,7 +109,6 @@ impl Sequencer {
                     }
                 }
             }
-            queued.fetch_sub(count as u64, Ordering::Relaxed);
         });
     }
 }
@@ -156,7 +147,6 @@ impl Handler<Sequence> for Sequencer {
 
     fn handle(&mut self, Sequence(entry): Sequence, ctx: &mut Self::Context) -> Self::Result {
         let (reply, answer) = oneshot::channel();
-        self.queued.fetch_add(1, Ordering::Relaxed);
         self.pending.push((entry, reply));
         if self.pending.len() >= self.max_batch {
             self.flush(ctx);

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,12 +99,15 @@ async fn serve(config: ServeConfig) -> Result<()> {
     let integrator_arbiter = Arbiter::new();
     let _integrator = Integrator::start_in_arbiter(&integrator_arbiter.handle(), |_| integrator);
 
-    let queued = Arc::new(AtomicU64::new(0));
+    let pushback = crate::pushback::Pushback::new(
+        config.pushback_max_outstanding,
+        state_machine.clone(),
+        served.clone(),
+    );
     let sequencer = Sequencer::new(
         raft.clone(),
         config.batch_max_size,
         config.batch_max_age,
-        queued.clone(),
         metrics.clone(),
     )
     .start();
@@ -140,10 +142,9 @@ async fn serve(config: ServeConfig) -> Result<()> {
         store: store.clone(),
         served: served.clone(),
         sequencer: sequencer.clone(),
-        queued,
+        pushback: pushback.clone(),
         forward_client,
         secret: secret.clone(),
-        pushback_max_outstanding: config.pushback_max_outstanding,
         submit_timeout: config.submit_timeout,
         read_only: config.read_only,
         metrics: metrics.clone(),
@@ -185,6 +186,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         publisher,
         served,
         state_machine,
+        pushback,
         membership_lock: tokio::sync::Mutex::new(()),
     });
     let raft_server_config = rekor_raft::RaftServerConfig::new(config.node_id, secret);
