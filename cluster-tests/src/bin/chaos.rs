@@ -115,29 +115,37 @@ fn main() -> Result<()> {
 fn print_summary(name: &str, reports: &[ScenarioReport]) {
     let passed = reports.iter().filter(|r| r.passed).count();
     let acknowledged: usize = reports.iter().map(|r| r.acknowledged).sum();
-    let mut unavailability: Vec<Duration> =
-        reports.iter().filter_map(|r| r.unavailability).collect();
-    unavailability.sort_unstable();
-    let figures = match (unavailability.first(), unavailability.last()) {
-        (Some(best), Some(worst)) => {
-            let middle = unavailability.len() / 2;
-            let median = if unavailability.len().is_multiple_of(2) {
-                (unavailability[middle - 1] + unavailability[middle]) / 2
-            } else {
-                unavailability[middle]
-            };
-            format!(
-                " write unavailability over {} run(s): median {} ms, best {} ms, worst {} ms",
-                unavailability.len(),
-                median.as_millis(),
-                best.as_millis(),
-                worst.as_millis()
-            )
-        }
-        _ => String::new(),
-    };
+    let unavailability = figures(
+        "write unavailability",
+        reports.iter().filter_map(|r| r.unavailability).collect(),
+    );
+    let election = figures(
+        "new leader after",
+        reports.iter().filter_map(|r| r.election).collect(),
+    );
     println!(
-        "== {name}: {passed}/{} passed, {acknowledged} entries acknowledged;{figures}",
+        "== {name}: {passed}/{} passed, {acknowledged} entries acknowledged;{unavailability}{election}",
         reports.len()
     );
+}
+
+/// ` <label> over N run(s): median, best and worst`, or nothing without measurements.
+fn figures(label: &str, mut durations: Vec<Duration>) -> String {
+    durations.sort_unstable();
+    let (Some(best), Some(worst)) = (durations.first(), durations.last()) else {
+        return String::new();
+    };
+    let middle = durations.len() / 2;
+    let median = if durations.len().is_multiple_of(2) {
+        (durations[middle - 1] + durations[middle]) / 2
+    } else {
+        durations[middle]
+    };
+    format!(
+        " {label} over {} run(s): median {} ms, best {} ms, worst {} ms;",
+        durations.len(),
+        median.as_millis(),
+        best.as_millis(),
+        worst.as_millis()
+    )
 }

@@ -58,6 +58,8 @@ pub struct ScenarioReport {
     pub passed: bool,
     /// Time from the fault to the first 201 for a request sent after it (leader faults).
     pub unavailability: Option<Duration>,
+    /// Time from the fault until a surviving node reported itself leader (leader faults).
+    pub election: Option<Duration>,
     /// 201 answers during the scenario.
     pub acknowledged: usize,
     /// Size of the converged tree.
@@ -71,12 +73,15 @@ impl std::fmt::Display for ScenarioReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{:<22} {:<4} acknowledged={:<6} final_size={:<6} unavailability={}",
+            "{:<22} {:<4} acknowledged={:<6} final_size={:<6} unavailability={} election={}",
             self.name,
             if self.passed { "PASS" } else { "FAIL" },
             self.acknowledged,
             self.final_size,
             self.unavailability
+                .map(|d| format!("{} ms", d.as_millis()))
+                .unwrap_or_else(|| "-".into()),
+            self.election
                 .map(|d| format!("{} ms", d.as_millis()))
                 .unwrap_or_else(|| "-".into()),
         )?;
@@ -216,6 +221,14 @@ impl Run {
 
     /// Stops the load, runs the checker, and writes the report.
     async fn finish(self, unavailability: Option<Duration>) -> Result<ScenarioReport> {
+        self.finish_with(unavailability, None).await
+    }
+
+    async fn finish_with(
+        self,
+        unavailability: Option<Duration>,
+        election: Option<Duration>,
+    ) -> Result<ScenarioReport> {
         let Run {
             name,
             options,
@@ -251,6 +264,7 @@ impl Run {
             name,
             passed,
             unavailability,
+            election,
             acknowledged,
             final_size: report.final_size,
             violations,
@@ -303,13 +317,23 @@ pub async fn leader_kill(options: &ScenarioOptions) -> Result<ScenarioReport> {
     let mut run = Run::start("leader-kill", options, false).await?;
     run.phase().await?;
     let leader = run.leader().await?;
+    let others: Vec<usize> = (0..run.cluster.nodes.len())
+        .filter(|&p| p != leader)
+        .collect();
     let killed = Instant::now();
     run.cluster.nodes[leader].kill();
-    let unavailability = unavailability_after(&run.load, killed, Duration::from_secs(60)).await?;
+    let (elected, unavailability) = tokio::join!(
+        async {
+            run.leader_among(&others, Duration::from_secs(60)).await?;
+            Ok::<_, anyhow::Error>(killed.elapsed())
+        },
+        unavailability_after(&run.load, killed, Duration::from_secs(60)),
+    );
+    let (election, unavailability) = (elected?, unavailability?);
     run.phase().await?;
     run.restart(leader).await?;
     run.phase().await?;
-    run.finish(Some(unavailability)).await
+    run.finish_with(Some(unavailability), Some(election)).await
 }
 
 /// A follower is killed under load and restarted; it catches up.
