@@ -824,11 +824,14 @@ impl BenchReport {
     }
 }
 
-/// A path relative to the workspace if it is inside it (no machine-specific prefix in the
-/// committed report).
+/// A path relative to the workspace if it is inside it, else the file name alone (no
+/// machine-specific prefix in the committed report).
 fn short_path(path: &str) -> String {
     match path.find("/target/") {
         Some(at) => path[at + 1..].to_owned(),
-        None => path.to_owned(),
+        None => Path::new(path).file_name().map_or_else(
+            || path.to_owned(),
+            |name| name.to_string_lossy().into_owned(),
+        ),
     }
 }

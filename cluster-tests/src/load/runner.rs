@@ -238,17 +238,26 @@ async fn one_request(
         Ok((status, _)) => tally.error(format!("HTTP {status}")),
         Err(error) => {
             let kind = if error.is_timeout() {
-                "timeout"
+                "timeout".to_owned()
             } else if error.is_connect() {
-                "connect"
-            } else if error.is_body() || error.is_decode() {
-                "body"
+                "connect".to_owned()
             } else {
-                "request"
+                root_cause(&error)
             };
             tally.error(format!("transport: {kind}"));
         }
     }
+}
+
+/// The innermost cause of a transport error (e.g. "connection closed before message
+/// completed"), which says more than reqwest's outer "error sending request".
+fn root_cause(error: &reqwest::Error) -> String {
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(source) = cause.source() {
+        cause = source;
+    }
+    let text = cause.to_string();
+    text.chars().take(80).collect()
 }
 
 /// Runs `workload` as `config` says and reports what happened.
