@@ -148,6 +148,12 @@ pub fn append_cosignatures(signed: &[u8], lines: &[String]) -> Result<Vec<u8>, C
         note.signatures
             .push(crate::note::NoteSignature::parse_line(l)?);
     }
+    // Past the limit, the result would be a note that our own parser (and our peers) refuse.
+    if note.signatures.len() > crate::note::MAX_SIGNATURES {
+        return Err(CheckpointError::Note(NoteError::Malformed(
+            "too many signatures",
+        )));
+    }
     Ok(note.to_bytes())
 }
 

@@ -422,3 +422,18 @@ fn the_tile_path_check_can_fail() {
     assert!(check_tail("0/000").is_ok());
     assert!(parse_tile_path("0/0000").is_err());
 }
+
+/// The `note_parsing` fuzz property "append_cosignatures output parses" (found in review of
+/// that property, before the fuzzer ran): appending
+/// to a note already at the signature limit made a note that `Note::parse` refuses.
+#[test]
+fn cosignatures_beyond_the_signature_limit_are_refused() {
+    let line = "— witness.example AAAAAAAAAAAAAAAA\n".to_owned();
+    let mut note = "origin\n1\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n\n".to_owned();
+    for _ in 0..MAX_SIGNATURES - 1 {
+        note.push_str(&line);
+    }
+    let full = append_cosignatures(note.as_bytes(), std::slice::from_ref(&line)).unwrap();
+    assert_eq!(Note::parse(&full).unwrap().signatures.len(), MAX_SIGNATURES);
+    assert!(append_cosignatures(&full, std::slice::from_ref(&line)).is_err());
+}
