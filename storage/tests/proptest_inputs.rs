@@ -423,9 +423,9 @@ fn the_tile_path_check_can_fail() {
     assert!(parse_tile_path("0/0000").is_err());
 }
 
-/// The `note_parsing` fuzz property "append_cosignatures output parses" (found in review of
-/// that property, before the fuzzer ran): appending
-/// to a note already at the signature limit made a note that `Note::parse` refuses.
+/// The fuzz property "append_cosignatures output parses" (found while writing it, before the
+/// fuzzer ran): appending to a note already at the signature limit made a note that
+/// `Note::parse` refuses.
 #[test]
 fn cosignatures_beyond_the_signature_limit_are_refused() {
     let line = "— witness.example AAAAAAAAAAAAAAAA\n".to_owned();
