@@ -138,7 +138,8 @@ impl Checkpoint {
 }
 
 /// Appends cosignature lines (each `— name base64\n`, e.g. from a witness) to a
-/// signed checkpoint, after checking each parses as a signature line.
+/// signed checkpoint, after checking each parses as a signature line and the result
+/// parses as a signed note.
 pub fn append_cosignatures(signed: &[u8], lines: &[String]) -> Result<Vec<u8>, CheckpointError> {
     let mut note = Note::parse(signed)?;
     for line in lines {
@@ -148,13 +149,11 @@ pub fn append_cosignatures(signed: &[u8], lines: &[String]) -> Result<Vec<u8>, C
         note.signatures
             .push(crate::note::NoteSignature::parse_line(l)?);
     }
-    // Past the limit, the result would be a note that our own parser (and our peers) refuse.
-    if note.signatures.len() > crate::note::MAX_SIGNATURES {
-        return Err(CheckpointError::Note(NoteError::Malformed(
-            "too many signatures",
-        )));
-    }
-    Ok(note.to_bytes())
+    // The result must be a note that our own parser (and our peers) accept: this refuses
+    // lines with control characters and going past MAX_SIGNATURES, which parse_line allows.
+    let out = note.to_bytes();
+    Note::parse(&out)?;
+    Ok(out)
 }
 
 /// rekor-v2-api.md §11.5: the frozen marker line for `unix_seconds`, in Go's

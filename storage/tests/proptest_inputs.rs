@@ -293,6 +293,7 @@ proptest! {
     fn edited_signed_notes_open_only_with_their_signed_body(
         seed in any::<prop::sample::Index>(),
         edits in prop::collection::vec(edit(), 1..4),
+        cosignature in "— [a-z.\\x00-\\x1f\\x7f]{1,10} [A-Za-z0-9+/]{8}\n",
     ) {
         let seeds = signed_notes();
         let signed = &seeds[seed.index(seeds.len())];
@@ -317,8 +318,7 @@ proptest! {
             prop_assert_eq!(note.to_bytes(), data.clone());
         }
         // A cosignature line appended to whatever this became: the result still parses.
-        let line = "— witness.example AAAAAAAAAAAAAAAA\n".to_owned();
-        if let Ok(out) = append_cosignatures(&data, std::slice::from_ref(&line)) {
+        if let Ok(out) = append_cosignatures(&data, std::slice::from_ref(&cosignature)) {
             let before = Note::parse(&data).unwrap();
             let after = Note::parse(&out);
             prop_assert!(after.is_ok(), "append_cosignatures output does not parse: {:?}", after);
@@ -436,4 +436,18 @@ fn cosignatures_beyond_the_signature_limit_are_refused() {
     let full = append_cosignatures(note.as_bytes(), std::slice::from_ref(&line)).unwrap();
     assert_eq!(Note::parse(&full).unwrap().signatures.len(), MAX_SIGNATURES);
     assert!(append_cosignatures(&full, std::slice::from_ref(&line)).is_err());
+}
+
+/// Found by the `note_parsing` fuzz target: a cosignature line whose key name holds control
+/// characters passed `NoteSignature::parse_line`, and the note it was appended to no longer
+/// parsed.
+#[test]
+fn cosignatures_with_control_characters_are_refused() {
+    let signed = testdata("tessera-log/checkpoint.1");
+    let line = "— witness\u{0}\u{1b}.example AAAAAAAAAAAAAAAA\n".to_owned();
+    assert!(NoteSignature::parse_line(line.trim_end_matches('\n')).is_ok());
+    assert!(append_cosignatures(signed.as_bytes(), std::slice::from_ref(&line)).is_err());
+    let clean = "— witness.example AAAAAAAAAAAAAAAA\n".to_owned();
+    let out = append_cosignatures(signed.as_bytes(), std::slice::from_ref(&clean)).unwrap();
+    assert_eq!(Note::parse(&out).unwrap().signatures.len(), 2);
 }
