@@ -1,0 +1,28 @@
+//! The properties the fuzz targets check, one module per target. Each `check` panics (which
+//! libFuzzer reports as a crash) when an input breaks a property; returning is a pass.
+//!
+//! The same properties run in the normal test suite as proptests:
+//! `api/tests/proptest_inputs.rs` and `storage/tests/proptest_inputs.rs`.
+#![forbid(unsafe_code)]
+
+pub mod note;
+pub mod request;
+pub mod tile_path;
+
+/// Reads a file of the shared test vectors (`../shared/testdata`, beside the repository).
+pub(crate) fn testdata(path: &str) -> String {
+    let full = format!(
+        "{}/../../shared/testdata/{path}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {full}: {e}"))
+}
+
+/// The DER inside a PEM block.
+pub(crate) fn pem_der(pem: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .unwrap_or_else(|e| panic!("test PEM is not base64: {e}"))
+}
