@@ -109,6 +109,11 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_BOOTSTRAP_SINGLE", num_args = 0..=1, default_missing_value = "true")]
     pub bootstrap_single: Option<bool>,
 
+    /// Take a Raft snapshot (and compact the Raft log) every this many Raft entries (batches).
+    /// Default: 20000. Nodes that fall behind a snapshot catch up by pulling entry bundles.
+    #[arg(long, env = "REKOR_RAFT_SNAPSHOT_EVERY")]
+    pub raft_snapshot_every: Option<u64>,
+
     /// sled page-cache size in MiB. Default: 64.
     #[arg(long, env = "REKOR_CACHE_MIB")]
     pub cache_mib: Option<u64>,
@@ -154,6 +159,7 @@ pub struct ServeConfig {
     pub max_request_body_size: usize,
     pub bootstrap_single: bool,
     pub cache_bytes: u64,
+    pub raft_snapshot_every: Option<u64>,
     pub witness_policy: Option<PathBuf>,
     pub witness_timeout: Duration,
     pub require_witness_quorum: bool,
@@ -209,6 +215,7 @@ impl ServeArgs {
             enable_dsse,
             max_request_body_size,
             bootstrap_single,
+            raft_snapshot_every,
             cache_mib,
             witness_policy,
             witness_timeout_ms,
@@ -278,6 +285,7 @@ impl ServeArgs {
             max_request_body_size: self.max_request_body_size.unwrap_or(4 * 1024 * 1024),
             bootstrap_single: self.bootstrap_single.unwrap_or(true),
             cache_bytes: self.cache_mib.unwrap_or(64) * 1024 * 1024,
+            raft_snapshot_every: self.raft_snapshot_every.filter(|every| *every > 0),
             witness_policy: self.witness_policy,
             witness_timeout: Duration::from_millis(self.witness_timeout_ms.unwrap_or(5000).max(1)),
             require_witness_quorum: self.require_witness_quorum.unwrap_or(false),

@@ -21,6 +21,7 @@ use rekor_storage::tile_store::TileStore;
 use tokio::sync::watch;
 use tracing::{error, info};
 
+use crate::catch_up::Peers;
 use crate::metrics::NodeMetrics;
 use crate::served::{Served, ServedCheckpoint};
 
@@ -36,6 +37,7 @@ pub struct Integrator {
     store: Arc<TileStore>,
     served: watch::Sender<Served>,
     metrics: NodeMetrics,
+    peers: Peers,
 }
 
 /// Integrate whatever is committed and not yet integrated.
@@ -49,6 +51,7 @@ impl Integrator {
         state_machine: StateReader,
         store: Arc<TileStore>,
         metrics: NodeMetrics,
+        peers: Peers,
     ) -> anyhow::Result<(Self, watch::Receiver<Served>)> {
         let integrated_size = state_machine.integrated_size()?;
         let builder = TreeBuilder::resume(&store, integrated_size).await?;
@@ -75,6 +78,7 @@ impl Integrator {
                 store,
                 served: sender,
                 metrics,
+                peers,
             },
             receiver,
         ))
@@ -110,8 +114,9 @@ impl Handler<Advance> for Integrator {
         let store = self.store.clone();
         let metrics = self.metrics.clone();
         let served = self.served.borrow().clone();
+        let peers = self.peers.clone();
         let step = async move {
-            integrate_committed(builder, &state_machine, &store, &metrics, served).await
+            integrate_committed(builder, &state_machine, &store, &metrics, &peers, served).await
         };
         AtomicResponse::new(Box::pin(step.into_actor(self).map(
             |(builder, outcome), act, ctx| {
@@ -146,6 +151,7 @@ async fn integrate_committed(
     state_machine: &StateReader,
     store: &TileStore,
     metrics: &NodeMetrics,
+    peers: &Peers,
     mut served: Served,
 ) -> (TreeBuilder, anyhow::Result<Option<Served>>) {
     let result = async {
@@ -156,7 +162,7 @@ async fn integrate_committed(
             let boundaries = step_boundaries(state_machine, from, applied)?;
             let to = boundaries.last().copied().unwrap_or(applied);
             let started = Instant::now();
-            write_step(&mut builder, state_machine, store, from, &boundaries).await?;
+            write_step(&mut builder, state_machine, store, peers, from, &boundaries).await?;
             metrics
                 .integrate_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -212,13 +218,28 @@ async fn write_step(
     builder: &mut TreeBuilder,
     state_machine: &StateReader,
     store: &TileStore,
+    peers: &Peers,
     from: u64,
     boundaries: &[u64],
 ) -> anyhow::Result<()> {
     let Some(&to) = boundaries.last() else {
         return Ok(());
     };
-    let leaves = state_machine.leaves(from..to).await?;
+    // Leaves this node does not hold (below an installed snapshot) come from a peer, and are
+    // only accepted if they reproduce the committed root at `to`.
+    let (leaves, pulled) = match state_machine.leaves(from..to).await {
+        Ok(leaves) => (leaves, false),
+        Err(rekor_raft::StateMachineError::LeafMissing { index }) => {
+            info!(
+                from,
+                to,
+                missing = index,
+                "leaves not held here; pulling them from a peer"
+            );
+            (peers.pull_entries(from, to).await?, true)
+        }
+        Err(error) => return Err(error.into()),
+    };
     if leaves.len() as u64 != to - from {
         anyhow::bail!(
             "state machine returned {} leaves for {from}..{to}",
@@ -241,6 +262,14 @@ async fn write_step(
         (next, outputs)
     })
     .await?;
+    if pulled {
+        let expected = state_machine.root_at(to)?.ok_or_else(|| {
+            anyhow::anyhow!("no committed root known at {to} to check pulled entries against")
+        })?;
+        if next.root() != expected {
+            anyhow::bail!("entries pulled for {from}..{to} do not reproduce the committed root");
+        }
+    }
     let mut tiles = Vec::new();
     let mut bundles = Vec::new();
     for output in outputs {

@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 mod admin;
 mod backend;
+mod catch_up;
 mod config;
 mod integrator;
 mod internal;

@@ -69,7 +69,12 @@ async fn serve(config: ServeConfig) -> Result<()> {
         config.node_id,
         secret.clone(),
     ))?;
-    let raft_config = Arc::new(rekor_raft::build_config(&rekor_raft::RaftTuning::default())?);
+    let mut tuning = rekor_raft::RaftTuning::default();
+    if let Some(every) = config.raft_snapshot_every {
+        tuning.snapshot_logs_since_last = every;
+        tuning.max_in_snapshot_log_to_keep = (every / 4).max(1);
+    }
+    let raft_config = Arc::new(rekor_raft::build_config(&tuning)?);
     let raft: Raft = openraft::Raft::new(
         config.node_id,
         raft_config,
@@ -94,8 +99,13 @@ async fn serve(config: ServeConfig) -> Result<()> {
     let registry = prometheus::Registry::new();
     let metrics = NodeMetrics::register(&registry)?;
 
-    let (integrator, served) =
-        Integrator::resume(state_machine.clone(), store.clone(), metrics.clone()).await?;
+    let (integrator, served) = Integrator::resume(
+        state_machine.clone(),
+        store.clone(),
+        metrics.clone(),
+        crate::catch_up::Peers::new(config.node_id, raft.clone())?,
+    )
+    .await?;
     let integrator_arbiter = Arbiter::new();
     let _integrator = Integrator::start_in_arbiter(&integrator_arbiter.handle(), |_| integrator);
 

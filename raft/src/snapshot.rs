@@ -102,12 +102,17 @@ fn build(shared: &Shared) -> Result<Snapshot<TypeConfig>, StateMachineError> {
     }
     let size = state.tree.size();
     let integrated: u64 = get_record(keyspace, KEY_INTEGRATED)?.unwrap_or(0);
-    let leaves_from = integrated.min(size);
+    // Bodies are held from this node's integrated size, or, right after this node installed a
+    // snapshot itself, only from that snapshot's first leaf (the rest it pulls from peers).
+    let mut leaves_from = integrated.min(size);
     let mut leaves = Vec::new();
     for (key, body) in scan_prefix(keyspace, LEAF_PREFIX)? {
         let index = parse_index_key(&key).ok_or_else(|| corrupt("leaf key"))?;
         if index < leaves_from {
             continue; // integrated, awaiting deletion
+        }
+        if leaves.is_empty() {
+            leaves_from = index;
         }
         if index != leaves_from + leaves.len() as u64 {
             return Err(StateMachineError::LeafMissing {
@@ -115,6 +120,9 @@ fn build(shared: &Shared) -> Result<Snapshot<TypeConfig>, StateMachineError> {
             });
         }
         leaves.push(body);
+    }
+    if leaves.is_empty() {
+        leaves_from = size;
     }
     if leaves_from + leaves.len() as u64 != size {
         return Err(StateMachineError::LeafMissing {

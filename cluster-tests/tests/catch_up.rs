@@ -1,0 +1,120 @@
+//! Snapshots and catch-up (cluster operations issue): once the Raft log has been compacted, a new
+//! node (or one wiped and re-added) gets a snapshot without the integrated leaf bodies, pulls the
+//! missing entries as bundles from a peer, checks them against the committed root, and then
+//! serves exactly what the others serve.
+
+use std::time::{Duration, Instant};
+
+use rekor_cluster_tests::{
+    check_logged_entry, free_port, node_binary, wait_until, Cluster, EntryFactory, NodeSpec,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_node_catches_up_from_a_snapshot_by_pulling_bundles() {
+    // Snapshot (and purge the Raft log) every 8 Raft entries.
+    let mut cluster = Cluster::start(3, &["--raft-snapshot-every", "8"])
+        .await
+        .expect("cluster starts");
+    let clients = cluster.clients();
+    let factory = EntryFactory::new();
+    let entries = 600u64;
+    // Many small rounds, so that there are many Raft entries and several compactions.
+    for round in 0..(entries / 20) {
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let client = clients[(round as usize + i) % 3].clone();
+            let request = factory.request();
+            tasks.push(tokio::spawn(async move { client.submit(&request).await }));
+        }
+        for task in tasks {
+            let result = task.await.unwrap().unwrap();
+            assert_eq!(result.status, 201, "{}", result.body);
+            check_logged_entry(&result.json().unwrap()).unwrap();
+        }
+    }
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let target = cluster.nodes[leader].spec.internal_addr();
+
+    let spec = NodeSpec {
+        id: 4,
+        public_port: free_port().unwrap(),
+        internal_port: free_port().unwrap(),
+        data_dir: cluster.dir.path().join("node4"),
+        extra_args: vec!["--raft-snapshot-every".into(), "8".into()],
+    };
+    let member = spec.member_arg();
+    cluster.spawn_node(spec).unwrap();
+    cluster.nodes[3]
+        .wait_healthy(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let output = tokio::process::Command::new(node_binary().unwrap())
+        .args(["node", "add", "--target", &target, "--member", &member])
+        .arg("--cluster-secret-file")
+        .arg(&cluster.secret_file)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stderr),
+        cluster.logs()
+    );
+
+    let newcomer = rekor_cluster_tests::LogClient::new(&cluster.nodes[3].base_url());
+    let expected = clients[leader].checkpoint().await.unwrap().unwrap();
+    wait_until(
+        "the new node serves the leader's checkpoint",
+        Duration::from_secs(60),
+        || {
+            let newcomer = newcomer.clone();
+            let expected = expected.clone();
+            async move {
+                let served = newcomer.checkpoint().await?;
+                Ok(served
+                    .is_some_and(|text| text.lines().nth(1) >= expected.lines().nth(1))
+                    .then_some(()))
+            }
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    let elapsed = started.elapsed();
+    eprintln!(
+        "catch-up: {entries} entries in {:.2} s ({:.0} entries/s)",
+        elapsed.as_secs_f64(),
+        entries as f64 / elapsed.as_secs_f64()
+    );
+    assert!(
+        cluster.nodes[3].log().contains("pulling them from a peer"),
+        "the new node caught up through bundle pulls (the log was compacted):\n{}",
+        cluster.nodes[3].log()
+    );
+    // Identical bytes: every tile and bundle of the leader's checkpoint.
+    let size: u64 = expected.lines().nth(1).unwrap().parse().unwrap();
+    for id in rekor_storage::proof::tiles_for_root(size) {
+        assert_eq!(
+            newcomer.get(&id.path()).await.unwrap(),
+            clients[leader].get(&id.path()).await.unwrap(),
+            "{}",
+            id.path()
+        );
+    }
+    for index in 0..size / 256 {
+        let path = format!("tile/entries/{index:03}");
+        assert_eq!(
+            newcomer.get(&path).await.unwrap(),
+            clients[leader].get(&path).await.unwrap(),
+            "{path}"
+        );
+    }
+    // And it takes writes.
+    let result = newcomer.submit(&factory.request()).await.unwrap();
+    assert_eq!(result.status, 201, "{}\n{}", result.body, cluster.logs());
+    check_logged_entry(&result.json().unwrap()).unwrap();
+}
