@@ -42,8 +42,20 @@ install_python_client() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/client/requirements.txt
 }
 
+install_browser() {
+  if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
+    return
+  fi
+  log "installing chromium and chromium-driver (Debian packages) for the status-page test"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
+}
+
 install_s3s_fs
 install_python_client
+install_browser
 export S3S_FS_BIN="$root/.tools/bin/s3s-fs"
 export REKOR_TEST_PYTHON="$root/.venv/bin/python"
 [ "$setup_only" = 1 ] && { log "tools ready"; exit 0; }
@@ -51,6 +63,9 @@ export REKOR_TEST_PYTHON="$root/.venv/bin/python"
 log "building the workspace"
 cargo build --workspace --all-targets
 export REKOR_NODE_BIN="$root/target/debug/rekor-node"
+
+log "validating deploy/ (yamllint and structural checks)"
+deploy/validate.sh
 
 log "running the test suite"
 cargo test --workspace --no-fail-fast
