@@ -62,7 +62,7 @@ export REKOR_TEST_PYTHON="$root/.venv/bin/python"
 
 log "building the workspace"
 cargo build --workspace --all-targets
-export REKOR_NODE_BIN="$root/target/debug/rekor-node"
+export REKOR_NODE_BIN="${CARGO_TARGET_DIR:-$root/target}/debug/rekor-node"
 
 log "validating deploy/ (yamllint and structural checks)"
 deploy/validate.sh
