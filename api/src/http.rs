@@ -22,7 +22,8 @@ use crate::key_details::AlgorithmPolicy;
 use crate::metrics::ApiMetrics;
 use crate::request::CreateEntryRequest;
 use crate::response::{status_body, transparency_log_entry, GrpcCode};
-use crate::verifier::{EntryVerifier, RustCryptoVerifier};
+use crate::verifier::EntryVerifier;
+use crate::verifier_aws_lc::AwsLcVerifier;
 
 /// Upstream `--max-request-body-size` default: 4 MiB.
 pub const DEFAULT_MAX_REQUEST_BODY_SIZE: usize = 4 * 1024 * 1024;
@@ -43,7 +44,8 @@ pub struct ApiConfig {
     pub algorithms: AlgorithmPolicy,
     /// Request bodies above this answer 400 `http: request body too large`.
     pub max_request_body_size: usize,
-    /// Signature verification backend.
+    /// Signature verification backend; aws-lc-rs arithmetic by default (same verdicts as
+    /// [`crate::RustCryptoVerifier`]).
     pub verifier: Arc<dyn EntryVerifier>,
 }
 
@@ -55,7 +57,7 @@ impl Default for ApiConfig {
             enable_dsse: false,
             algorithms: AlgorithmPolicy::default(),
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
-            verifier: Arc::new(RustCryptoVerifier),
+            verifier: Arc::new(AwsLcVerifier),
         }
     }
 }

@@ -7,7 +7,7 @@
 //!
 //! Map:
 //! - [`proto_json`], [`request`]: decoding (§3, §4, §12.1).
-//! - [`key_details`], [`verifier`], [`entry`]: validation (§5, §12.2).
+//! - [`key_details`], [`verifier`], [`verifier_aws_lc`], [`entry`]: validation (§5, §12.2).
 //! - [`canonical`]: canonical bodies and hashes (§6).
 //! - [`response`]: the 201 body and status bodies (§7, §10).
 //! - [`backend`]: the [`LogBackend`] seam and tile paths.
@@ -27,6 +27,7 @@ pub mod proto_json;
 pub mod request;
 pub mod response;
 pub mod verifier;
+pub mod verifier_aws_lc;
 
 pub use backend::{
     EntryKind, LogBackend, LoggedEntry, ReadError, SubmitError, TileRequest, ValidatedEntry,
@@ -36,3 +37,4 @@ pub use http::{ApiConfig, ApiSetupError, ApiState};
 pub use key_details::{AlgorithmPolicy, HashAlgorithm, PublicKeyDetails};
 pub use request::CreateEntryRequest;
 pub use verifier::{EntryVerifier, RustCryptoVerifier};
+pub use verifier_aws_lc::AwsLcVerifier;

@@ -2,8 +2,9 @@
 //!
 //! Parsing follows Go's `x509.ParsePKIXPublicKey` / `x509.ParseCertificate`: DER only (no PEM),
 //! no trailing bytes, and the certificate is used only for its public key. Verification is
-//! behind the [`EntryVerifier`] trait so a faster backend can replace [`RustCryptoVerifier`]
-//! if measurements call for it.
+//! behind the [`EntryVerifier`] trait: [`RustCryptoVerifier`] is the reference, and
+//! [`crate::verifier_aws_lc::AwsLcVerifier`] (the default) makes the same decisions with aws-lc-rs
+//! arithmetic for ECDSA and RSA, which measured 6–9× faster.
 
 use der::{Decode, Encode};
 use sha2::digest::consts::U64;
@@ -218,7 +219,7 @@ macro_rules! verify_ecdsa {
 }
 
 /// Re-encodes a P1363 `r‖s` signature with each half left-padded to `field_len` bytes.
-fn p1363_fixed(signature: &[u8], field_len: usize) -> Option<Vec<u8>> {
+pub(crate) fn p1363_fixed(signature: &[u8], field_len: usize) -> Option<Vec<u8>> {
     if signature.is_empty() || !signature.len().is_multiple_of(2) || signature.len() > 132 {
         return None;
     }
