@@ -4,4 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|body: &[u8]| rekor_fuzz::request::check(body));
+fuzz_target!(
+    init: rekor_fuzz::request::init(),
+    |body: &[u8]| rekor_fuzz::request::check(body)
+);
