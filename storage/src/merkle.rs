@@ -4,7 +4,9 @@
 //! Hashing follows RFC 6962 §2.1 (spec/tlog-tiles.md §1); verification follows
 //! RFC 9162 §2.1.3.2 (inclusion) and §2.1.4.2 (consistency), with the
 //! transparency-dev/merkle convention that a consistency proof from size 0 is
-//! always rejected.
+//! always rejected. Subtree inclusion and subtree consistency follow the Merkle
+//! Tree Certificates draft ("Verifying a Subtree Consistency Proof"), with the
+//! edge cases of transparency-dev/merkle `VerifySubtreeConsistency`.
 
 use sha2::{Digest, Sha256};
 
@@ -52,6 +54,13 @@ pub enum ProofError {
     /// The subtree range is not a valid RFC 9162-style subtree.
     #[error("invalid subtree range [{start}, {end})")]
     InvalidSubtree { start: u64, end: u64 },
+    /// The subtree ends past the tree it is claimed to be part of.
+    #[error("subtree end {end} is beyond tree size {size}")]
+    SubtreeBeyondTree { end: u64, size: u64 },
+    /// The proof does not have the shape the sizes call for (too few or too many
+    /// hashes for the path from the subtree to the root).
+    #[error("proof shape does not match subtree [{start}, {end}) of tree size {size}")]
+    MalformedSubtreeProof { start: u64, end: u64, size: u64 },
 }
 
 /// The compact range `[0, size)`: one perfect-subtree root per set bit of `size`,
@@ -436,4 +445,122 @@ pub fn verify_subtree_inclusion(
         return Err(ProofError::IndexOutOfRange { index, size: end });
     }
     verify_inclusion(index - start, end - start, leaf, proof, root)
+}
+
+/// Verifies that the subtree `[start, end)` whose hash is `subtree_root` sits at
+/// those leaf positions in the tree of `size` leaves whose root is `tree_root`
+/// (Merkle Tree Certificates draft, subtree consistency proof; the same
+/// semantics as transparency-dev/merkle `VerifySubtreeConsistency`).
+///
+/// `[start, end)` must be a valid subtree (see [`is_valid_subtree`]) with
+/// `end ≤ size`. The empty subtree (`start == end ≤ size`) is accepted only with an
+/// empty proof and `subtree_root` equal to [`EMPTY_ROOT`]; it says nothing about
+/// the tree, so `tree_root` is not checked. When `start == 0 && end == size` the
+/// subtree is the whole tree: the proof must be empty and the roots equal.
+pub fn verify_subtree_consistency(
+    start: u64,
+    end: u64,
+    size: u64,
+    proof: &[Hash],
+    subtree_root: &Hash,
+    tree_root: &Hash,
+) -> Result<(), ProofError> {
+    if end > size {
+        return Err(ProofError::SubtreeBeyondTree { end, size });
+    }
+    if start == end {
+        // An empty range is trivially part of any tree, as long as it is stated
+        // with the empty-tree hash and nothing else.
+        if !proof.is_empty() {
+            return Err(ProofError::WrongProofLength {
+                expected: 0,
+                got: proof.len(),
+            });
+        }
+        return if subtree_root == &EMPTY_ROOT {
+            Ok(())
+        } else {
+            Err(ProofError::RootMismatch)
+        };
+    }
+    if !is_valid_subtree(start, end) {
+        return Err(ProofError::InvalidSubtree { start, end });
+    }
+    let malformed = ProofError::MalformedSubtreeProof { start, end, size };
+
+    // Cursors on one level of the tree: the subtree's first leaf (fn), its last
+    // leaf (sn) and the tree's last leaf (tn). Shifting all three right climbs one
+    // level. `end > start` and `size >= end`, so none of these subtract below 0.
+    let mut first = start;
+    let mut last = end - 1;
+    let mut tree_last = size - 1;
+
+    // Climb the levels that need no proof hash.
+    if last == tree_last {
+        // The subtree's right edge is the tree's right edge: nothing outside the
+        // subtree joins it until its own root, so climb to that root.
+        while first != last {
+            first >>= 1;
+            last >>= 1;
+            tree_last >>= 1;
+        }
+    } else {
+        // An interior subtree: climb while the last leaf's ancestor is a right
+        // child (its left sibling is inside the subtree, covered by the seed).
+        while first != last && last & 1 == 1 {
+            first >>= 1;
+            last >>= 1;
+            tree_last >>= 1;
+        }
+    }
+
+    // Both accumulators start from one seed: `sub` rebuilds the subtree hash
+    // from the left siblings inside it, `tree` rebuilds the tree root. If the
+    // climb reached the subtree's root, the seed is that root, already known.
+    let (seed, rest) = if first == last {
+        (*subtree_root, proof)
+    } else {
+        match proof.split_first() {
+            Some((seed, rest)) => (*seed, rest),
+            None => return Err(malformed),
+        }
+    };
+    let mut sub = seed;
+    let mut tree = seed;
+    for sibling in rest {
+        if tree_last == 0 {
+            // Already at the root: the proof is too long.
+            return Err(malformed);
+        }
+        if last & 1 == 1 || last == tree_last {
+            // A left sibling. It belongs to the subtree only while the subtree's
+            // cursors have not met (the subtree root is above this level).
+            if first < last {
+                sub = node_hash(sibling, &sub);
+            }
+            tree = node_hash(sibling, &tree);
+            // On the right edge, skip levels where the node has no right sibling
+            // (it is promoted unchanged). `last != 0` here: either it is odd, or
+            // it equals `tree_last`, which is not 0.
+            while last & 1 == 0 && last != 0 {
+                first >>= 1;
+                last >>= 1;
+                tree_last >>= 1;
+            }
+        } else {
+            // A right sibling: outside the subtree, it only affects the tree root.
+            tree = node_hash(&tree, sibling);
+        }
+        first >>= 1;
+        last >>= 1;
+        tree_last >>= 1;
+    }
+    if tree_last != 0 {
+        // The proof ran out before reaching the root.
+        return Err(malformed);
+    }
+    if &sub != subtree_root || &tree != tree_root {
+        return Err(ProofError::RootMismatch);
+    }
+    Ok(())
 }
