@@ -117,4 +117,96 @@ async fn new_node_catches_up_from_a_snapshot_by_pulling_bundles() {
     let result = newcomer.submit(&factory.request()).await.unwrap();
     assert_eq!(result.status, 201, "{}\n{}", result.body, cluster.logs());
     check_logged_entry(&result.json().unwrap()).unwrap();
+
+    // A node removed, wiped and re-added under the same id catches up the same way.
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let target = cluster.nodes[leader].spec.internal_addr();
+    let wiped = (0..3).find(|i| *i != leader).unwrap();
+    let wiped_id = cluster.nodes[wiped].spec.id.to_string();
+    let admin = |args: Vec<String>| {
+        let secret = cluster.secret_file.clone();
+        async move {
+            let output = tokio::process::Command::new(node_binary().unwrap())
+                .args(&args)
+                .arg("--cluster-secret-file")
+                .arg(&secret)
+                .output()
+                .await
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    };
+    admin(vec![
+        "node".into(),
+        "remove".into(),
+        "--target".into(),
+        target.clone(),
+        "--id".into(),
+        wiped_id,
+    ])
+    .await;
+    cluster.nodes[wiped].kill();
+    std::fs::remove_dir_all(&cluster.nodes[wiped].spec.data_dir).unwrap();
+    for _ in 0..40 {
+        let result = clients[leader].submit(&factory.request()).await.unwrap();
+        assert_eq!(result.status, 201, "{}", result.body);
+    }
+    let cwd = cluster.dir.path().to_path_buf();
+    cluster.nodes[wiped].restart(&cwd).unwrap();
+    cluster.nodes[wiped]
+        .wait_healthy(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let member = cluster.nodes[wiped].spec.member_arg();
+    admin(vec![
+        "node".into(),
+        "add".into(),
+        "--target".into(),
+        target,
+        "--member".into(),
+        member,
+    ])
+    .await;
+    let expected = clients[leader].checkpoint().await.unwrap().unwrap();
+    let rejoined = clients[wiped].clone();
+    wait_until("the wiped node catches up", Duration::from_secs(60), || {
+        let rejoined = rejoined.clone();
+        let expected = expected.clone();
+        async move {
+            let served = rejoined.checkpoint().await?;
+            Ok(served
+                .is_some_and(|text| tree_size(&text) >= tree_size(&expected))
+                .then_some(()))
+        }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    let size: u64 = expected.lines().nth(1).unwrap().parse().unwrap();
+    for id in rekor_storage::proof::tiles_for_root(size) {
+        assert_eq!(
+            rejoined.get(&id.path()).await.unwrap(),
+            clients[leader].get(&id.path()).await.unwrap(),
+            "{}",
+            id.path()
+        );
+    }
+    let result = rejoined.submit(&factory.request()).await.unwrap();
+    assert_eq!(result.status, 201, "{}\n{}", result.body, cluster.logs());
+    check_logged_entry(&result.json().unwrap()).unwrap();
+}
+
+/// The tree size line of a checkpoint.
+fn tree_size(checkpoint: &str) -> u64 {
+    checkpoint
+        .lines()
+        .nth(1)
+        .and_then(|line| line.parse().ok())
+        .unwrap_or(0)
 }
