@@ -11,6 +11,12 @@
 //! bytes: on `AlreadyExists` the object is read back and identical bytes count as
 //! success; different bytes are a [`TileStoreError::Conflict`] (a bug or a fork).
 //! The checkpoint is overwritten in place (spec/rust-stack.md §5).
+//!
+//! Read cache: tiles and bundles never change once written (a partial `.p/<w>` object
+//! is immutable for its width too), so a bounded in-memory cache ([`ReadCache`], shared
+//! by clones of a store) keeps recently written or read ones and answers reads without a
+//! backend round trip; docs/benchmarks.md measured tile reads through the backend at half
+//! of nginx's rate. The checkpoint is never cached: it is the one mutable object.
 
 use crate::integrate::Integration;
 use crate::proof::TileSet;
@@ -23,11 +29,15 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// The object key of the checkpoint.
 pub const CHECKPOINT_PATH: &str = "checkpoint";
+
+/// Default bound of a store's read cache, in bytes of cached objects.
+pub const DEFAULT_CACHE_CAPACITY: usize = 64 * 1024 * 1024;
 
 /// Why a tile-store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -55,11 +65,148 @@ pub enum TileStoreError {
     Backend(#[from] object_store::Error),
 }
 
-/// A tile store over any `object_store` backend, with an optional key prefix.
+/// A tile store over any `object_store` backend, with an optional key prefix and a read
+/// cache of immutable objects (shared by clones).
 #[derive(Clone)]
 pub struct TileStore {
     store: Arc<dyn ObjectStore>,
     prefix: String,
+    cache: Arc<ReadCache>,
+}
+
+/// Counters of a store's read cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Reads of tiles and bundles answered from memory.
+    pub hits: u64,
+    /// Reads of tiles and bundles that went to the backend.
+    pub misses: u64,
+    /// Objects held now.
+    pub entries: usize,
+    /// Bytes held now (object bytes plus their path).
+    pub bytes: usize,
+    /// The bound on `bytes`.
+    pub capacity: usize,
+}
+
+/// A byte-bounded least-recently-used cache of immutable objects, keyed by C2SP path.
+/// Only tiles and bundles go in (see [`is_immutable_path`]); objects larger than the whole
+/// capacity are not kept. A capacity of 0 turns it off.
+#[derive(Debug)]
+pub struct ReadCache {
+    capacity: usize,
+    inner: Mutex<CacheInner>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct CacheInner {
+    /// Path → (bytes, last-use tick).
+    objects: HashMap<String, (Bytes, u64)>,
+    /// Last-use tick → path; the first entry is the least recently used.
+    by_use: BTreeMap<u64, String>,
+    bytes: usize,
+    tick: u64,
+}
+
+impl CacheInner {
+    fn touch(&mut self, path: &str) -> Option<Bytes> {
+        self.tick += 1;
+        let tick = self.tick;
+        let (bytes, used) = self.objects.get_mut(path)?;
+        self.by_use.remove(used);
+        *used = tick;
+        self.by_use.insert(tick, path.to_string());
+        Some(bytes.clone())
+    }
+}
+
+fn cost(path: &str, bytes: &Bytes) -> usize {
+    path.len() + bytes.len()
+}
+
+/// Whether `path` names a create-once object (a hash tile or an entry bundle, full or
+/// partial) and so may be cached. The checkpoint and anything outside `tile/` may not.
+/// Dot segments are refused so no spelling of another key can sneak in.
+pub fn is_immutable_path(path: &str) -> bool {
+    path.starts_with("tile/")
+        && path
+            .split('/')
+            .all(|segment| !segment.is_empty() && segment != "." && segment != "..")
+}
+
+impl ReadCache {
+    /// An empty cache holding at most `capacity` bytes.
+    pub fn new(capacity: usize) -> Self {
+        ReadCache {
+            capacity,
+            inner: Mutex::new(CacheInner::default()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheInner> {
+        // The critical sections cannot leave the maps half-updated in a way that matters
+        // (at worst a stale tick), so a poisoned lock is still usable.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The cached bytes of `path`, counting a hit or a miss.
+    fn get(&self, path: &str) -> Option<Bytes> {
+        if self.capacity == 0 {
+            return None;
+        }
+        let found = self.lock().touch(path);
+        let counter = if found.is_some() {
+            &self.hits
+        } else {
+            &self.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// Keeps `bytes` for `path`, evicting the least recently used objects to stay in bound.
+    fn insert(&self, path: &str, bytes: Bytes) {
+        let size = cost(path, &bytes);
+        if size > self.capacity || !is_immutable_path(path) {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.touch(path).is_some() {
+            // Immutable: the bytes already held are these bytes.
+            return;
+        }
+        while inner.bytes + size > self.capacity {
+            let Some((_, oldest)) = inner.by_use.pop_first() else {
+                break;
+            };
+            if let Some((evicted, _)) = inner.objects.remove(&oldest) {
+                inner.bytes -= cost(&oldest, &evicted);
+            }
+        }
+        inner.tick += 1;
+        let tick = inner.tick;
+        inner.by_use.insert(tick, path.to_string());
+        inner.objects.insert(path.to_string(), (bytes, tick));
+        inner.bytes += size;
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> CacheStats {
+        let inner = self.lock();
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: inner.objects.len(),
+            bytes: inner.bytes,
+            capacity: self.capacity,
+        }
+    }
 }
 
 impl std::fmt::Debug for TileStore {
@@ -67,17 +214,34 @@ impl std::fmt::Debug for TileStore {
         f.debug_struct("TileStore")
             .field("store", &self.store.to_string())
             .field("prefix", &self.prefix)
+            .field("cache", &self.cache.stats())
             .finish()
     }
 }
 
 impl TileStore {
     /// Wraps an existing backend. `prefix` (may be empty) is prepended to every key.
+    /// The read cache holds [`DEFAULT_CACHE_CAPACITY`] bytes; see [`Self::with_cache_capacity`].
     pub fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> Self {
         Self {
             store,
             prefix: prefix.trim_matches('/').to_string(),
+            cache: Arc::new(ReadCache::new(DEFAULT_CACHE_CAPACITY)),
         }
+    }
+
+    /// The same store with a fresh read cache of `capacity` bytes (0 disables it). Call it
+    /// before cloning: clones share one cache.
+    pub fn with_cache_capacity(self, capacity: usize) -> Self {
+        Self {
+            cache: Arc::new(ReadCache::new(capacity)),
+            ..self
+        }
+    }
+
+    /// Hit/miss counters and size of the read cache.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 
     /// An in-memory store (tests, benchmarks).
@@ -177,12 +341,16 @@ impl TileStore {
             .put_opts(&key, PutPayload::from_bytes(bytes.clone()), opts)
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.cache.insert(path, bytes);
+                Ok(())
+            }
             Err(object_store::Error::AlreadyExists { .. }) => {
                 // A retry of our own write (or another node's identical one) is fine:
                 // integration is deterministic. Anything else means a fork or a bug.
                 let existing = self.store.get(&key).await?.bytes().await?;
                 if existing == bytes {
+                    self.cache.insert(path, bytes);
                     Ok(())
                 } else {
                     Err(TileStoreError::Conflict {
@@ -194,9 +362,23 @@ impl TileStore {
         }
     }
 
+    /// Reads an object; tiles and bundles through the read cache.
     async fn get_opt(&self, path: &str) -> Result<Option<Bytes>, TileStoreError> {
+        let cacheable = is_immutable_path(path);
+        if cacheable {
+            if let Some(bytes) = self.cache.get(path) {
+                return Ok(Some(bytes));
+            }
+        }
         match self.store.get(&self.key(path)).await {
-            Ok(r) => Ok(Some(r.bytes().await?)),
+            Ok(r) => {
+                let bytes = r.bytes().await?;
+                if cacheable {
+                    self.cache.insert(path, bytes.clone());
+                }
+                Ok(Some(bytes))
+            }
+            // Absence is not cached: the object may be written next.
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
         }
