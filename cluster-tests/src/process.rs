@@ -312,6 +312,24 @@ impl Cluster {
         Ok(())
     }
 
+    /// Runs an admin subcommand of `rekor-node` (e.g. `["node", "add", "--target", ...]`) with
+    /// this cluster's secret; returns its standard output, or an error with its standard error.
+    pub async fn admin(&self, args: &[&str]) -> Result<String> {
+        let output = tokio::process::Command::new(node_binary()?)
+            .args(args)
+            .arg("--cluster-secret-file")
+            .arg(&self.secret_file)
+            .output()
+            .await?;
+        if !output.status.success() {
+            bail!(
+                "rekor-node {args:?} failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
     /// `rekor-node status` of node `index`, as JSON.
     pub async fn status(&self, index: usize) -> Result<serde_json::Value> {
         let output = tokio::process::Command::new(node_binary()?)

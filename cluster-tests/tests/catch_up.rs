@@ -52,19 +52,10 @@ async fn new_node_catches_up_from_a_snapshot_by_pulling_bundles() {
         .await
         .unwrap();
     let started = Instant::now();
-    let output = tokio::process::Command::new(node_binary().unwrap())
-        .args(["node", "add", "--target", &target, "--member", &member])
-        .arg("--cluster-secret-file")
-        .arg(&cluster.secret_file)
-        .output()
+    cluster
+        .admin(&["node", "add", "--target", &target, "--member", &member])
         .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        cluster.logs()
-    );
+        .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
 
     let newcomer = rekor_cluster_tests::LogClient::new(&cluster.nodes[3].base_url());
     let expected = clients[leader].checkpoint().await.unwrap().unwrap();
@@ -126,32 +117,10 @@ async fn new_node_catches_up_from_a_snapshot_by_pulling_bundles() {
     let target = cluster.nodes[leader].spec.internal_addr();
     let wiped = (0..3).find(|i| *i != leader).unwrap();
     let wiped_id = cluster.nodes[wiped].spec.id.to_string();
-    let admin = |args: Vec<String>| {
-        let secret = cluster.secret_file.clone();
-        async move {
-            let output = tokio::process::Command::new(node_binary().unwrap())
-                .args(&args)
-                .arg("--cluster-secret-file")
-                .arg(&secret)
-                .output()
-                .await
-                .unwrap();
-            assert!(
-                output.status.success(),
-                "{args:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-    };
-    admin(vec![
-        "node".into(),
-        "remove".into(),
-        "--target".into(),
-        target.clone(),
-        "--id".into(),
-        wiped_id,
-    ])
-    .await;
+    cluster
+        .admin(&["node", "remove", "--target", &target, "--id", &wiped_id])
+        .await
+        .unwrap();
     cluster.nodes[wiped].kill();
     std::fs::remove_dir_all(&cluster.nodes[wiped].spec.data_dir).unwrap();
     for _ in 0..40 {
@@ -165,15 +134,10 @@ async fn new_node_catches_up_from_a_snapshot_by_pulling_bundles() {
         .await
         .unwrap();
     let member = cluster.nodes[wiped].spec.member_arg();
-    admin(vec![
-        "node".into(),
-        "add".into(),
-        "--target".into(),
-        target,
-        "--member".into(),
-        member,
-    ])
-    .await;
+    cluster
+        .admin(&["node", "add", "--target", &target, "--member", &member])
+        .await
+        .unwrap();
     let expected = clients[leader].checkpoint().await.unwrap().unwrap();
     let rejoined = clients[wiped].clone();
     wait_until("the wiped node catches up", Duration::from_secs(60), || {

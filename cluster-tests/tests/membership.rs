@@ -8,23 +8,6 @@ use rekor_cluster_tests::{
     check_logged_entry, free_port, wait_until, Cluster, EntryFactory, NodeSpec,
 };
 
-async fn run_admin(cluster: &Cluster, args: &[String]) -> String {
-    let output = tokio::process::Command::new(rekor_cluster_tests::node_binary().unwrap())
-        .args(args)
-        .arg("--cluster-secret-file")
-        .arg(&cluster.secret_file)
-        .output()
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&output.stderr),
-        cluster.logs()
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_two_nodes_under_load_then_remove_two() {
     let mut cluster = Cluster::start(3, &[]).await.expect("cluster starts");
@@ -75,18 +58,17 @@ async fn add_two_nodes_under_load_then_remove_two() {
             .wait_healthy(Duration::from_secs(30))
             .await
             .unwrap();
-        run_admin(
-            &cluster,
-            &[
-                "node".into(),
-                "add".into(),
-                "--target".into(),
-                leader_internal.clone(),
-                "--member".into(),
-                member,
-            ],
-        )
-        .await;
+        cluster
+            .admin(&[
+                "node",
+                "add",
+                "--target",
+                &leader_internal,
+                "--member",
+                &member,
+            ])
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
     }
     let status = cluster.status(leader).await.unwrap();
     let voters = status["members"]
@@ -103,18 +85,17 @@ async fn add_two_nodes_under_load_then_remove_two() {
         .map(|i| cluster.nodes[i].spec.id)
         .collect();
     for id in &removed {
-        run_admin(
-            &cluster,
-            &[
-                "node".into(),
-                "remove".into(),
-                "--target".into(),
-                leader_internal.clone(),
-                "--id".into(),
-                id.to_string(),
-            ],
-        )
-        .await;
+        cluster
+            .admin(&[
+                "node",
+                "remove",
+                "--target",
+                &leader_internal,
+                "--id",
+                &id.to_string(),
+            ])
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
     }
     let status = cluster.status(leader).await.unwrap();
     let ids: Vec<u64> = status["members"]
