@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use rekor_cluster_tests::{
-    check_logged_entry, free_port, node_binary, wait_until, Cluster, EntryFactory, NodeSpec,
+    check_logged_entry, free_port, wait_until, Cluster, EntryFactory, NodeSpec,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
