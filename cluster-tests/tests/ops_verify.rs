@@ -135,6 +135,9 @@ async fn verify_audits_the_log_and_names_the_corrupted_object() {
         ORIGIN,
         "--signing-key",
         &key.display().to_string(),
+        // Serve every read from disk: the test corrupts a stored tile behind the node's back.
+        "--tile-cache-mib",
+        "0",
     ]
     .iter()
     .map(|s| s.to_string())

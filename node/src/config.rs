@@ -118,6 +118,11 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_CACHE_MIB")]
     pub cache_mib: Option<u64>,
 
+    /// In-memory cache of immutable tiles and bundles served from the tile store, in MiB
+    /// (0 turns it off, so every read goes to the store). Default: 64.
+    #[arg(long, env = "REKOR_TILE_CACHE_MIB")]
+    pub tile_cache_mib: Option<u64>,
+
     /// Witness policy file (Sigsum policy format: witness, group, quorum lines). When set, the
     /// leader asks these C2SP tlog-witness witnesses to cosign each checkpoint. Default: none.
     #[arg(long, env = "REKOR_WITNESS_POLICY")]
@@ -159,6 +164,7 @@ pub struct ServeConfig {
     pub max_request_body_size: usize,
     pub bootstrap_single: bool,
     pub cache_bytes: u64,
+    pub tile_cache_bytes: u64,
     pub raft_snapshot_every: Option<u64>,
     pub witness_policy: Option<PathBuf>,
     pub witness_timeout: Duration,
@@ -217,6 +223,7 @@ impl ServeArgs {
             bootstrap_single,
             raft_snapshot_every,
             cache_mib,
+            tile_cache_mib,
             witness_policy,
             witness_timeout_ms,
             require_witness_quorum,
@@ -285,6 +292,7 @@ impl ServeArgs {
             max_request_body_size: self.max_request_body_size.unwrap_or(4 * 1024 * 1024),
             bootstrap_single: self.bootstrap_single.unwrap_or(true),
             cache_bytes: self.cache_mib.unwrap_or(64) * 1024 * 1024,
+            tile_cache_bytes: self.tile_cache_mib.unwrap_or(64) * 1024 * 1024,
             raft_snapshot_every: self.raft_snapshot_every.filter(|every| *every > 0),
             witness_policy: self.witness_policy,
             witness_timeout: Duration::from_millis(self.witness_timeout_ms.unwrap_or(5000).max(1)),

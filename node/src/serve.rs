@@ -56,7 +56,8 @@ async fn serve(config: ServeConfig) -> Result<()> {
 
     let store = Arc::new(
         rekor_storage::tile_store::TileStore::from_url(&config.tile_store, &Default::default())
-            .with_context(|| format!("opening tile store {}", config.tile_store))?,
+            .with_context(|| format!("opening tile store {}", config.tile_store))?
+            .with_cache_capacity(usize::try_from(config.tile_cache_bytes).unwrap_or(usize::MAX)),
     );
 
     let mut engine_config = rekor_raft::EngineConfig::new(config.data_dir.join("raft"));
