@@ -5,7 +5,8 @@
 //! - [`types`]: the openraft type config and the versioned command set.
 //! - [`log_store`]: the Raft log (`RaftLogStorage`).
 //! - [`state_machine`]: indices, dedup, compact range, checkpoint checks; [`StateReader`] for
-//!   the node; [`snapshot`]: the (temporary, monolithic) snapshot format.
+//!   the node; [`snapshot`]: the small snapshot format and its install; [`backfill`]: pulling
+//!   and staging the entry bodies below a snapshot from peers ([`SnapshotBackfill`]).
 //! - [`network`] / [`server`]: Raft RPCs over HTTP (reqwest client, actix-web handlers).
 //! - [`config`]: the tuned openraft `Config`.
 #![forbid(unsafe_code)]
@@ -13,6 +14,7 @@
 // boxing them would only add conversions at every trait boundary.
 #![allow(clippy::result_large_err)]
 
+pub mod backfill;
 pub mod codec;
 pub mod config;
 pub mod engine;
@@ -23,6 +25,10 @@ pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
+pub use backfill::{
+    BackfillError, BackfillPeer, PullFuture, SnapshotBackfill, SnapshotInstallReport,
+    BACKFILL_CHUNK,
+};
 pub use config::{build_config, RaftTuning};
 pub use engine::{EngineConfig, EngineError, Keyspace, SledEngine};
 pub use log_store::LogStore;

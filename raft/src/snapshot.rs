@@ -1,38 +1,61 @@
-//! Raft snapshots of the state machine: for now the whole replicated state except leaf bodies
-//! this node has already integrated (DESIGN.md, "Snapshots and catch-up").
+//! Raft snapshots of the state machine: the small state only, plus catch-up by pulling entry
+//! bodies from peers (DESIGN.md, "Snapshots and catch-up", "Dedup").
 //!
-//! A snapshot carries the compact range, the recent-roots table, the latest checkpoint, the
-//! complete identity index (so dedup stays exact after an install, DESIGN.md "Dedup") and the
-//! unintegrated leaf bodies `leaves_from..size`; the applied log id and membership travel in
-//! openraft's `SnapshotMeta`. It is bincode-encoded behind a version byte.
+//! A snapshot (format [`SNAPSHOT_FORMAT`]) carries the compact range, the recent-roots table
+//! (at most [`crate::state_machine::RECENT_ROOTS`] entries), the latest checkpoint, the
+//! integrated size `leaves_from` of the node that built it, and the unintegrated leaf bodies
+//! `leaves_from..size` (bounded by pushback); the applied log id and membership travel in
+//! openraft's `SnapshotMeta`. Its size does not grow with the log. It carries no identity index:
+//! building one never scans the index, and format 1 snapshots (which carried the whole index)
+//! are rejected with [`StateMachineError::SnapshotFormat`].
 //!
-//! Known limit: the identity index grows with the log, so this snapshot is monolithic. It is
-//! kept in its own module so it can be replaced by a small snapshot plus entry-bundle pulls
-//! from peers. A node that installs a snapshot whose `leaves_from` is above its own integrated
-//! size lacks those bodies ([`crate::state_machine::StateMachineError::LeafMissing`]) and must
-//! fetch them from a peer's read API.
+//! Installing a snapshot on a node that has applied `k` leaves (a wiped node: 0) streams the
+//! rest of the state from peers instead:
+//! 1. if `k < leaves_from`, the bodies `k..leaves_from` are pulled through the injected
+//!    [`SnapshotBackfill`], [`BACKFILL_CHUNK`] at a time, and staged (leaf records and identity
+//!    records, see [`crate::backfill`]) while a compact range started from this node's own
+//!    range at `k` is extended with their leaf hashes;
+//! 2. the snapshot's own unintegrated leaves are appended, and the result must equal the
+//!    snapshot's compact range (size and root). This also proves that this node's own prefix
+//!    `0..k` agrees with the snapshot (Raft guarantees it; the check costs nothing);
+//! 3. only then the applied state switches, in one atomic, fsynced batch. If a peer's bodies do
+//!    not reproduce the root the next member is tried; if none does, everything staged is
+//!    deleted and the install fails, leaving the previous state untouched.
+//!
+//! After an install the node holds every body from its own integrated size up, so its
+//! integrator builds tiles and bundles from local leaves without pulling again.
 
 use std::io::Cursor;
 use std::ops::Bound;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
+use bincode::Options;
 use openraft::{
     AnyError, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError,
 };
-use rekor_storage::merkle::CompactRange;
+use rekor_storage::merkle::{leaf_hash, CompactRange};
 use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
 
-use crate::codec;
+use crate::backfill::{
+    discard_staged, scan_leaves, stage_chunk, BackfillPeer, PeerRejected, SnapshotBackfill,
+    SnapshotInstallReport, BACKFILL_CHUNK, KEY_STAGING,
+};
+use crate::codec::{self, CodecError};
 use crate::engine::{index_key, parse_index_key, KeyValue, Keyspace, ScanOrder, WriteBatch};
 use crate::state_machine::{
     get_record, identity_key, load_state, PublishedCheckpoint, Shared, StateMachineError,
-    IDENTITY_PREFIX, KEY_APPLIED, KEY_CHECKPOINT, KEY_INTEGRATED, KEY_MEMBERSHIP, KEY_SNAPSHOT,
-    KEY_TREE, LEAF_PREFIX, ROOT_PREFIX,
+    KEY_APPLIED, KEY_CHECKPOINT, KEY_INTEGRATED, KEY_MEMBERSHIP, KEY_SNAPSHOT, KEY_TREE,
+    LEAF_PREFIX, ROOT_PREFIX,
 };
-use crate::types::{NodeAddress, NodeId, TypeConfig};
+use crate::types::{identity_of, NodeAddress, NodeId, TypeConfig};
 
-/// The snapshot body.
+/// First byte of every snapshot this build writes. Format 1 carried the whole identity index.
+pub const SNAPSHOT_FORMAT: u8 = 2;
+
+/// The snapshot body (after the format byte).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct SnapshotPayload {
     /// `CompactRange::to_bytes`.
@@ -40,12 +63,38 @@ struct SnapshotPayload {
     /// The recent-roots table, oldest first.
     recent_roots: Vec<(u64, [u8; 32])>,
     checkpoint: Option<PublishedCheckpoint>,
-    /// Every identity and the index it was logged at.
-    identities: Vec<([u8; 32], u64)>,
-    /// Index of `leaves[0]`.
+    /// The builder's integrated size: index of `leaves[0]`. Peers serve the bodies below it.
     leaves_from: u64,
     /// Bodies `leaves_from..size`.
     leaves: Vec<Vec<u8>>,
+}
+
+/// bincode 1.3 as `bincode::serialize` writes it, with the input length as the decoding limit,
+/// so a bad length prefix cannot make the decoder allocate more than the input.
+fn bincode_options(limit: u64) -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(limit)
+}
+
+fn encode_payload(payload: &SnapshotPayload) -> Result<Vec<u8>, StateMachineError> {
+    let mut out = vec![SNAPSHOT_FORMAT];
+    bincode::serialize_into(&mut out, payload).map_err(CodecError::from)?;
+    Ok(out)
+}
+
+fn decode_payload(data: &[u8]) -> Result<SnapshotPayload, StateMachineError> {
+    match data.split_first() {
+        None => Err(CodecError::Empty.into()),
+        Some((&SNAPSHOT_FORMAT, rest)) => Ok(bincode_options(rest.len() as u64)
+            .deserialize(rest)
+            .map_err(CodecError::from)?),
+        Some((&found, _)) => Err(StateMachineError::SnapshotFormat {
+            found,
+            expected: SNAPSHOT_FORMAT,
+        }),
+    }
 }
 
 /// The stored current snapshot: its metadata and its bytes.
@@ -79,6 +128,7 @@ fn build(shared: &Shared) -> Result<Snapshot<TypeConfig>, StateMachineError> {
     let state = shared.lock_state()?;
     let keyspace = shared.keyspace.as_ref();
 
+    // Bounded by RECENT_ROOTS.
     let mut recent_roots = Vec::with_capacity(state.recent_sizes.len());
     for (key, value) in scan_prefix(keyspace, ROOT_PREFIX)? {
         let size = parse_index_key(&key).ok_or_else(|| corrupt("recent-roots key"))?;
@@ -88,29 +138,15 @@ fn build(shared: &Shared) -> Result<Snapshot<TypeConfig>, StateMachineError> {
             .map_err(|_| corrupt("recent-roots value"))?;
         recent_roots.push((size, root));
     }
-    let mut identities = Vec::new();
-    for (key, value) in scan_prefix(keyspace, IDENTITY_PREFIX)? {
-        let identity: [u8; 32] = key
-            .get(1..)
-            .and_then(|k| k.try_into().ok())
-            .ok_or_else(|| corrupt("identity key"))?;
-        let index: [u8; 8] = value
-            .as_slice()
-            .try_into()
-            .map_err(|_| corrupt("identity value"))?;
-        identities.push((identity, u64::from_be_bytes(index)));
-    }
     let size = state.tree.size();
     let integrated: u64 = get_record(keyspace, KEY_INTEGRATED)?.unwrap_or(0);
-    // Bodies are held from this node's integrated size, or, right after this node installed a
-    // snapshot itself, only from that snapshot's first leaf (the rest it pulls from peers).
+    // The unintegrated bodies (bounded by pushback). Bodies are held from this node's
+    // integrated size; the scan stops at the applied size, so records staged by an unfinished
+    // install above it are never included.
     let mut leaves_from = integrated.min(size);
     let mut leaves = Vec::new();
-    for (key, body) in scan_prefix(keyspace, LEAF_PREFIX)? {
+    for (key, body) in scan_leaves(keyspace, leaves_from..size)? {
         let index = parse_index_key(&key).ok_or_else(|| corrupt("leaf key"))?;
-        if index < leaves_from {
-            continue; // integrated, awaiting deletion
-        }
         if leaves.is_empty() {
             leaves_from = index;
         }
@@ -124,20 +160,14 @@ fn build(shared: &Shared) -> Result<Snapshot<TypeConfig>, StateMachineError> {
     if leaves.is_empty() {
         leaves_from = size;
     }
-    if leaves_from + leaves.len() as u64 != size {
-        return Err(StateMachineError::LeafMissing {
-            index: leaves_from + leaves.len() as u64,
-        });
-    }
     let payload = SnapshotPayload {
         tree: state.tree.to_bytes(),
         recent_roots,
         checkpoint: state.checkpoint.clone(),
-        identities,
         leaves_from,
         leaves,
     };
-    let data = codec::encode(&payload)?;
+    let data = encode_payload(&payload)?;
     let seq = shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
     let snapshot_id = match state.applied {
         Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, seq),
@@ -164,51 +194,298 @@ fn build(shared: &Shared) -> Result<Snapshot<TypeConfig>, StateMachineError> {
     })
 }
 
-/// Replace the whole state with the snapshot, atomically (one batch) and durably (fsync), then
-/// reload the in-memory state and notify watchers.
-pub(crate) fn install(
-    shared: &Shared,
-    meta: &SnapshotMeta<NodeId, NodeAddress>,
+async fn blocking<T, F>(f: F) -> Result<T, StateMachineError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StateMachineError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StateMachineError::Task(e.to_string()))?
+}
+
+/// Install a snapshot: pull and stage what this node lacks, check the root, then switch the
+/// applied state atomically and durably, reload the in-memory state and notify watchers.
+pub(crate) async fn install(
+    shared: Arc<Shared>,
+    backfill: Option<Arc<dyn SnapshotBackfill>>,
+    meta: SnapshotMeta<NodeId, NodeAddress>,
     data: Vec<u8>,
-) -> Result<(), StateMachineError> {
-    let payload: SnapshotPayload = codec::decode(&data)?;
-    let tree = CompactRange::from_bytes(&payload.tree)
+) -> Result<SnapshotInstallReport, StateMachineError> {
+    let started = Instant::now();
+    let payload = Arc::new(decode_payload(&data)?);
+    let target = CompactRange::from_bytes(&payload.tree)
         .map_err(|e| StateMachineError::Corrupt(format!("snapshot compact range: {e}")))?;
-    if payload.leaves_from + payload.leaves.len() as u64 != tree.size() {
+    if payload.leaves_from + payload.leaves.len() as u64 != target.size() {
         return Err(corrupt("snapshot leaves do not end at the tree size"));
     }
+    // Leftovers of an earlier attempt go first: staging restarts from this node's own state.
+    let cleaner = shared.clone();
+    blocking(move || discard_staged(cleaner.keyspace.as_ref())).await?;
 
+    // Apply and install never run concurrently (openraft's state-machine worker serialises
+    // them), so the applied state read here is the one the final switch replaces.
+    let own = shared.lock_state()?.tree.clone();
+    let applied = own.size();
+    if applied > target.size() {
+        return Err(StateMachineError::SnapshotBehind {
+            snapshot: target.size(),
+            applied,
+        });
+    }
+
+    let observer = backfill.clone();
+    let mut pulled_from = None;
+    let mut pulled = 0;
+    if applied < payload.leaves_from {
+        let backfill = backfill.ok_or(StateMachineError::BackfillUnavailable {
+            from: applied,
+            to: payload.leaves_from,
+        })?;
+        let members = meta
+            .last_membership
+            .nodes()
+            .map(|(id, address)| BackfillPeer {
+                id: *id,
+                address: address.clone(),
+            })
+            .collect();
+        let mut failures = Vec::new();
+        for peer in backfill.order_peers(members) {
+            let attempt = backfill_from(
+                &shared,
+                backfill.as_ref(),
+                &peer,
+                own.clone(),
+                &payload,
+                &target,
+            )
+            .await;
+            match attempt {
+                Ok(()) => {
+                    pulled_from = Some(peer.id);
+                    break;
+                }
+                Err(rejected) => {
+                    warn!(peer = peer.id, error = %rejected, "snapshot backfill from this peer failed");
+                    let cleaner = shared.clone();
+                    blocking(move || discard_staged(cleaner.keyspace.as_ref())).await?;
+                    if let PeerRejected::Local(error) = rejected {
+                        return Err(error);
+                    }
+                    failures.push(format!("node {}: {rejected}", peer.id));
+                }
+            }
+        }
+        if pulled_from.is_none() {
+            return Err(StateMachineError::Backfill {
+                from: applied,
+                to: payload.leaves_from,
+                failures: if failures.is_empty() {
+                    "no peer to pull from".into()
+                } else {
+                    failures.join("; ")
+                },
+            });
+        }
+        pulled = payload.leaves_from - applied;
+    } else {
+        // Nothing to pull: this node's own prefix plus the carried leaves must give the root.
+        let tail = payload.clone();
+        let expected = target.clone();
+        let matches =
+            blocking(move || tail_matches(own, tail.leaves_from, &tail.leaves, &expected)).await?;
+        if !matches {
+            return Err(StateMachineError::SnapshotMismatch { applied });
+        }
+    }
+
+    let committer = shared.clone();
+    let staged_payload = payload.clone();
+    let bytes =
+        match blocking(move || commit(&committer, &meta, &staged_payload, applied, data)).await {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                let cleaner = shared.clone();
+                blocking(move || discard_staged(cleaner.keyspace.as_ref())).await?;
+                return Err(error);
+            }
+        };
+    let report = SnapshotInstallReport {
+        bytes,
+        leaf_bytes: payload
+            .leaves
+            .iter()
+            .map(|leaf| 8 + leaf.len() as u64)
+            .sum(),
+        recent_roots: payload.recent_roots.len() as u64,
+        carried_leaves: payload.leaves.len() as u64,
+        size: target.size(),
+        pulled,
+        pulled_from,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    info!(
+        snapshot_bytes = report.bytes,
+        state_bytes = report.state_bytes(),
+        recent_roots = report.recent_roots,
+        carried_leaves = report.carried_leaves,
+        size = report.size,
+        pulled = report.pulled,
+        pulled_from = ?report.pulled_from,
+        seconds = report.seconds,
+        "installed snapshot"
+    );
+    if let Some(observer) = observer {
+        observer.installed(&report);
+    }
+    Ok(report)
+}
+
+/// Whether `range` (this node's own compact range, or one extended with pulled bodies up to at
+/// least `leaves_from`) extended with the snapshot's leaves from its size on equals `target`.
+fn tail_matches(
+    mut range: CompactRange,
+    leaves_from: u64,
+    leaves: &[Vec<u8>],
+    target: &CompactRange,
+) -> Result<bool, StateMachineError> {
+    let Some(skip) = range.size().checked_sub(leaves_from) else {
+        return Ok(false);
+    };
+    for body in leaves.iter().skip(skip as usize) {
+        range
+            .append(leaf_hash(body))
+            .map_err(|e| StateMachineError::Corrupt(format!("compact range: {e}")))?;
+    }
+    Ok(range.size() == target.size() && range.root() == target.root())
+}
+
+/// Pull `applied..leaves_from` from `peer`, chunk by chunk, staging each chunk, and check the
+/// final root. On error the caller discards what was staged.
+async fn backfill_from(
+    shared: &Arc<Shared>,
+    backfill: &dyn SnapshotBackfill,
+    peer: &BackfillPeer,
+    own: CompactRange,
+    payload: &Arc<SnapshotPayload>,
+    target: &CompactRange,
+) -> Result<(), PeerRejected> {
+    let start = own.size();
+    let end = payload.leaves_from;
+    let started = Instant::now();
+    let mut range = own;
+    let mut from = start;
+    info!(
+        peer = peer.id,
+        from,
+        to = end,
+        "pulling entries below the snapshot from a peer"
+    );
+    while from < end {
+        let to = end.min(from + BACKFILL_CHUNK);
+        let bodies = backfill.pull(peer, from, to).await?;
+        if bodies.len() as u64 != to - from {
+            return Err(PeerRejected::WrongCount {
+                from,
+                to,
+                got: bodies.len(),
+            });
+        }
+        let stager = shared.clone();
+        range = tokio::task::spawn_blocking(move || {
+            let mut range = range;
+            stage_chunk(stager.keyspace.as_ref(), start, from, bodies, &mut range).map(|()| range)
+        })
+        .await
+        .map_err(|e| StateMachineError::Task(e.to_string()))??;
+        backfill.pulled(to - from);
+        let seconds = started.elapsed().as_secs_f64();
+        info!(
+            peer = peer.id,
+            staged = to,
+            target = end,
+            entries_per_second = ((to - start) as f64 / seconds.max(1e-6)).round(),
+            "snapshot backfill progress"
+        );
+        from = to;
+    }
+    let tail = payload.clone();
+    let expected = target.clone();
+    let matches = tokio::task::spawn_blocking(move || {
+        tail_matches(range, tail.leaves_from, &tail.leaves, &expected)
+    })
+    .await
+    .map_err(|e| StateMachineError::Task(e.to_string()))??;
+    if !matches {
+        return Err(PeerRejected::RootMismatch {
+            from: start,
+            to: target.size(),
+        });
+    }
+    Ok(())
+}
+
+/// Switch the applied state to the snapshot's in one fsynced batch: recent roots, checkpoint,
+/// compact range, applied id, membership, the carried leaves and their identities, the stored
+/// snapshot, and the end of staging (the staged records become part of the applied state).
+/// Returns the payload size.
+fn commit(
+    shared: &Shared,
+    meta: &SnapshotMeta<NodeId, NodeAddress>,
+    payload: &SnapshotPayload,
+    applied: u64,
+    data: Vec<u8>,
+) -> Result<u64, StateMachineError> {
     let _integration = shared.lock_integration()?;
     let mut state = shared.lock_state()?;
     let keyspace = shared.keyspace.as_ref();
+    if state.tree.size() != applied {
+        return Err(corrupt("applied state changed during a snapshot install"));
+    }
 
     let mut batch = WriteBatch::new();
-    // Drop every replicated record; keep this node's integrated size (local).
-    for prefix in [LEAF_PREFIX, IDENTITY_PREFIX, ROOT_PREFIX] {
-        for (key, _) in scan_prefix(keyspace, prefix)? {
-            batch.delete(key);
-        }
-    }
-    batch.delete(KEY_CHECKPOINT);
-    for (identity, index) in &payload.identities {
-        batch.put(
-            identity_key(identity).to_vec(),
-            index.to_be_bytes().to_vec(),
-        );
+    for (key, _) in scan_prefix(keyspace, ROOT_PREFIX)? {
+        batch.delete(key);
     }
     for (size, root) in &payload.recent_roots {
         batch.put(index_key(ROOT_PREFIX, *size).to_vec(), root.to_vec());
     }
+    // Carried leaves this node does not hold yet, with their identities. Below `applied` this
+    // node has its own (equal, as the root check showed) leaves and identities.
+    let mut seen = std::collections::HashSet::new();
     for (offset, body) in payload.leaves.iter().enumerate() {
         let index = payload.leaves_from + offset as u64;
+        if index < applied {
+            continue;
+        }
+        let identity = identity_of(body);
+        let recorded = keyspace.get(&identity_key(&identity))?;
+        let earlier = recorded
+            .as_deref()
+            .and_then(|v| <[u8; 8]>::try_from(v).ok())
+            .map(u64::from_be_bytes)
+            .is_some_and(|first| first < index);
+        if earlier || !seen.insert(identity) {
+            return Err(StateMachineError::Corrupt(format!(
+                "snapshot leaf {index} repeats an earlier entry"
+            )));
+        }
+        batch.put(
+            identity_key(&identity).to_vec(),
+            index.to_be_bytes().to_vec(),
+        );
         batch.put(index_key(LEAF_PREFIX, index).to_vec(), body.clone());
     }
-    if payload.checkpoint.is_some() {
-        batch.put(KEY_CHECKPOINT, codec::encode(&payload.checkpoint)?);
+    match &payload.checkpoint {
+        Some(_) => batch.put(KEY_CHECKPOINT, codec::encode(&payload.checkpoint)?),
+        None => batch.delete(KEY_CHECKPOINT),
     }
     batch.put(KEY_TREE, payload.tree.clone());
     batch.put(KEY_APPLIED, codec::encode(&meta.last_log_id)?);
     batch.put(KEY_MEMBERSHIP, codec::encode(&meta.last_membership)?);
+    batch.delete(KEY_STAGING);
+    let bytes = data.len() as u64;
     let stored = StoredSnapshot {
         meta: meta.clone(),
         data,
@@ -225,17 +502,27 @@ pub(crate) fn install(
             root: state.tree.root(),
             checkpoint_size: state.checkpoint.as_ref().map(|c| c.size),
         });
-    Ok(())
+    Ok(bytes)
 }
 
-/// The stored current snapshot, if any.
+/// The stored current snapshot, if any. A stored snapshot of an older format is not offered
+/// (no follower could install it); openraft then builds a new one.
 pub(crate) fn current(
     keyspace: &dyn Keyspace,
 ) -> Result<Option<Snapshot<TypeConfig>>, StateMachineError> {
     let stored: Option<StoredSnapshot> = get_record(keyspace, KEY_SNAPSHOT)?;
-    Ok(stored.map(|s| Snapshot {
-        meta: s.meta,
-        snapshot: Box::new(Cursor::new(s.data)),
+    Ok(stored.and_then(|s| {
+        if s.data.first() != Some(&SNAPSHOT_FORMAT) {
+            warn!(
+                snapshot_id = %s.meta.snapshot_id,
+                "stored snapshot has an old format; it will be rebuilt"
+            );
+            return None;
+        }
+        Some(Snapshot {
+            meta: s.meta,
+            snapshot: Box::new(Cursor::new(s.data)),
+        })
     }))
 }
 
@@ -258,5 +545,39 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .map_err(|e| StateMachineError::Task(e.to_string()))
             .and_then(|r| r)
             .map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_one_payloads_are_rejected_not_misread() {
+        let payload = SnapshotPayload {
+            tree: CompactRange::new().to_bytes(),
+            recent_roots: Vec::new(),
+            checkpoint: None,
+            leaves_from: 0,
+            leaves: Vec::new(),
+        };
+        let mut bytes = encode_payload(&payload).unwrap();
+        assert_eq!(decode_payload(&bytes).unwrap(), payload);
+        bytes[0] = 1;
+        assert!(matches!(
+            decode_payload(&bytes),
+            Err(StateMachineError::SnapshotFormat {
+                found: 1,
+                expected: SNAPSHOT_FORMAT
+            })
+        ));
+        assert!(decode_payload(&[]).is_err());
+    }
+
+    #[test]
+    fn a_huge_length_prefix_is_an_error_not_an_allocation() {
+        let mut bytes = vec![SNAPSHOT_FORMAT];
+        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode_payload(&bytes).is_err());
     }
 }

@@ -21,6 +21,11 @@
 //! | `m/checkpoint` | latest accepted checkpoint |
 //! | `m/integrated` | local integrated size (not replicated) |
 //! | `m/snapshot` | the current snapshot (see [`crate::snapshot`]) |
+//! | `m/staging` | range staged by an unfinished snapshot install (see [`crate::backfill`]) |
+//!
+//! An identity record is valid only if its index is below the applied size: records staged by
+//! a snapshot install that has not switched the applied state yet are ignored by apply and by
+//! [`StateReader::lookup_identity`], and removed if the install fails.
 //!
 //! Durability: one `apply` call is one atomic engine batch, including the applied log id and
 //! membership, so the state and the applied id never diverge. It is not fsynced: after a crash
@@ -40,6 +45,7 @@ use rekor_storage::merkle::{leaf_hash, CompactRange, Hash, EMPTY_ROOT};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use crate::backfill::SnapshotBackfill;
 use crate::codec::{self, CodecError};
 use crate::engine::{index_key, EngineError, Keyspace, ScanOrder, WriteBatch};
 use crate::snapshot;
@@ -99,6 +105,46 @@ pub enum StateMachineError {
     /// A blocking task failed to run.
     #[error("blocking task failed: {0}")]
     Task(String),
+    /// A snapshot payload of another format (format 1 carried the whole identity index).
+    #[error("snapshot format {found} is not supported (this build reads format {expected}; format 1 carried the whole identity index and is no longer read)")]
+    SnapshotFormat {
+        /// The format byte found.
+        found: u8,
+        /// The format this build reads.
+        expected: u8,
+    },
+    /// Installing the snapshot needs entry bodies from peers, but no backfill was configured.
+    #[error("installing the snapshot needs entries {from}..{to} from peers, but this state machine has no snapshot backfill")]
+    BackfillUnavailable {
+        /// First missing index (this node's applied size).
+        from: u64,
+        /// The snapshot's integrated size.
+        to: u64,
+    },
+    /// No peer served entry bodies that reproduce the snapshot's root; nothing was installed.
+    #[error("no peer served entries {from}..{to} reproducing the snapshot's root: {failures}")]
+    Backfill {
+        /// First missing index.
+        from: u64,
+        /// The snapshot's integrated size.
+        to: u64,
+        /// What each peer did wrong.
+        failures: String,
+    },
+    /// The snapshot is smaller than what this node has applied.
+    #[error("snapshot of size {snapshot} is behind this node's applied size {applied}")]
+    SnapshotBehind {
+        /// The snapshot's tree size.
+        snapshot: u64,
+        /// This node's applied size.
+        applied: u64,
+    },
+    /// This node's applied prefix plus the snapshot's leaves does not give the snapshot's root.
+    #[error("this node's applied prefix of size {applied} does not lead to the snapshot's root")]
+    SnapshotMismatch {
+        /// This node's applied size.
+        applied: u64,
+    },
 }
 
 /// A checkpoint recorded by an accepted `Publish`.
@@ -369,10 +415,13 @@ fn apply_append(
         }
         let known = match fresh.get(&identity) {
             Some(index) => Some(*index),
+            // A record at or beyond the applied size is a leftover of an unfinished
+            // snapshot install, not a logged entry.
             None => keyspace
                 .get(&identity_key(&identity))?
                 .map(|v| decode_index(&v))
-                .transpose()?,
+                .transpose()?
+                .filter(|index| *index < next.tree.size()),
         };
         if let Some(index) = known {
             outcomes.push(AppendOutcome::Duplicate { index });
@@ -415,11 +464,16 @@ where
 /// node's reads.
 pub struct StateMachineStore {
     shared: Arc<Shared>,
+    /// Where a snapshot install pulls the bodies below the snapshot from.
+    backfill: Option<Arc<dyn SnapshotBackfill>>,
 }
 
 impl StateMachineStore {
     /// Open the state machine on `keyspace` (normally [`STATE_MACHINE_KEYSPACE`]).
+    ///
+    /// Records staged by a snapshot install that did not finish are removed first.
     pub fn open(keyspace: Arc<dyn Keyspace>) -> Result<Self, StateMachineError> {
+        crate::backfill::discard_staged(keyspace.as_ref())?;
         let state = load_state(keyspace.as_ref())?;
         let (applied_tx, _) = watch::channel(state.applied_state());
         Ok(Self {
@@ -430,7 +484,16 @@ impl StateMachineStore {
                 applied_tx,
                 snapshot_seq: std::sync::atomic::AtomicU64::new(0),
             }),
+            backfill: None,
         })
+    }
+
+    /// Pull entry bodies through `backfill` when a snapshot install needs them (a node that
+    /// has applied fewer leaves than the snapshot's integrated size). Without one, such an
+    /// install fails with [`StateMachineError::BackfillUnavailable`].
+    pub fn with_backfill(mut self, backfill: Arc<dyn SnapshotBackfill>) -> Self {
+        self.backfill = Some(backfill);
+        self
     }
 
     /// A cheap, cloneable read handle for other tasks (never blocks RaftCore).
@@ -487,12 +550,19 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta<NodeId, NodeAddress>,
         snapshot: Box<std::io::Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
-        let shared = self.shared.clone();
-        let meta = meta.clone();
         let data = snapshot.into_inner();
-        blocking(move || snapshot::install(&shared, &meta, data))
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)).into())
+        snapshot::install(
+            self.shared.clone(),
+            self.backfill.clone(),
+            meta.clone(),
+            data,
+        )
+        .await
+        .map(|_report| ())
+        .map_err(|e| {
+            tracing::error!(error = %e, "snapshot install failed");
+            StorageIOError::write_snapshot(Some(meta.signature()), AnyError::new(&e)).into()
+        })
     }
 
     async fn get_current_snapshot(
@@ -560,13 +630,17 @@ impl StateReader {
         Ok(self.shared.lock_state()?.checkpoint.clone())
     }
 
-    /// The index at which the entry with `identity` was logged.
+    /// The index at which the entry with `identity` was logged (only indices below the
+    /// applied size count: see the module docs).
     pub fn lookup_identity(&self, identity: &[u8; 32]) -> Result<Option<u64>, StateMachineError> {
-        self.shared
+        let applied = self.applied().size;
+        Ok(self
+            .shared
             .keyspace
             .get(&identity_key(identity))?
             .map(|v| decode_index(&v))
-            .transpose()
+            .transpose()?
+            .filter(|index| *index < applied))
     }
 
     /// This node's durable integrated size (0 if never set).

@@ -4,10 +4,7 @@
 use std::collections::BTreeSet;
 
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
-use openraft::{
-    CommittedLeaderId, Entry, EntryPayload, LogId, Membership, RaftLogReader, RaftSnapshotBuilder,
-    Vote,
-};
+use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Membership, RaftLogReader, Vote};
 use rekor_raft::state_machine::StateMachineError;
 use rekor_raft::{
     open_stores, AppendOutcome, Command, CommandResponse, EngineConfig, SequencedEntry, SledEngine,
@@ -290,65 +287,6 @@ async fn applied_state_watch_wakes_on_apply() {
         .unwrap()
         .unwrap();
     assert_eq!(rx.borrow().size, 2);
-}
-
-#[tokio::test]
-async fn snapshot_install_replaces_the_whole_state() {
-    let dir_a = tempfile::tempdir().unwrap();
-    let dir_b = tempfile::tempdir().unwrap();
-    let (_ea, _la, mut sm_a) = open(dir_a.path());
-    let (_eb, _lb, mut sm_b) = open(dir_b.path());
-
-    apply_one(&mut sm_a, 1, append_cmd(&["a", "b", "c"])).await;
-    apply_one(&mut sm_a, 2, publish_cmd(3, root_of(&["a", "b", "c"]))).await;
-    apply_one(&mut sm_a, 3, append_cmd(&["d"])).await;
-    sm_a.reader().mark_integrated(2).await.unwrap();
-
-    // B has diverging state that the snapshot must wipe.
-    apply_one(&mut sm_b, 1, append_cmd(&["x", "y", "z", "w", "v"])).await;
-
-    let snapshot = sm_a
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
-    assert_eq!(snapshot.meta.last_log_id, Some(log_id(3)));
-    sm_b.install_snapshot(&snapshot.meta, snapshot.snapshot)
-        .await
-        .unwrap();
-
-    let (a, b) = (sm_a.reader(), sm_b.reader());
-    assert_eq!(b.applied(), a.applied());
-    assert_eq!(b.applied().size, 4);
-    assert_eq!(sm_b.applied_state().await.unwrap().0, Some(log_id(3)));
-    assert_eq!(
-        b.latest_checkpoint().unwrap(),
-        a.latest_checkpoint().unwrap()
-    );
-    assert_eq!(b.root_at(3).unwrap(), a.root_at(3).unwrap());
-    let x = SequencedEntry::new(b"x".to_vec()).identity;
-    let a_id = SequencedEntry::new(b"a".to_vec()).identity;
-    assert_eq!(
-        b.lookup_identity(&x).unwrap(),
-        None,
-        "old identities are gone"
-    );
-    assert_eq!(b.lookup_identity(&a_id).unwrap(), Some(0));
-    // Only the unintegrated bodies travel.
-    assert_eq!(
-        b.leaves(2..4).await.unwrap(),
-        vec![b"c".to_vec(), b"d".to_vec()]
-    );
-    assert!(b.leaves(0..1).await.is_err());
-    let current = sm_b.get_current_snapshot().await.unwrap().unwrap();
-    assert_eq!(current.meta, snapshot.meta);
-
-    // Both continue identically.
-    let next_a = apply_one(&mut sm_a, 4, append_cmd(&["a", "e"])).await;
-    let next_b = apply_one(&mut sm_b, 4, append_cmd(&["a", "e"])).await;
-    assert_eq!(next_a, next_b);
-    assert_eq!(a.applied(), b.applied());
 }
 
 #[tokio::test]
