@@ -1,7 +1,7 @@
 //! Snapshots and catch-up (cluster operations issue): once the Raft log has been compacted, a new
-//! node (or one wiped and re-added) gets a snapshot without the integrated leaf bodies, pulls the
-//! missing entries as bundles from a peer, checks them against the committed root, and then
-//! serves exactly what the others serve.
+//! node (or one wiped and re-added) gets a small snapshot (no identity index, no integrated leaf
+//! bodies), pulls the missing entries as bundles from a peer while installing it, checks them
+//! against the snapshot's root, and then serves exactly what the others serve.
 
 use std::time::{Duration, Instant};
 
@@ -81,11 +81,7 @@ async fn new_node_catches_up_from_a_snapshot_by_pulling_bundles() {
         elapsed.as_secs_f64(),
         entries as f64 / elapsed.as_secs_f64()
     );
-    assert!(
-        cluster.nodes[3].log().contains("pulling them from a peer"),
-        "the new node caught up through bundle pulls (the log was compacted):\n{}",
-        cluster.nodes[3].log()
-    );
+    assert_small_snapshot_installed_by_pulling(&cluster.nodes[3].log(), entries);
     // Identical bytes: every tile and bundle of the leader's checkpoint.
     let size: u64 = expected.lines().nth(1).unwrap().parse().unwrap();
     for id in rekor_storage::proof::tiles_for_root(size) {
@@ -152,6 +148,7 @@ async fn new_node_catches_up_from_a_snapshot_by_pulling_bundles() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    assert_small_snapshot_installed_by_pulling(&cluster.nodes[wiped].log(), entries);
     let size: u64 = expected.lines().nth(1).unwrap().parse().unwrap();
     for id in rekor_storage::proof::tiles_for_root(size) {
         assert_eq!(
@@ -164,6 +161,52 @@ async fn new_node_catches_up_from_a_snapshot_by_pulling_bundles() {
     let result = rejoined.submit(&factory.request()).await.unwrap();
     assert_eq!(result.status, 201, "{}\n{}", result.body, cluster.logs());
     check_logged_entry(&result.json().unwrap()).unwrap();
+}
+
+/// The node's log shows that it installed a snapshot whose state part (all but the carried
+/// unintegrated bodies and the bounded recent-roots table) is small, independent of the log size
+/// (an identity index alone would be 40 bytes per entry), and that it pulled the entries below
+/// the snapshot from a peer (the Raft log had been compacted).
+fn assert_small_snapshot_installed_by_pulling(log: &str, entries: u64) {
+    let installed: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("installed snapshot"))
+        .collect();
+    assert!(!installed.is_empty(), "no snapshot installed:\n{log}");
+    let mut pulled_total = 0;
+    for line in &installed {
+        let snapshot_bytes = field(line, "snapshot_bytes");
+        let state_bytes = field(line, "state_bytes");
+        let pulled = field(line, "pulled");
+        let seconds: f64 = line
+            .split_whitespace()
+            .find_map(|token| token.strip_prefix("seconds="))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN);
+        eprintln!(
+            "snapshot installed: {snapshot_bytes} bytes ({state_bytes} bytes of state), \
+             {pulled} entries pulled in {seconds:.3} s ({:.0} entries/s)",
+            pulled as f64 / seconds
+        );
+        assert!(
+            state_bytes <= 8 * 1024 && state_bytes < entries * 40,
+            "the snapshot's state is small: {line}"
+        );
+        pulled_total += pulled;
+    }
+    assert!(
+        pulled_total > 0 && log.contains("pulling entries below the snapshot from a peer"),
+        "the node caught up through bundle pulls (the log was compacted):\n{log}"
+    );
+}
+
+/// The numeric `name=value` field of a log line (0 if absent).
+fn field(line: &str, name: &str) -> u64 {
+    let prefix = format!("{name}=");
+    line.split_whitespace()
+        .find_map(|token| token.strip_prefix(prefix.as_str()))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
 }
 
 /// The tree size line of a checkpoint.

@@ -1,15 +1,40 @@
-//! Catch-up from peers (DESIGN.md, "Snapshots and catch-up"): a node that installed a Raft
-//! snapshot does not hold the leaf bodies below the snapshot (the other nodes integrated and
-//! deleted them), so its integrator pulls those entries from a peer's public read API as entry
-//! bundles. Nothing pulled is trusted: the integrator appends the entries and compares the
-//! resulting root with the root the committed order implies before anything is written or served.
+//! Catch-up from peers (DESIGN.md, "Snapshots and catch-up"): entry bodies pulled as entry
+//! bundles from the other members' public read API.
+//!
+//! - [`SnapshotPeers`] is the node's [`rekor_raft::SnapshotBackfill`]: a node that installs a
+//!   Raft snapshot (which carries only the small state, see `rekor_raft::snapshot`) and has
+//!   applied fewer leaves than the snapshot's integrated size pulls the bodies in between through
+//!   it, [`rekor_raft::BACKFILL_CHUNK`] entries (16 bundles) at a time, from the members listed
+//!   in the snapshot's membership (the leader first). The state machine stages them and installs
+//!   the snapshot only if they reproduce its root; otherwise it tries the next member. The staged
+//!   bodies are kept as unintegrated leaves, so the integrator builds tiles from them locally.
+//! - [`Peers`] is the integrator's fallback for leaves it does not hold; it checks the result
+//!   against the committed root before anything is written or served.
+//!
+//! Nothing pulled is trusted: tiles and bundles are self-authenticating against a root.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use futures::{StreamExt, TryStreamExt};
+use prometheus::{IntCounter, IntGauge, Registry};
 use rekor_raft::types::Raft;
+use rekor_raft::{
+    BackfillError, BackfillPeer, PullFuture, SnapshotBackfill, SnapshotInstallReport,
+};
 use rekor_storage::tiles::{decode_bundle, BundleId, TILE_WIDTH};
 use tracing::{debug, info};
+
+/// Bundle requests in flight at once for one pull.
+const BUNDLE_FETCH_CONCURRENCY: usize = 8;
+
+fn http_client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(30))
+        .build()?)
+}
 
 /// How to reach the other members' public listeners.
 #[derive(Clone)]
@@ -21,14 +46,10 @@ pub struct Peers {
 
 impl Peers {
     pub fn new(self_id: u64, raft: Raft) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(30))
-            .build()?;
         Ok(Self {
             self_id,
             raft,
-            http,
+            http: http_client()?,
         })
     }
 
@@ -53,7 +74,7 @@ impl Peers {
         }
         let mut last_error = None;
         for url in urls {
-            match self.pull_from(&url, from, to).await {
+            match pull_from(&self.http, &url, from, to).await {
                 Ok(entries) => {
                     info!(peer = %url, from, to, "pulled entries from a peer");
                     return Ok(entries);
@@ -66,46 +87,137 @@ impl Peers {
         }
         Err(last_error.unwrap_or_else(|| anyhow::anyhow!("no peer answered")))
     }
+}
 
-    async fn pull_from(&self, base: &str, from: u64, to: u64) -> Result<Vec<Vec<u8>>> {
-        let width = u64::from(TILE_WIDTH);
-        let mut entries = Vec::with_capacity((to - from) as usize);
-        let mut bundle_index = from / width;
-        while bundle_index * width < to {
-            let start = bundle_index * width;
-            let needed_end = to.min(start + width);
-            let bundle = self
-                .fetch_bundle(base, bundle_index, needed_end - start)
-                .await?;
-            let records = decode_bundle(&bundle).context("decoding a pulled bundle")?;
-            let skip = from.saturating_sub(start) as usize;
-            let take = (needed_end - start) as usize;
-            if records.len() < take {
-                bail!(
-                    "bundle {bundle_index} has {} entries, need {take}",
-                    records.len()
-                );
-            }
-            entries.extend(records[skip..take].iter().map(|record| record.to_vec()));
-            bundle_index += 1;
-        }
-        Ok(entries)
+/// The node's snapshot backfill (see the module docs). Created before Raft (the state machine
+/// store needs it); [`SnapshotPeers::set_raft`] adds the leader hint once Raft runs.
+pub struct SnapshotPeers {
+    self_id: u64,
+    http: reqwest::Client,
+    raft: OnceLock<Raft>,
+    entries_total: IntCounter,
+    installs_total: IntCounter,
+    installed_bytes: IntGauge,
+}
+
+impl SnapshotPeers {
+    pub fn new(self_id: u64) -> Result<Arc<Self>> {
+        Ok(Arc::new(Self {
+            self_id,
+            http: http_client()?,
+            raft: OnceLock::new(),
+            entries_total: IntCounter::new(
+                "rekor_node_snapshot_backfill_entries_total",
+                "Entries pulled from peers while installing Raft snapshots",
+            )?,
+            installs_total: IntCounter::new(
+                "rekor_node_snapshot_installs_total",
+                "Raft snapshots installed by this node",
+            )?,
+            installed_bytes: IntGauge::new(
+                "rekor_node_snapshot_installed_bytes",
+                "Size of the last Raft snapshot this node installed",
+            )?,
+        }))
     }
 
-    /// The full bundle if the peer has it, else the partial one of `width` entries.
-    async fn fetch_bundle(&self, base: &str, index: u64, width: u64) -> Result<bytes::Bytes> {
-        let full = BundleId::new(index, TILE_WIDTH)?;
-        let mut candidates = vec![full];
-        if width < u64::from(TILE_WIDTH) {
-            candidates.push(BundleId::new(index, width as u16)?);
-        }
-        for id in candidates {
-            let url = format!("{base}/api/v2/{}", id.path());
-            let response = self.http.get(&url).send().await?;
-            if response.status().is_success() {
-                return Ok(response.bytes().await?);
-            }
-        }
-        bail!("{base} serves no bundle {index} with {width} entries")
+    /// Order peers by who leads (the leader has integrated the furthest).
+    pub fn set_raft(&self, raft: Raft) {
+        // Set once at start-up; a second call has nothing to add.
+        let _ = self.raft.set(raft);
     }
+
+    /// Register the backfill metrics on the node's registry.
+    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.entries_total.clone()))?;
+        registry.register(Box::new(self.installs_total.clone()))?;
+        registry.register(Box::new(self.installed_bytes.clone()))
+    }
+}
+
+impl SnapshotBackfill for SnapshotPeers {
+    fn order_peers(&self, members: Vec<BackfillPeer>) -> Vec<BackfillPeer> {
+        let leader = self
+            .raft
+            .get()
+            .and_then(|raft| raft.metrics().borrow().current_leader);
+        let mut peers: Vec<BackfillPeer> = members
+            .into_iter()
+            .filter(|peer| peer.id != self.self_id)
+            .collect();
+        peers.sort_by_key(|peer| Some(peer.id) != leader);
+        peers
+    }
+
+    fn pull<'a>(&'a self, peer: &'a BackfillPeer, from: u64, to: u64) -> PullFuture<'a> {
+        Box::pin(async move {
+            let base = format!("http://{}", peer.address.public_addr);
+            pull_from(&self.http, &base, from, to)
+                .await
+                .map_err(|error| BackfillError(format!("{base}: {error:#}")))
+        })
+    }
+
+    fn pulled(&self, entries: u64) {
+        self.entries_total.inc_by(entries);
+    }
+
+    fn installed(&self, report: &SnapshotInstallReport) {
+        self.installs_total.inc();
+        self.installed_bytes
+            .set(i64::try_from(report.bytes).unwrap_or(i64::MAX));
+    }
+}
+
+/// The entries `from..to` as the peer at `base` serves them in its entry bundles.
+async fn pull_from(http: &reqwest::Client, base: &str, from: u64, to: u64) -> Result<Vec<Vec<u8>>> {
+    if to <= from {
+        return Ok(Vec::new());
+    }
+    let width = u64::from(TILE_WIDTH);
+    let bundles = (from / width..to.div_ceil(width)).map(|bundle_index| async move {
+        let start = bundle_index * width;
+        let needed_end = to.min(start + width);
+        let bundle = fetch_bundle(http, base, bundle_index, needed_end - start).await?;
+        let records = decode_bundle(&bundle).context("decoding a pulled bundle")?;
+        let skip = from.saturating_sub(start) as usize;
+        let take = (needed_end - start) as usize;
+        let Some(wanted) = records.get(skip..take) else {
+            bail!(
+                "bundle {bundle_index} has {} entries, need {take}",
+                records.len()
+            );
+        };
+        Ok(wanted
+            .iter()
+            .map(|record| record.to_vec())
+            .collect::<Vec<_>>())
+    });
+    let chunks: Vec<Vec<Vec<u8>>> = futures::stream::iter(bundles)
+        .buffered(BUNDLE_FETCH_CONCURRENCY)
+        .try_collect()
+        .await?;
+    Ok(chunks.into_iter().flatten().collect())
+}
+
+/// The full bundle if the peer has it, else the partial one of `width` entries.
+async fn fetch_bundle(
+    http: &reqwest::Client,
+    base: &str,
+    index: u64,
+    width: u64,
+) -> Result<bytes::Bytes> {
+    let full = BundleId::new(index, TILE_WIDTH)?;
+    let mut candidates = vec![full];
+    if width < u64::from(TILE_WIDTH) {
+        candidates.push(BundleId::new(index, u16::try_from(width)?)?);
+    }
+    for id in candidates {
+        let url = format!("{base}/api/v2/{}", id.path());
+        let response = http.get(&url).send().await?;
+        if response.status().is_success() {
+            return Ok(response.bytes().await?);
+        }
+    }
+    bail!("{base} serves no bundle {index} with {width} entries")
 }

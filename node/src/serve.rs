@@ -65,6 +65,9 @@ async fn serve(config: ServeConfig) -> Result<()> {
     let engine =
         rekor_raft::SledEngine::open(&engine_config).context("opening the Raft database (sled)")?;
     let (log_store, state_machine_store) = rekor_raft::open_stores(&engine)?;
+    // Snapshots carry only the small state; installing one pulls the bodies below it from peers.
+    let snapshot_peers = crate::catch_up::SnapshotPeers::new(config.node_id)?;
+    let state_machine_store = state_machine_store.with_backfill(snapshot_peers.clone());
     let state_machine = state_machine_store.reader();
     let network = rekor_raft::HttpNetwork::new(rekor_raft::NetworkConfig::new(
         config.node_id,
@@ -85,6 +88,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
     )
     .await
     .context("starting Raft")?;
+    snapshot_peers.set_raft(raft.clone());
 
     let self_address = NodeAddress {
         internal_addr: config.advertise_internal.clone(),
@@ -99,6 +103,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
 
     let registry = prometheus::Registry::new();
     let metrics = NodeMetrics::register(&registry)?;
+    snapshot_peers.register(&registry)?;
 
     let (integrator, served) = Integrator::resume(
         state_machine.clone(),
