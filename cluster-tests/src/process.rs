@@ -315,6 +315,12 @@ impl Cluster {
     /// Runs an admin subcommand of `rekor-node` (e.g. `["node", "add", "--target", ...]`) with
     /// this cluster's secret; returns its standard output, or an error with its standard error.
     pub async fn admin(&self, args: &[&str]) -> Result<String> {
+        Ok(self.admin_output(args).await?.0)
+    }
+
+    /// Like [`Cluster::admin`], returning standard output and standard error of a successful run
+    /// (the admin client reports there when it follows a 421 to the leader).
+    pub async fn admin_output(&self, args: &[&str]) -> Result<(String, String)> {
         let output = tokio::process::Command::new(node_binary()?)
             .args(args)
             .arg("--cluster-secret-file")
@@ -327,7 +333,10 @@ impl Cluster {
                 String::from_utf8_lossy(&output.stderr)
             );
         }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        Ok((
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        ))
     }
 
     /// `rekor-node status` of node `index`, as JSON.

@@ -1,5 +1,7 @@
 //! Admin commands of the binary (`init`, `status`, `node add|remove|list`, `freeze`): thin clients
-//! of a running node's internal listener. The server side is in `internal`.
+//! of a running node's internal listener. The server side is in `internal`. The leader-only
+//! commands (`node add|remove`, `freeze`) may be sent to any member: a follower's 421 names the
+//! leader, and the client follows it there.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -9,7 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
-use crate::internal::{paths, ChangeMembershipRequest, InitRequest, Member};
+use crate::internal::{paths, ChangeMembershipRequest, InitRequest, Member, NotLeader};
 
 /// How to reach a node's internal listener.
 #[derive(Debug, Clone, Args)]
@@ -129,6 +131,65 @@ async fn call<B: Serialize, R: for<'de> Deserialize<'de>>(
     body: Option<&B>,
     timeout: Duration,
 ) -> Result<R> {
+    let (status, text) = send(target, path, body, timeout).await?;
+    if !status.is_success() {
+        bail!("{} answered {status}: {}", target.target, text.trim());
+    }
+    serde_json::from_str(&text).with_context(|| format!("decoding the answer: {text}"))
+}
+
+/// How many times a leader-only call follows a 421 to the leader it names.
+const LEADER_FOLLOWS: usize = 2;
+
+/// Like [`call`], for routes only the leader serves (`node add|remove`, `freeze`): a node that is
+/// not the leader answers 421 naming the leader's internal address, and the call is sent there
+/// instead (at most [`LEADER_FOLLOWS`] times; a 421 that names no leader, as during an election,
+/// is retried at the same node after a pause). Each redirect is reported on standard error.
+async fn call_leader<B: Serialize, R: for<'de> Deserialize<'de>>(
+    target: &Target,
+    path: &str,
+    body: Option<&B>,
+    timeout: Duration,
+) -> Result<R> {
+    let mut target = target.clone();
+    let mut follows = 0;
+    loop {
+        let (status, text) = send(&target, path, body, timeout).await?;
+        if status.is_success() {
+            return serde_json::from_str(&text)
+                .with_context(|| format!("decoding the answer: {text}"));
+        }
+        if status != reqwest::StatusCode::MISDIRECTED_REQUEST || follows == LEADER_FOLLOWS {
+            bail!("{} answered {status}: {}", target.target, text.trim());
+        }
+        follows += 1;
+        let not_leader: Option<NotLeader> = serde_json::from_str(&text).ok();
+        match not_leader.and_then(|n| n.leader_id.zip(n.leader_internal_addr)) {
+            Some((id, address)) if address != target.target => {
+                eprintln!(
+                    "{} is not the leader; following it to the leader, node {id} at {address}",
+                    target.target
+                );
+                target.target = address;
+            }
+            _ => {
+                eprintln!(
+                    "{} is not the leader and names none (an election?); asking again",
+                    target.target
+                );
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Sends one admin request; returns the status and body text whatever the status.
+async fn send<B: Serialize>(
+    target: &Target,
+    path: &str,
+    body: Option<&B>,
+    timeout: Duration,
+) -> Result<(reqwest::StatusCode, String)> {
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
         .timeout(timeout)
@@ -144,10 +205,7 @@ async fn call<B: Serialize, R: for<'de> Deserialize<'de>>(
         .with_context(|| format!("calling {}", target.url(path)))?;
     let status = response.status();
     let text = response.text().await?;
-    if !status.is_success() {
-        bail!("{} answered {status}: {}", target.target, text.trim());
-    }
-    serde_json::from_str(&text).with_context(|| format!("decoding the answer: {text}"))
+    Ok((status, text))
 }
 
 pub fn init(args: InitArgs) -> Result<()> {
@@ -181,7 +239,7 @@ pub fn status(args: StatusArgs) -> Result<()> {
 }
 
 pub fn freeze(args: FreezeArgs) -> Result<()> {
-    let answer: serde_json::Value = runtime()?.block_on(call(
+    let answer: serde_json::Value = runtime()?.block_on(call_leader(
         &args.target,
         paths::FREEZE,
         Some(&()),
@@ -205,7 +263,7 @@ pub fn node(command: NodeCommand) -> Result<()> {
                 member,
                 promote: !learner_only,
             };
-            rt.block_on(call(
+            rt.block_on(call_leader(
                 &target,
                 paths::ADD_NODE,
                 Some(&request),
@@ -214,7 +272,7 @@ pub fn node(command: NodeCommand) -> Result<()> {
         }
         NodeCommand::Remove { target, id } => {
             let request = ChangeMembershipRequest { remove: vec![id] };
-            rt.block_on(call(
+            rt.block_on(call_leader(
                 &target,
                 paths::REMOVE_NODE,
                 Some(&request),

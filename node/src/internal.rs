@@ -200,10 +200,27 @@ fn not_leader(state: &InternalState) -> Option<HttpResponse> {
             .get_node(&id)
             .map(|node| (id, node.internal_addr.clone()))
     });
-    Some(error(
-        actix_web::http::StatusCode::MISDIRECTED_REQUEST,
-        format!("not the leader; ask the leader instead: {leader:?}"),
-    ))
+    // The leader's id and internal address as fields of their own, so the admin client can
+    // follow it (`admin::call` retries there) without parsing the message.
+    let message = match &leader {
+        Some((id, address)) => format!("not the leader; ask the leader (node {id}) at {address}"),
+        None => "not the leader, and no leader is known yet; retry shortly".to_owned(),
+    };
+    Some(HttpResponse::MisdirectedRequest().json(NotLeader {
+        error: message,
+        leader_id: leader.as_ref().map(|(id, _)| *id),
+        leader_internal_addr: leader.map(|(_, address)| address),
+    }))
+}
+
+/// The 421 body of an admin call sent to a node that is not the leader.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NotLeader {
+    pub error: String,
+    /// The leader's node id, when this node knows one.
+    pub leader_id: Option<u64>,
+    /// The leader's internal (node-to-node) address, `host:port`, when known.
+    pub leader_internal_addr: Option<String>,
 }
 
 async fn add_node(

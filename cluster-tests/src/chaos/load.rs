@@ -6,8 +6,9 @@
 //! same body, so an entry whose first attempt was logged comes back as a 409 with its index; and
 //! now and then an acknowledged request is sent again on purpose, to exercise dedup across nodes.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
@@ -72,10 +73,14 @@ struct Record {
     observations: Observations,
 }
 
+/// The nodes load is sent to (or polled); scenarios that change membership replace them.
+type Targets = Arc<RwLock<Vec<NodeView>>>;
+
 /// A running background load. Stop it with [`Load::stop`].
 pub struct Load {
     stop: Arc<AtomicBool>,
     record: Arc<Mutex<Record>>,
+    targets: Targets,
     workers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -84,7 +89,7 @@ impl Load {
     pub fn start(nodes: Vec<NodeView>, factory: Arc<EntryFactory>, config: LoadConfig) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let record = Arc::new(Mutex::new(Record::default()));
-        let nodes = Arc::new(nodes);
+        let nodes: Targets = Arc::new(RwLock::new(nodes));
         let workers = (0..config.workers)
             .map(|worker| {
                 tokio::spawn(run_worker(
@@ -100,8 +105,14 @@ impl Load {
         Self {
             stop,
             record,
+            targets: nodes,
             workers,
         }
+    }
+
+    /// From now on, sends requests to `nodes` instead (membership changed).
+    pub fn set_targets(&self, nodes: Vec<NodeView>) {
+        *write(&self.targets) = nodes;
     }
 
     /// Every answer so far.
@@ -122,6 +133,26 @@ impl Load {
             .filter(|a| a.sent >= since && matches!(a.outcome, Outcome::Logged(_)))
             .min_by_key(|a| a.done)
             .cloned()
+    }
+
+    /// The longest stretch from `since` until now without a 201 arriving (from `since` to the
+    /// first one, between two, or from the last one to now): the write unavailability of a fault
+    /// whose effect starts some time after `since`.
+    pub fn longest_gap_since(&self, since: Instant) -> Duration {
+        let mut done: Vec<Instant> = lock(&self.record)
+            .answers
+            .iter()
+            .filter(|a| a.done >= since && matches!(a.outcome, Outcome::Logged(_)))
+            .map(|a| a.done)
+            .collect();
+        done.sort_unstable();
+        let mut previous = since;
+        let mut longest = Duration::ZERO;
+        for at in done.into_iter().chain(std::iter::once(Instant::now())) {
+            longest = longest.max(at.saturating_duration_since(previous));
+            previous = at;
+        }
+        longest
     }
 
     /// Stops the clients (in-flight requests finish or time out) and returns what they saw.
@@ -145,6 +176,19 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+fn read(targets: &Targets) -> Vec<NodeView> {
+    targets
+        .read()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
+}
+
+fn write(targets: &Targets) -> std::sync::RwLockWriteGuard<'_, Vec<NodeView>> {
+    targets
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn digest_of(request: &serde_json::Value) -> String {
     request["hashedRekordRequestV002"]["digest"]
         .as_str()
@@ -154,7 +198,7 @@ fn digest_of(request: &serde_json::Value) -> String {
 
 async fn run_worker(
     worker: usize,
-    nodes: Arc<Vec<NodeView>>,
+    nodes: Targets,
     factory: Arc<EntryFactory>,
     config: LoadConfig,
     stop: Arc<AtomicBool>,
@@ -163,8 +207,12 @@ async fn run_worker(
     let mut turn = worker;
     let mut retry: Option<serde_json::Value> = None;
     let mut logged: Vec<serde_json::Value> = Vec::new();
-    while !stop.load(Ordering::Relaxed) && !nodes.is_empty() {
+    while !stop.load(Ordering::Relaxed) {
         turn += 1;
+        let nodes = read(&nodes);
+        if nodes.is_empty() {
+            break;
+        }
         let node = &nodes[turn % nodes.len()];
         let resend_logged = config.resubmit_every > 0
             && !logged.is_empty()
@@ -272,6 +320,7 @@ pub struct ServedObservation {
 /// Polls `GET /api/v2/checkpoint` on every node and records each distinct text per node.
 pub struct CheckpointPoller {
     stop: Arc<AtomicBool>,
+    targets: Targets,
     seen: Arc<Mutex<Vec<ServedObservation>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -281,12 +330,15 @@ impl CheckpointPoller {
     pub fn start(nodes: Vec<NodeView>, interval: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Vec::<ServedObservation>::new()));
+        let targets: Targets = Arc::new(RwLock::new(nodes));
         let task = {
             let stop = stop.clone();
             let seen = seen.clone();
+            let targets = targets.clone();
             tokio::spawn(async move {
-                let mut last: Vec<Option<String>> = vec![None; nodes.len()];
+                let mut last: HashMap<u64, String> = HashMap::new();
                 while !stop.load(Ordering::Relaxed) {
+                    let nodes = read(&targets);
                     let polls = nodes.iter().map(|node| async {
                         // A frozen node must not hold up polling of the others.
                         tokio::time::timeout(Duration::from_millis(500), node.client.checkpoint())
@@ -297,15 +349,15 @@ impl CheckpointPoller {
                     });
                     let texts = futures::future::join_all(polls).await;
                     let at = Instant::now();
-                    for ((node, text), previous) in nodes.iter().zip(texts).zip(last.iter_mut()) {
+                    for (node, text) in nodes.iter().zip(texts) {
                         if let Some(text) = text {
-                            if previous.as_deref() != Some(text.as_str()) {
+                            if last.get(&node.id) != Some(&text) {
                                 lock(&seen).push(ServedObservation {
                                     node: node.id,
                                     at,
                                     text: text.clone(),
                                 });
-                                *previous = Some(text);
+                                last.insert(node.id, text);
                             }
                         }
                     }
@@ -313,7 +365,17 @@ impl CheckpointPoller {
                 }
             })
         };
-        Self { stop, seen, task }
+        Self {
+            stop,
+            targets,
+            seen,
+            task,
+        }
+    }
+
+    /// From now on, polls `nodes` instead (membership changed).
+    pub fn set_targets(&self, nodes: Vec<NodeView>) {
+        *write(&self.targets) = nodes;
     }
 
     /// Everything seen so far.

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use super::checker::{check_cluster, LogVerifier, NodeView, SeenCheckpoint, Violation};
 use super::load::{Answer, CheckpointPoller, Load, LoadConfig, Outcome, ServedObservation};
 use super::proxy::LinkProxy;
-use crate::{wait_until, Cluster, EntryFactory, LogClient};
+use crate::{free_port, wait_until, Cluster, EntryFactory, LogClient, NodeSpec};
 
 /// Every scenario, by name.
 pub const SCENARIOS: &[&str] = &[
@@ -20,6 +20,8 @@ pub const SCENARIOS: &[&str] = &[
     "frozen-leader",
     "minority-partition",
     "leader-isolation",
+    "grow-shrink",
+    "grow-shrink-leader",
 ];
 
 /// How big a scenario is.
@@ -101,6 +103,8 @@ pub async fn run(name: &str, options: &ScenarioOptions) -> Result<ScenarioReport
         "frozen-leader" => frozen_leader(options).await,
         "minority-partition" => minority_partition(options).await,
         "leader-isolation" => leader_isolation(options).await,
+        "grow-shrink" => grow_shrink(options, false).await,
+        "grow-shrink-leader" => grow_shrink(options, true).await,
         other => bail!(
             "unknown scenario {other:?} (known: {})",
             SCENARIOS.join(", ")
@@ -117,6 +121,9 @@ struct Run {
     load: Load,
     poller: CheckpointPoller,
     verifier: LogVerifier,
+    /// Positions in `cluster.nodes` of the current members: the load goes to them and the checker
+    /// checks them (all nodes unless the scenario changes membership).
+    members: Vec<usize>,
     /// Violations the scenario itself found (beyond the checker's).
     violations: Vec<Violation>,
 }
@@ -154,6 +161,7 @@ impl Run {
             options.load.clone(),
         );
         let poller = CheckpointPoller::start(views, Duration::from_millis(100));
+        let members = (0..cluster.nodes.len()).collect();
         Ok(Self {
             name: name.to_owned(),
             options: options.clone(),
@@ -162,6 +170,7 @@ impl Run {
             load,
             poller,
             verifier,
+            members,
             violations: Vec::new(),
         })
     }
@@ -212,6 +221,27 @@ impl Run {
         self.leader_among(&all, Duration::from_secs(30)).await
     }
 
+    /// Membership changed: the load, the poller and the final check follow `members`.
+    fn set_members(&mut self, members: Vec<usize>) {
+        self.members = members;
+        let views = views_of(&self.cluster, &self.members);
+        self.load.set_targets(views.clone());
+        self.poller.set_targets(views);
+    }
+
+    /// Voter ids as node `position` reports them.
+    async fn voters(&self, position: usize) -> Result<Vec<u64>> {
+        let status = self.cluster.status(position).await?;
+        let members = status["members"]
+            .as_array()
+            .context("status without members")?;
+        Ok(members
+            .iter()
+            .filter(|member| member["voter"] == true)
+            .filter_map(|member| member["id"].as_u64())
+            .collect())
+    }
+
     async fn restart(&mut self, position: usize) -> Result<()> {
         let cwd = self.cluster.dir.path().to_path_buf();
         let node = &mut self.cluster.nodes[position];
@@ -237,6 +267,7 @@ impl Run {
             load,
             poller,
             verifier,
+            members,
             mut violations,
         } = self;
         if let Some(proxy) = &proxy {
@@ -252,7 +283,7 @@ impl Run {
             }));
         let acknowledged = observations.acknowledged.len();
         let report = check_cluster(
-            &views(&cluster),
+            &views_of(&cluster, &members),
             &verifier,
             &observations,
             options.convergence_timeout,
@@ -278,9 +309,15 @@ impl Run {
 }
 
 fn views(cluster: &Cluster) -> Vec<NodeView> {
-    cluster
-        .nodes
+    let all: Vec<usize> = (0..cluster.nodes.len()).collect();
+    views_of(cluster, &all)
+}
+
+/// The views of the nodes at `positions`.
+fn views_of(cluster: &Cluster, positions: &[usize]) -> Vec<NodeView> {
+    positions
         .iter()
+        .filter_map(|&position| cluster.nodes.get(position))
         .map(|node| NodeView {
             id: node.spec.id,
             client: LogClient::new(&node.base_url()),
@@ -495,4 +532,117 @@ pub async fn leader_isolation(options: &ScenarioOptions) -> Result<ScenarioRepor
         }
     }
     run.finish(Some(unavailability)).await
+}
+
+/// A fourth and fifth node join a three-node cluster under load (each added through a follower,
+/// whose 421 the admin client follows to the leader: learner, catch up, voter); the load then
+/// spreads over all five; then two of the original three are removed (with `remove_leader`, the
+/// current leader is one of them, and a new leader is elected among the rest), the removed
+/// processes are stopped, and the checker runs over the three remaining members.
+pub async fn grow_shrink(options: &ScenarioOptions, remove_leader: bool) -> Result<ScenarioReport> {
+    let name = if remove_leader {
+        "grow-shrink-leader"
+    } else {
+        "grow-shrink"
+    };
+    let mut run = Run::start(name, options, false).await?;
+    let original = run.cluster.nodes.len();
+    run.phase().await?;
+
+    // Grow: two new nodes, added under load.
+    let first_new_id = run.ids().into_iter().max().unwrap_or(0) + 1;
+    for id in first_new_id..first_new_id + 2 {
+        let leader = run.leader().await?;
+        let via = (0..original)
+            .find(|&p| p != leader)
+            .context("a follower to send the admin call to")?;
+        let spec = NodeSpec {
+            id,
+            public_port: free_port()?,
+            internal_port: free_port()?,
+            data_dir: run.cluster.dir.path().join(format!("node{id}")),
+            extra_args: Vec::new(),
+        };
+        let member = spec.member_arg();
+        run.cluster.spawn_node(spec)?;
+        let position = run.cluster.nodes.len() - 1;
+        run.cluster.nodes[position]
+            .wait_healthy(Duration::from_secs(60))
+            .await?;
+        let via_address = run.cluster.nodes[via].spec.internal_addr();
+        run.cluster
+            .admin(&["node", "add", "--target", &via_address, "--member", &member])
+            .await
+            .with_context(|| format!("adding node {id}\n{}", log_tails(&run.cluster)))?;
+    }
+    let everyone: Vec<usize> = (0..run.cluster.nodes.len()).collect();
+    let mut voters = run.voters(run.leader().await?).await?;
+    voters.sort_unstable();
+    let all_ids = run.ids();
+    if voters != all_ids {
+        run.violations.push(Violation::Scenario(format!(
+            "after adding two nodes the voters are {voters:?}, expected {all_ids:?}"
+        )));
+    }
+    run.set_members(everyone.clone());
+    run.phase().await?;
+
+    // Shrink: two of the original three; the current leader last, if it goes.
+    let leader = run.leader_among(&everyone, Duration::from_secs(30)).await?;
+    let mut removed: Vec<usize> = (0..original)
+        .filter(|&p| p != leader)
+        .take(if remove_leader { 1 } else { 2 })
+        .collect();
+    if remove_leader {
+        removed.push(leader);
+    }
+    let remaining: Vec<usize> = everyone
+        .iter()
+        .copied()
+        .filter(|p| !removed.contains(p))
+        .collect();
+    // Sent to a node that stays (a new one): it follows the 421 to the leader.
+    let via_address = run.cluster.nodes[*remaining.last().context("a remaining node")?]
+        .spec
+        .internal_addr();
+    let mut removed_at = Instant::now();
+    for &position in &removed {
+        let id = run.cluster.nodes[position].spec.id.to_string();
+        removed_at = Instant::now();
+        run.cluster
+            .admin(&["node", "remove", "--target", &via_address, "--id", &id])
+            .await
+            .with_context(|| format!("removing node {id}\n{}", log_tails(&run.cluster)))?;
+    }
+    run.set_members(remaining.clone());
+    let new_leader = run
+        .leader_among(&remaining, Duration::from_secs(60))
+        .await?;
+    let election = removed_at.elapsed();
+    // The old leader keeps serving until it has replicated the membership that removes it, so
+    // "first 201 after the fault" would flatter: report the longest stretch without a 201 from
+    // the removal to the end of the next load phase instead.
+    unavailability_after(&run.load, removed_at, Duration::from_secs(60)).await?;
+    // The removed nodes are shut down, as an operator would.
+    for &position in &removed {
+        run.cluster.nodes[position].kill();
+    }
+    let mut voters = run.voters(new_leader).await?;
+    voters.sort_unstable();
+    let expected: Vec<u64> = remaining
+        .iter()
+        .map(|&p| run.cluster.nodes[p].spec.id)
+        .collect();
+    if voters != expected {
+        run.violations.push(Violation::Scenario(format!(
+            "after removing two nodes the voters are {voters:?}, expected {expected:?}"
+        )));
+    }
+    run.phase().await?;
+    let unavailability = run.load.longest_gap_since(removed_at);
+    if remove_leader {
+        run.finish_with(Some(unavailability), Some(election)).await
+    } else {
+        run.finish(None).await
+    }
 }
