@@ -17,7 +17,11 @@ async fn new_node_catches_up_from_a_snapshot_by_pulling_bundles() {
         .expect("cluster starts");
     let clients = cluster.clients();
     let factory = EntryFactory::new();
-    let entries = 600u64;
+    // REKOR_CATCH_UP_ENTRIES=N measures the catch-up rate on a longer log (default: short).
+    let entries: u64 = std::env::var("REKOR_CATCH_UP_ENTRIES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(600);
     // Many small rounds, so that there are many Raft entries and several compactions.
     for round in 0..(entries / 20) {
         let mut tasks = Vec::new();
