@@ -17,6 +17,7 @@ use tracing::{debug, error, warn};
 use crate::backend::{
     EntryKind, LogBackend, LoggedEntry, SubmitError, TileRequest, ValidatedEntry,
 };
+use crate::cpu_pool::{CpuPool, CpuPoolError};
 use crate::entry::{EntryError, EntryValidator};
 use crate::key_details::AlgorithmPolicy;
 use crate::metrics::ApiMetrics;
@@ -47,7 +48,12 @@ pub struct ApiConfig {
     /// Signature verification backend; aws-lc-rs arithmetic by default (same verdicts as
     /// [`crate::RustCryptoVerifier`]).
     pub verifier: Arc<dyn EntryVerifier>,
+    /// Requests that may wait for a verification thread; beyond that a POST answers 503.
+    pub verify_queue: usize,
 }
+
+/// Default [`ApiConfig::verify_queue`]: about a second of work on a few cores.
+pub const DEFAULT_VERIFY_QUEUE: usize = 8192;
 
 impl Default for ApiConfig {
     fn default() -> Self {
@@ -58,6 +64,7 @@ impl Default for ApiConfig {
             algorithms: AlgorithmPolicy::default(),
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
             verifier: Arc::new(AwsLcVerifier),
+            verify_queue: DEFAULT_VERIFY_QUEUE,
         }
     }
 }
@@ -70,6 +77,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("enable_dsse", &self.enable_dsse)
             .field("algorithms", &self.algorithms)
             .field("max_request_body_size", &self.max_request_body_size)
+            .field("verify_queue", &self.verify_queue)
             .finish_non_exhaustive()
     }
 }
@@ -79,6 +87,8 @@ impl std::fmt::Debug for ApiConfig {
 pub enum ApiSetupError {
     #[error("registering metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    #[error("starting the verification threads: {0}")]
+    Threads(#[from] std::io::Error),
 }
 
 /// Shared state of the public routes. Cheap to clone.
@@ -91,6 +101,8 @@ struct Inner {
     config: ApiConfig,
     backend: Arc<dyn LogBackend>,
     validator: EntryValidator,
+    /// Where requests are decoded and verified.
+    cpu_pool: CpuPool,
     metrics: ApiMetrics,
     registry: Registry,
 }
@@ -108,11 +120,13 @@ impl ApiState {
             config.enable_dsse,
             config.verifier.clone(),
         );
+        let cpu_pool = CpuPool::per_core(config.verify_queue, "rekor-verify")?;
         Ok(ApiState {
             inner: Arc::new(Inner {
                 config,
                 backend,
                 validator,
+                cpu_pool,
                 metrics,
                 registry: registry.clone(),
             }),
@@ -372,14 +386,16 @@ async fn create_entry(
     // Decoding a 4 MiB body and verifying signatures are CPU-bound: keep them off the workers.
     let validator = inner.validator.clone();
     let timer = inner.metrics.entry_validation_seconds.start_timer();
-    let checked = web::block(move || match CreateEntryRequest::from_json(&body) {
-        Err(e) => Checked::Undecodable(e.to_string()),
-        Ok(decoded) => match validator.validate(&decoded) {
-            Ok(entry) => Checked::Entry(entry),
-            Err((error, kind)) => Checked::Invalid(error, kind),
-        },
-    })
-    .await;
+    let checked = inner
+        .cpu_pool
+        .run(move || match CreateEntryRequest::from_json(&body) {
+            Err(e) => Checked::Undecodable(e.to_string()),
+            Ok(decoded) => match validator.validate(&decoded) {
+                Ok(entry) => Checked::Entry(entry),
+                Err((error, kind)) => Checked::Invalid(error, kind),
+            },
+        })
+        .await;
     timer.observe_duration();
     let entry = match checked {
         Ok(Checked::Entry(entry)) => entry,
@@ -403,6 +419,9 @@ async fn create_entry(
                 GrpcCode::Unknown,
                 message,
             );
+        }
+        Err(CpuPoolError::Saturated) => {
+            return submit_error_response(&SubmitError::Overloaded);
         }
         Err(e) => {
             error!(error = %e, "validation task failed");

@@ -11,6 +11,7 @@
 //! - [`canonical`]: canonical bodies and hashes (§6).
 //! - [`response`]: the 201 body and status bodies (§7, §10).
 //! - [`backend`]: the [`LogBackend`] seam and tile paths.
+//! - [`cpu_pool`]: the bounded thread pool that decodes and verifies requests.
 //! - [`http`]: routes, [`ApiConfig`], [`ApiState`].
 //! - [`metrics`]: Prometheus metrics (§14.2).
 //! - [`memory_log`]: an in-process backend on the storage crate.
@@ -18,6 +19,7 @@
 
 pub mod backend;
 pub mod canonical;
+pub mod cpu_pool;
 pub mod entry;
 pub mod http;
 pub mod key_details;

@@ -24,6 +24,7 @@ use crate::internal::paths;
 use crate::metrics::NodeMetrics;
 use crate::sequencer::{Sequence, SequenceError, Sequencer};
 use crate::served::{wait_for_checkpoint_covering, Served, ServedCheckpoint};
+use rekor_storage::proof::HashedTileCache;
 
 /// Everything `submit` and the read routes need. Shared by every HTTP worker.
 pub struct NodeBackend {
@@ -40,7 +41,12 @@ pub struct NodeBackend {
     pub submit_timeout: Duration,
     pub read_only: bool,
     pub metrics: NodeMetrics,
+    /// Tiles with their inner nodes hashed, shared by every proof built here.
+    pub hashed_tiles: Arc<HashedTileCache>,
 }
+
+/// Hashed tiles kept for proof building: each is ~16 KiB, so this is at most ~32 MiB.
+pub const HASHED_TILE_CACHE_TILES: usize = 1024;
 
 impl NodeBackend {
     fn is_frozen(&self) -> bool {
@@ -190,7 +196,12 @@ impl NodeBackend {
             self.metrics.dedup_hits_total.inc();
             return Err(SubmitError::Duplicate { log_index: index });
         }
-        let inclusion_proof = inclusion_proof_from_store(&self.store, index, checkpoint.size)
+        let inclusion_proof = inclusion_proof_from_store(
+            &self.store,
+            &self.hashed_tiles,
+            index,
+            checkpoint.size,
+        )
         .await
         .map_err(|e| {
             warn!(index, size = checkpoint.size, error = %e, "building an inclusion proof failed");
@@ -252,18 +263,25 @@ impl LogBackend for NodeBackend {
 /// recomputed, never read).
 async fn inclusion_proof_from_store(
     store: &TileStore,
+    hashed_tiles: &HashedTileCache,
     index: u64,
     size: u64,
 ) -> anyhow::Result<Vec<[u8; 32]>> {
     let needed = rekor_storage::proof::tiles_for_inclusion(index, size)?;
     let fetched = futures::future::try_join_all(needed.into_iter().map(|id| async move {
+        if let Some(tile) = hashed_tiles.get(id) {
+            return Ok((id, tile));
+        }
         match store.get_tile(id).await? {
-            Some(bytes) => Ok((id, bytes)),
+            Some(bytes) => Ok((id, hashed_tiles.get_or_decode(id, &bytes)?)),
             None => anyhow::bail!("tile {} is missing", id.path()),
         }
     }))
     .await?;
-    let tiles = rekor_storage::proof::TileSet::from_fetched(fetched)?;
+    let mut tiles = rekor_storage::proof::TileSet::new();
+    for (id, tile) in fetched {
+        tiles.insert_hashed(id.level, id.index, tile);
+    }
     Ok(rekor_storage::proof::build_inclusion_proof(
         index, size, &tiles,
     )?)

@@ -76,7 +76,8 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_BATCH_MAX_AGE_MS")]
     pub batch_max_age_ms: Option<u64>,
 
-    /// How often the leader signs a checkpoint when the tree grew, in milliseconds. Default: 200.
+    /// Least time between two checkpoints, in milliseconds: the leader signs one as soon as the
+    /// tree grew and this much time passed since the last. Default: 25.
     #[arg(long, env = "REKOR_CHECKPOINT_INTERVAL_MS")]
     pub checkpoint_interval_ms: Option<u64>,
 
@@ -282,7 +283,7 @@ impl ServeArgs {
             batch_max_size,
             batch_max_age: Duration::from_millis(self.batch_max_age_ms.unwrap_or(20)),
             checkpoint_interval: Duration::from_millis(
-                self.checkpoint_interval_ms.unwrap_or(200).max(10),
+                self.checkpoint_interval_ms.unwrap_or(25).max(1),
             ),
             republish_interval: Duration::from_secs(self.republish_interval_s.unwrap_or(600)),
             pushback_max_outstanding: self.pushback_max_outstanding.unwrap_or(8192),

@@ -164,6 +164,9 @@ async fn serve(config: ServeConfig) -> Result<()> {
         submit_timeout: config.submit_timeout,
         read_only: config.read_only,
         metrics: metrics.clone(),
+        hashed_tiles: Arc::new(rekor_storage::proof::HashedTileCache::new(
+            crate::backend::HASHED_TILE_CACHE_TILES,
+        )),
     });
     let api_config = rekor_api::ApiConfig {
         log_id: signer.log_id(),

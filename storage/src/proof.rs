@@ -6,10 +6,16 @@
 //! tiles; the one ephemeral right-edge node is recomputed by folding complete nodes
 //! (spec/tlog-tiles.md §11.1–§11.3). The result is in RFC 9162 order and verifies
 //! with [`crate::merkle::verify_inclusion`] / [`crate::merkle::verify_consistency`].
+//!
+//! A tile's inner nodes are hashed once, when it enters a [`TileSet`] ([`HashedTile`]),
+//! so a proof reads every node instead of re-hashing up to 255 per tile. A server that
+//! answers many proofs at the same tree size shares hashed tiles through a
+//! [`HashedTileCache`]: the right-edge tiles are the same for every one of them.
 
 use crate::merkle::{self, Hash};
 use crate::tiles::{self, TileError, TileId, TILE_HEIGHT, TILE_WIDTH};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 /// A node of the tree: the MTH of leaves `[index·2^level, (index+1)·2^level)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -48,7 +54,51 @@ pub enum ProofBuildError {
 /// hashes as a prefix (spec/tlog-tiles.md §11.5).
 #[derive(Debug, Clone, Default)]
 pub struct TileSet {
-    tiles: HashMap<(u8, u64), Vec<Hash>>,
+    tiles: HashMap<(u8, u64), Arc<HashedTile>>,
+}
+
+/// A tile's bottom row and every complete inner node above it, up to the tile's top:
+/// `rows[k][i]` is the hash of bottom-row entries `[i·2^k, (i+1)·2^k)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HashedTile {
+    rows: Vec<Vec<Hash>>,
+}
+
+impl HashedTile {
+    /// Hashes the inner nodes of a tile's bottom row (at most [`TILE_WIDTH`] hashes).
+    pub fn new(bottom: Vec<Hash>) -> Self {
+        let mut rows = vec![bottom];
+        for _ in 0..TILE_HEIGHT {
+            let Some(below) = rows.last() else { break };
+            if below.len() < 2 {
+                break;
+            }
+            let above: Vec<Hash> = below
+                .chunks_exact(2)
+                .map(|pair| merkle::node_hash(&pair[0], &pair[1]))
+                .collect();
+            rows.push(above);
+        }
+        Self { rows }
+    }
+
+    /// Decodes a tile's bytes at `width` and hashes its inner nodes.
+    pub fn decode(bytes: &[u8], width: u16) -> Result<Self, TileError> {
+        Ok(Self::new(tiles::decode_tile(bytes, width)?))
+    }
+
+    /// How many bottom-row hashes the tile holds.
+    pub fn width(&self) -> usize {
+        self.rows.first().map_or(0, Vec::len)
+    }
+
+    /// The hash of bottom-row entries `[first, first + 2^sub_level)`, if complete here.
+    fn subtree(&self, first: usize, sub_level: u32) -> Option<Hash> {
+        self.rows
+            .get(sub_level as usize)?
+            .get(first >> sub_level)
+            .copied()
+    }
 }
 
 impl TileSet {
@@ -66,9 +116,17 @@ impl TileSet {
 
     /// Adds a decoded tile (its bottom row of hashes); keeps the wider of two.
     pub fn insert_hashes(&mut self, level: u8, index: u64, hashes: Vec<Hash>) {
-        let slot = self.tiles.entry((level, index)).or_default();
-        if hashes.len() > slot.len() {
-            *slot = hashes;
+        self.insert_hashed(level, index, Arc::new(HashedTile::new(hashes)));
+    }
+
+    /// Adds an already hashed tile (shared, e.g. from a [`HashedTileCache`]); keeps the
+    /// wider of two.
+    pub fn insert_hashed(&mut self, level: u8, index: u64, tile: Arc<HashedTile>) {
+        match self.tiles.get(&(level, index)) {
+            Some(held) if held.width() >= tile.width() => {}
+            _ => {
+                self.tiles.insert((level, index), tile);
+            }
         }
     }
 
@@ -86,12 +144,71 @@ impl TileSet {
     /// The hash of a node complete at `size`, computed from the one tile holding it.
     pub fn node_hash(&self, node: NodeId, size: u64) -> Result<Hash, ProofBuildError> {
         let (tile, first, count) = locate(node, size);
-        let row = self
-            .tiles
+        let sub_level = count.trailing_zeros();
+        self.tiles
             .get(&(tile.level, tile.index))
-            .and_then(|row| row.get(first..first + count))
-            .ok_or(ProofBuildError::MissingTile(tile))?;
-        merkle::subtree_root(row).ok_or(ProofBuildError::MissingTile(tile))
+            .filter(|held| first + count <= held.width())
+            .and_then(|held| held.subtree(first, sub_level))
+            .ok_or(ProofBuildError::MissingTile(tile))
+    }
+}
+
+/// A bounded, shared cache of [`HashedTile`]s keyed by tile id (level, index and width:
+/// every one of them is immutable). Two generations approximate least-recently-used: a
+/// hit in the older one moves the tile to the newer, and when the newer fills up the
+/// older is dropped.
+#[derive(Debug)]
+pub struct HashedTileCache {
+    capacity: usize,
+    generations: Mutex<[HashMap<TileId, Arc<HashedTile>>; 2]>,
+}
+
+impl HashedTileCache {
+    /// A cache keeping between `capacity` and `2 × capacity` tiles.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            generations: Mutex::new([HashMap::new(), HashMap::new()]),
+        }
+    }
+
+    /// The hashed tile `id`, if cached.
+    pub fn get(&self, id: TileId) -> Option<Arc<HashedTile>> {
+        let mut generations = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tile) = generations[0].get(&id) {
+            return Some(tile.clone());
+        }
+        let tile = generations[1].remove(&id)?;
+        Self::insert_young(&mut generations, self.capacity, id, tile.clone());
+        Some(tile)
+    }
+
+    /// Caches `tile` as `id`.
+    pub fn insert(&self, id: TileId, tile: Arc<HashedTile>) {
+        let mut generations = self.generations.lock().unwrap_or_else(|e| e.into_inner());
+        Self::insert_young(&mut generations, self.capacity, id, tile);
+    }
+
+    /// Decodes and hashes `bytes` as tile `id`, through the cache.
+    pub fn get_or_decode(&self, id: TileId, bytes: &[u8]) -> Result<Arc<HashedTile>, TileError> {
+        if let Some(tile) = self.get(id) {
+            return Ok(tile);
+        }
+        let tile = Arc::new(HashedTile::decode(bytes, id.width)?);
+        self.insert(id, tile.clone());
+        Ok(tile)
+    }
+
+    fn insert_young(
+        generations: &mut [HashMap<TileId, Arc<HashedTile>>; 2],
+        capacity: usize,
+        id: TileId,
+        tile: Arc<HashedTile>,
+    ) {
+        if generations[0].len() >= capacity {
+            generations[1] = std::mem::take(&mut generations[0]);
+        }
+        generations[0].insert(id, tile);
     }
 }
 
