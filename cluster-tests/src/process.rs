@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::chaos::disk::SmallFilesystem;
+
 /// The `rekor-node` binary under test.
 pub fn node_binary() -> Result<PathBuf> {
     let path = match std::env::var_os("REKOR_NODE_BIN") {
@@ -167,6 +169,16 @@ impl NodeProcess {
         }
     }
 
+    /// The exit code if the process has exited (`Some(None)` for death by a signal), `None` while
+    /// it runs (or was never started).
+    pub fn exited(&mut self) -> Option<Option<i32>> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => Some(status.code()),
+            _ => None,
+        }
+    }
+
     /// Starts the process again with the same arguments and data directory.
     pub fn restart(&mut self, cwd: &Path) -> Result<()> {
         self.kill();
@@ -192,6 +204,18 @@ pub struct Cluster {
     pub secret_file: PathBuf,
     pub key_file: PathBuf,
     pub origin: String,
+    /// Small filesystems under the nodes' data directories ([`Cluster::start_on_small_disks`]).
+    pub mounts: Vec<SmallFilesystem>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Nodes first, then the mounts under `dir`, so the temporary directory can be removed.
+        for node in &mut self.nodes {
+            node.kill();
+        }
+        self.mounts.clear();
+    }
 }
 
 impl Cluster {
@@ -206,7 +230,27 @@ impl Cluster {
     pub async fn start_advertising(
         n: usize,
         extra_args: &[&str],
+        advertise: impl FnMut(&NodeSpec) -> Option<String>,
+    ) -> Result<Self> {
+        Self::start_inner(n, extra_args, advertise, None).await
+    }
+
+    /// Like [`Cluster::start`], with every node's data directory (Raft log, state machine,
+    /// tiles) on its own tmpfs of `size_mib` MiB (`mounts[i]` for `nodes[i]`), for full-disk
+    /// tests. Needs permission to mount.
+    pub async fn start_on_small_disks(
+        n: usize,
+        extra_args: &[&str],
+        size_mib: u64,
+    ) -> Result<Self> {
+        Self::start_inner(n, extra_args, |_| None, Some(size_mib)).await
+    }
+
+    async fn start_inner(
+        n: usize,
+        extra_args: &[&str],
         mut advertise: impl FnMut(&NodeSpec) -> Option<String>,
+        small_disk_mib: Option<u64>,
     ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let origin = "cluster.test.local".to_owned();
@@ -227,6 +271,7 @@ impl Cluster {
             secret_file,
             key_file,
             origin,
+            mounts: Vec::new(),
         };
         let mut members = Vec::new();
         for id in 1..=n as u64 {
@@ -244,6 +289,10 @@ impl Cluster {
                     spec.extra_args.push(address);
                 }
                 None => members.push(spec.member_arg()),
+            }
+            if let Some(size_mib) = small_disk_mib {
+                let mount = SmallFilesystem::mount(&spec.data_dir, size_mib)?;
+                cluster.mounts.push(mount);
             }
             cluster.spawn_node(spec)?;
         }

@@ -140,6 +140,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
     .with_witnessing(witnessing(&config, &store, &registry)?)
     .start();
 
+    tokio::spawn(exit_when_raft_fails(raft.clone()));
     tokio::spawn(crate::metrics::sample_raft(
         raft.clone(),
         engine.clone(),
@@ -242,6 +243,45 @@ async fn serve(config: ServeConfig) -> Result<()> {
     internal_result?;
     info!("stopped");
     Ok(())
+}
+
+/// Exits the process when openraft stops on an error of its own (a storage error such as a full
+/// disk: openraft treats every log or state-machine IO error as fatal, and its core does not
+/// restart). Left running, the node would be a zombie: it keeps its listeners and its last view of
+/// the leader, every write waits out the submit timeout, and freeing the disk does not bring Raft
+/// back. Exiting lets its peers elect a new leader at once and a supervisor restart it; on restart
+/// it rejoins from its durable state (nothing was acknowledged without an fsync). A normal
+/// shutdown (`Fatal::Stopped`) is not a failure.
+async fn exit_when_raft_fails(raft: Raft) {
+    use openraft::error::Fatal;
+    let mut metrics = raft.metrics();
+    loop {
+        let failure = match &metrics.borrow().running_state {
+            Ok(()) | Err(Fatal::Stopped) => None,
+            Err(fatal) => Some((fatal.to_string(), matches!(fatal, Fatal::StorageError(_)))),
+        };
+        match failure {
+            Some((error, true)) => {
+                tracing::error!(
+                    %error,
+                    "Raft stopped on a storage error (is the disk full?); this node cannot take \
+                     part in the cluster any more and exits now. Fix the storage and restart it: \
+                     it rejoins from its durable state"
+                );
+                // EX_IOERR: a supervisor sees an IO failure, not a crash.
+                std::process::exit(74);
+            }
+            Some((error, false)) => {
+                tracing::error!(%error, "Raft stopped on an internal error; exiting");
+                // EX_SOFTWARE.
+                std::process::exit(70);
+            }
+            None => {}
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// The witness client, when `--witness-policy` is set.

@@ -3,12 +3,14 @@
 //!
 //! - [`checker`]: the invariants checked after every scenario (DESIGN.md invariants).
 //! - [`crash`]: the record format of the storage-engine crash test.
+//! - [`disk`]: a small filesystem to fill up (the full-disk scenario).
 //! - [`load`]: background clients that record every answer, and a checkpoint poller.
 //! - [`proxy`]: a controllable TCP proxy between nodes (cut or delay one directed link).
 //! - [`scenarios`]: the scenarios themselves, shared by the `chaos_*` tests and `bin/chaos`.
 
 pub mod checker;
 pub mod crash;
+pub mod disk;
 pub mod load;
 pub mod proxy;
 pub mod scenarios;

@@ -22,6 +22,8 @@ pub const SCENARIOS: &[&str] = &[
     "leader-isolation",
     "grow-shrink",
     "grow-shrink-leader",
+    "full-disk-leader",
+    "full-disk-follower",
 ];
 
 /// How big a scenario is.
@@ -105,6 +107,8 @@ pub async fn run(name: &str, options: &ScenarioOptions) -> Result<ScenarioReport
         "leader-isolation" => leader_isolation(options).await,
         "grow-shrink" => grow_shrink(options, false).await,
         "grow-shrink-leader" => grow_shrink(options, true).await,
+        "full-disk-leader" => full_disk(options, true).await,
+        "full-disk-follower" => full_disk(options, false).await,
         other => bail!(
             "unknown scenario {other:?} (known: {})",
             SCENARIOS.join(", ")
@@ -153,6 +157,16 @@ impl Run {
         } else {
             (Cluster::start(options.nodes, &[]).await?, None)
         };
+        Self::observe(name, options, cluster, proxy)
+    }
+
+    /// Starts load and observation against a cluster the scenario started itself.
+    fn observe(
+        name: &str,
+        options: &ScenarioOptions,
+        cluster: Cluster,
+        proxy: Option<LinkProxy>,
+    ) -> Result<Self> {
         let verifier = LogVerifier::from_key_file(&cluster.origin, &cluster.key_file)?;
         let views = views(&cluster);
         let load = Load::start(
@@ -645,4 +659,117 @@ pub async fn grow_shrink(options: &ScenarioOptions, remove_leader: bool) -> Resu
     } else {
         run.finish(None).await
     }
+}
+
+/// Size of each node's tmpfs in the full-disk scenarios: room for a short run's Raft log, state
+/// machine and tiles, and quick to fill.
+pub const SMALL_DISK_MIB: u64 = 64;
+
+/// What a node logs when Raft fails on a storage error and it exits (`node/src/serve.rs`).
+pub const STORAGE_FAILURE_LINE: &str = "Raft stopped on a storage error";
+
+/// Exit code of a node whose Raft failed on a storage error (EX_IOERR).
+pub const STORAGE_FAILURE_EXIT_CODE: i32 = 74;
+
+/// Waits until the process at `position` exits; returns its exit code (`None`: killed by a
+/// signal), or `Err` if it still runs after `timeout`.
+pub async fn wait_for_exit(
+    cluster: &mut Cluster,
+    position: usize,
+    timeout: Duration,
+) -> Result<Option<i32>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(code) = cluster.nodes[position].exited() {
+            return Ok(code);
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "node {} still runs {timeout:?} after its disk filled up",
+                cluster.nodes[position].spec.id
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// One node's disk fills up under load (every node's data directory is a small tmpfs; a filler
+/// file takes the rest of the chosen node's, so its writes fail with ENOSPC). The node must stop
+/// acknowledging (no 201 it could not persist), exit with a clear log line rather than panic or
+/// hang, and the others must keep accepting writes (electing a new leader when the full node led).
+/// Then the space is freed, the node restarted; it catches up and the checker runs over all.
+pub async fn full_disk(options: &ScenarioOptions, leader: bool) -> Result<ScenarioReport> {
+    let name = if leader {
+        "full-disk-leader"
+    } else {
+        "full-disk-follower"
+    };
+    let cluster = Cluster::start_on_small_disks(options.nodes, &[], SMALL_DISK_MIB)
+        .await
+        .context(
+            "starting a cluster on small tmpfs data directories (needs permission to mount)",
+        )?;
+    let mut run = Run::observe(name, options, cluster, None)?;
+    run.phase().await?;
+    let current_leader = run.leader().await?;
+    let full = if leader {
+        current_leader
+    } else {
+        (current_leader + 1) % run.cluster.nodes.len()
+    };
+    let full_id = run.cluster.nodes[full].spec.id;
+    run.cluster.mounts[full].fill()?;
+    let filled = Instant::now();
+
+    // The full node stops: openraft fails on the first log write that hits ENOSPC, and the node
+    // exits with a clear line (not a panic, not a zombie that keeps claiming leadership).
+    let code = wait_for_exit(&mut run.cluster, full, Duration::from_secs(60))
+        .await
+        .with_context(|| log_tails(&run.cluster))?;
+    let log = run.cluster.nodes[full].log();
+    if code != Some(STORAGE_FAILURE_EXIT_CODE) {
+        run.violations.push(Violation::Scenario(format!(
+            "node {full_id} with a full disk exited with {code:?}, expected {STORAGE_FAILURE_EXIT_CODE}"
+        )));
+    }
+    if !log.contains(STORAGE_FAILURE_LINE) {
+        run.violations.push(Violation::Scenario(format!(
+            "node {full_id} with a full disk did not log {STORAGE_FAILURE_LINE:?}"
+        )));
+    }
+    if log.contains("panicked at") {
+        run.violations.push(Violation::Scenario(format!(
+            "node {full_id} panicked when its disk filled up"
+        )));
+    }
+
+    // The others carry on (a new leader when the full node led).
+    let others: Vec<usize> = (0..run.cluster.nodes.len())
+        .filter(|&p| p != full)
+        .collect();
+    let election = if leader {
+        run.leader_among(&others, Duration::from_secs(60)).await?;
+        Some(filled.elapsed())
+    } else {
+        None
+    };
+    let unavailability = unavailability_after(&run.load, filled, Duration::from_secs(60)).await?;
+    run.phase().await?;
+
+    // Nothing the full node could not persist was acknowledged by it.
+    for answer in run.load.answers() {
+        if answer.node == full_id && answer.sent >= filled {
+            if let Outcome::Logged(index) = answer.outcome {
+                run.violations.push(Violation::Scenario(format!(
+                    "node {full_id} acknowledged index {index} after its disk filled up"
+                )));
+            }
+        }
+    }
+
+    // Space back; the node restarts and catches up.
+    run.cluster.mounts[full].free()?;
+    run.restart(full).await?;
+    run.phase().await?;
+    run.finish_with(Some(unavailability), election).await
 }
