@@ -24,10 +24,6 @@ mod status_page;
 mod verify;
 mod witness;
 
-/// mimalloc instead of the system allocator: a request allocates many small buffers on one thread
-/// and frees them on another, which glibc malloc handled at ~14% of the node's CPU under load.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
