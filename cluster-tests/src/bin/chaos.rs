@@ -6,6 +6,9 @@
 //! prints a report: per run pass/fail, write unavailability and entries acknowledged, then per
 //! scenario the median and worst unavailability over the runs. Exits 1 if any run failed.
 //!
+//! The `full-disk-*` scenarios put every node's data directory on a small tmpfs, so they need root
+//! (or CAP_SYS_ADMIN) to mount; `--list` names every scenario.
+//!
 //! Example: `chaos --node-bin target/release/rekor-node --nodes 3 --scenario leader-kill --runs 20`
 
 use std::path::PathBuf;
