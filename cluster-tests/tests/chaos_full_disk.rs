@@ -2,7 +2,10 @@
 //! node's data directory (Raft log, state machine, tiles) is a small tmpfs; a filler file takes
 //! the rest of one node's, so its writes fail with ENOSPC.
 //!
-//! What the node does, and what is asserted: openraft treats the failed log write as fatal; the
+//! What the node does, and what is asserted: a full tile store alone (single-node test, tiles on
+//! their own tmpfs) stops integration, so writes get a 503 JSON error and never a 201, reads go
+//! on, and once space is back integration resumes without a restart. A full Raft data directory:
+//! openraft treats the failed log write as fatal; the
 //! node then logs one clear line ("Raft stopped on a storage error …") and exits with code 74
 //! (EX_IOERR) instead of lingering as a zombie leader. It acknowledges nothing it could not
 //! persist; writes in flight get a 503 JSON error. In a cluster the others carry on (a new
@@ -17,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rekor_cluster_tests::chaos::checker::SeenCheckpoint;
-use rekor_cluster_tests::chaos::disk::{mount_permitted, running_as_root};
+use rekor_cluster_tests::chaos::disk::{mount_permitted, running_as_root, SmallFilesystem};
 use rekor_cluster_tests::chaos::scenarios::{
     wait_for_exit, SMALL_DISK_MIB, STORAGE_FAILURE_EXIT_CODE, STORAGE_FAILURE_LINE,
 };
@@ -71,10 +74,19 @@ async fn single_node_with_a_full_disk_refuses_writes_then_recovers() {
     if !can_mount() {
         return;
     }
-    let mut cluster =
-        Cluster::start_on_small_disks(1, &["--submit-timeout-s", "3"], SMALL_DISK_MIB)
-            .await
-            .expect("node starts");
+    // The tile store on a tmpfs of its own (as when it lives on a separate volume), the Raft data
+    // on another: first the tiles fill up, then the Raft log.
+    let tiles_dir = tempfile::tempdir().unwrap();
+    let tiles_path = tiles_dir.path().join("tiles");
+    let tiles_disk = SmallFilesystem::mount(&tiles_path, SMALL_DISK_MIB).unwrap();
+    let tiles_arg = tiles_path.display().to_string();
+    let mut cluster = Cluster::start_on_small_disks(
+        1,
+        &["--submit-timeout-s", "3", "--tile-store", &tiles_arg],
+        SMALL_DISK_MIB,
+    )
+    .await
+    .expect("node starts");
     let verifier = LogVerifier::from_key_file(&cluster.origin, &cluster.key_file).unwrap();
     let views = vec![NodeView {
         id: cluster.nodes[0].spec.id,
@@ -97,8 +109,41 @@ async fn single_node_with_a_full_disk_refuses_writes_then_recovers() {
     .unwrap();
     let (_, mut observations) = load.stop().await;
 
-    // Disk full: no write is acknowledged; those answered get a 5xx JSON error; the node exits
-    // with its clear line.
+    // Tile store full: Raft still works, but nothing can be integrated, so a write gets a 503
+    // JSON error after the submit timeout, never a 201; reads keep being served.
+    tiles_disk.fill().unwrap();
+    let refused = factory.request();
+    for _ in 0..2 {
+        let result = client.submit(&refused).await.unwrap();
+        assert_eq!(result.status, 503, "tile store full: {}", result.body);
+        let body: serde_json::Value = serde_json::from_str(&result.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", result.body));
+        assert!(body["message"].is_string(), "{body}");
+    }
+    assert!(
+        client.checkpoint().await.unwrap().is_some(),
+        "reads stopped"
+    );
+    assert!(
+        cluster.nodes[0].exited().is_none(),
+        "a full tile store alone must not stop the node\n{}",
+        cluster.logs()
+    );
+    // Space back: integration resumes by itself; the refused entry was sequenced, so it is a 409
+    // now, pointing at where it landed.
+    tiles_disk.free().unwrap();
+    let logged = wait_until("writes succeed again", Duration::from_secs(30), || async {
+        let result = client.submit(&factory.request()).await?;
+        Ok((result.status == 201).then_some(result))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+    assert!(logged.json().is_ok());
+    let again = client.submit(&refused).await.unwrap();
+    assert_eq!(again.status, 409, "{}", again.body);
+
+    // Raft data full: no write is acknowledged; those answered get a 5xx JSON error; the node
+    // exits with its clear line.
     cluster.mounts[0].fill().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut errors = Vec::new();
