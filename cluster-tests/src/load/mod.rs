@@ -8,9 +8,12 @@
 //! - [`runner`]: drives a [`runner::Workload`] against one or more nodes and reports throughput,
 //!   latency percentiles, errors by status and sampled inclusion-proof checks.
 //! - [`system`]: what the operating system and a node's `/metrics` say about a node process.
+//! - [`growth`]: integration rate, proof latency, disk and memory as a log grows to 10 M
+//!   entries, through the node's integration code in process.
 //! - [`bench`]: the scenarios and the Markdown/JSON report.
 
 pub mod bench;
+pub mod growth;
 pub mod requests;
 pub mod runner;
 pub mod system;
