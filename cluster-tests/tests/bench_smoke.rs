@@ -1,6 +1,6 @@
 //! Smoke runs of the `bench` and `loadgen` binaries (the performance issue: "a short smoke run
 //! of the benchmark is part of the test suite so that it never rots"). Seconds, not minutes:
-//! a single debug node, a few thousand requests.
+//! a single debug node, a few thousand requests, a growth run to 25,000 entries.
 
 use std::process::Command;
 
@@ -16,6 +16,8 @@ fn bench_produces_a_report_with_throughput_and_no_errors() {
         .args(["--read-duration", "0.5", "--read-concurrency", "8"])
         .args(["--requests", "2000", "--ceiling-duration", "0.5"])
         .args(["--proof-sample-every", "10"])
+        .args(["--growth-sizes", "0,20000", "--growth-window", "5000"])
+        .args(["--growth-proofs", "200"])
         .arg("--node-bin")
         .arg(&node)
         .arg("--markdown")
@@ -48,7 +50,29 @@ fn bench_produces_a_report_with_throughput_and_no_errors() {
         assert_eq!(read["ours"]["errors"], serde_json::json!({}), "{read}");
     }
 
+    let growth = &report["growth"];
+    let points = growth["points"].as_array().unwrap();
+    assert_eq!(points.len(), 2, "{growth}");
+    assert_eq!(points[0]["size"], 0);
+    assert_eq!(points[1]["size"], 20_000);
+    for point in points {
+        assert_eq!(point["window_entries"], 5_000, "{point}");
+        assert!(point["entries_per_s"].as_f64().unwrap() > 0.0, "{point}");
+        assert_eq!(point["proofs"]["verified"], 200, "{point}");
+        assert_eq!(point["proofs"]["failed"], 0, "{point}");
+        assert!(point["proofs"]["p50_ms"].as_f64().unwrap() > 0.0, "{point}");
+        // Every entry is ~1 KB in its bundle plus its hashes in tiles.
+        let per_entry = point["disk_bytes_per_entry"].as_f64().unwrap();
+        assert!((500.0..5_000.0).contains(&per_entry), "{point}");
+        assert!(point["peak_rss_bytes"].as_u64().unwrap() > 0, "{point}");
+    }
+    assert!(points[1]["ratio_to_first"].as_f64().unwrap() > 0.0);
+    assert_eq!(growth["final_size"], 25_000);
+
     let text = std::fs::read_to_string(&markdown).unwrap();
+    assert!(text.contains("## Growth"), "{text}");
+    assert!(text.contains("In-process path"), "{text}");
+    assert!(text.contains("| 20000 |"), "{text}");
     assert!(text.starts_with("# Benchmarks"), "{text}");
     assert!(
         text.contains("target/release/bench"),

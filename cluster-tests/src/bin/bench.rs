@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Parser;
 use rekor_cluster_tests::load::bench::{run_bench, BenchSettings};
+use rekor_cluster_tests::load::growth::GrowthSettings;
 use rekor_cluster_tests::load::RequestMix;
 
 /// The line after which `docs/benchmarks.md` holds hand-written text that regeneration keeps.
@@ -61,6 +62,22 @@ struct Args {
     /// Check the inclusion proof of every n-th 201.
     #[arg(long, default_value_t = 100)]
     proof_sample_every: u64,
+    /// Log sizes of the growth scenario (comma-separated; empty skips it).
+    #[arg(long, default_value = "0,1000000,10000000")]
+    growth_sizes: String,
+    /// Skip the growth scenario.
+    #[arg(long)]
+    no_growth: bool,
+    /// Entries timed at each growth size.
+    #[arg(long, default_value_t = 200_000)]
+    growth_window: u64,
+    /// Inclusion proofs built and verified at each growth size.
+    #[arg(long, default_value_t = 1_000)]
+    growth_proofs: usize,
+    /// Directory under which the growth scenario's temporary tile directory is made (default:
+    /// the temp dir; 10 M entries take about 10 GB, removed afterwards).
+    #[arg(long)]
+    growth_dir: Option<PathBuf>,
     /// Markdown report path.
     #[arg(long, default_value = "docs/benchmarks.md")]
     markdown: PathBuf,
@@ -98,6 +115,7 @@ fn main() -> Result<()> {
         ceiling_duration: Duration::from_secs_f64(args.ceiling_duration.max(0.0)),
         proof_sample_every: args.proof_sample_every,
         reads: !args.no_reads,
+        growth: growth_settings(&args)?,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -137,7 +155,48 @@ fn main() -> Result<()> {
             w.load.error_count()
         );
     }
+    if let Some(growth) = &report.growth {
+        for p in &growth.points {
+            eprintln!(
+                "growth at {}: {:.0} entries/s (ratio {}), proofs p50 {:.2} ms p99 {:.2} ms, \
+                 {:.0} disk bytes/entry, peak RSS {} MiB",
+                p.size,
+                p.entries_per_s,
+                p.ratio_to_first
+                    .map_or_else(|| "–".into(), |r| format!("{r:.2}")),
+                p.proofs.p50_ms,
+                p.proofs.p99_ms,
+                p.disk_bytes_per_entry.unwrap_or(0.0),
+                p.peak_rss_bytes.unwrap_or(0) >> 20
+            );
+        }
+    }
     Ok(())
+}
+
+/// The growth scenario's settings from the flags; `None` if it is skipped.
+fn growth_settings(args: &Args) -> Result<Option<GrowthSettings>> {
+    let sizes = args
+        .growth_sizes
+        .split(',')
+        .map(str::trim)
+        .filter(|size| !size.is_empty())
+        .map(|size| {
+            size.parse::<u64>()
+                .with_context(|| format!("growth size {size:?}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if args.no_growth || sizes.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(GrowthSettings {
+        sizes,
+        window: args.growth_window,
+        proofs: args.growth_proofs,
+        parent_dir: args.growth_dir.clone(),
+        mix: args.mix.clone(),
+        ..GrowthSettings::default()
+    }))
 }
 
 /// The command line that regenerates the report with the same settings.
@@ -167,6 +226,16 @@ fn regenerate_command(args: &Args) -> String {
     }
     for arg in &args.node_args {
         command.push_str(&format!(" --node-arg={arg}"));
+    }
+    if args.no_growth {
+        command.push_str(" --no-growth");
+    } else {
+        if args.growth_sizes != defaults.growth_sizes {
+            command.push_str(&format!(" --growth-sizes '{}'", args.growth_sizes));
+        }
+        if args.growth_window != defaults.growth_window {
+            command.push_str(&format!(" --growth-window {}", args.growth_window));
+        }
     }
     command
 }

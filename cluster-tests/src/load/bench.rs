@@ -10,9 +10,9 @@
 //! - per node: peak RSS, bytes on disk per entry, and the node's own batch, commit, integrate and
 //!   validation timings from `/metrics` (where the time goes).
 //!
-//! Growth (integration rate and proof latency at 1 M and 10 M entries) is not measured yet: it
-//! will be one more scenario function filling a node through an in-process path, reporting into
-//! [`BenchReport::growth`].
+//! - growth: integration rate, proof latency, disk bytes per entry and peak RSS at 0, 1 M and
+//!   10 M entries, through the node's integration code in process ([`super::growth`]); it runs
+//!   first, before the request pool takes memory.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 
+use super::growth::{run_growth, GrowthReport, GrowthSettings};
 use super::requests::{KeyKind, RequestMix, RequestPool};
 use super::runner::{run_load, Arrival, LoadConfig, LoadReport, Workload};
 use super::system;
@@ -54,6 +55,8 @@ pub struct BenchSettings {
     pub proof_sample_every: u64,
     /// Run the read scenarios.
     pub reads: bool,
+    /// The growth scenario; `None` skips it.
+    pub growth: Option<GrowthSettings>,
 }
 
 impl Default for BenchSettings {
@@ -71,6 +74,7 @@ impl Default for BenchSettings {
             ceiling_duration: Duration::from_secs(10),
             proof_sample_every: 100,
             reads: true,
+            growth: Some(GrowthSettings::default()),
         }
     }
 }
@@ -158,8 +162,8 @@ pub struct BenchReport {
     pub ceiling: CeilingFigures,
     pub writes: Vec<WriteFigures>,
     pub reads: Option<ReadsReport>,
-    /// Integration rate and proof latency by log size: not measured yet.
-    pub growth: Option<serde_json::Value>,
+    /// Integration rate, proof latency, disk and memory by log size (`None`: not run).
+    pub growth: Option<GrowthReport>,
     pub notes: Vec<String>,
 }
 
@@ -167,6 +171,15 @@ pub struct BenchReport {
 pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut notes = Vec::new();
+
+    // Growth first: its peak RSS is then free of the request pool.
+    let growth = match &settings.growth {
+        Some(growth) if !growth.sizes.is_empty() => {
+            eprintln!("growth scenario: sizes {:?}…", growth.sizes);
+            Some(run_growth(growth).await.context("growth scenario")?)
+        }
+        _ => None,
+    };
 
     eprintln!("signing {} requests on {cores} threads…", settings.requests);
     let started = Instant::now();
@@ -234,7 +247,7 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
         ceiling,
         writes,
         reads,
-        growth: None,
+        growth,
         notes,
     })
 }
@@ -811,12 +824,10 @@ impl BenchReport {
         push(&mut md, String::new());
         push(&mut md, "## Growth".into());
         push(&mut md, String::new());
-        push(
-            &mut md,
-            "Integration rate and proof-building latency at 1 M and 10 M entries: not measured \
-             yet (a later scenario of the same harness)."
-                .into(),
-        );
+        match &self.growth {
+            None => push(&mut md, "Not run.".into()),
+            Some(growth) => md.push_str(&growth.to_markdown()),
+        }
         if !self.notes.is_empty() {
             push(&mut md, String::new());
             push(&mut md, "## Notes".into());
