@@ -231,8 +231,17 @@ impl NodeBackend {
         if !request.is_within(served_size) {
             return Ok(None);
         }
-        self.store
+        let stored = self
+            .store
             .get_path(&request.path())
+            .await
+            .map_err(|e| ReadError::Storage(e.to_string()))?;
+        if stored.is_some() {
+            return Ok(stored);
+        }
+        // A partial object of a size where no step of ours ended: cut it out of a wider one.
+        let integrated_size = self.served.borrow().integrated_size;
+        crate::partials::derive_partial(&self.store, request.0, integrated_size)
             .await
             .map_err(|e| ReadError::Storage(e.to_string()))
     }

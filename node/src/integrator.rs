@@ -159,10 +159,9 @@ async fn integrate_committed(
         let applied = state_machine.applied().size;
         let from = builder.size();
         if applied > from {
-            let boundaries = step_boundaries(state_machine, from, applied)?;
-            let to = boundaries.last().copied().unwrap_or(applied);
+            let to = step_end(state_machine, from, applied)?;
             let started = Instant::now();
-            write_step(&mut builder, state_machine, store, peers, from, &boundaries).await?;
+            write_step(&mut builder, state_machine, store, peers, from, to).await?;
             metrics
                 .integrate_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -178,6 +177,9 @@ async fn integrate_committed(
                     || (latest.size == current.size && latest.text.as_str() != &*current.text)
             });
             if newer && latest.size <= served.integrated_size {
+                // The checkpoint's partial objects, unless a step of ours ended exactly there.
+                crate::partials::write_partials_at(store, latest.size, served.integrated_size)
+                    .await?;
                 store
                     .put_checkpoint(latest.text.clone().into_bytes().into())
                     .await?;
@@ -195,36 +197,28 @@ async fn integrate_committed(
     (builder, result)
 }
 
-/// Where this step's sub-steps end: the Raft batch boundaries after `from`, up to
-/// `MAX_LEAVES_PER_STEP` leaves. Ending exactly at batch boundaries makes every node write the
-/// same partial tiles, so a checkpoint (always at a boundary) is backed identically everywhere.
-/// If the boundaries are no longer known (a node far behind), it falls back to plain chunks.
-fn step_boundaries(
-    state_machine: &StateReader,
-    from: u64,
-    applied: u64,
-) -> anyhow::Result<Vec<u64>> {
+/// Where a step from `from` ends: everything applied, or at most `MAX_LEAVES_PER_STEP` leaves
+/// ending at a Raft batch boundary when one is known there (the state machine knows the root at
+/// batch boundaries, which is what entries pulled from a peer are checked against).
+fn step_end(state_machine: &StateReader, from: u64, applied: u64) -> anyhow::Result<u64> {
     let limit = applied.min(from + MAX_LEAVES_PER_STEP);
-    let mut boundaries = state_machine.batch_boundaries(from, limit)?;
-    if boundaries.is_empty() {
-        boundaries.push(limit);
+    if limit == applied {
+        return Ok(applied);
     }
-    Ok(boundaries)
+    let boundaries = state_machine.batch_boundaries(from, limit)?;
+    Ok(boundaries.last().copied().unwrap_or(limit))
 }
 
-/// Integrates leaves `from..` up to the last of `boundaries` (ascending, each > `from`), ending a
-/// sub-step at each boundary, and makes the result durable.
+/// Integrates leaves `from..to` and makes the result durable. Partial objects are written only
+/// at `to`; those of other sizes are derived when needed ([`crate::partials`]).
 async fn write_step(
     builder: &mut TreeBuilder,
     state_machine: &StateReader,
     store: &TileStore,
     peers: &Peers,
     from: u64,
-    boundaries: &[u64],
+    to: u64,
 ) -> anyhow::Result<()> {
-    let Some(&to) = boundaries.last() else {
-        return Ok(());
-    };
     // Leaves this node does not hold (below an installed snapshot) come from a peer, and are
     // only accepted if they reproduce the committed root at `to`.
     let (leaves, pulled) = match state_machine.leaves(from..to).await {
@@ -249,19 +243,13 @@ async fn write_step(
     // Hash on the blocking pool (this runs on the integrator's arbiter thread), and build on a
     // copy so that a failed write leaves the builder at the durable size.
     let next = builder.clone();
-    let ends: Vec<u64> = boundaries.to_vec();
-    let (next, outputs) = tokio::task::spawn_blocking(move || {
+    let (next, output) = tokio::task::spawn_blocking(move || {
         let mut next = next;
-        let mut outputs = Vec::with_capacity(ends.len());
-        let mut start = 0usize;
-        for end in ends {
-            let stop = (end - from) as usize;
-            outputs.push(next.append(&leaves[start..stop]));
-            start = stop;
-        }
-        (next, outputs)
+        let output = next.append(&leaves);
+        (next, output)
     })
     .await?;
+    let output = output?;
     if pulled {
         let expected = state_machine.root_at(to)?.ok_or_else(|| {
             anyhow::anyhow!("no committed root known at {to} to check pulled entries against")
@@ -270,19 +258,7 @@ async fn write_step(
             anyhow::bail!("entries pulled for {from}..{to} do not reproduce the committed root");
         }
     }
-    let mut tiles = Vec::new();
-    let mut bundles = Vec::new();
-    for output in outputs {
-        let output = output?;
-        tiles.extend(output.tiles);
-        bundles.extend(output.bundles);
-    }
-    // A full tile may be produced by an earlier sub-step of the same step only once; partial
-    // tiles of every sub-step are kept (they are the ones checkpoints refer to).
-    tiles.sort_by_key(|(id, _)| *id);
-    tiles.dedup_by_key(|(id, _)| *id);
-    bundles.sort_by_key(|(id, _)| *id);
-    bundles.dedup_by_key(|(id, _)| *id);
+    let (tiles, bundles) = (output.tiles, output.bundles);
     let tile_writes = tiles
         .into_iter()
         .map(|(id, bytes)| async move { store.put_tile(id, bytes).await });

@@ -15,6 +15,7 @@ mod integrator;
 mod internal;
 mod keys;
 mod metrics;
+mod partials;
 mod publisher;
 mod pushback;
 mod sequencer;

@@ -324,6 +324,34 @@ pub fn decode_tile(bytes: &[u8], width: u16) -> Result<Vec<Hash>, TileError> {
         .collect())
 }
 
+/// The first `width` hashes of a wider tile: the narrower partial tile of the same index
+/// (tlog-tiles §3: a partial tile is a prefix of every wider version of it). `None` if
+/// `bytes` holds fewer than `width` hashes or is not a whole number of hashes.
+pub fn tile_prefix(bytes: &[u8], width: u16) -> Option<&[u8]> {
+    if width == 0 || width > TILE_WIDTH || !bytes.len().is_multiple_of(32) {
+        return None;
+    }
+    bytes.get(..usize::from(width) * 32)
+}
+
+/// The first `width` records of a wider entry bundle: the narrower partial bundle of the
+/// same index. `None` if `bytes` holds fewer than `width` well-formed records.
+pub fn bundle_prefix(bytes: &[u8], width: u16) -> Option<&[u8]> {
+    if width == 0 || width > TILE_WIDTH {
+        return None;
+    }
+    let mut end = 0usize;
+    for _ in 0..width {
+        let len = bytes.get(end..end + 2)?;
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        end = end.checked_add(2 + len)?;
+        if end > bytes.len() {
+            return None;
+        }
+    }
+    Some(&bytes[..end])
+}
+
 /// Appends one bundle record (big-endian u16 length ‖ entry) to `out`.
 pub fn append_bundle_entry(out: &mut Vec<u8>, entry: &[u8]) -> Result<(), TileError> {
     let len = u16::try_from(entry.len()).map_err(|_| TileError::EntryTooLarge(entry.len()))?;
@@ -358,4 +386,29 @@ pub fn decode_bundle(bytes: &[u8]) -> Result<Vec<&[u8]>, TileError> {
         rest = next;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod prefix_tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_of_wider_tiles_and_bundles_are_the_narrower_ones() {
+        let hashes: Vec<Hash> = (0u8..10).map(|i| [i; 32]).collect();
+        let wide = encode_tile(&hashes);
+        assert_eq!(tile_prefix(&wide, 4), Some(&encode_tile(&hashes[..4])[..]));
+        assert_eq!(tile_prefix(&wide, 10), Some(&wide[..]));
+        assert_eq!(tile_prefix(&wide, 11), None);
+        assert_eq!(tile_prefix(&wide, 0), None);
+        assert_eq!(tile_prefix(&wide[..33], 1), None);
+
+        let entries: Vec<Vec<u8>> = (0..10).map(|i| vec![i as u8; i * 7]).collect();
+        let bundle = encode_bundle(&entries).unwrap();
+        for width in 1..=10u16 {
+            let expected = encode_bundle(&entries[..usize::from(width)]).unwrap();
+            assert_eq!(bundle_prefix(&bundle, width), Some(&expected[..]));
+        }
+        assert_eq!(bundle_prefix(&bundle, 11), None);
+        assert_eq!(bundle_prefix(&bundle[..bundle.len() - 1], 10), None);
+    }
 }
