@@ -561,7 +561,21 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM lets the master stop its workers; a SIGKILLed master would orphan them, still
+    /// holding cores and the port after the benchmark.
     fn drop(&mut self) {
+        let terminated = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .is_ok_and(|status| status.success());
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while terminated && std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
