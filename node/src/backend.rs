@@ -20,7 +20,6 @@ use rekor_storage::tile_store::TileStore;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
-use crate::internal::paths;
 use crate::metrics::NodeMetrics;
 use crate::sequencer::{Sequence, SequenceError, Sequencer};
 use crate::served::{wait_for_checkpoint_covering, Served, ServedCheckpoint};
@@ -36,8 +35,8 @@ pub struct NodeBackend {
     pub sequencer: Addr<Sequencer>,
     /// Admission control (503 pushback).
     pub pushback: crate::pushback::Pushback,
-    pub forward_client: reqwest::Client,
-    pub secret: rekor_raft::ClusterSecret,
+    /// Sends entries to the leader in batches when this node follows.
+    pub forwarder: crate::forwarder::Forwarder,
     pub submit_timeout: Duration,
     pub read_only: bool,
     pub metrics: NodeMetrics,
@@ -118,36 +117,7 @@ impl NodeBackend {
         node: &NodeAddress,
         entry: &SequencedEntry,
     ) -> Result<AppendOutcome, SequenceError> {
-        self.metrics.forwarded_total.inc();
-        let body = bincode::serialize(entry).map_err(|e| SequenceError::Raft(e.to_string()))?;
-        let url = format!("http://{}{}", node.internal_addr, paths::SEQUENCE);
-        let response = self
-            .forward_client
-            .post(&url)
-            .header(
-                rekor_raft::network::CLUSTER_SECRET_HEADER,
-                self.secret.as_str(),
-            )
-            .header(
-                rekor_raft::network::SOURCE_NODE_HEADER,
-                self.node_id.to_string(),
-            )
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| SequenceError::Raft(format!("forwarding to leader {leader}: {e}")))?;
-        if !response.status().is_success() {
-            return Err(SequenceError::Raft(format!(
-                "leader {leader} answered {}",
-                response.status()
-            )));
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| SequenceError::Raft(format!("reading leader {leader}'s answer: {e}")))?;
-        bincode::deserialize::<Result<AppendOutcome, SequenceError>>(&bytes)
-            .map_err(|e| SequenceError::Raft(format!("decoding leader {leader}'s answer: {e}")))?
+        self.forwarder.forward(leader, node, entry.clone()).await
     }
 
     async fn wait_covering(

@@ -18,6 +18,7 @@ use crate::served::Served;
 /// Route paths, shared by the server and the admin client.
 pub mod paths {
     pub const SEQUENCE: &str = "/internal/v1/sequence";
+    pub const SEQUENCE_BATCH: &str = "/internal/v1/sequence-batch";
     pub const INIT: &str = "/internal/v1/admin/init";
     pub const ADD_NODE: &str = "/internal/v1/admin/add-node";
     pub const REMOVE_NODE: &str = "/internal/v1/admin/remove-node";
@@ -81,6 +82,11 @@ pub struct InternalState {
 pub fn configure(config: &mut web::ServiceConfig) {
     config
         .route(paths::SEQUENCE, web::post().to(sequence))
+        .service(
+            web::resource(paths::SEQUENCE_BATCH)
+                .app_data(web::PayloadConfig::new(MAX_FORWARD_BATCH_BODY))
+                .route(web::post().to(sequence_batch)),
+        )
         .route(paths::INIT, web::post().to(init))
         .route(paths::ADD_NODE, web::post().to(add_node))
         .route(paths::REMOVE_NODE, web::post().to(remove_node))
@@ -146,6 +152,69 @@ async fn sequence(
             Err(e) => Err(SequenceError::Raft(format!("sequencer unavailable: {e}"))),
         };
     bincode_response(&outcome)
+}
+
+/// Largest forwarded batch body: the forwarder's byte bound plus one largest entry and framing.
+const MAX_FORWARD_BATCH_BODY: usize =
+    crate::forwarder::MAX_FORWARD_BATCH_BYTES + MAX_FORWARD_BODY + 64 * 1024;
+
+/// A follower forwards a batch of validated entries ([`crate::forwarder`]); the leader sequences
+/// each (they join the sequencer's batches like local ones) and answers with their outcomes in
+/// order (bincode `Vec<Result<AppendOutcome, SequenceError>>`).
+async fn sequence_batch(
+    request: HttpRequest,
+    state: web::Data<InternalState>,
+    body: web::Bytes,
+) -> HttpResponse {
+    if !authorized(&request, &state) {
+        return unauthorized();
+    }
+    let entries: Vec<SequencedEntry> = match bincode::deserialize(&body) {
+        Ok(entries) => entries,
+        Err(e) => {
+            return error(
+                actix_web::http::StatusCode::BAD_REQUEST,
+                format!("decoding entries: {e}"),
+            )
+        }
+    };
+    if entries.len() > crate::forwarder::MAX_FORWARD_BATCH {
+        return error(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "too many entries in one batch",
+        );
+    }
+    if entries
+        .iter()
+        .any(|entry| entry.identity != rekor_raft::types::identity_of(&entry.body))
+    {
+        return error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "identity does not match body",
+        );
+    }
+    let outcomes = futures::future::join_all(entries.into_iter().map(|entry| {
+        let state = state.clone();
+        async move {
+            let Some(_admission) = state.pushback.try_admit() else {
+                return Err(SequenceError::Overloaded);
+            };
+            match state.sequencer.send(Sequence(entry)).await {
+                Ok(outcome) => outcome,
+                Err(e) => Err(SequenceError::Raft(format!("sequencer unavailable: {e}"))),
+            }
+        }
+    }))
+    .await;
+    match bincode::serialize(&outcomes) {
+        Ok(bytes) => HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(bytes),
+        Err(e) => error(
+            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
+            e.to_string(),
+        ),
+    }
 }
 
 fn bincode_response(outcome: &Result<AppendOutcome, SequenceError>) -> HttpResponse {

@@ -11,6 +11,7 @@ mod admin;
 mod backend;
 mod catch_up;
 mod config;
+mod forwarder;
 mod integrator;
 mod internal;
 mod keys;

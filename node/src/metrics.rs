@@ -10,6 +10,7 @@ use prometheus::{
 #[derive(Clone)]
 pub struct NodeMetrics {
     pub batch_size: Histogram,
+    pub forward_batch_size: Histogram,
     pub batch_commit_seconds: Histogram,
     pub integrate_seconds: Histogram,
     pub integrated_size: IntGauge,
@@ -42,6 +43,11 @@ impl NodeMetrics {
                 "rekor_node_batch_size",
                 "Entries per proposed Raft Append batch",
                 prometheus::exponential_buckets(1.0, 2.0, 13)?,
+            )?,
+            forward_batch_size: histogram(
+                "rekor_node_forward_batch_size",
+                "Entries per request a follower forwards to the leader",
+                prometheus::exponential_buckets(1.0, 2.0, 9)?,
             )?,
             batch_commit_seconds: histogram(
                 "rekor_node_batch_commit_seconds",
@@ -115,6 +121,7 @@ impl NodeMetrics {
             )?,
         };
         registry.register(Box::new(metrics.batch_size.clone()))?;
+        registry.register(Box::new(metrics.forward_batch_size.clone()))?;
         registry.register(Box::new(metrics.batch_commit_seconds.clone()))?;
         registry.register(Box::new(metrics.integrate_seconds.clone()))?;
         registry.register(Box::new(metrics.integrated_size.clone()))?;
