@@ -5,12 +5,14 @@
 //!
 //! Filling a real node to 10 M entries through HTTP would take hours of signing, so the log is
 //! grown through an in-process path that runs exactly the code of the node's integrator
-//! (`node/src/integrator.rs`, `write_step`): a [`TreeBuilder`] appends committed batches of
-//! [`BATCH_SIZE`] entries, a step ends after at most [`STEP_LEAVES`] leaves, and every tile, then
-//! every bundle, of a step is written through [`TileStore::put_tile`] / [`TileStore::put_bundle`]
-//! (create-once, fsynced) [`WRITE_CONCURRENCY`] at a time before the next step starts. What is
-//! left out is Raft and the state machine: reading the leaves back from sled and persisting the
-//! integrated size (one small write per step).
+//! (`node/src/integrator.rs`, `write_step`): a step takes at most [`STEP_LEAVES`] committed
+//! leaves and ends on a batch boundary (batches of [`BATCH_SIZE`], as a saturated sequencer cuts
+//! them), one [`TreeBuilder::append`] hashes them, and every tile, then every bundle, of the step
+//! (partial objects only where it ends) is written through [`TileStore::put_tile`] /
+//! [`TileStore::put_bundle`] (create-once, fsynced) [`WRITE_CONCURRENCY`] at a time before the
+//! next step starts. What is left out is Raft and the state machine (reading the leaves back
+//! from sled, persisting the integrated size: one small write per step) and checkpoints (the
+//! node also writes the partial objects of a checkpoint's size when no step ended there).
 //!
 //! The entries are synthetic but realistic: canonical hashedrekord v0.0.2 bodies produced by
 //! the node's validator from a few really signed requests, each copy with its own digest bytes
@@ -39,7 +41,8 @@ use rekor_storage::tile_store::{TileStore, DEFAULT_CACHE_CAPACITY};
 use super::requests::{RequestMix, RequestPool};
 use super::system;
 
-/// Entries per committed Raft batch, as the node's sequencer cuts them by default.
+/// Entries per committed Raft batch, as the node's sequencer cuts them by default: steps end
+/// on a multiple of it.
 pub const BATCH_SIZE: usize = 512;
 /// Most leaves in one integration step (`MAX_LEAVES_PER_STEP` of the node's integrator).
 pub const STEP_LEAVES: u64 = 16_384;
@@ -117,6 +120,11 @@ pub struct GrowthPoint {
     pub ratio_to_first: Option<f64>,
     /// Slowest integration step in the window (a step is up to [`STEP_LEAVES`] leaves).
     pub max_step_ms: f64,
+    /// CPU time of this process (all threads, user and system) per entry in the window: less
+    /// sensitive than the rate to other processes sharing the cores.
+    pub cpu_us_per_entry: Option<f64>,
+    /// One-minute load average when the window ended (contention from other processes).
+    pub load_average: Option<f64>,
     /// Measured after the window, at `proofs.tree_size`.
     pub proofs: ProofFigures,
     /// Bytes of the tile directory after the window (apparent size).
@@ -138,6 +146,9 @@ pub struct GrowthReport {
     pub mean_entry_bytes: f64,
     /// Resident set when the scenario started (part of every peak).
     pub baseline_rss_bytes: Option<u64>,
+    /// `MALLOC_ARENA_MAX` if set: glibc's per-thread arenas account for much of the peak when
+    /// many threads allocate (the step's buffers are made on the blocking pool).
+    pub malloc_arena_max: Option<String>,
     /// Whether the peak was reset at the start (`/proc/self/clear_refs`); if not, the peaks
     /// include whatever the process held before.
     pub peak_reset: bool,
@@ -244,10 +255,8 @@ impl Filler {
     }
 
     /// One integration step to `to` (at most [`STEP_LEAVES`] past the current size): the
-    /// leaves are appended in batches ending at multiples of [`BATCH_SIZE`] (a batch boundary
-    /// off a multiple of 256 would add a partial bundle per batch) on the blocking pool, then
-    /// every tile
-    /// and every bundle of the step is written, durably, before this returns.
+    /// leaves are appended in one go on the blocking pool, then every tile and every bundle of
+    /// the step (partial ones only at `to`) is written, durably, before this returns.
     pub async fn step(&mut self, to: u64) -> Result<()> {
         let from = self.builder.size();
         if to <= from {
@@ -256,33 +265,21 @@ impl Filler {
         if to - from > STEP_LEAVES {
             bail!("a step integrates at most {STEP_LEAVES} leaves");
         }
+        // Built on a copy, as the node does, so that a failed write leaves the builder at the
+        // durable size.
         let (next, entries) = (self.builder.clone(), self.entries.clone());
-        let (next, outputs) = tokio::task::spawn_blocking(move || {
+        let (next, output) = tokio::task::spawn_blocking(move || {
             let leaves: Vec<Vec<u8>> = (from..to).map(|index| entries.entry(index)).collect();
             let mut next = next;
-            // Batches end at multiples of BATCH_SIZE, as a saturated sequencer cuts them.
-            let mut outputs = Vec::new();
-            let mut start = from;
-            while start < to {
-                let end = to.min((start / BATCH_SIZE as u64 + 1) * BATCH_SIZE as u64);
-                let batch = &leaves[(start - from) as usize..(end - from) as usize];
-                outputs.push(next.append(batch));
-                start = end;
-            }
-            (next, outputs)
+            let output = next.append(&leaves);
+            (next, output)
         })
         .await?;
-        let mut tiles = Vec::new();
-        let mut bundles = Vec::new();
-        for output in outputs {
+        // Sorted and distinct already.
+        let (tiles, bundles) = {
             let output = output?;
-            tiles.extend(output.tiles);
-            bundles.extend(output.bundles);
-        }
-        tiles.sort_by_key(|(id, _)| *id);
-        tiles.dedup_by_key(|(id, _)| *id);
-        bundles.sort_by_key(|(id, _)| *id);
-        bundles.dedup_by_key(|(id, _)| *id);
+            (output.tiles, output.bundles)
+        };
         let store = &*self.store;
         futures::stream::iter(
             tiles
@@ -463,10 +460,14 @@ pub async fn run_growth(settings: &GrowthSettings) -> Result<GrowthReport> {
         let start = filler.size();
         eprintln!("growth: timing {} entries from {start}…", settings.window);
         let window_started = Instant::now();
+        let cpu_before = own_cpu_seconds();
         let slowest = filler
             .grow_to(start + settings.window, settings.progress_every, "window")
             .await?;
         let window_s = window_started.elapsed().as_secs_f64().max(1e-9);
+        let cpu_s = own_cpu_seconds()
+            .zip(cpu_before)
+            .map(|(after, before)| after - before);
         let window_entries = filler.size() - start;
         eprintln!(
             "growth: {} inclusion proofs at {}…",
@@ -484,6 +485,10 @@ pub async fn run_growth(settings: &GrowthSettings) -> Result<GrowthReport> {
             entries_per_s,
             ratio_to_first: first_rate.filter(|r| *r > 0.0).map(|r| entries_per_s / r),
             max_step_ms: slowest.as_secs_f64() * 1e3,
+            cpu_us_per_entry: cpu_s
+                .filter(|_| window_entries > 0)
+                .map(|cpu| cpu * 1e6 / window_entries as f64),
+            load_average: load_average(),
             proofs,
             tile_dir_bytes,
             disk_bytes_per_entry: (filler.size() > 0)
@@ -510,6 +515,7 @@ pub async fn run_growth(settings: &GrowthSettings) -> Result<GrowthReport> {
         write_concurrency: WRITE_CONCURRENCY,
         mean_entry_bytes: entries.mean_bytes(),
         baseline_rss_bytes,
+        malloc_arena_max: std::env::var("MALLOC_ARENA_MAX").ok(),
         peak_reset,
         points,
         total_s: started.elapsed().as_secs_f64(),
@@ -520,6 +526,24 @@ pub async fn run_growth(settings: &GrowthSettings) -> Result<GrowthReport> {
     dir.close()
         .with_context(|| format!("removing {}", tile_dir.display()))?;
     Ok(report)
+}
+
+/// User plus system CPU seconds of this process, all threads (`/proc/self/stat` fields 14 and
+/// 15, in USER_HZ ticks, which Linux fixes at 100 per second).
+fn own_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name may hold spaces; fields are counted after its closing parenthesis,
+    // where field 3 (state) comes first.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) as f64 / 100.0)
+}
+
+/// The one-minute load average.
+fn load_average() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    text.split_whitespace().next()?.parse().ok()
 }
 
 /// A `kB` line of `/proc/self/status`, in KiB.
@@ -554,15 +578,17 @@ impl GrowthReport {
         let mut md = String::new();
         md.push_str(&format!(
             "In-process path, not HTTP: the node's integration code (`TreeBuilder` and `TileStore` \
-             on a local directory, fsynced, batches of {} entries, steps of up to {} leaves, {} \
-             writes in flight) fed with synthetic canonical hashedrekord bodies (mean {:.0} \
+             on a local directory, fsynced, steps of up to {} leaves ending on a {}-entry batch \
+             boundary, {} writes in flight) fed with synthetic canonical hashedrekord bodies (mean {:.0} \
              bytes); Raft and the state machine are left out. Each rate is over {} entries \
              starting at that size; {} inclusion proofs per size are built through the store \
              ({} MiB read cache, a fresh hashed-tile cache) at the size after the window and \
              verified; disk is the tile directory after the window. Peak RSS is this process's \
-             (`VmHWM`{}; {} MiB when the scenario started).\n\n",
-            self.batch_size,
+             (`VmHWM`{}; {} MiB when the scenario started; {}). CPU µs/entry is this \
+             process's CPU time, all threads, over the window's entries; load avg is the \
+             machine's at the end of the window (other processes on the cores lower the rate).\n\n",
             self.step_leaves,
+            self.batch_size,
             self.write_concurrency,
             self.mean_entry_bytes,
             self.settings.window,
@@ -574,18 +600,26 @@ impl GrowthReport {
                 ", not reset: includes earlier scenarios"
             },
             self.baseline_rss_bytes.unwrap_or(0) >> 20,
+            self.malloc_arena_max.as_ref().map_or_else(
+                || "glibc malloc, default arenas".to_owned(),
+                |max| format!("glibc malloc, MALLOC_ARENA_MAX={max}")
+            ),
         ));
         md.push_str(
-            "| size | integration entries/s | ratio to first | slowest step ms | proof p50 ms | proof p99 ms | proof max ms | proofs verified | disk bytes/entry | peak RSS MiB |\n",
+            "| size | integration entries/s | ratio to first | CPU µs/entry | load avg | slowest step ms | proof p50 ms | proof p99 ms | proof max ms | proofs verified | disk bytes/entry | peak RSS MiB |\n",
         );
-        md.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for p in &self.points {
             md.push_str(&format!(
-                "| {} | {:.0} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {}/{} | {} | {} |\n",
+                "| {} | {:.0} | {} | {} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {}/{} | {} | {} |\n",
                 p.size,
                 p.entries_per_s,
                 p.ratio_to_first
                     .map_or_else(|| "–".into(), |r| format!("{r:.2}")),
+                p.cpu_us_per_entry
+                    .map_or_else(|| "–".into(), |c| format!("{c:.1}")),
+                p.load_average
+                    .map_or_else(|| "–".into(), |l| format!("{l:.1}")),
                 p.max_step_ms,
                 p.proofs.p50_ms,
                 p.proofs.p99_ms,
