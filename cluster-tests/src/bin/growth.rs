@@ -18,8 +18,8 @@ struct Args {
     /// Log sizes to measure at (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "0,1000000,10000000")]
     sizes: Vec<u64>,
-    /// Entries timed at each size.
-    #[arg(long, default_value_t = 200_000)]
+    /// Entries timed at each size (about 10 s: shorter windows are dominated by noise).
+    #[arg(long, default_value_t = 1_000_000)]
     window: u64,
     /// Inclusion proofs built and verified at each size.
     #[arg(long, default_value_t = 1_000)]

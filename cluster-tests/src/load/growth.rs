@@ -80,7 +80,7 @@ impl Default for GrowthSettings {
     fn default() -> Self {
         Self {
             sizes: vec![0, 1_000_000, 10_000_000],
-            window: 200_000,
+            window: 1_000_000,
             proofs: 1_000,
             parent_dir: None,
             tile_cache_bytes: DEFAULT_CACHE_CAPACITY,
