@@ -180,9 +180,6 @@ async fn integrate_committed(
                 // The checkpoint's partial objects, unless a step of ours ended exactly there.
                 crate::partials::write_partials_at(store, latest.size, served.integrated_size)
                     .await?;
-                store
-                    .put_checkpoint(latest.text.clone().into_bytes().into())
-                    .await?;
                 metrics.checkpoint_size.set(latest.size as i64);
                 metrics
                     .checkpoint_timestamp_seconds
@@ -195,6 +192,48 @@ async fn integrate_committed(
     }
     .await;
     (builder, result)
+}
+
+/// How often, at most, the served checkpoint is written to the tile store.
+pub const STORE_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Writes the served checkpoint to the tile store, for readers of the store itself (a bucket
+/// behind a CDN); this node's API serves it from memory. At most once per
+/// [`STORE_CHECKPOINT_INTERVAL`], always the newest: replacing the file is a new inode and a
+/// deleted one each time, and dozens of those a second made ext4's inode allocation a visible
+/// share of the node's CPU. The partial objects of a served checkpoint are written before it is
+/// served, so they exist before the file names its size.
+pub async fn write_checkpoint_file(
+    store: Arc<TileStore>,
+    mut served: watch::Receiver<Served>,
+    metrics: NodeMetrics,
+) {
+    let mut written: Option<Arc<str>> = None;
+    loop {
+        let latest = served
+            .borrow_and_update()
+            .checkpoint
+            .as_ref()
+            .map(|checkpoint| checkpoint.text.clone());
+        if let Some(text) = latest.filter(|text| written.as_ref() != Some(text)) {
+            match store.put_checkpoint(text.as_bytes().to_vec().into()).await {
+                Ok(()) => written = Some(text),
+                Err(error) => {
+                    error!(%error, "writing the checkpoint to the tile store failed; retrying");
+                    metrics
+                        .storage_errors_total
+                        .with_label_values(&["checkpoint"])
+                        .inc();
+                    tokio::time::sleep(STORE_CHECKPOINT_INTERVAL).await;
+                    continue;
+                }
+            }
+            tokio::time::sleep(STORE_CHECKPOINT_INTERVAL).await;
+        }
+        if served.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Where a step from `from` ends: everything applied, or at most `MAX_LEAVES_PER_STEP` leaves

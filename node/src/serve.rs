@@ -73,7 +73,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         config.node_id,
         secret.clone(),
     ))?;
-    let mut tuning = rekor_raft::RaftTuning::default();
+    let mut tuning = config.raft_timing.apply(rekor_raft::RaftTuning::default());
     if let Some(every) = config.raft_snapshot_every {
         tuning.snapshot_logs_since_last = every;
         tuning.max_in_snapshot_log_to_keep = (every / 4).max(1);
@@ -112,6 +112,11 @@ async fn serve(config: ServeConfig) -> Result<()> {
         crate::catch_up::Peers::new(config.node_id, raft.clone())?,
     )
     .await?;
+    tokio::spawn(crate::integrator::write_checkpoint_file(
+        store.clone(),
+        served.clone(),
+        metrics.clone(),
+    ));
     let integrator_arbiter = Arbiter::new();
     let _integrator = Integrator::start_in_arbiter(&integrator_arbiter.handle(), |_| integrator);
 
