@@ -115,6 +115,22 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_RAFT_SNAPSHOT_EVERY")]
     pub raft_snapshot_every: Option<u64>,
 
+    /// Raft heartbeat interval in milliseconds; also the time limit of one AppendEntries RPC, so
+    /// it must cover a round trip plus a follower's fsync. At least 20. Default: 100.
+    #[arg(long, env = "REKOR_RAFT_HEARTBEAT_MS")]
+    pub raft_heartbeat_ms: Option<u64>,
+
+    /// Lower bound of the Raft election timeout in milliseconds (at least 3 heartbeats).
+    /// A follower stands for election after max + a draw from [min, max) without hearing from
+    /// the leader. Default: 500.
+    #[arg(long, env = "REKOR_RAFT_ELECTION_TIMEOUT_MIN_MS")]
+    pub raft_election_timeout_min_ms: Option<u64>,
+
+    /// Upper bound of the Raft election timeout in milliseconds (greater than the minimum; also
+    /// the leader lease during which a follower refuses other candidates). Default: 1000.
+    #[arg(long, env = "REKOR_RAFT_ELECTION_TIMEOUT_MAX_MS")]
+    pub raft_election_timeout_max_ms: Option<u64>,
+
     /// sled page-cache size in MiB. Default: 64.
     #[arg(long, env = "REKOR_CACHE_MIB")]
     pub cache_mib: Option<u64>,
@@ -167,9 +183,31 @@ pub struct ServeConfig {
     pub cache_bytes: u64,
     pub tile_cache_bytes: u64,
     pub raft_snapshot_every: Option<u64>,
+    /// Raft heartbeat and election timeouts (the other fields of the tuning are defaults).
+    pub raft_timing: RaftTiming,
     pub witness_policy: Option<PathBuf>,
     pub witness_timeout: Duration,
     pub require_witness_quorum: bool,
+}
+
+/// The Raft timing flags, resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTiming {
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+}
+
+impl RaftTiming {
+    /// `tuning` with these timeouts.
+    pub fn apply(&self, tuning: rekor_raft::RaftTuning) -> rekor_raft::RaftTuning {
+        rekor_raft::RaftTuning {
+            heartbeat_ms: self.heartbeat_ms,
+            election_timeout_min_ms: self.election_timeout_min_ms,
+            election_timeout_max_ms: self.election_timeout_max_ms,
+            ..tuning
+        }
+    }
 }
 
 /// Where the cluster secret comes from.
@@ -223,6 +261,9 @@ impl ServeArgs {
             max_request_body_size,
             bootstrap_single,
             raft_snapshot_every,
+            raft_heartbeat_ms,
+            raft_election_timeout_min_ms,
+            raft_election_timeout_max_ms,
             cache_mib,
             tile_cache_mib,
             witness_policy,
@@ -266,6 +307,24 @@ impl ServeArgs {
         if batch_max_size == 0 {
             bail!("--batch-max-size must be at least 1");
         }
+        let raft_timing = RaftTiming {
+            heartbeat_ms: self
+                .raft_heartbeat_ms
+                .unwrap_or(rekor_raft::config::DEFAULT_HEARTBEAT_MS),
+            election_timeout_min_ms: self
+                .raft_election_timeout_min_ms
+                .unwrap_or(rekor_raft::config::DEFAULT_ELECTION_TIMEOUT_MIN_MS),
+            election_timeout_max_ms: self
+                .raft_election_timeout_max_ms
+                .unwrap_or(rekor_raft::config::DEFAULT_ELECTION_TIMEOUT_MAX_MS),
+        };
+        raft_timing
+            .apply(rekor_raft::RaftTuning::default())
+            .check_timing()
+            .context(
+                "check --raft-heartbeat-ms, --raft-election-timeout-min-ms and \
+             --raft-election-timeout-max-ms",
+            )?;
         Ok(ServeConfig {
             node_id,
             advertise_internal: self
@@ -295,6 +354,7 @@ impl ServeArgs {
             cache_bytes: self.cache_mib.unwrap_or(64) * 1024 * 1024,
             tile_cache_bytes: self.tile_cache_mib.unwrap_or(64) * 1024 * 1024,
             raft_snapshot_every: self.raft_snapshot_every.filter(|every| *every > 0),
+            raft_timing,
             witness_policy: self.witness_policy,
             witness_timeout: Duration::from_millis(self.witness_timeout_ms.unwrap_or(5000).max(1)),
             require_witness_quorum: self.require_witness_quorum.unwrap_or(false),
@@ -396,6 +456,60 @@ mod tests {
         assert_eq!(config.witness_policy, Some(PathBuf::from("policy.txt")));
         assert_eq!(config.witness_timeout, Duration::from_millis(250));
         assert!(config.require_witness_quorum);
+    }
+
+    #[test]
+    fn raft_timing_from_flags_and_toml_with_validation() {
+        let config = ServeArgs::default().resolve().unwrap();
+        assert_eq!(
+            config.raft_timing,
+            RaftTiming {
+                heartbeat_ms: 100,
+                election_timeout_min_ms: 500,
+                election_timeout_max_ms: 1000,
+            }
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "raft-heartbeat-ms = 250\nraft-election-timeout-min-ms = 1000\n\
+             raft-election-timeout-max-ms = 2000\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(path),
+            raft_election_timeout_max_ms: Some(3000),
+            ..Default::default()
+        };
+        let timing = args.resolve().unwrap().raft_timing;
+        assert_eq!(timing.heartbeat_ms, 250);
+        assert_eq!(timing.election_timeout_min_ms, 1000);
+        assert_eq!(timing.election_timeout_max_ms, 3000);
+        let tuning = timing.apply(rekor_raft::RaftTuning::default());
+        assert_eq!(tuning.heartbeat_ms, 250);
+        assert_eq!(tuning.election_timeout_max_ms, 3000);
+
+        let refused = [
+            (Some(10), None, None),        // heartbeat below 20 ms
+            (Some(300), None, None),       // default min 500 < 3 heartbeats
+            (None, Some(1000), None),      // empty range with the default max 1000
+            (None, Some(900), Some(800)),  // inverted range
+            (None, Some(200), Some(1000)), // min below 3 × the default 100 ms heartbeat
+        ];
+        for (heartbeat, min, max) in refused {
+            let args = ServeArgs {
+                raft_heartbeat_ms: heartbeat,
+                raft_election_timeout_min_ms: min,
+                raft_election_timeout_max_ms: max,
+                ..Default::default()
+            };
+            assert!(
+                args.resolve().is_err(),
+                "accepted heartbeat {heartbeat:?} min {min:?} max {max:?}"
+            );
+        }
     }
 
     #[test]

@@ -2,12 +2,63 @@
 //! §2.8).
 //!
 //! openraft bounds each AppendEntries RPC by `heartbeat_interval`, so the heartbeat must cover
-//! an HTTP round trip plus the follower's fsync; elections wait ≥ 4 heartbeats. Snapshot chunks
-//! get seconds, not openraft's 200 ms default (which caused endless resend loops, PRs
-//! #630/#634). Snapshots are rare: the log is compacted only every `snapshot_logs_since_last`
-//! entries.
+//! an HTTP round trip plus the follower's fsync. Snapshot chunks get seconds, not openraft's
+//! 200 ms default (which caused endless resend loops, PRs #630/#634). Snapshots are rare: the
+//! log is compacted only every `snapshot_logs_since_last` entries.
+//!
+//! How long a failover takes (openraft 0.9.25, read from its engine): the leader ticks every
+//! 1.5 × `heartbeat_interval` and sends a heartbeat on each tick. A follower that knew a leader
+//! (a committed vote) stands for election only after `leader_lease + election_timeout` of
+//! silence, where openraft fixes `leader_lease = election_timeout_max` and draws
+//! `election_timeout` once per process from `[min, max)`; the check runs on the tick, so it fires
+//! up to one tick late. A voter also refuses any candidate while its own lease (max) since the
+//! leader's last message runs. A candidate whose log is shorter than a voter's adds
+//! `2 × max` before its next try. So a dead leader is replaced after `max + [min, max)` plus up to
+//! a tick, and the unlucky case (the first candidate has the shorter log) costs another
+//! `min..max`. [`RaftTuning::campaign_after`] gives the first range.
+//!
+//! The defaults (100 ms heartbeat, 500–1000 ms election timeout) bring that to 1.5–2.0 s, from
+//! 3.0–4.0 s with the earlier 250 ms / 1000–2000 ms, and still give a follower 1.5 s without any
+//! AppendEntries (15 heartbeat periods, 10 ticks) before it campaigns, which holds under the
+//! benchmark load on two cores (`rekor_raft_term` stays 1). Operators on slower disks or
+//! networks raise them with `serve --raft-heartbeat-ms` and `--raft-election-timeout-{min,max}-ms`
+//! (docs/operations.md, "Failover timing").
+
+use std::time::Duration;
 
 use openraft::{Config, ConfigError, SnapshotPolicy};
+
+/// Default leader heartbeat (and AppendEntries TTL), ms.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 100;
+/// Default lower bound of the election timeout, ms.
+pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 500;
+/// Default upper bound of the election timeout, ms (also openraft's leader lease).
+pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 1000;
+/// Shortest heartbeat accepted: it is also the TTL of an AppendEntries carrying a batch, which
+/// must cover an HTTP round trip and the follower's fsync.
+pub const MIN_HEARTBEAT_MS: u64 = 20;
+/// The election timeout must be at least this many heartbeats, so that a follower waits for
+/// more than one missed heartbeat (they go out every 1.5 heartbeats) even as a candidate, where
+/// no lease is added.
+pub const MIN_ELECTION_TIMEOUT_HEARTBEATS: u64 = 3;
+
+/// A heartbeat and election-timeout combination that cannot work.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TuningError {
+    #[error("the Raft heartbeat must be at least {MIN_HEARTBEAT_MS} ms (got {0} ms)")]
+    HeartbeatTooShort(u64),
+    #[error(
+        "the minimum election timeout ({min_ms} ms) must be at least {MIN_ELECTION_TIMEOUT_HEARTBEATS} \
+         heartbeats ({heartbeat_ms} ms each)"
+    )]
+    ElectionTimeoutTooShort { min_ms: u64, heartbeat_ms: u64 },
+    #[error(
+        "the maximum election timeout ({max_ms} ms) must be greater than the minimum ({min_ms} ms)"
+    )]
+    EmptyElectionRange { min_ms: u64, max_ms: u64 },
+    #[error("openraft rejected the configuration: {0}")]
+    Openraft(#[from] ConfigError),
+}
 
 /// The knobs a node may change; everything else is fixed here.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,9 +87,9 @@ impl Default for RaftTuning {
     fn default() -> Self {
         Self {
             cluster_name: "rekor-raft".into(),
-            heartbeat_ms: 250,
-            election_timeout_min_ms: 1000,
-            election_timeout_max_ms: 2000,
+            heartbeat_ms: DEFAULT_HEARTBEAT_MS,
+            election_timeout_min_ms: DEFAULT_ELECTION_TIMEOUT_MIN_MS,
+            election_timeout_max_ms: DEFAULT_ELECTION_TIMEOUT_MAX_MS,
             install_snapshot_timeout_ms: 10_000,
             snapshot_logs_since_last: 20_000,
             max_in_snapshot_log_to_keep: 1_000,
@@ -48,8 +99,44 @@ impl Default for RaftTuning {
     }
 }
 
+impl RaftTuning {
+    /// Checks the heartbeat and election timeouts against the rules above (the rest is checked
+    /// by openraft in [`build_config`]).
+    pub fn check_timing(&self) -> Result<(), TuningError> {
+        if self.heartbeat_ms < MIN_HEARTBEAT_MS {
+            return Err(TuningError::HeartbeatTooShort(self.heartbeat_ms));
+        }
+        if self.election_timeout_min_ms < MIN_ELECTION_TIMEOUT_HEARTBEATS * self.heartbeat_ms {
+            return Err(TuningError::ElectionTimeoutTooShort {
+                min_ms: self.election_timeout_min_ms,
+                heartbeat_ms: self.heartbeat_ms,
+            });
+        }
+        if self.election_timeout_max_ms <= self.election_timeout_min_ms {
+            return Err(TuningError::EmptyElectionRange {
+                min_ms: self.election_timeout_min_ms,
+                max_ms: self.election_timeout_max_ms,
+            });
+        }
+        Ok(())
+    }
+
+    /// After how long without a message from a live leader a follower stands for election, from
+    /// the earliest to the latest draw of its election timeout (openraft 0.9: the lease, which
+    /// is the maximum election timeout, plus the timeout). The tick adds up to
+    /// 1.5 × heartbeat to either bound.
+    pub fn campaign_after(&self) -> (Duration, Duration) {
+        let lease = self.election_timeout_max_ms;
+        (
+            Duration::from_millis(lease.saturating_add(self.election_timeout_min_ms)),
+            Duration::from_millis(lease.saturating_add(self.election_timeout_max_ms)),
+        )
+    }
+}
+
 /// The validated openraft `Config` for `tuning`.
-pub fn build_config(tuning: &RaftTuning) -> Result<Config, ConfigError> {
+pub fn build_config(tuning: &RaftTuning) -> Result<Config, TuningError> {
+    tuning.check_timing()?;
     let config = Config {
         cluster_name: tuning.cluster_name.clone(),
         heartbeat_interval: tuning.heartbeat_ms,
@@ -64,7 +151,7 @@ pub fn build_config(tuning: &RaftTuning) -> Result<Config, ConfigError> {
         snapshot_max_chunk_size: tuning.snapshot_max_chunk_size,
         ..Config::default()
     };
-    config.validate()
+    Ok(config.validate()?)
 }
 
 #[cfg(test)]
@@ -74,9 +161,63 @@ mod tests {
     #[test]
     fn defaults_validate_with_fsync_friendly_timeouts() {
         let config = build_config(&RaftTuning::default()).unwrap();
-        assert_eq!(config.heartbeat_interval, 250);
+        assert_eq!(config.heartbeat_interval, DEFAULT_HEARTBEAT_MS);
         assert!(config.election_timeout_min >= 4 * config.heartbeat_interval);
         assert!(config.install_snapshot_timeout >= 1000);
+    }
+
+    #[test]
+    fn default_failover_is_under_two_seconds_with_a_long_silence_tolerated() {
+        let (earliest, latest) = RaftTuning::default().campaign_after();
+        assert_eq!(earliest, Duration::from_millis(1500));
+        assert_eq!(latest, Duration::from_millis(2000));
+    }
+
+    #[test]
+    fn too_short_heartbeat_is_rejected() {
+        let tuning = RaftTuning {
+            heartbeat_ms: 5,
+            election_timeout_min_ms: 100,
+            election_timeout_max_ms: 200,
+            ..RaftTuning::default()
+        };
+        assert_eq!(
+            build_config(&tuning).unwrap_err(),
+            TuningError::HeartbeatTooShort(5)
+        );
+    }
+
+    #[test]
+    fn election_timeout_of_fewer_than_three_heartbeats_is_rejected() {
+        let tuning = RaftTuning {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 250,
+            election_timeout_max_ms: 600,
+            ..RaftTuning::default()
+        };
+        assert!(matches!(
+            build_config(&tuning),
+            Err(TuningError::ElectionTimeoutTooShort { .. })
+        ));
+        let tuning = RaftTuning {
+            election_timeout_min_ms: 300,
+            ..tuning
+        };
+        assert!(build_config(&tuning).is_ok());
+    }
+
+    #[test]
+    fn equal_election_bounds_are_rejected() {
+        // openraft draws from [min, max): an empty range would panic at start-up.
+        let tuning = RaftTuning {
+            election_timeout_min_ms: 800,
+            election_timeout_max_ms: 800,
+            ..RaftTuning::default()
+        };
+        assert!(matches!(
+            build_config(&tuning),
+            Err(TuningError::EmptyElectionRange { .. })
+        ));
     }
 
     #[test]

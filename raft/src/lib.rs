@@ -29,7 +29,7 @@ pub use backfill::{
     BackfillError, BackfillPeer, PullFuture, SnapshotBackfill, SnapshotInstallReport,
     BACKFILL_CHUNK,
 };
-pub use config::{build_config, RaftTuning};
+pub use config::{build_config, RaftTuning, TuningError};
 pub use engine::{EngineConfig, EngineError, Keyspace, SledEngine};
 pub use log_store::LogStore;
 pub use network::{ClusterSecret, HttpNetwork, NetworkConfig};

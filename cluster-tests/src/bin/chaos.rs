@@ -42,6 +42,10 @@ struct Args {
     /// Concurrent load clients.
     #[arg(long, default_value_t = 6)]
     clients: usize,
+    /// Copy every node's log into this directory at the end of each run (for a timeline of a
+    /// failover, run with e.g. RUST_LOG=info,openraft=info).
+    #[arg(long)]
+    keep_logs: Option<PathBuf>,
     /// List the scenarios and exit.
     #[arg(long)]
     list: bool,
@@ -78,6 +82,7 @@ fn main() -> Result<()> {
     options.nodes = args.nodes;
     options.phase = Duration::from_millis(args.phase_ms);
     options.load.workers = args.clients;
+    options.keep_logs = args.keep_logs.clone();
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

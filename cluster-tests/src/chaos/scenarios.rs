@@ -2,6 +2,7 @@
 //! node processes, runs background load, injects one fault, heals it, and ends with the
 //! invariant checker. Used by the `chaos_*` tests and by the `chaos` operator binary.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +37,9 @@ pub struct ScenarioOptions {
     pub load: LoadConfig,
     /// How long the checker waits for the nodes to converge.
     pub convergence_timeout: Duration,
+    /// If set, every node's log is copied here when the scenario ends, as
+    /// `<scenario>-<unix ms>-node<id>.log` (the cluster's own directory is deleted).
+    pub keep_logs: Option<PathBuf>,
 }
 
 impl ScenarioOptions {
@@ -51,6 +55,7 @@ impl ScenarioOptions {
             },
             load: LoadConfig::default(),
             convergence_timeout: Duration::from_secs(60),
+            keep_logs: None,
         }
     }
 }
@@ -288,6 +293,9 @@ impl Run {
             proxy.heal();
         }
         let (_, mut observations) = load.stop().await;
+        if let Some(dir) = &options.keep_logs {
+            keep_logs(&cluster, &name, dir)?;
+        }
         let served = poller.stop().await;
         observations
             .checkpoints
@@ -337,6 +345,21 @@ fn views_of(cluster: &Cluster, positions: &[usize]) -> Vec<NodeView> {
             client: LogClient::new(&node.base_url()),
         })
         .collect()
+}
+
+/// Copies every node's log into `dir` (created if missing).
+fn keep_logs(cluster: &Cluster, scenario: &str, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis();
+    for node in &cluster.nodes {
+        let target = dir.join(format!("{scenario}-{stamp}-node{}.log", node.spec.id));
+        std::fs::write(&target, node.log())
+            .with_context(|| format!("writing {}", target.display()))?;
+    }
+    Ok(())
 }
 
 /// The last lines of every node's log.
