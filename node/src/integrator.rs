@@ -260,7 +260,10 @@ async fn write_step(
 ) -> anyhow::Result<()> {
     // Leaves this node does not hold (below an installed snapshot) come from a peer, and are
     // only accepted if they reproduce the committed root at `to`.
-    let (leaves, pulled) = match state_machine.leaves(from..to).await {
+    // Read and hash on this actor's own arbiter thread (it runs nothing else): a step's bodies
+    // and bundles are allocated and freed on one thread. On the blocking pool, each pool thread
+    // grew its own allocator arena to a step's size and kept it (RSS in the hundreds of MiB).
+    let (leaves, pulled) = match state_machine.leaves_now(from..to) {
         Ok(leaves) => (leaves, false),
         Err(rekor_raft::StateMachineError::LeafMissing { index }) => {
             info!(
@@ -279,16 +282,10 @@ async fn write_step(
             leaves.len()
         );
     }
-    // Hash on the blocking pool (this runs on the integrator's arbiter thread), and build on a
-    // copy so that a failed write leaves the builder at the durable size.
-    let next = builder.clone();
-    let (next, output) = tokio::task::spawn_blocking(move || {
-        let mut next = next;
-        let output = next.append(&leaves);
-        (next, output)
-    })
-    .await?;
-    let output = output?;
+    // Build on a copy so that a failed write leaves the builder at the durable size.
+    let mut next = builder.clone();
+    let output = next.append(&leaves)?;
+    drop(leaves);
     if pulled {
         let expected = state_machine.root_at(to)?.ok_or_else(|| {
             anyhow::anyhow!("no committed root known at {to} to check pulled entries against")

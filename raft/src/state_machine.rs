@@ -652,34 +652,40 @@ impl StateReader {
     /// [`StateMachineError::LeafMissing`] for a body that is not held (integrated and deleted,
     /// not yet applied, or below an installed snapshot's first leaf).
     pub async fn leaves(&self, range: Range<u64>) -> Result<Vec<Vec<u8>>, StateMachineError> {
-        let shared = self.shared.clone();
-        blocking(move || {
-            if range.start >= range.end {
-                return Ok(Vec::new());
-            }
-            let lower = index_key(LEAF_PREFIX, range.start);
-            let upper = index_key(LEAF_PREFIX, range.end);
-            let rows = shared.keyspace.scan(
-                Bound::Included(&lower[..]),
-                Bound::Excluded(&upper[..]),
-                ScanOrder::Ascending,
-                usize::MAX,
-            )?;
-            let mut expected = range.start;
-            let mut out = Vec::with_capacity(rows.len());
-            for (key, body) in rows {
-                if crate::engine::parse_index_key(&key) != Some(expected) {
-                    return Err(StateMachineError::LeafMissing { index: expected });
-                }
-                out.push(body);
-                expected += 1;
-            }
-            if expected != range.end {
+        let reader = self.clone();
+        blocking(move || reader.leaves_now(range)).await
+    }
+
+    /// [`Self::leaves`] on the calling thread (it blocks on sled). For a caller that owns a
+    /// thread of its own, such as the integrator: the bodies are allocated, and freed, on that
+    /// thread rather than on whichever blocking-pool thread ran the read, which keeps the
+    /// allocator from growing one arena per pool thread to the size of a step.
+    pub fn leaves_now(&self, range: Range<u64>) -> Result<Vec<Vec<u8>>, StateMachineError> {
+        let shared = &self.shared;
+        if range.start >= range.end {
+            return Ok(Vec::new());
+        }
+        let lower = index_key(LEAF_PREFIX, range.start);
+        let upper = index_key(LEAF_PREFIX, range.end);
+        let rows = shared.keyspace.scan(
+            Bound::Included(&lower[..]),
+            Bound::Excluded(&upper[..]),
+            ScanOrder::Ascending,
+            usize::MAX,
+        )?;
+        let mut expected = range.start;
+        let mut out = Vec::with_capacity(rows.len());
+        for (key, body) in rows {
+            if crate::engine::parse_index_key(&key) != Some(expected) {
                 return Err(StateMachineError::LeafMissing { index: expected });
             }
-            Ok(out)
-        })
-        .await
+            out.push(body);
+            expected += 1;
+        }
+        if expected != range.end {
+            return Err(StateMachineError::LeafMissing { index: expected });
+        }
+        Ok(out)
     }
 
     /// Record that this node's integrator has durably written every leaf below `size` to its

@@ -255,7 +255,7 @@ impl Filler {
     }
 
     /// One integration step to `to` (at most [`STEP_LEAVES`] past the current size): the
-    /// leaves are appended in one go on the blocking pool, then every tile and every bundle of
+    /// leaves are appended in one go on the calling thread, then every tile and every bundle of
     /// the step (partial ones only at `to`) is written, durably, before this returns.
     pub async fn step(&mut self, to: u64) -> Result<()> {
         let from = self.builder.size();
@@ -267,14 +267,13 @@ impl Filler {
         }
         // Built on a copy, as the node does, so that a failed write leaves the builder at the
         // durable size.
-        let (next, entries) = (self.builder.clone(), self.entries.clone());
-        let (next, output) = tokio::task::spawn_blocking(move || {
-            let leaves: Vec<Vec<u8>> = (from..to).map(|index| entries.entry(index)).collect();
-            let mut next = next;
-            let output = next.append(&leaves);
-            (next, output)
-        })
-        .await?;
+        // Leaves are made and hashed on this task's thread, as the node's integrator does on its
+        // own arbiter thread (not on the blocking pool: see node/src/integrator.rs).
+        let mut next = self.builder.clone();
+        let output = {
+            let leaves: Vec<Vec<u8>> = (from..to).map(|index| self.entries.entry(index)).collect();
+            next.append(&leaves)
+        };
         // Sorted and distinct already.
         let (tiles, bundles) = {
             let output = output?;
