@@ -116,7 +116,7 @@ pub struct ServeArgs {
     pub raft_snapshot_every: Option<u64>,
 
     /// Raft heartbeat interval in milliseconds; also the time limit of one AppendEntries RPC, so
-    /// it must cover a round trip plus a follower's fsync. At least 20. Default: 100.
+    /// it must cover a round trip plus a follower's fsync. At least 20. Default: 150.
     #[arg(long, env = "REKOR_RAFT_HEARTBEAT_MS")]
     pub raft_heartbeat_ms: Option<u64>,
 
@@ -464,7 +464,7 @@ mod tests {
         assert_eq!(
             config.raft_timing,
             RaftTiming {
-                heartbeat_ms: 100,
+                heartbeat_ms: 150,
                 election_timeout_min_ms: 500,
                 election_timeout_max_ms: 1000,
             }
@@ -493,10 +493,10 @@ mod tests {
 
         let refused = [
             (Some(10), None, None),        // heartbeat below 20 ms
-            (Some(300), None, None),       // default min 500 < 3 heartbeats
+            (Some(200), None, None),       // default min 500 < 3 heartbeats
             (None, Some(1000), None),      // empty range with the default max 1000
             (None, Some(900), Some(800)),  // inverted range
-            (None, Some(200), Some(1000)), // min below 3 × the default 100 ms heartbeat
+            (None, Some(400), Some(1000)), // min below 3 × the default 150 ms heartbeat
         ];
         for (heartbeat, min, max) in refused {
             let args = ServeArgs {

@@ -17,10 +17,12 @@
 //! a tick, and the unlucky case (the first candidate has the shorter log) costs another
 //! `min..max`. [`RaftTuning::campaign_after`] gives the first range.
 //!
-//! The defaults (100 ms heartbeat, 500–1000 ms election timeout) bring that to 1.5–2.0 s, from
+//! The defaults (150 ms heartbeat, 500–1000 ms election timeout) bring that to 1.5–2.0 s, from
 //! 3.0–4.0 s with the earlier 250 ms / 1000–2000 ms, and still give a follower 1.5 s without any
-//! AppendEntries (15 heartbeat periods, 10 ticks) before it campaigns, which holds under the
-//! benchmark load on two cores (`rekor_raft_term` stays 1). Operators on slower disks or
+//! AppendEntries (about 6 heartbeats) before it campaigns, which holds under the benchmark load
+//! on two cores (`rekor_raft_term` stays 1). The heartbeat is not lower because it is also the
+//! AppendEntries time limit: at 100 ms a loaded two-core machine already saw a few batches time
+//! out and be resent; the heartbeat only moves a failover by up to one tick anyway. Operators on slower disks or
 //! networks raise them with `serve --raft-heartbeat-ms` and `--raft-election-timeout-{min,max}-ms`
 //! (docs/operations.md, "Failover timing").
 
@@ -29,7 +31,7 @@ use std::time::Duration;
 use openraft::{Config, ConfigError, SnapshotPolicy};
 
 /// Default leader heartbeat (and AppendEntries TTL), ms.
-pub const DEFAULT_HEARTBEAT_MS: u64 = 100;
+pub const DEFAULT_HEARTBEAT_MS: u64 = 150;
 /// Default lower bound of the election timeout, ms.
 pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 500;
 /// Default upper bound of the election timeout, ms (also openraft's leader lease).
@@ -162,7 +164,10 @@ mod tests {
     fn defaults_validate_with_fsync_friendly_timeouts() {
         let config = build_config(&RaftTuning::default()).unwrap();
         assert_eq!(config.heartbeat_interval, DEFAULT_HEARTBEAT_MS);
-        assert!(config.election_timeout_min >= 4 * config.heartbeat_interval);
+        assert!(
+            config.election_timeout_min
+                >= MIN_ELECTION_TIMEOUT_HEARTBEATS * config.heartbeat_interval
+        );
         assert!(config.install_snapshot_timeout >= 1000);
     }
 
