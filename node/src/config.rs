@@ -111,7 +111,8 @@ pub struct ServeArgs {
     pub bootstrap_single: Option<bool>,
 
     /// Take a Raft snapshot (and compact the Raft log) every this many Raft entries (batches).
-    /// Default: 20000. Nodes that fall behind a snapshot catch up by pulling entry bundles.
+    /// Default: 1000 (snapshots are small; an uncompacted log keeps sled's memory growing with
+    /// the log). Nodes that fall behind a snapshot catch up by pulling entry bundles.
     #[arg(long, env = "REKOR_RAFT_SNAPSHOT_EVERY")]
     pub raft_snapshot_every: Option<u64>,
 

@@ -97,7 +97,8 @@ async fn send_batches(mut jobs: mpsc::Receiver<Job>, client: Arc<ForwardClient>)
         let mut batch = vec![first];
         while batch.len() < MAX_FORWARD_BATCH {
             let Ok(job) = jobs.try_recv() else { break };
-            if job.leader != batch[0].leader || bytes + job.entry.body.len() > MAX_FORWARD_BATCH_BYTES
+            if job.leader != batch[0].leader
+                || bytes + job.entry.body.len() > MAX_FORWARD_BATCH_BYTES
             {
                 carried = Some(job);
                 break;
@@ -115,13 +116,18 @@ async fn send_batches(mut jobs: mpsc::Receiver<Job>, client: Arc<ForwardClient>)
 
 async fn send_batch(client: &ForwardClient, batch: Vec<Job>) {
     let leader = batch[0].leader;
-    let url = format!("http://{}{}", batch[0].node.internal_addr, paths::SEQUENCE_BATCH);
-    let (entries, replies): (Vec<SequencedEntry>, Vec<oneshot::Sender<Outcome>>) = batch
-        .into_iter()
-        .map(|job| (job.entry, job.reply))
-        .unzip();
+    let url = format!(
+        "http://{}{}",
+        batch[0].node.internal_addr,
+        paths::SEQUENCE_BATCH
+    );
+    let (entries, replies): (Vec<SequencedEntry>, Vec<oneshot::Sender<Outcome>>) =
+        batch.into_iter().map(|job| (job.entry, job.reply)).unzip();
     client.metrics.forwarded_total.inc_by(entries.len() as u64);
-    client.metrics.forward_batch_size.observe(entries.len() as f64);
+    client
+        .metrics
+        .forward_batch_size
+        .observe(entries.len() as f64);
     let outcomes = request(client, leader, &url, &entries).await;
     match outcomes {
         Ok(outcomes) if outcomes.len() == replies.len() => {

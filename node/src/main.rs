@@ -26,7 +26,6 @@ mod status_page;
 mod verify;
 mod witness;
 
-
 #[derive(Parser)]
 #[command(
     name = "rekor-node",

@@ -163,7 +163,10 @@ mod tests {
         let wider = TilePath::Entries(BundleId::new(1, 45).unwrap());
         assert_eq!(derive_partial(&store, wider, 300).await.unwrap(), None);
         let narrower = TilePath::Entries(BundleId::new(1, 44).unwrap());
-        assert!(derive_partial(&store, narrower, 300).await.unwrap().is_some());
+        assert!(derive_partial(&store, narrower, 300)
+            .await
+            .unwrap()
+            .is_some());
         let full = TilePath::Hash(TileId::new(0, 0, 256).unwrap());
         assert_eq!(derive_partial(&store, full, 300).await.unwrap(), None);
     }
