@@ -93,8 +93,8 @@ impl Default for RaftTuning {
             election_timeout_min_ms: DEFAULT_ELECTION_TIMEOUT_MIN_MS,
             election_timeout_max_ms: DEFAULT_ELECTION_TIMEOUT_MAX_MS,
             install_snapshot_timeout_ms: 10_000,
-            snapshot_logs_since_last: 1_000,
-            max_in_snapshot_log_to_keep: 250,
+            snapshot_logs_since_last: 250,
+            max_in_snapshot_log_to_keep: 64,
             max_payload_entries: 64,
             snapshot_max_chunk_size: 4 * 1024 * 1024,
         }
