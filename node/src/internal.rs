@@ -143,15 +143,21 @@ async fn sequence(
             "identity does not match body",
         );
     }
+    bincode_response(&sequence_entry(&state, entry).await)
+}
+
+/// Admits one forwarded entry against this node's pushback bound and sequences it.
+async fn sequence_entry(
+    state: &InternalState,
+    entry: SequencedEntry,
+) -> Result<AppendOutcome, SequenceError> {
     let Some(_admission) = state.pushback.try_admit() else {
-        return bincode_response(&Err(SequenceError::Overloaded));
+        return Err(SequenceError::Overloaded);
     };
-    let outcome: Result<AppendOutcome, SequenceError> =
-        match state.sequencer.send(Sequence(entry)).await {
-            Ok(outcome) => outcome,
-            Err(e) => Err(SequenceError::Raft(format!("sequencer unavailable: {e}"))),
-        };
-    bincode_response(&outcome)
+    match state.sequencer.send(Sequence(entry)).await {
+        Ok(outcome) => outcome,
+        Err(e) => Err(SequenceError::Raft(format!("sequencer unavailable: {e}"))),
+    }
 }
 
 /// Largest forwarded batch body: the forwarder's byte bound plus one largest entry and framing.
@@ -193,31 +199,16 @@ async fn sequence_batch(
             "identity does not match body",
         );
     }
-    let outcomes = futures::future::join_all(entries.into_iter().map(|entry| {
-        let state = state.clone();
-        async move {
-            let Some(_admission) = state.pushback.try_admit() else {
-                return Err(SequenceError::Overloaded);
-            };
-            match state.sequencer.send(Sequence(entry)).await {
-                Ok(outcome) => outcome,
-                Err(e) => Err(SequenceError::Raft(format!("sequencer unavailable: {e}"))),
-            }
-        }
-    }))
+    let outcomes = futures::future::join_all(
+        entries
+            .into_iter()
+            .map(|entry| sequence_entry(&state, entry)),
+    )
     .await;
-    match bincode::serialize(&outcomes) {
-        Ok(bytes) => HttpResponse::Ok()
-            .content_type("application/octet-stream")
-            .body(bytes),
-        Err(e) => error(
-            actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-            e.to_string(),
-        ),
-    }
+    bincode_response(&outcomes)
 }
 
-fn bincode_response(outcome: &Result<AppendOutcome, SequenceError>) -> HttpResponse {
+fn bincode_response<T: Serialize>(outcome: &T) -> HttpResponse {
     match bincode::serialize(outcome) {
         Ok(bytes) => HttpResponse::Ok()
             .content_type("application/octet-stream")
