@@ -403,6 +403,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_durably(mark).await.map_err(write_err)?;
 
         let upto = log_id.index;
+        // Only the first entry is read: the keys below the purge point are consecutive indices,
+        // and reading every purged entry (each a whole batch of bodies) only to learn its key
+        // copied tens of MiB per purge.
         let keys = self
             .reader
             .blocking(move |ks| {
@@ -413,10 +416,19 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                         Bound::Included(&first[..]),
                         Bound::Included(&upper[..]),
                         ScanOrder::Ascending,
-                        usize::MAX,
+                        1,
                     )
                     .map_err(read_err)?;
-                Ok(rows.into_iter().map(|(k, _)| k).collect::<Vec<_>>())
+                let oldest = rows
+                    .first()
+                    .and_then(|(key, _)| crate::engine::parse_index_key(key));
+                Ok(oldest
+                    .map(|oldest| {
+                        (oldest..=upto)
+                            .map(|index| index_key(ENTRY_PREFIX, index).to_vec())
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default())
             })
             .await?;
         let mut batch = WriteBatch::new();
