@@ -217,8 +217,8 @@ fn raft_apply(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let dir = tempfile::tempdir().expect("tempdir");
-    let engine = SledEngine::open(&EngineConfig::new(dir.path())).expect("sled");
-    let (_log, mut state_machine) = open_stores(&engine).expect("stores");
+    let engine = SledEngine::open(&EngineConfig::new(dir.path().join("raft"))).expect("sled");
+    let (_log, mut state_machine) = open_stores(&engine, dir.path()).expect("stores");
     let mut group = c.benchmark_group("raft");
     group.throughput(Throughput::Elements(512));
     let mut log_index = 0u64;

@@ -28,6 +28,9 @@ pub struct NodeMetrics {
     pub raft_last_applied: IntGauge,
     pub raft_replication_lag: IntGaugeVec,
     pub raft_db_size_bytes: IntGauge,
+    pub raft_log_size_bytes: IntGauge,
+    pub entry_files_size_bytes: IntGauge,
+    pub identities: IntGauge,
 }
 
 fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> prometheus::Result<Histogram> {
@@ -117,7 +120,19 @@ impl NodeMetrics {
             )?,
             raft_db_size_bytes: IntGauge::new(
                 "rekor_raft_db_size_bytes",
-                "sled's size on disk for the Raft log and state machine",
+                "sled's size on disk (Raft vote and metadata, the state machine's small state)",
+            )?,
+            raft_log_size_bytes: IntGauge::new(
+                "rekor_raft_log_size_bytes",
+                "Bytes of the Raft log's segment files",
+            )?,
+            entry_files_size_bytes: IntGauge::new(
+                "rekor_entry_files_size_bytes",
+                "Bytes of the unintegrated leaf bodies and the identity index on disk",
+            )?,
+            identities: IntGauge::new(
+                "rekor_identities",
+                "Entries in the identity (dedup) index",
             )?,
         };
         registry.register(Box::new(metrics.batch_size.clone()))?;
@@ -139,6 +154,9 @@ impl NodeMetrics {
         registry.register(Box::new(metrics.raft_last_applied.clone()))?;
         registry.register(Box::new(metrics.raft_replication_lag.clone()))?;
         registry.register(Box::new(metrics.raft_db_size_bytes.clone()))?;
+        registry.register(Box::new(metrics.raft_log_size_bytes.clone()))?;
+        registry.register(Box::new(metrics.entry_files_size_bytes.clone()))?;
+        registry.register(Box::new(metrics.identities.clone()))?;
         Ok(metrics)
     }
 }
@@ -148,6 +166,8 @@ impl NodeMetrics {
 pub async fn sample_raft(
     raft: rekor_raft::types::Raft,
     engine: rekor_raft::engine::SledEngine,
+    log_size: rekor_raft::LogSizeProbe,
+    state: rekor_raft::StateReader,
     metrics: NodeMetrics,
 ) {
     let mut watch = raft.metrics();
@@ -182,6 +202,9 @@ pub async fn sample_raft(
                 if let Ok(Ok(bytes)) = tokio::task::spawn_blocking(move || engine.size_on_disk()).await {
                     metrics.raft_db_size_bytes.set(bytes as i64);
                 }
+                metrics.raft_log_size_bytes.set(log_size.bytes() as i64);
+                metrics.entry_files_size_bytes.set(state.entry_files_bytes() as i64);
+                metrics.identities.set(state.identity_count() as i64);
             }
         }
     }

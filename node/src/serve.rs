@@ -64,7 +64,8 @@ async fn serve(config: ServeConfig) -> Result<()> {
     engine_config.cache_capacity = config.cache_bytes;
     let engine =
         rekor_raft::SledEngine::open(&engine_config).context("opening the Raft database (sled)")?;
-    let (log_store, state_machine_store) = rekor_raft::open_stores(&engine)?;
+    let (log_store, state_machine_store) = rekor_raft::open_stores(&engine, &config.data_dir)?;
+    let log_size = log_store.size_probe();
     // Snapshots carry only the small state; installing one pulls the bodies below it from peers.
     let snapshot_peers = crate::catch_up::SnapshotPeers::new(config.node_id)?;
     let state_machine_store = state_machine_store.with_backfill(snapshot_peers.clone());
@@ -149,6 +150,8 @@ async fn serve(config: ServeConfig) -> Result<()> {
     tokio::spawn(crate::metrics::sample_raft(
         raft.clone(),
         engine.clone(),
+        log_size,
+        state_machine.clone(),
         metrics.clone(),
     ));
 

@@ -3,10 +3,11 @@
 //!
 //! - [`engine`]: the narrow key-value trait and its sled implementation.
 //! - [`types`]: the openraft type config and the versioned command set.
-//! - [`log_store`]: the Raft log (`RaftLogStorage`).
+//! - [`log_store`]: the Raft log (`RaftLogStorage`) in [`segments`] files.
 //! - [`state_machine`]: indices, dedup, compact range, checkpoint checks; [`StateReader`] for
 //!   the node; [`snapshot`]: the small snapshot format and its install; [`backfill`]: pulling
-//!   and staging the entry bodies below a snapshot from peers ([`SnapshotBackfill`]).
+//!   and staging the entry bodies below a snapshot from peers ([`SnapshotBackfill`]);
+//!   `entry_files`: the unintegrated leaf bodies ([`segments`]) and the [`identity_index`].
 //! - [`network`] / [`server`]: Raft RPCs over HTTP (reqwest client, actix-web handlers).
 //! - [`config`]: the tuned openraft `Config`.
 #![forbid(unsafe_code)]
@@ -18,8 +19,11 @@ pub mod backfill;
 pub mod codec;
 pub mod config;
 pub mod engine;
+mod entry_files;
+pub mod identity_index;
 pub mod log_store;
 pub mod network;
+pub mod segments;
 pub mod server;
 pub mod snapshot;
 pub mod state_machine;
@@ -31,7 +35,7 @@ pub use backfill::{
 };
 pub use config::{build_config, RaftTuning, TuningError};
 pub use engine::{EngineConfig, EngineError, Keyspace, SledEngine};
-pub use log_store::LogStore;
+pub use log_store::{LogSizeProbe, LogStore};
 pub use network::{ClusterSecret, HttpNetwork, NetworkConfig};
 pub use server::{raft_scope, RaftServerConfig};
 pub use state_machine::{
@@ -41,12 +45,33 @@ pub use types::{
     AppendOutcome, Command, CommandResponse, NodeAddress, NodeId, Raft, SequencedEntry, TypeConfig,
 };
 
-/// Open the Raft log store and the state machine on one engine (their own keyspaces of the
-/// same database, so one fsync covers both).
+/// Open the Raft log store and the state machine: their small records in two keyspaces of
+/// `engine`, their per-entry data in files under `dir` (`raft-log/`, `leaves/`, `identities/`).
 pub fn open_stores(
     engine: &SledEngine,
-) -> Result<(LogStore, StateMachineStore), StateMachineError> {
-    let log = LogStore::new(engine.keyspace(log_store::LOG_KEYSPACE)?)?;
-    let sm = StateMachineStore::open(engine.keyspace(state_machine::STATE_MACHINE_KEYSPACE)?)?;
+    dir: &std::path::Path,
+) -> Result<(LogStore, StateMachineStore), OpenStoresError> {
+    let log = LogStore::open(
+        engine.keyspace(log_store::LOG_KEYSPACE)?,
+        &dir.join("raft-log"),
+    )?;
+    let sm = StateMachineStore::open(
+        engine.keyspace(state_machine::STATE_MACHINE_KEYSPACE)?,
+        dir,
+    )?;
     Ok((log, sm))
+}
+
+/// Why [`open_stores`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenStoresError {
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The Raft log failed to open.
+    #[error(transparent)]
+    Log(#[from] log_store::LogStoreError),
+    /// The state machine failed to open.
+    #[error(transparent)]
+    StateMachine(#[from] StateMachineError),
 }

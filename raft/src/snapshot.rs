@@ -40,15 +40,14 @@ use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::backfill::{
-    discard_staged, scan_leaves, stage_chunk, BackfillPeer, PeerRejected, SnapshotBackfill,
-    SnapshotInstallReport, BACKFILL_CHUNK, KEY_STAGING,
+    discard_staged, stage_chunk, BackfillPeer, PeerRejected, SnapshotBackfill,
+    SnapshotInstallReport, BACKFILL_CHUNK,
 };
 use crate::codec::{self, CodecError};
 use crate::engine::{index_key, parse_index_key, KeyValue, Keyspace, ScanOrder, WriteBatch};
 use crate::state_machine::{
-    get_record, identity_key, load_state, PublishedCheckpoint, Shared, StateMachineError,
-    KEY_APPLIED, KEY_CHECKPOINT, KEY_INTEGRATED, KEY_MEMBERSHIP, KEY_SNAPSHOT, KEY_TREE,
-    LEAF_PREFIX, ROOT_PREFIX,
+    get_record, load_state, PublishedCheckpoint, Shared, StateMachineError, KEY_APPLIED,
+    KEY_CHECKPOINT, KEY_INTEGRATED, KEY_MEMBERSHIP, KEY_SNAPSHOT, KEY_TREE, ROOT_PREFIX,
 };
 use crate::types::{identity_of, NodeAddress, NodeId, TypeConfig};
 
@@ -143,23 +142,8 @@ fn build(shared: &Shared) -> Result<Snapshot<TypeConfig>, StateMachineError> {
     // The unintegrated bodies (bounded by pushback). Bodies are held from this node's
     // integrated size; the scan stops at the applied size, so records staged by an unfinished
     // install above it are never included.
-    let mut leaves_from = integrated.min(size);
-    let mut leaves = Vec::new();
-    for (key, body) in scan_leaves(keyspace, leaves_from..size)? {
-        let index = parse_index_key(&key).ok_or_else(|| corrupt("leaf key"))?;
-        if leaves.is_empty() {
-            leaves_from = index;
-        }
-        if index != leaves_from + leaves.len() as u64 {
-            return Err(StateMachineError::LeafMissing {
-                index: leaves_from + leaves.len() as u64,
-            });
-        }
-        leaves.push(body);
-    }
-    if leaves.is_empty() {
-        leaves_from = size;
-    }
+    let leaves_from = integrated.min(size);
+    let leaves = shared.files.read(leaves_from..size)?;
     let payload = SnapshotPayload {
         tree: state.tree.to_bytes(),
         recent_roots,
@@ -221,7 +205,7 @@ pub(crate) async fn install(
     }
     // Leftovers of an earlier attempt go first: staging restarts from this node's own state.
     let cleaner = shared.clone();
-    blocking(move || discard_staged(cleaner.keyspace.as_ref())).await?;
+    blocking(move || discard_staged(&cleaner)).await?;
 
     // Apply and install never run concurrently (openraft's state-machine worker serialises
     // them), so the applied state read here is the one the final switch replaces.
@@ -269,7 +253,7 @@ pub(crate) async fn install(
                 Err(rejected) => {
                     warn!(peer = peer.id, error = %rejected, "snapshot backfill from this peer failed");
                     let cleaner = shared.clone();
-                    blocking(move || discard_staged(cleaner.keyspace.as_ref())).await?;
+                    blocking(move || discard_staged(&cleaner)).await?;
                     if let PeerRejected::Local(error) = rejected {
                         return Err(error);
                     }
@@ -307,7 +291,7 @@ pub(crate) async fn install(
             Ok(bytes) => bytes,
             Err(error) => {
                 let cleaner = shared.clone();
-                blocking(move || discard_staged(cleaner.keyspace.as_ref())).await?;
+                blocking(move || discard_staged(&cleaner)).await?;
                 return Err(error);
             }
         };
@@ -395,7 +379,7 @@ async fn backfill_from(
         let stager = shared.clone();
         range = tokio::task::spawn_blocking(move || {
             let mut range = range;
-            stage_chunk(stager.keyspace.as_ref(), start, from, bodies, &mut range).map(|()| range)
+            stage_chunk(&stager.files, from, bodies, &mut range).map(|()| range)
         })
         .await
         .map_err(|e| StateMachineError::Task(e.to_string()))??;
@@ -451,32 +435,30 @@ fn commit(
     for (size, root) in &payload.recent_roots {
         batch.put(index_key(ROOT_PREFIX, *size).to_vec(), root.to_vec());
     }
-    // Carried leaves this node does not hold yet, with their identities. Below `applied` this
-    // node has its own (equal, as the root check showed) leaves and identities.
+    // Carried leaves this node does not hold yet. Below `applied` this node has its own (equal,
+    // as the root check showed) leaves and identities; from `applied` on, the staged and carried
+    // bodies reproduced the snapshot's root, so their identities can now be recorded.
+    let carried_from = applied.max(payload.leaves_from);
+    let skip = (carried_from - payload.leaves_from) as usize;
+    let carried = payload.leaves.get(skip..).unwrap_or_default();
     let mut seen = std::collections::HashSet::new();
-    for (offset, body) in payload.leaves.iter().enumerate() {
-        let index = payload.leaves_from + offset as u64;
-        if index < applied {
-            continue;
-        }
+    for (offset, body) in carried.iter().enumerate() {
+        let index = carried_from + offset as u64;
         let identity = identity_of(body);
-        let recorded = keyspace.get(&identity_key(&identity))?;
-        let earlier = recorded
-            .as_deref()
-            .and_then(|v| <[u8; 8]>::try_from(v).ok())
-            .map(u64::from_be_bytes)
-            .is_some_and(|first| first < index);
+        let earlier = shared
+            .files
+            .recorded(&identity)?
+            .is_some_and(|first| first < applied);
         if earlier || !seen.insert(identity) {
             return Err(StateMachineError::Corrupt(format!(
                 "snapshot leaf {index} repeats an earlier entry"
             )));
         }
-        batch.put(
-            identity_key(&identity).to_vec(),
-            index.to_be_bytes().to_vec(),
-        );
-        batch.put(index_key(LEAF_PREFIX, index).to_vec(), body.clone());
     }
+    shared.files.stage(carried_from, carried)?;
+    shared
+        .files
+        .adopt_staged(applied..carried_from + carried.len() as u64)?;
     match &payload.checkpoint {
         Some(_) => batch.put(KEY_CHECKPOINT, codec::encode(&payload.checkpoint)?),
         None => batch.delete(KEY_CHECKPOINT),
@@ -484,7 +466,6 @@ fn commit(
     batch.put(KEY_TREE, payload.tree.clone());
     batch.put(KEY_APPLIED, codec::encode(&meta.last_log_id)?);
     batch.put(KEY_MEMBERSHIP, codec::encode(&meta.last_membership)?);
-    batch.delete(KEY_STAGING);
     let bytes = data.len() as u64;
     let stored = StoredSnapshot {
         meta: meta.clone(),

@@ -13,27 +13,25 @@
 //!
 //! | key | value |
 //! | --- | --- |
-//! | `l` + BE index | leaf body (unintegrated) |
-//! | `i` + identity | BE index |
 //! | `r` + BE size | root at that batch boundary |
 //! | `m/applied`, `m/membership` | last applied log id, last membership |
 //! | `m/tree` | compact range (`CompactRange::to_bytes`) |
 //! | `m/checkpoint` | latest accepted checkpoint |
 //! | `m/integrated` | local integrated size (not replicated) |
 //! | `m/snapshot` | the current snapshot (see [`crate::snapshot`]) |
-//! | `m/staging` | range staged by an unfinished snapshot install (see [`crate::backfill`]) |
 //!
-//! An identity record is valid only if its index is below the applied size: records staged by
-//! a snapshot install that has not switched the applied state yet are ignored by apply and by
-//! [`StateReader::lookup_identity`], and removed if the install fails.
+//! The unintegrated leaf bodies and the identity index are files ([`crate::entry_files`]); an
+//! identity record counts only if its index is below the applied size.
 //!
 //! Durability: one `apply` call is one atomic engine batch, including the applied log id and
-//! membership, so the state and the applied id never diverge. It is not fsynced: after a crash
-//! the state is some earlier applied prefix, and openraft re-applies the committed log from
-//! there (the log is durable and is only purged behind a snapshot, which is fsynced).
+//! membership, so the state and the applied id never diverge; its new leaf bodies are fsynced
+//! before that batch is written. The batch is not fsynced: after a crash the state is some
+//! earlier applied prefix, and openraft re-applies the committed log from there (the log is
+//! durable and is only purged behind a snapshot, which is fsynced).
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::{Bound, Range};
+use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::RaftStateMachine;
@@ -48,6 +46,7 @@ use tokio::sync::watch;
 use crate::backfill::SnapshotBackfill;
 use crate::codec::{self, CodecError};
 use crate::engine::{index_key, EngineError, Keyspace, ScanOrder, WriteBatch};
+use crate::entry_files::EntryFiles;
 use crate::snapshot;
 use crate::types::{
     identity_of, AppendOutcome, Command, CommandResponse, NodeAddress, NodeId, SequencedEntry,
@@ -62,8 +61,6 @@ pub const STATE_MACHINE_KEYSPACE: &str = "state_machine";
 /// delayed by more than this many batches is affected.
 pub const RECENT_ROOTS: usize = 4096;
 
-pub(crate) const LEAF_PREFIX: u8 = b'l';
-pub(crate) const IDENTITY_PREFIX: u8 = b'i';
 pub(crate) const ROOT_PREFIX: u8 = b'r';
 pub(crate) const KEY_APPLIED: &[u8] = b"m/applied";
 pub(crate) const KEY_MEMBERSHIP: &[u8] = b"m/membership";
@@ -102,6 +99,9 @@ pub enum StateMachineError {
     /// A panic happened while the state lock was held; the in-memory state is not trusted.
     #[error("state machine lock poisoned")]
     Poisoned,
+    /// The leaf or identity files failed.
+    #[error("entry files: {0}")]
+    Files(String),
     /// A blocking task failed to run.
     #[error("blocking task failed: {0}")]
     Task(String),
@@ -193,6 +193,8 @@ impl SmState {
 
 pub(crate) struct Shared {
     pub(crate) keyspace: Arc<dyn Keyspace>,
+    /// Unintegrated leaf bodies and the identity index.
+    pub(crate) files: EntryFiles,
     /// Held across every engine write that changes replicated state, and by the snapshot
     /// builder while it reads, so a snapshot is one consistent cut.
     pub(crate) state: Mutex<SmState>,
@@ -223,20 +225,6 @@ pub(crate) fn get_record<T: serde::de::DeserializeOwned>(
         None => Ok(None),
         Some(bytes) => Ok(Some(codec::decode(&bytes)?)),
     }
-}
-
-pub(crate) fn identity_key(identity: &[u8; 32]) -> [u8; 33] {
-    let mut key = [0u8; 33];
-    key[0] = IDENTITY_PREFIX;
-    key[1..].copy_from_slice(identity);
-    key
-}
-
-fn decode_index(bytes: &[u8]) -> Result<u64, StateMachineError> {
-    let raw: [u8; 8] = bytes
-        .try_into()
-        .map_err(|_| StateMachineError::Corrupt("identity index value is not 8 bytes".into()))?;
-    Ok(u64::from_be_bytes(raw))
 }
 
 fn decode_hash(bytes: &[u8]) -> Result<Hash, StateMachineError> {
@@ -308,11 +296,13 @@ fn root_at(
 /// writes the batch and, if that succeeds, adopts the returned state.
 fn apply_entries(
     keyspace: &dyn Keyspace,
+    files: &EntryFiles,
     state: &SmState,
     entries: Vec<Entry<TypeConfig>>,
-) -> Result<(SmState, WriteBatch, Vec<CommandResponse>), StateMachineError> {
+) -> Result<(SmState, Applied), StateMachineError> {
     let mut next = state.clone();
     let mut batch = WriteBatch::new();
+    let mut leaves = NewLeaves::default();
     let mut responses = Vec::with_capacity(entries.len());
     // Identities logged earlier in this apply call (not yet in the engine).
     let mut fresh: HashMap<[u8; 32], u64> = HashMap::new();
@@ -332,7 +322,7 @@ fn apply_entries(
                 CommandResponse::Frozen
             }
             EntryPayload::Normal(Command::Append { entries }) => {
-                let outcomes = apply_append(keyspace, &mut next, &mut batch, &mut fresh, entries)?;
+                let outcomes = apply_append(files, &mut next, &mut leaves, &mut fresh, entries)?;
                 boundaries.push((next.tree.size(), next.tree.root()));
                 CommandResponse::Appended(outcomes)
             }
@@ -379,7 +369,31 @@ fn apply_entries(
     if checkpoint_changed {
         batch.put(KEY_CHECKPOINT, codec::encode(&next.checkpoint)?);
     }
-    Ok((next, batch, responses))
+    Ok((
+        next,
+        Applied {
+            batch,
+            leaves,
+            responses,
+        },
+    ))
+}
+
+/// What one apply call writes.
+struct Applied {
+    /// The engine batch of the small state.
+    batch: WriteBatch,
+    /// The leaves it logged.
+    leaves: NewLeaves,
+    responses: Vec<CommandResponse>,
+}
+
+/// Leaves logged by one apply call, in index order from `first`.
+#[derive(Default)]
+struct NewLeaves {
+    first: Option<u64>,
+    bodies: Vec<Vec<u8>>,
+    identities: Vec<([u8; 32], u64)>,
 }
 
 /// Whether the latest accepted checkpoint carries the frozen marker line (rekor-v2-api.md §11.5):
@@ -395,9 +409,9 @@ fn is_frozen(state: &SmState) -> bool {
 }
 
 fn apply_append(
-    keyspace: &dyn Keyspace,
+    files: &EntryFiles,
     next: &mut SmState,
-    batch: &mut WriteBatch,
+    leaves: &mut NewLeaves,
     fresh: &mut HashMap<[u8; 32], u64>,
     entries: Vec<SequencedEntry>,
 ) -> Result<Vec<AppendOutcome>, StateMachineError> {
@@ -417,11 +431,7 @@ fn apply_append(
             Some(index) => Some(*index),
             // A record at or beyond the applied size is a leftover of an unfinished
             // snapshot install, not a logged entry.
-            None => keyspace
-                .get(&identity_key(&identity))?
-                .map(|v| decode_index(&v))
-                .transpose()?
-                .filter(|index| *index < next.tree.size()),
+            None => files.lookup(&identity, next.tree.size())?,
         };
         if let Some(index) = known {
             outcomes.push(AppendOutcome::Duplicate { index });
@@ -432,11 +442,9 @@ fn apply_append(
             .append(leaf_hash(&entry.body))
             .map_err(|e| StateMachineError::Corrupt(format!("compact range: {e}")))?;
         fresh.insert(identity, index);
-        batch.put(
-            identity_key(&identity).to_vec(),
-            index.to_be_bytes().to_vec(),
-        );
-        batch.put(index_key(LEAF_PREFIX, index).to_vec(), entry.body);
+        leaves.first.get_or_insert(index);
+        leaves.identities.push((identity, index));
+        leaves.bodies.push(entry.body);
         outcomes.push(AppendOutcome::Logged { index });
     }
     Ok(outcomes)
@@ -469,16 +477,20 @@ pub struct StateMachineStore {
 }
 
 impl StateMachineStore {
-    /// Open the state machine on `keyspace` (normally [`STATE_MACHINE_KEYSPACE`]).
+    /// Open the state machine on `keyspace` (normally [`STATE_MACHINE_KEYSPACE`]) with its
+    /// leaf and identity files under `dir`.
     ///
-    /// Records staged by a snapshot install that did not finish are removed first.
-    pub fn open(keyspace: Arc<dyn Keyspace>) -> Result<Self, StateMachineError> {
-        crate::backfill::discard_staged(keyspace.as_ref())?;
+    /// Leaves staged by a snapshot install that did not finish are dropped first.
+    pub fn open(keyspace: Arc<dyn Keyspace>, dir: &Path) -> Result<Self, StateMachineError> {
         let state = load_state(keyspace.as_ref())?;
+        let integrated = get_record(keyspace.as_ref(), KEY_INTEGRATED)?.unwrap_or(0);
+        let files = EntryFiles::open(dir)?;
+        files.recover(keyspace.as_ref(), state.tree.size(), integrated)?;
         let (applied_tx, _) = watch::channel(state.applied_state());
         Ok(Self {
             shared: Arc::new(Shared {
                 keyspace,
+                files,
                 state: Mutex::new(state),
                 integration: Mutex::new(()),
                 applied_tx,
@@ -524,8 +536,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let shared = self.shared.clone();
         blocking(move || {
             let mut state = shared.lock_state()?;
-            let (next, batch, responses) =
-                apply_entries(shared.keyspace.as_ref(), &state, entries)?;
+            // Leaves beyond the applied size can only be left by a failed earlier call.
+            shared.files.discard_beyond(state.tree.size())?;
+            let (next, applied) =
+                apply_entries(shared.keyspace.as_ref(), &shared.files, &state, entries)?;
+            let Applied {
+                batch,
+                leaves,
+                responses,
+            } = applied;
+            if let Some(first) = leaves.first {
+                shared
+                    .files
+                    .append(first, &leaves.bodies, &leaves.identities)?;
+            }
             shared.keyspace.apply(batch)?;
             *state = next;
             shared.applied_tx.send_replace(state.applied_state());
@@ -634,13 +658,17 @@ impl StateReader {
     /// applied size count: see the module docs).
     pub fn lookup_identity(&self, identity: &[u8; 32]) -> Result<Option<u64>, StateMachineError> {
         let applied = self.applied().size;
-        Ok(self
-            .shared
-            .keyspace
-            .get(&identity_key(identity))?
-            .map(|v| decode_index(&v))
-            .transpose()?
-            .filter(|index| *index < applied))
+        self.shared.files.lookup(identity, applied)
+    }
+
+    /// Identities in the identity index (for a metric).
+    pub fn identity_count(&self) -> u64 {
+        self.shared.files.identity_count()
+    }
+
+    /// Bytes of the leaf and identity files (for a metric).
+    pub fn entry_files_bytes(&self) -> u64 {
+        self.shared.files.size_on_disk()
     }
 
     /// This node's durable integrated size (0 if never set).
@@ -661,40 +689,17 @@ impl StateReader {
     /// thread rather than on whichever blocking-pool thread ran the read, which keeps the
     /// allocator from growing one arena per pool thread to the size of a step.
     pub fn leaves_now(&self, range: Range<u64>) -> Result<Vec<Vec<u8>>, StateMachineError> {
-        let shared = &self.shared;
-        if range.start >= range.end {
-            return Ok(Vec::new());
-        }
-        let lower = index_key(LEAF_PREFIX, range.start);
-        let upper = index_key(LEAF_PREFIX, range.end);
-        let rows = shared.keyspace.scan(
-            Bound::Included(&lower[..]),
-            Bound::Excluded(&upper[..]),
-            ScanOrder::Ascending,
-            usize::MAX,
-        )?;
-        let mut expected = range.start;
-        let mut out = Vec::with_capacity(rows.len());
-        for (key, body) in rows {
-            if crate::engine::parse_index_key(&key) != Some(expected) {
-                return Err(StateMachineError::LeafMissing { index: expected });
-            }
-            out.push(body);
-            expected += 1;
-        }
-        if expected != range.end {
-            return Err(StateMachineError::LeafMissing { index: expected });
-        }
-        Ok(out)
+        self.shared.files.read(range)
     }
 
     /// Record that this node's integrator has durably written every leaf below `size` to its
-    /// tile store, then delete those bodies. Local, not replicated.
+    /// tile store, then forget those bodies. Local, not replicated.
     ///
-    /// The integrated size is fsynced before any body is deleted: a crash in between leaves
-    /// bodies that are already integrated (deleted by the next call), never a body deleted
+    /// The integrated size is fsynced before any body is forgotten: a crash in between leaves
+    /// bodies that are already integrated (forgotten by the next call), never a body gone
     /// whose tiles the node does not know it wrote. A smaller `size` than the stored one is
-    /// ignored.
+    /// ignored. Bodies above the identity index's durable watermark are kept (see
+    /// [`crate::entry_files`]).
     pub async fn mark_integrated(&self, size: u64) -> Result<(), StateMachineError> {
         let shared = self.shared.clone();
         blocking(move || {
@@ -712,24 +717,7 @@ impl StateReader {
             mark.put(KEY_INTEGRATED, codec::encode(&size)?);
             keyspace.apply(mark)?;
             keyspace.flush()?;
-
-            // Delete from the start of the table: bodies below `previous` may survive an
-            // earlier crash between the two steps.
-            let lower = index_key(LEAF_PREFIX, 0);
-            let upper = index_key(LEAF_PREFIX, size);
-            let rows = keyspace.scan(
-                Bound::Included(&lower[..]),
-                Bound::Excluded(&upper[..]),
-                ScanOrder::Ascending,
-                usize::MAX,
-            )?;
-            let mut delete = WriteBatch::new();
-            for (key, _) in rows {
-                delete.delete(key);
-            }
-            if !delete.is_empty() {
-                keyspace.apply(delete)?;
-            }
+            shared.files.integrated(size, applied)?;
             Ok(())
         })
         .await

@@ -31,8 +31,8 @@ struct TestNode {
 /// listener on an ephemeral loopback port.
 async fn start_node(id: u64) -> TestNode {
     let dir = tempfile::tempdir().unwrap();
-    let engine = SledEngine::open(&EngineConfig::new(dir.path())).unwrap();
-    let (log, sm) = open_stores(&engine).unwrap();
+    let engine = SledEngine::open(&EngineConfig::new(dir.path().join("raft"))).unwrap();
+    let (log, sm) = open_stores(&engine, dir.path()).unwrap();
     let reader = sm.reader();
     let secret = ClusterSecret::new(SECRET);
     let network = HttpNetwork::new(NetworkConfig::new(id, secret.clone())).unwrap();

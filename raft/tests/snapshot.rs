@@ -64,8 +64,8 @@ fn open_in(
     dir: &std::path::Path,
     backfill: Option<Arc<dyn SnapshotBackfill>>,
 ) -> StateMachineStore {
-    let engine = SledEngine::open(&EngineConfig::new(dir)).unwrap();
-    let (_log, sm) = open_stores(&engine).unwrap();
+    let engine = SledEngine::open(&EngineConfig::new(dir.join("raft"))).unwrap();
+    let (_log, sm) = open_stores(&engine, dir).unwrap();
     match backfill {
         Some(backfill) => sm.with_backfill(backfill),
         None => sm,

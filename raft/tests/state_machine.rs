@@ -65,8 +65,8 @@ fn logged(indices: &[u64]) -> CommandResponse {
 }
 
 fn open(dir: &std::path::Path) -> (SledEngine, rekor_raft::LogStore, StateMachineStore) {
-    let engine = SledEngine::open(&EngineConfig::new(dir)).unwrap();
-    let (log, sm) = open_stores(&engine).unwrap();
+    let engine = SledEngine::open(&EngineConfig::new(dir.join("raft"))).unwrap();
+    let (log, sm) = open_stores(&engine, dir).unwrap();
     (engine, log, sm)
 }
 

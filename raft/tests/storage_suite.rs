@@ -14,8 +14,8 @@ struct SledStoreBuilder;
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for SledStoreBuilder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
         let dir = tempfile::tempdir().expect("temp dir");
-        let engine = SledEngine::open(&EngineConfig::new(dir.path())).expect("open sled");
-        let (log, sm) = open_stores(&engine).expect("open stores");
+        let engine = SledEngine::open(&EngineConfig::new(dir.path().join("raft"))).expect("open sled");
+        let (log, sm) = open_stores(&engine, dir.path()).expect("open stores");
         Ok((dir, log, sm))
     }
 }
