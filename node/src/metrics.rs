@@ -130,10 +130,7 @@ impl NodeMetrics {
                 "rekor_entry_files_size_bytes",
                 "Bytes of the unintegrated leaf bodies and the identity index on disk",
             )?,
-            identities: IntGauge::new(
-                "rekor_identities",
-                "Entries in the identity (dedup) index",
-            )?,
+            identities: IntGauge::new("rekor_identities", "Entries in the identity (dedup) index")?,
         };
         registry.register(Box::new(metrics.batch_size.clone()))?;
         registry.register(Box::new(metrics.forward_batch_size.clone()))?;

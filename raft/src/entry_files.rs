@@ -73,7 +73,12 @@ impl EntryFiles {
         Ok(Self {
             leaves: SegmentLog::open(SegmentConfig::new(dir.join("leaves")))?,
             identities: IdentityIndex::open(&dir.join("identities"))?,
-            last_identity_sync: Mutex::new(Instant::now()),
+            // Due at once: the first integration after an open advances the watermark.
+            last_identity_sync: Mutex::new(
+                Instant::now()
+                    .checked_sub(IDENTITY_SYNC_INTERVAL)
+                    .unwrap_or_else(Instant::now),
+            ),
         })
     }
 
@@ -125,7 +130,10 @@ impl EntryFiles {
     }
 
     /// Identity records of the held bodies `range`.
-    fn identity_records(&self, range: Range<u64>) -> Result<Vec<([u8; 32], u64)>, StateMachineError> {
+    fn identity_records(
+        &self,
+        range: Range<u64>,
+    ) -> Result<Vec<([u8; 32], u64)>, StateMachineError> {
         let start = range.start;
         Ok(self
             .read(range)?
@@ -253,7 +261,11 @@ impl EntryFiles {
             }
         }
         let purge_to = size.min(watermark);
-        if self.leaves.first_index().is_some_and(|first| first < purge_to) {
+        if self
+            .leaves
+            .first_index()
+            .is_some_and(|first| first < purge_to)
+        {
             self.leaves.purge_to(purge_to)?;
         }
         Ok(())

@@ -55,10 +55,7 @@ pub fn open_stores(
         engine.keyspace(log_store::LOG_KEYSPACE)?,
         &dir.join("raft-log"),
     )?;
-    let sm = StateMachineStore::open(
-        engine.keyspace(state_machine::STATE_MACHINE_KEYSPACE)?,
-        dir,
-    )?;
+    let sm = StateMachineStore::open(engine.keyspace(state_machine::STATE_MACHINE_KEYSPACE)?, dir)?;
     Ok((log, sm))
 }
 

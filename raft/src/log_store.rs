@@ -18,6 +18,7 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -102,6 +103,9 @@ struct WriteJob {
 struct Stores {
     meta: Arc<dyn Keyspace>,
     entries: Arc<SegmentLog>,
+    /// Whether an append past the end of the log (a gap) forgets the held entries instead of
+    /// failing. Only openraft's conformance suite appends that way; see [`LogStore::allow_gaps`].
+    gaps_allowed: Arc<AtomicBool>,
 }
 
 /// What a group of applied jobs left to fsync.
@@ -115,6 +119,22 @@ impl Stores {
     fn apply(&self, op: WriteOp, dirty: &mut Dirty) -> Result<(), String> {
         match op {
             WriteOp::Entries { first, records } => {
+                let next = self.entries.next_index();
+                let held = self.entries.first_index().is_some();
+                if held && first < next {
+                    // Entries replacing a suffix: the append implies the truncation.
+                    self.entries
+                        .truncate_from(first)
+                        .map_err(|e| e.to_string())?;
+                } else if held && first > next {
+                    if !self.gaps_allowed.load(Ordering::Relaxed) {
+                        return Err(format!(
+                            "append at index {first} would leave a gap after the last entry {}",
+                            next - 1
+                        ));
+                    }
+                    self.entries.reset(first).map_err(|e| e.to_string())?;
+                }
                 let slices: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
                 self.entries
                     .append(first, &slices)
@@ -126,7 +146,9 @@ impl Stores {
                 dirty.meta = true;
             }
             WriteOp::Truncate(from) => {
-                self.entries.truncate_from(from).map_err(|e| e.to_string())?;
+                self.entries
+                    .truncate_from(from)
+                    .map_err(|e| e.to_string())?;
             }
             WriteOp::Purge(to) => purge_segments(&self.entries, to).map_err(|e| e.to_string())?,
         }
@@ -331,6 +353,7 @@ impl LogSizeProbe {
 pub struct LogStore {
     reader: LogReader,
     writer: Arc<LogWriter>,
+    gaps_allowed: Arc<AtomicBool>,
 }
 
 impl LogStore {
@@ -343,20 +366,32 @@ impl LogStore {
         migrate_engine_entries(meta.as_ref(), &entries)?;
         let purged: Option<LogId<NodeId>> = match meta.get(KEY_PURGED)? {
             None => None,
-            Some(bytes) => codec::decode(&bytes)?,
+            Some(bytes) => Some(codec::decode(&bytes)?),
         };
         if let Some(purged) = purged {
             // A purge's deletion is not durable (a partly purged segment is kept whole).
             purge_segments(&entries, purged.index + 1)?;
         }
+        let gaps_allowed = Arc::new(AtomicBool::new(false));
         let writer = LogWriter::start(Stores {
             meta: meta.clone(),
             entries: entries.clone(),
+            gaps_allowed: gaps_allowed.clone(),
         })?;
         Ok(Self {
             reader: LogReader { meta, entries },
             writer: Arc::new(writer),
+            gaps_allowed,
         })
+    }
+
+    /// Let an append past the end of the log forget the held entries and start the log there,
+    /// instead of failing. openraft never appends with a gap (it purges to a snapshot first),
+    /// but its conformance suite treats the log as a map and does (e.g. index 3 after 1); the
+    /// suite's store builder calls this. A node never does: a gap there is a bug, and failing
+    /// stops Raft rather than losing entries.
+    pub fn allow_gaps(&self) {
+        self.gaps_allowed.store(true, Ordering::Relaxed);
     }
 
     /// A handle that reports the size of the segment files (for a metric) after the store

@@ -350,3 +350,141 @@ async fn dedup_uses_the_body_hash_not_the_proposed_identity() {
     );
     assert_eq!(sm.reader().lookup_identity(&[9u8; 32]).unwrap(), None);
 }
+
+#[tokio::test]
+async fn identities_above_the_durable_watermark_are_rebuilt_from_the_held_bodies() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_engine, _log, mut sm) = open(dir.path());
+        apply_one(&mut sm, 1, append_cmd(&["a", "b", "c"])).await;
+    }
+    // The identity index is lost entirely (its watermark is 0): the bodies 0..3 are still
+    // held (nothing was integrated), so the open re-derives every identity from them.
+    std::fs::remove_dir_all(dir.path().join("identities")).unwrap();
+    let (_engine, _log, mut sm) = open(dir.path());
+    let reader = sm.reader();
+    assert_eq!(reader.identity_count(), 3);
+    assert_eq!(
+        reader
+            .lookup_identity(&SequencedEntry::new(b"b".to_vec()).identity)
+            .unwrap(),
+        Some(1)
+    );
+    assert_eq!(
+        apply_one(&mut sm, 2, append_cmd(&["c", "d"])).await,
+        CommandResponse::Appended(vec![
+            AppendOutcome::Duplicate { index: 2 },
+            AppendOutcome::Logged { index: 3 },
+        ])
+    );
+}
+
+#[tokio::test]
+async fn an_identity_index_that_cannot_be_rebuilt_is_refused_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_engine, _log, mut sm) = open(dir.path());
+        apply_one(&mut sm, 1, append_cmd(&["a", "b", "c"])).await;
+        // Integrating makes the identities durable and lets the bodies go.
+        sm.reader().mark_integrated(3).await.unwrap();
+        assert!(sm.reader().leaves(0..1).await.is_err());
+    }
+    // Both the identity index and the (integrated, forgettable) bodies are gone.
+    std::fs::remove_dir_all(dir.path().join("identities")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("leaves")).unwrap();
+    let engine = SledEngine::open(&EngineConfig::new(dir.path().join("raft"))).unwrap();
+    let error = open_stores(&engine, dir.path())
+        .err()
+        .expect("open must fail");
+    assert!(
+        error
+            .to_string()
+            .contains("identity index is durable only below 0"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn leaves_of_an_apply_whose_state_was_lost_are_dropped_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_engine, _log, mut sm) = open(dir.path());
+        apply_one(&mut sm, 1, append_cmd(&["a", "b"])).await;
+    }
+    // Bodies beyond the applied size, as an apply leaves them when the process dies after
+    // fsyncing its bodies and before the engine batch that records them as applied.
+    {
+        let leaves = dir.path().join("leaves");
+        let segments = rekor_raft::segments::SegmentLog::open(
+            rekor_raft::segments::SegmentConfig::new(&leaves),
+        )
+        .unwrap();
+        assert_eq!(segments.next_index(), 2);
+        segments.append(2, &[b"lost".as_slice()]).unwrap();
+        segments.sync().unwrap();
+    }
+    let (_engine, _log, mut sm) = open(dir.path());
+    assert_eq!(sm.reader().applied().size, 2);
+    assert!(sm.reader().leaves(2..3).await.is_err());
+    // The committed log is re-applied from there and takes index 2 for its own entry.
+    assert_eq!(
+        apply_one(&mut sm, 2, append_cmd(&["c"])).await,
+        logged(&[2])
+    );
+    assert_eq!(sm.reader().leaves(2..3).await.unwrap(), vec![b"c".to_vec()]);
+}
+
+#[tokio::test]
+async fn records_of_the_engine_only_layout_are_moved_into_files_at_open() {
+    use rekor_raft::engine::{index_key, WriteBatch};
+    let dir = tempfile::tempdir().unwrap();
+    let bodies = ["a", "b", "c"];
+    {
+        let (engine, _log, mut sm) = open(dir.path());
+        apply_one(&mut sm, 1, append_cmd(&bodies)).await;
+        // Rewrite what the files hold as the previous build kept it: leaf bodies and identity
+        // records in the state machine's keyspace.
+        let keyspace = engine
+            .keyspace(rekor_raft::state_machine::STATE_MACHINE_KEYSPACE)
+            .unwrap();
+        let mut batch = WriteBatch::new();
+        for (index, body) in bodies.iter().enumerate() {
+            let identity = SequencedEntry::new(body.as_bytes().to_vec()).identity;
+            let mut key = vec![b'i'];
+            key.extend_from_slice(&identity);
+            batch.put(key, (index as u64).to_be_bytes().to_vec());
+            batch.put(
+                index_key(b'l', index as u64).to_vec(),
+                body.as_bytes().to_vec(),
+            );
+        }
+        keyspace.apply(batch).unwrap();
+        keyspace.flush().unwrap();
+    }
+    std::fs::remove_dir_all(dir.path().join("identities")).unwrap();
+    std::fs::remove_dir_all(dir.path().join("leaves")).unwrap();
+    let (engine, _log, mut sm) = open(dir.path());
+    let reader = sm.reader();
+    assert_eq!(reader.leaves(0..3).await.unwrap().len(), 3);
+    assert_eq!(reader.identity_count(), 3);
+    let keyspace = engine
+        .keyspace(rekor_raft::state_machine::STATE_MACHINE_KEYSPACE)
+        .unwrap();
+    let lower = [b'i'];
+    let left = keyspace
+        .scan(
+            std::ops::Bound::Included(&lower[..]),
+            std::ops::Bound::Excluded(&b"m"[..]),
+            rekor_raft::engine::ScanOrder::Ascending,
+            10,
+        )
+        .unwrap();
+    assert!(left.is_empty(), "legacy records removed: {left:?}");
+    assert_eq!(
+        apply_one(&mut sm, 2, append_cmd(&["a", "d"])).await,
+        CommandResponse::Appended(vec![
+            AppendOutcome::Duplicate { index: 0 },
+            AppendOutcome::Logged { index: 3 },
+        ])
+    );
+}

@@ -6,6 +6,7 @@
 //! - [`disk`]: a small filesystem to fill up (the full-disk scenario).
 //! - [`load`]: background clients that record every answer, and a checkpoint poller.
 //! - [`proxy`]: a controllable TCP proxy between nodes (cut or delay one directed link).
+//! - [`store_crash`]: the crash test of the node's whole Raft storage (log, state machine).
 //! - [`scenarios`]: the scenarios themselves, shared by the `chaos_*` tests and `bin/chaos`.
 
 pub mod checker;
@@ -14,6 +15,7 @@ pub mod disk;
 pub mod load;
 pub mod proxy;
 pub mod scenarios;
+pub mod store_crash;
 
 pub use checker::{check_cluster, CheckReport, LogVerifier, NodeView, Observations, Violation};
 pub use load::{CheckpointPoller, Load, LoadConfig};
