@@ -10,9 +10,13 @@
 //! them), one [`TreeBuilder::append`] hashes them, and every tile, then every bundle, of the step
 //! (partial objects only where it ends) is written through [`TileStore::put_tile`] /
 //! [`TileStore::put_bundle`] (create-once, fsynced) [`WRITE_CONCURRENCY`] at a time before the
-//! next step starts. What is left out is Raft and the state machine (reading the leaves back
-//! from sled, persisting the integrated size: one small write per step) and checkpoints (the
-//! node also writes the partial objects of a checkpoint's size when no step ended there).
+//! next step starts. Before that, the step's leaves go through the node's real Raft storage
+//! ([`RaftStorage`]): appended to the Raft log in batches (durably), applied by the state
+//! machine (dedup through the identity index, leaf bodies held until integrated), read back
+//! from it for the step, then marked integrated; a snapshot is built and the log purged behind
+//! it every [`SNAPSHOT_EVERY`] Raft entries, as openraft does with the node's defaults. Left out
+//! are the Raft network and checkpoints (the node also writes the partial objects of a
+//! checkpoint's size when no step ended there).
 //!
 //! The entries are synthetic but realistic: canonical hashedrekord v0.0.2 bodies produced by
 //! the node's validator from a few really signed requests, each copy with its own digest bytes
@@ -50,11 +54,15 @@ pub const STEP_LEAVES: u64 = 16_384;
 pub const WRITE_CONCURRENCY: usize = 32;
 /// Hashed tiles kept for proof building (`HASHED_TILE_CACHE_TILES` of the node's backend).
 pub const HASHED_TILE_CACHE_TILES: usize = 1024;
+/// Raft entries between snapshots (the node's `--raft-snapshot-every` default)...
+pub const SNAPSHOT_EVERY: u64 = 250;
+/// ... of which this many stay in the log behind a snapshot.
+const LOG_KEPT_BEHIND_SNAPSHOT: u64 = 62;
 /// Signed requests the synthetic entries are derived from.
 const TEMPLATES: usize = 64;
 /// Bytes a stored entry takes beyond its body, for the free-space check (tiles, partial
-/// tiles, file-system slack).
-const DISK_OVERHEAD_PER_ENTRY: u64 = 200;
+/// tiles, file-system slack, the Raft storage: mostly the identity index).
+const DISK_OVERHEAD_PER_ENTRY: u64 = 350;
 
 /// What to measure.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -131,6 +139,8 @@ pub struct GrowthPoint {
     pub tile_dir_bytes: u64,
     /// `tile_dir_bytes` over the tree size after the window.
     pub disk_bytes_per_entry: Option<f64>,
+    /// Bytes of the Raft storage directory (log, leaf bodies, identity index, sled).
+    pub raft_dir_bytes: u64,
     /// Peak resident set of this process since the scenario started (`VmHWM`).
     pub peak_rss_bytes: Option<u64>,
 }
@@ -234,16 +244,111 @@ pub struct Filler {
     builder: TreeBuilder,
     store: Arc<TileStore>,
     entries: Arc<SyntheticEntries>,
+    raft: Option<RaftStorage>,
+}
+
+/// The node's Raft storage (log store and state machine, as `rekor_raft::open_stores` opens
+/// them for `rekor-node serve`), driven the way openraft and the integrator drive it.
+pub struct RaftStorage {
+    // Dropped before the engine.
+    log: rekor_raft::LogStore,
+    state_machine: rekor_raft::StateMachineStore,
+    reader: rekor_raft::StateReader,
+    _engine: rekor_raft::SledEngine,
+    last_log_index: u64,
+    last_snapshot_index: u64,
+}
+
+impl RaftStorage {
+    /// Open the stores under `dir` with the node's defaults.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let engine = rekor_raft::SledEngine::open(&rekor_raft::EngineConfig::new(dir.join("raft")))?;
+        let (log, state_machine) = rekor_raft::open_stores(&engine, dir)?;
+        let reader = state_machine.reader();
+        Ok(Self {
+            log,
+            state_machine,
+            reader,
+            _engine: engine,
+            last_log_index: 0,
+            last_snapshot_index: 0,
+        })
+    }
+
+    /// Sequence `bodies` (the leaves `from..`): one Raft entry per [`BATCH_SIZE`], appended
+    /// durably, then applied in one call; every body must be logged as new.
+    async fn sequence(&mut self, from: u64, bodies: Vec<Vec<u8>>) -> Result<()> {
+        use openraft::storage::{
+            RaftLogStorage, RaftLogStorageExt, RaftSnapshotBuilder, RaftStateMachine,
+        };
+        let leader = openraft::CommittedLeaderId::new(1, 1);
+        let mut entries = Vec::new();
+        let mut bodies = bodies.into_iter().peekable();
+        while bodies.peek().is_some() {
+            self.last_log_index += 1;
+            let batch: Vec<rekor_raft::SequencedEntry> = bodies
+                .by_ref()
+                .take(BATCH_SIZE)
+                .map(rekor_raft::SequencedEntry::new)
+                .collect();
+            entries.push(openraft::Entry::<rekor_raft::TypeConfig> {
+                log_id: openraft::LogId::new(leader, self.last_log_index),
+                payload: openraft::EntryPayload::Normal(rekor_raft::Command::Append {
+                    entries: batch,
+                }),
+            });
+        }
+        self.log.blocking_append(entries.clone()).await?;
+        let responses = self.state_machine.apply(entries).await?;
+        let logged: u64 = responses
+            .iter()
+            .map(|response| match response {
+                rekor_raft::CommandResponse::Appended(outcomes) => outcomes
+                    .iter()
+                    .filter(|o| matches!(o, rekor_raft::AppendOutcome::Logged { .. }))
+                    .count() as u64,
+                _ => 0,
+            })
+            .sum();
+        let applied = self.reader.applied().size;
+        if applied != from + logged || logged == 0 {
+            bail!("the state machine logged {logged} leaves from {from} (now {applied})");
+        }
+        if self.last_log_index - self.last_snapshot_index >= SNAPSHOT_EVERY {
+            let snapshot = self
+                .state_machine
+                .get_snapshot_builder()
+                .await
+                .build_snapshot()
+                .await?;
+            if let Some(last) = snapshot.meta.last_log_id {
+                self.last_snapshot_index = last.index;
+                if last.index > LOG_KEPT_BEHIND_SNAPSHOT {
+                    let upto = last.index - LOG_KEPT_BEHIND_SNAPSHOT;
+                    self.log.purge(openraft::LogId::new(leader, upto)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Filler {
-    /// An empty tree over `store`.
+    /// An empty tree over `store`, without Raft (the leaves are made, not read back).
     pub fn new(store: Arc<TileStore>, entries: Arc<SyntheticEntries>) -> Self {
         Self {
             builder: TreeBuilder::new(),
             store,
             entries,
+            raft: None,
         }
+    }
+
+    /// Sequence every leaf through the node's Raft storage first, and integrate what the state
+    /// machine holds.
+    pub fn with_raft(mut self, raft: RaftStorage) -> Self {
+        self.raft = Some(raft);
+        self
     }
 
     pub fn size(&self) -> u64 {
@@ -271,7 +376,14 @@ impl Filler {
         // own arbiter thread (not on the blocking pool: see node/src/integrator.rs).
         let mut next = self.builder.clone();
         let output = {
-            let leaves: Vec<Vec<u8>> = (from..to).map(|index| self.entries.entry(index)).collect();
+            let made: Vec<Vec<u8>> = (from..to).map(|index| self.entries.entry(index)).collect();
+            let leaves = match &mut self.raft {
+                Some(raft) => {
+                    raft.sequence(from, made).await?;
+                    raft.reader.leaves_now(from..to)?
+                }
+                None => made,
+            };
             next.append(&leaves)
         };
         // Sorted and distinct already.
@@ -297,6 +409,9 @@ impl Filler {
         .try_collect::<Vec<_>>()
         .await?;
         self.builder = next;
+        if let Some(raft) = &self.raft {
+            raft.reader.mark_integrated(to).await?;
+        }
         Ok(())
     }
 
@@ -447,7 +562,8 @@ pub async fn run_growth(settings: &GrowthSettings) -> Result<GrowthReport> {
 
     let peak_reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
     let baseline_rss_bytes = own_status_kib("VmRSS:").map(|kib| kib * 1024);
-    let mut filler = Filler::new(store, entries.clone());
+    let raft = RaftStorage::open(&dir.path().join("node"))?;
+    let mut filler = Filler::new(store, entries.clone()).with_raft(raft);
     let mut points: Vec<GrowthPoint> = Vec::new();
     for &size in &sizes {
         if filler.size() < size {
@@ -475,6 +591,7 @@ pub async fn run_growth(settings: &GrowthSettings) -> Result<GrowthReport> {
         );
         let proofs = filler.measure_proofs(settings.proofs, size).await?;
         let tile_dir_bytes = system::dir_bytes(&tile_dir)?;
+        let raft_dir_bytes = system::dir_bytes(&dir.path().join("node"))?;
         let entries_per_s = window_entries as f64 / window_s;
         let first_rate = points.first().map(|p| p.entries_per_s);
         let point = GrowthPoint {
@@ -492,6 +609,7 @@ pub async fn run_growth(settings: &GrowthSettings) -> Result<GrowthReport> {
             tile_dir_bytes,
             disk_bytes_per_entry: (filler.size() > 0)
                 .then(|| tile_dir_bytes as f64 / filler.size() as f64),
+            raft_dir_bytes,
             peak_rss_bytes: own_status_kib("VmHWM:").map(|kib| kib * 1024),
         };
         eprintln!(
@@ -579,10 +697,14 @@ impl GrowthReport {
             "In-process path, not HTTP: the node's integration code (`TreeBuilder` and `TileStore` \
              on a local directory, fsynced, steps of up to {} leaves ending on a {}-entry batch \
              boundary, {} writes in flight) fed with synthetic canonical hashedrekord bodies (mean {:.0} \
-             bytes); Raft and the state machine are left out. Each rate is over {} entries \
+             bytes), each leaf first sequenced through the node's Raft storage (log store and \
+             state machine on sled and their files: durable append in {}-entry Raft entries, \
+             apply with dedup, leaves read back, marked integrated, snapshot and log purge \
+             every {} Raft entries; no Raft network). Each rate is over {} entries \
              starting at that size; {} inclusion proofs per size are built through the store \
              ({} MiB read cache, a fresh hashed-tile cache) at the size after the window and \
-             verified; disk is the tile directory after the window. Peak RSS is this process's \
+             verified; disk is the tile directory after the window, Raft MiB the Raft storage \
+             (log, leaf bodies, identity index, sled). Peak RSS is this process's \
              (`VmHWM`{}; {} MiB when the scenario started; {}). CPU µs/entry is this \
              process's CPU time, all threads, over the window's entries; load avg is the \
              machine's at the end of the window (other processes on the cores lower the rate).\n\n",
@@ -590,6 +712,8 @@ impl GrowthReport {
             self.batch_size,
             self.write_concurrency,
             self.mean_entry_bytes,
+            self.batch_size,
+            SNAPSHOT_EVERY,
             self.settings.window,
             self.settings.proofs,
             self.settings.tile_cache_bytes >> 20,
@@ -605,12 +729,12 @@ impl GrowthReport {
             ),
         ));
         md.push_str(
-            "| size | integration entries/s | ratio to first | CPU µs/entry | load avg | slowest step ms | proof p50 ms | proof p99 ms | proof max ms | proofs verified | disk bytes/entry | peak RSS MiB |\n",
+            "| size | integration entries/s | ratio to first | CPU µs/entry | load avg | slowest step ms | proof p50 ms | proof p99 ms | proof max ms | proofs verified | disk bytes/entry | Raft MiB | peak RSS MiB |\n",
         );
-        md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        md.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
         for p in &self.points {
             md.push_str(&format!(
-                "| {} | {:.0} | {} | {} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {}/{} | {} | {} |\n",
+                "| {} | {:.0} | {} | {} | {} | {:.0} | {:.3} | {:.3} | {:.3} | {}/{} | {} | {} | {} |\n",
                 p.size,
                 p.entries_per_s,
                 p.ratio_to_first
@@ -627,6 +751,7 @@ impl GrowthReport {
                 p.proofs.verified + p.proofs.failed,
                 p.disk_bytes_per_entry
                     .map_or_else(|| "–".into(), |b| format!("{b:.0}")),
+                p.raft_dir_bytes >> 20,
                 p.peak_rss_bytes
                     .map_or_else(|| "–".into(), |b| format!("{:.0}", b as f64 / 1048576.0)),
             ));
