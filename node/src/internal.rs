@@ -112,6 +112,45 @@ fn error(status: actix_web::http::StatusCode, message: impl Into<String>) -> Htt
     HttpResponse::build(status).json(serde_json::json!({"error": message.into()}))
 }
 
+/// The authenticated, size-checked bincode body of a forwarding request, or the response
+/// refusing it.
+fn decode_forwarded<T: serde::de::DeserializeOwned>(
+    request: &HttpRequest,
+    state: &InternalState,
+    body: &[u8],
+    max_bytes: usize,
+) -> Result<T, HttpResponse> {
+    if !authorized(request, state) {
+        return Err(unauthorized());
+    }
+    if body.len() > max_bytes {
+        return Err(error(
+            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
+            "forwarded body too large",
+        ));
+    }
+    bincode::deserialize(body).map_err(|e| {
+        error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            format!("decoding forwarded entries: {e}"),
+        )
+    })
+}
+
+/// Refuses entries whose identity is not the hash of their body (the state machine recomputes
+/// it anyway; a mismatch means a broken or hostile peer).
+fn check_identities<'a>(
+    mut entries: impl Iterator<Item = &'a SequencedEntry>,
+) -> Result<(), HttpResponse> {
+    if entries.any(|entry| entry.identity != rekor_raft::types::identity_of(&entry.body)) {
+        return Err(error(
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "identity does not match body",
+        ));
+    }
+    Ok(())
+}
+
 /// A follower forwards one validated entry; the leader sequences it and answers with its outcome
 /// (bincode `Result<AppendOutcome, SequenceError>`).
 async fn sequence(
@@ -119,29 +158,12 @@ async fn sequence(
     state: web::Data<InternalState>,
     body: web::Bytes,
 ) -> HttpResponse {
-    if !authorized(&request, &state) {
-        return unauthorized();
-    }
-    if body.len() > MAX_FORWARD_BODY {
-        return error(
-            actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
-            "entry too large",
-        );
-    }
-    let entry: SequencedEntry = match bincode::deserialize(&body) {
+    let entry: SequencedEntry = match decode_forwarded(&request, &state, &body, MAX_FORWARD_BODY) {
         Ok(entry) => entry,
-        Err(e) => {
-            return error(
-                actix_web::http::StatusCode::BAD_REQUEST,
-                format!("decoding entry: {e}"),
-            )
-        }
+        Err(refused) => return refused,
     };
-    if entry.identity != rekor_raft::types::identity_of(&entry.body) {
-        return error(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "identity does not match body",
-        );
+    if let Err(refused) = check_identities(std::iter::once(&entry)) {
+        return refused;
     }
     bincode_response(&sequence_entry(&state, entry).await)
 }
@@ -172,32 +194,19 @@ async fn sequence_batch(
     state: web::Data<InternalState>,
     body: web::Bytes,
 ) -> HttpResponse {
-    if !authorized(&request, &state) {
-        return unauthorized();
-    }
-    let entries: Vec<SequencedEntry> = match bincode::deserialize(&body) {
-        Ok(entries) => entries,
-        Err(e) => {
-            return error(
-                actix_web::http::StatusCode::BAD_REQUEST,
-                format!("decoding entries: {e}"),
-            )
-        }
-    };
+    let entries: Vec<SequencedEntry> =
+        match decode_forwarded(&request, &state, &body, MAX_FORWARD_BATCH_BODY) {
+            Ok(entries) => entries,
+            Err(refused) => return refused,
+        };
     if entries.len() > crate::forwarder::MAX_FORWARD_BATCH {
         return error(
             actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
             "too many entries in one batch",
         );
     }
-    if entries
-        .iter()
-        .any(|entry| entry.identity != rekor_raft::types::identity_of(&entry.body))
-    {
-        return error(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "identity does not match body",
-        );
+    if let Err(refused) = check_identities(entries.iter()) {
+        return refused;
     }
     let outcomes = futures::future::join_all(
         entries

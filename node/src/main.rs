@@ -15,6 +15,7 @@ mod forwarder;
 mod integrator;
 mod internal;
 mod keys;
+mod malloc_arenas;
 mod metrics;
 mod partials;
 mod publisher;
@@ -70,6 +71,9 @@ enum Command {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    if matches!(cli.command, None | Some(Command::Serve(_))) {
+        malloc_arenas::bound_or_reexec();
+    }
     init_tracing(&cli.log, cli.log_json);
     match cli
         .command

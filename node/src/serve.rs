@@ -241,6 +241,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         public = %config.listen,
         internal = %config.listen_internal,
         data_dir = %config.data_dir.display(),
+        malloc_arena_max = std::env::var(crate::malloc_arenas::VARIABLE).as_deref().unwrap_or("glibc default"),
         "rekor-node serving"
     );
     // Both servers stop on SIGINT/SIGTERM (actix-web installs the handlers).

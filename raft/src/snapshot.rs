@@ -25,15 +25,16 @@
 //! After an install the node holds every body from its own integrated size up, so its
 //! integrator builds tiles and bundles from local leaves without pulling again.
 
-use std::io::Cursor;
+use std::io::{Cursor, Write};
 use std::ops::Bound;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bincode::Options;
 use openraft::{
-    AnyError, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError,
+    AnyError, LogId, RaftSnapshotBuilder, Snapshot, SnapshotMeta, StorageError, StorageIOError,
 };
 use rekor_storage::merkle::{leaf_hash, CompactRange};
 use serde::{Deserialize, Serialize};
@@ -103,6 +104,68 @@ struct StoredSnapshot {
     data: Vec<u8>,
 }
 
+/// Name of the current snapshot's file in the state machine's directory. It is a file, not an
+/// engine record: a snapshot carries the unintegrated bodies (megabytes under load), and sled
+/// grew by about that much memory for every rewrite of such a record.
+pub(crate) const SNAPSHOT_FILE: &str = "snapshot";
+
+fn io_error(op: &'static str, path: &Path, e: std::io::Error) -> StateMachineError {
+    StateMachineError::Files(format!("{op} {}: {e}", path.display()))
+}
+
+/// Replace the current snapshot durably: written beside it, fsynced, renamed over it, the
+/// directory fsynced.
+fn store_snapshot(path: &Path, stored: &StoredSnapshot) -> Result<(), StateMachineError> {
+    let bytes = codec::encode(stored)?;
+    let temporary = path.with_extension("tmp");
+    let mut file =
+        std::fs::File::create(&temporary).map_err(|e| io_error("create", &temporary, e))?;
+    file.write_all(&bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| io_error("write", &temporary, e))?;
+    std::fs::rename(&temporary, path).map_err(|e| io_error("rename", path, e))?;
+    if let Some(parent) = path.parent() {
+        std::fs::File::open(parent)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| io_error("fsync", parent, e))?;
+    }
+    Ok(())
+}
+
+fn load_snapshot(path: &Path) -> Result<Option<StoredSnapshot>, StateMachineError> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(codec::decode(&bytes)?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_error("read", path, e)),
+    }
+}
+
+/// At open: drop a stored snapshot that is ahead of the applied state (an install that wrote
+/// it and died before switching the state), and the engine record of the old layout.
+pub(crate) fn reconcile_stored(
+    keyspace: &dyn Keyspace,
+    path: &Path,
+    applied: Option<LogId<NodeId>>,
+) -> Result<(), StateMachineError> {
+    if keyspace.get(KEY_SNAPSHOT)?.is_some() {
+        let mut batch = WriteBatch::new();
+        batch.delete(KEY_SNAPSHOT);
+        keyspace.apply(batch)?;
+        info!("dropped the snapshot record of the engine-only layout; the next one is a file");
+    }
+    let _ = std::fs::remove_file(path.with_extension("tmp"));
+    if let Some(stored) = load_snapshot(path)? {
+        if stored.meta.last_log_id > applied {
+            warn!(
+                snapshot_id = %stored.meta.snapshot_id,
+                "the stored snapshot is ahead of the applied state (an install did not finish); dropped"
+            );
+            std::fs::remove_file(path).map_err(|e| io_error("remove", path, e))?;
+        }
+    }
+    Ok(())
+}
+
 fn scan_prefix(keyspace: &dyn Keyspace, prefix: u8) -> Result<Vec<KeyValue>, StateMachineError> {
     let lower = [prefix];
     let upper = [prefix + 1];
@@ -168,10 +231,10 @@ fn build(shared: &Shared) -> Result<Snapshot<TypeConfig>, StateMachineError> {
         meta: meta.clone(),
         data,
     };
-    let mut batch = WriteBatch::new();
-    batch.put(KEY_SNAPSHOT, codec::encode(&stored)?);
-    keyspace.apply(batch)?;
+    // The state it describes is durable before the snapshot is (openraft purges the log
+    // behind it).
     keyspace.flush()?;
+    store_snapshot(&shared.snapshot_path, &stored)?;
     Ok(Snapshot {
         meta,
         snapshot: Box::new(Cursor::new(stored.data)),
@@ -471,7 +534,9 @@ fn commit(
         meta: meta.clone(),
         data,
     };
-    batch.put(KEY_SNAPSHOT, codec::encode(&stored)?);
+    // Snapshot first: if the process dies before the state switch below is durable, the open
+    // finds a snapshot ahead of the applied state and drops it (`reconcile_stored`).
+    store_snapshot(&shared.snapshot_path, &stored)?;
     keyspace.apply(batch)?;
     keyspace.flush()?;
 
@@ -488,10 +553,8 @@ fn commit(
 
 /// The stored current snapshot, if any. A stored snapshot of an older format is not offered
 /// (no follower could install it); openraft then builds a new one.
-pub(crate) fn current(
-    keyspace: &dyn Keyspace,
-) -> Result<Option<Snapshot<TypeConfig>>, StateMachineError> {
-    let stored: Option<StoredSnapshot> = get_record(keyspace, KEY_SNAPSHOT)?;
+pub(crate) fn current(path: &Path) -> Result<Option<Snapshot<TypeConfig>>, StateMachineError> {
+    let stored = load_snapshot(path)?;
     Ok(stored.and_then(|s| {
         if s.data.first() != Some(&SNAPSHOT_FORMAT) {
             warn!(

@@ -18,7 +18,6 @@
 //! | `m/tree` | compact range (`CompactRange::to_bytes`) |
 //! | `m/checkpoint` | latest accepted checkpoint |
 //! | `m/integrated` | local integrated size (not replicated) |
-//! | `m/snapshot` | the current snapshot (see [`crate::snapshot`]) |
 //!
 //! The unintegrated leaf bodies and the identity index are files ([`crate::entry_files`]); an
 //! identity record counts only if its index is below the applied size.
@@ -67,6 +66,8 @@ pub(crate) const KEY_MEMBERSHIP: &[u8] = b"m/membership";
 pub(crate) const KEY_TREE: &[u8] = b"m/tree";
 pub(crate) const KEY_CHECKPOINT: &[u8] = b"m/checkpoint";
 pub(crate) const KEY_INTEGRATED: &[u8] = b"m/integrated";
+/// The current snapshot as an engine record: the layout before snapshots became a file (removed
+/// at open).
 pub(crate) const KEY_SNAPSHOT: &[u8] = b"m/snapshot";
 
 /// A state-machine failure, in the node's terms.
@@ -195,6 +196,8 @@ pub(crate) struct Shared {
     pub(crate) keyspace: Arc<dyn Keyspace>,
     /// Unintegrated leaf bodies and the identity index.
     pub(crate) files: EntryFiles,
+    /// The current snapshot's file.
+    pub(crate) snapshot_path: std::path::PathBuf,
     /// Held across every engine write that changes replicated state, and by the snapshot
     /// builder while it reads, so a snapshot is one consistent cut.
     pub(crate) state: Mutex<SmState>,
@@ -486,11 +489,14 @@ impl StateMachineStore {
         let integrated = get_record(keyspace.as_ref(), KEY_INTEGRATED)?.unwrap_or(0);
         let files = EntryFiles::open(dir)?;
         files.recover(keyspace.as_ref(), state.tree.size(), integrated)?;
+        let snapshot_path = dir.join(snapshot::SNAPSHOT_FILE);
+        snapshot::reconcile_stored(keyspace.as_ref(), &snapshot_path, state.applied)?;
         let (applied_tx, _) = watch::channel(state.applied_state());
         Ok(Self {
             shared: Arc::new(Shared {
                 keyspace,
                 files,
+                snapshot_path,
                 state: Mutex::new(state),
                 integration: Mutex::new(()),
                 applied_tx,
@@ -593,7 +599,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         let shared = self.shared.clone();
-        blocking(move || snapshot::current(shared.keyspace.as_ref()))
+        blocking(move || snapshot::current(&shared.snapshot_path))
             .await
             .map_err(|e| StorageIOError::read_snapshot(None, AnyError::new(&e)).into())
     }

@@ -88,6 +88,8 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // The growth scenario runs the node's code in this process: same malloc arenas as a node.
+    rekor_cluster_tests::load::system::bound_malloc_arenas_like_the_node();
     // Choose the node binary before any thread exists (the harness reads REKOR_NODE_BIN).
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let node_bin = args.node_bin.clone().or_else(|| {

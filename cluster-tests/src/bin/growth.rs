@@ -40,6 +40,8 @@ struct Args {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    // The growth scenario runs the node's code in this process: same malloc arenas as a node.
+    rekor_cluster_tests::load::system::bound_malloc_arenas_like_the_node();
     let settings = GrowthSettings {
         sizes: args.sizes,
         window: args.window,

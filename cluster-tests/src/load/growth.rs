@@ -262,7 +262,8 @@ pub struct RaftStorage {
 impl RaftStorage {
     /// Open the stores under `dir` with the node's defaults.
     pub fn open(dir: &Path) -> Result<Self> {
-        let engine = rekor_raft::SledEngine::open(&rekor_raft::EngineConfig::new(dir.join("raft")))?;
+        let engine =
+            rekor_raft::SledEngine::open(&rekor_raft::EngineConfig::new(dir.join("raft")))?;
         let (log, state_machine) = rekor_raft::open_stores(&engine, dir)?;
         let reader = state_machine.reader();
         Ok(Self {
@@ -306,7 +307,8 @@ impl RaftStorage {
                 rekor_raft::CommandResponse::Appended(outcomes) => outcomes
                     .iter()
                     .filter(|o| matches!(o, rekor_raft::AppendOutcome::Logged { .. }))
-                    .count() as u64,
+                    .count()
+                    as u64,
                 _ => 0,
             })
             .sum();
