@@ -468,3 +468,23 @@ async fn an_interrupted_install_is_discarded_at_open() {
     expected.append(leaf_hash(&body(5))).unwrap();
     assert_eq!(sm.reader().applied().root, expected.root());
 }
+
+#[tokio::test]
+async fn the_current_snapshot_survives_a_reopen_and_one_ahead_of_the_state_is_dropped() {
+    let (leader, snapshot) = leader_with(300, 5).await;
+    let leader_dir = leader._dir.path().to_path_buf();
+    let id = snapshot.meta.snapshot_id.clone();
+    drop(leader.sm);
+    let mut reopened = open_in(&leader_dir, None);
+    let current = reopened.get_current_snapshot().await.unwrap().expect("kept");
+    assert_eq!(current.meta.snapshot_id, id);
+    drop(reopened);
+
+    // A node whose state is behind the stored snapshot, as an install leaves it when it dies
+    // after writing the snapshot and before switching the state: the snapshot is not offered.
+    let behind = tempfile::tempdir().unwrap();
+    std::fs::copy(leader_dir.join("snapshot"), behind.path().join("snapshot")).unwrap();
+    let mut fresh = open_in(behind.path(), None);
+    assert!(fresh.get_current_snapshot().await.unwrap().is_none());
+    assert!(!behind.path().join("snapshot").exists());
+}
