@@ -160,15 +160,20 @@ impl EntryFiles {
         Ok(self.identities.get(identity)?)
     }
 
-    /// Bodies `first..` as leaves, durably; their identities recorded (not yet durably).
-    pub(crate) fn append(
+    /// Dedup's lookup and record in one probe: the index of `identity` if it is logged below
+    /// `applied`, otherwise record it at `index` (not yet durably) and return `None`.
+    pub(crate) fn claim(
         &self,
-        first: u64,
-        bodies: &[Vec<u8>],
-        identities: &[([u8; 32], u64)],
-    ) -> Result<(), StateMachineError> {
+        identity: &[u8; 32],
+        index: u64,
+        applied: u64,
+    ) -> Result<Option<u64>, StateMachineError> {
+        Ok(self.identities.claim(identity, index, applied)?)
+    }
+
+    /// Bodies `first..` as leaves, durably (their identities were claimed while applying).
+    pub(crate) fn append(&self, first: u64, bodies: &[Vec<u8>]) -> Result<(), StateMachineError> {
         self.stage(first, bodies)?;
-        self.identities.insert_many(identities)?;
         self.leaves.sync()?;
         Ok(())
     }

@@ -306,6 +306,9 @@ fn apply_entries(
     let mut next = state.clone();
     let mut batch = WriteBatch::new();
     let mut leaves = NewLeaves::default();
+    // Identity records at or beyond this are not answers (see the module docs); the ones this
+    // call logs are found in `fresh`.
+    let applied_before = state.tree.size();
     let mut responses = Vec::with_capacity(entries.len());
     // Identities logged earlier in this apply call (not yet in the engine).
     let mut fresh: HashMap<[u8; 32], u64> = HashMap::new();
@@ -325,7 +328,14 @@ fn apply_entries(
                 CommandResponse::Frozen
             }
             EntryPayload::Normal(Command::Append { entries }) => {
-                let outcomes = apply_append(files, &mut next, &mut leaves, &mut fresh, entries)?;
+                let outcomes = apply_append(
+                    files,
+                    applied_before,
+                    &mut next,
+                    &mut leaves,
+                    &mut fresh,
+                    entries,
+                )?;
                 boundaries.push((next.tree.size(), next.tree.root()));
                 CommandResponse::Appended(outcomes)
             }
@@ -396,7 +406,6 @@ struct Applied {
 struct NewLeaves {
     first: Option<u64>,
     bodies: Vec<Vec<u8>>,
-    identities: Vec<([u8; 32], u64)>,
 }
 
 /// Whether the latest accepted checkpoint carries the frozen marker line (rekor-v2-api.md §11.5):
@@ -413,6 +422,7 @@ fn is_frozen(state: &SmState) -> bool {
 
 fn apply_append(
     files: &EntryFiles,
+    applied_before: u64,
     next: &mut SmState,
     leaves: &mut NewLeaves,
     fresh: &mut HashMap<[u8; 32], u64>,
@@ -430,23 +440,22 @@ fn apply_append(
                 "Append entry carried a wrong identity; using SHA-256 of its body"
             );
         }
+        let index = next.tree.size();
+        // One probe looks the identity up and, if it is new, records it at `index`. A record at
+        // or beyond the applied size is a leftover of an apply lost in a crash, not an answer.
         let known = match fresh.get(&identity) {
-            Some(index) => Some(*index),
-            // A record at or beyond the applied size is a leftover of an unfinished
-            // snapshot install, not a logged entry.
-            None => files.lookup(&identity, next.tree.size())?,
+            Some(first) => Some(*first),
+            None => files.claim(&identity, index, applied_before)?,
         };
         if let Some(index) = known {
             outcomes.push(AppendOutcome::Duplicate { index });
             continue;
         }
-        let index = next.tree.size();
         next.tree
             .append(leaf_hash(&entry.body))
             .map_err(|e| StateMachineError::Corrupt(format!("compact range: {e}")))?;
         fresh.insert(identity, index);
         leaves.first.get_or_insert(index);
-        leaves.identities.push((identity, index));
         leaves.bodies.push(entry.body);
         outcomes.push(AppendOutcome::Logged { index });
     }
@@ -552,9 +561,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 responses,
             } = applied;
             if let Some(first) = leaves.first {
-                shared
-                    .files
-                    .append(first, &leaves.bodies, &leaves.identities)?;
+                shared.files.append(first, &leaves.bodies)?;
             }
             shared.keyspace.apply(batch)?;
             *state = next;

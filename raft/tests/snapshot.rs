@@ -476,7 +476,11 @@ async fn the_current_snapshot_survives_a_reopen_and_one_ahead_of_the_state_is_dr
     let id = snapshot.meta.snapshot_id.clone();
     drop(leader.sm);
     let mut reopened = open_in(&leader_dir, None);
-    let current = reopened.get_current_snapshot().await.unwrap().expect("kept");
+    let current = reopened
+        .get_current_snapshot()
+        .await
+        .unwrap()
+        .expect("kept");
     assert_eq!(current.meta.snapshot_id, id);
     drop(reopened);
 
