@@ -160,11 +160,15 @@ fn main() -> Result<()> {
     if let Some(growth) = &report.growth {
         for p in &growth.points {
             eprintln!(
-                "growth at {}: {:.0} entries/s (ratio {}), proofs p50 {:.2} ms p99 {:.2} ms, \
-                 {:.0} disk bytes/entry, peak RSS {} MiB",
+                "growth at {}: integration {:.0} entries/s (ratio {}), Raft storage {:.0} \
+                 entries/s (ratio {}), proofs p50 {:.2} ms p99 {:.2} ms, {:.0} disk bytes/entry, \
+                 peak RSS {} MiB",
                 p.size,
                 p.entries_per_s,
                 p.ratio_to_first
+                    .map_or_else(|| "–".into(), |r| format!("{r:.2}")),
+                p.raft_entries_per_s,
+                p.raft_ratio_to_first
                     .map_or_else(|| "–".into(), |r| format!("{r:.2}")),
                 p.proofs.p50_ms,
                 p.proofs.p99_ms,
