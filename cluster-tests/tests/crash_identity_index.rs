@@ -7,25 +7,10 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
+use rekor_cluster_tests::chaos::crash::identity_of_entry as identity_of;
 use rekor_raft::identity_index::IdentityIndex;
 
 const RUNS: usize = 100;
-
-/// Same derivation as the writer binary (splitmix64 lanes).
-fn identity_of(index: u64) -> [u8; 32] {
-    let mut identity = [0u8; 32];
-    for (lane, chunk) in identity.chunks_exact_mut(8).enumerate() {
-        let mut z = index
-            .wrapping_mul(4)
-            .wrapping_add(lane as u64)
-            .wrapping_add(1)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    identity
-}
 
 fn check_range(index: &IdentityIndex, range: std::ops::Range<u64>) {
     for i in range {

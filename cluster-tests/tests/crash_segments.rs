@@ -2,26 +2,16 @@
 //! and checks after each kill that the log opens and every index the writer reported as
 //! synced is readable with exactly the bytes it wrote.
 
+use rekor_cluster_tests::chaos::crash::{
+    segment_record as record_bytes, SEGMENT_BYTES, SEGMENT_KEEP as KEEP,
+};
 use rekor_raft::segments::{SegmentConfig, SegmentLog};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// Must match the writer.
-const SEGMENT_BYTES: u64 = 64 * 1024;
-/// The writer purges only below `next - KEEP`, so the last KEEP synced indices stay held.
-const KEEP: u64 = 2_000;
 const KILLS: usize = 100;
-
-/// Same function as in the writer.
-fn record_bytes(index: u64) -> Vec<u8> {
-    let len = 1 + (index.wrapping_mul(7_919) % 1_500) as usize;
-    let seed = index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (0..len)
-        .map(|i| (seed.rotate_left((i % 64) as u32) as u8) ^ (i as u8))
-        .collect()
-}
 
 #[test]
 fn sigkill_at_random_moments_never_loses_synced_records() {

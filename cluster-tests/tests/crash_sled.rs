@@ -6,58 +6,10 @@
 //!
 //! 300 kills by default; `REKOR_SOAK=1` runs 3000.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
 use rekor_cluster_tests::chaos::crash;
-
-/// Starts the writer, waits until it acknowledged at least one record of this run, lets it run
-/// a random while longer, kills it with SIGKILL and returns the last acknowledged number.
-fn run_and_kill(db: &std::path::Path, extra: Duration) -> Option<u64> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sled-crash-writer"))
-        .arg(db)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning the writer");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let last = Arc::new(Mutex::new(None::<u64>));
-    let (first_tx, first_rx) = std::sync::mpsc::channel::<()>();
-    let reader = {
-        let last = last.clone();
-        std::thread::spawn(move || {
-            // Only complete lines count: a number cut short by the kill was never acknowledged.
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-                if let Some(number) = line.strip_suffix('\n').and_then(|n| n.parse().ok()) {
-                    *last.lock().unwrap() = Some(number);
-                    let _ = first_tx.send(());
-                }
-                line.clear();
-            }
-        })
-    };
-    if first_rx.recv_timeout(Duration::from_secs(30)).is_err() {
-        let _ = child.kill();
-        let output = child.wait_with_output().expect("reaping the writer");
-        panic!(
-            "the writer acknowledged nothing ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    // The random moment of the crash.
-    std::thread::sleep(extra);
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaping the writer");
-    reader.join().expect("reader thread");
-    let acknowledged = *last.lock().unwrap();
-    acknowledged
-}
 
 #[test]
 fn sigkilled_writer_never_loses_an_acknowledged_record() {
@@ -70,7 +22,11 @@ fn sigkilled_writer_never_loses_an_acknowledged_record() {
     let mut failures = Vec::new();
     for kill in 0..kills {
         let extra = Duration::from_micros(rng.gen_range(0..20_000));
-        if let Some(number) = run_and_kill(&db, extra) {
+        if let Some(number) = crash::run_and_kill(
+            std::path::Path::new(env!("CARGO_BIN_EXE_sled-crash-writer")),
+            &db,
+            extra,
+        ) {
             acknowledged = Some(acknowledged.map_or(number, |a| a.max(number)));
         }
         match crash::check(&db) {

@@ -8,58 +8,10 @@
 //!
 //! 100 kills by default; `REKOR_SOAK=1` runs 1000.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::Rng;
-use rekor_cluster_tests::chaos::store_crash;
-
-/// Starts the writer, waits until it acknowledged at least one entry of this run, lets it run
-/// a random while longer, kills it with SIGKILL and returns the last acknowledged log index.
-fn run_and_kill(dir: &std::path::Path, extra: Duration) -> Option<u64> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_store-crash-writer"))
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawning the writer");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let last = Arc::new(Mutex::new(None::<u64>));
-    let (first_tx, first_rx) = std::sync::mpsc::channel::<()>();
-    let reader = {
-        let last = last.clone();
-        std::thread::spawn(move || {
-            // Only complete lines count: a number cut short by the kill was never acknowledged.
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-                if let Some(number) = line.strip_suffix('\n').and_then(|n| n.parse().ok()) {
-                    *last.lock().unwrap() = Some(number);
-                    let _ = first_tx.send(());
-                }
-                line.clear();
-            }
-        })
-    };
-    if first_rx.recv_timeout(Duration::from_secs(60)).is_err() {
-        let _ = child.kill();
-        let output = child.wait_with_output().expect("reaping the writer");
-        panic!(
-            "the writer acknowledged nothing ({}): {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    // The random moment of the crash.
-    std::thread::sleep(extra);
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reaping the writer");
-    reader.join().expect("reader thread");
-    let acknowledged = *last.lock().unwrap();
-    acknowledged
-}
+use rekor_cluster_tests::chaos::{crash, store_crash};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkilled_storage_keeps_every_acknowledged_entry_and_matches_the_model() {
@@ -72,9 +24,15 @@ async fn sigkilled_storage_keeps_every_acknowledged_entry_and_matches_the_model(
     for kill in 0..kills {
         let extra = Duration::from_micros(rng.gen_range(0..50_000));
         let path = dir.path().to_path_buf();
-        if let Some(index) = tokio::task::spawn_blocking(move || run_and_kill(&path, extra))
-            .await
-            .unwrap()
+        if let Some(index) = tokio::task::spawn_blocking(move || {
+            crash::run_and_kill(
+                std::path::Path::new(env!("CARGO_BIN_EXE_store-crash-writer")),
+                &path,
+                extra,
+            )
+        })
+        .await
+        .unwrap()
         {
             acknowledged = acknowledged.max(index);
         }

@@ -1,4 +1,4 @@
-//! Crash-test writer for the identity index (driven by `tests/crash.rs`).
+//! Crash-test writer for the identity index (driven by `tests/crash_identity_index.rs`).
 //!
 //! Usage: `identity-crash-writer <dir> [initial_pages]`. Opens the index, then from its durable
 //! watermark on loops forever: insert a batch of derived identities (identity of entry `i` =
@@ -9,25 +9,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use rekor_cluster_tests::chaos::crash::identity_of_entry as identity_of;
 use rekor_raft::identity_index::IdentityIndex;
 
 const BATCH: u64 = 1500;
-
-/// A cheap deterministic stand-in for SHA-256 of entry `index`: four splitmix64 outputs.
-fn identity_of(index: u64) -> [u8; 32] {
-    let mut identity = [0u8; 32];
-    for (lane, chunk) in identity.chunks_exact_mut(8).enumerate() {
-        let mut z = index
-            .wrapping_mul(4)
-            .wrapping_add(lane as u64)
-            .wrapping_add(1)
-            .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        chunk.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
-    }
-    identity
-}
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);

@@ -1,26 +1,15 @@
 //! Crash-test writer for the segment log: appends records whose bytes are a function of their
 //! index, syncs, and prints the last synced index (one line per sync) until it is killed.
-//! Driven by `tests/crash.rs`, which SIGKILLs it at random moments and checks the log.
+//! Driven by `tests/crash_segments.rs`, which SIGKILLs it at random moments and checks the log.
 //!
 //! Usage: `segment-crash-writer <dir>`
 
+use rekor_cluster_tests::chaos::crash::{
+    segment_record as record_bytes, SEGMENT_BYTES, SEGMENT_KEEP as KEEP,
+};
 use rekor_raft::segments::{SegmentConfig, SegmentLog};
 use std::io::Write;
 use std::process::ExitCode;
-
-/// Small segments so that kills land during rolls, not only mid-segment.
-const SEGMENT_BYTES: u64 = 64 * 1024;
-/// Records kept behind the write position when purging; `tests/crash.rs` relies on it.
-const KEEP: u64 = 2_000;
-
-/// Payload of record `index`; `tests/crash.rs` has the same function.
-fn record_bytes(index: u64) -> Vec<u8> {
-    let len = 1 + (index.wrapping_mul(7_919) % 1_500) as usize;
-    let seed = index.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (0..len)
-        .map(|i| (seed.rotate_left((i % 64) as u32) as u8) ^ (i as u8))
-        .collect()
-}
 
 fn run(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
     let log = SegmentLog::open(SegmentConfig {
