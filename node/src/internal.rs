@@ -112,6 +112,9 @@ fn error(status: actix_web::http::StatusCode, message: impl Into<String>) -> Htt
     HttpResponse::build(status).json(serde_json::json!({"error": message.into()}))
 }
 
+/// The response refusing a forwarding request (boxed: a response is large).
+type Refused = Box<HttpResponse>;
+
 /// The authenticated, size-checked bincode body of a forwarding request, or the response
 /// refusing it.
 fn decode_forwarded<T: serde::de::DeserializeOwned>(
@@ -119,21 +122,21 @@ fn decode_forwarded<T: serde::de::DeserializeOwned>(
     state: &InternalState,
     body: &[u8],
     max_bytes: usize,
-) -> Result<T, HttpResponse> {
+) -> Result<T, Refused> {
     if !authorized(request, state) {
-        return Err(unauthorized());
+        return Err(Box::new(unauthorized()));
     }
     if body.len() > max_bytes {
-        return Err(error(
+        return Err(Box::new(error(
             actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
             "forwarded body too large",
-        ));
+        )));
     }
     bincode::deserialize(body).map_err(|e| {
-        error(
+        Box::new(error(
             actix_web::http::StatusCode::BAD_REQUEST,
             format!("decoding forwarded entries: {e}"),
-        )
+        ))
     })
 }
 
@@ -141,12 +144,12 @@ fn decode_forwarded<T: serde::de::DeserializeOwned>(
 /// it anyway; a mismatch means a broken or hostile peer).
 fn check_identities<'a>(
     mut entries: impl Iterator<Item = &'a SequencedEntry>,
-) -> Result<(), HttpResponse> {
+) -> Result<(), Refused> {
     if entries.any(|entry| entry.identity != rekor_raft::types::identity_of(&entry.body)) {
-        return Err(error(
+        return Err(Box::new(error(
             actix_web::http::StatusCode::BAD_REQUEST,
             "identity does not match body",
-        ));
+        )));
     }
     Ok(())
 }
@@ -160,10 +163,10 @@ async fn sequence(
 ) -> HttpResponse {
     let entry: SequencedEntry = match decode_forwarded(&request, &state, &body, MAX_FORWARD_BODY) {
         Ok(entry) => entry,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     if let Err(refused) = check_identities(std::iter::once(&entry)) {
-        return refused;
+        return *refused;
     }
     bincode_response(&sequence_entry(&state, entry).await)
 }
@@ -197,7 +200,7 @@ async fn sequence_batch(
     let entries: Vec<SequencedEntry> =
         match decode_forwarded(&request, &state, &body, MAX_FORWARD_BATCH_BODY) {
             Ok(entries) => entries,
-            Err(refused) => return refused,
+            Err(refused) => return *refused,
         };
     if entries.len() > crate::forwarder::MAX_FORWARD_BATCH {
         return error(
@@ -206,7 +209,7 @@ async fn sequence_batch(
         );
     }
     if let Err(refused) = check_identities(entries.iter()) {
-        return refused;
+        return *refused;
     }
     let outcomes = futures::future::join_all(
         entries

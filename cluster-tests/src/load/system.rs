@@ -87,6 +87,25 @@ pub fn metric_value(metrics: &str, name: &str) -> Option<f64> {
     })
 }
 
+/// Re-execute this benchmark process with `MALLOC_ARENA_MAX=2` unless it is set, as
+/// `rekor-node serve` does for itself (see `node/src/malloc_arenas.rs` for why), so that the
+/// in-process growth scenario measures memory the way a node holds it. Returns only if it does
+/// not re-execute.
+pub fn bound_malloc_arenas_like_the_node() {
+    const VARIABLE: &str = "MALLOC_ARENA_MAX";
+    if !cfg!(all(target_os = "linux", target_env = "gnu")) || std::env::var_os(VARIABLE).is_some() {
+        return;
+    }
+    use std::os::unix::process::CommandExt;
+    if let Ok(program) = std::env::current_exe() {
+        let error = std::process::Command::new(program)
+            .args(std::env::args_os().skip(1))
+            .env(VARIABLE, "2")
+            .exec();
+        eprintln!("could not re-execute with {VARIABLE}=2 ({error}); glibc's default arenas");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,24 +138,5 @@ mod tests {
             vec!["checkpoint".to_owned(), "tile/0/000".to_owned()]
         );
         assert_eq!(dir_bytes(dir.path()).unwrap(), 67);
-    }
-}
-
-/// Re-execute this benchmark process with `MALLOC_ARENA_MAX=2` unless it is set, as
-/// `rekor-node serve` does for itself (see `node/src/malloc_arenas.rs` for why), so that the
-/// in-process growth scenario measures memory the way a node holds it. Returns only if it does
-/// not re-execute.
-pub fn bound_malloc_arenas_like_the_node() {
-    const VARIABLE: &str = "MALLOC_ARENA_MAX";
-    if !cfg!(all(target_os = "linux", target_env = "gnu")) || std::env::var_os(VARIABLE).is_some() {
-        return;
-    }
-    use std::os::unix::process::CommandExt;
-    if let Ok(program) = std::env::current_exe() {
-        let error = std::process::Command::new(program)
-            .args(std::env::args_os().skip(1))
-            .env(VARIABLE, "2")
-            .exec();
-        eprintln!("could not re-execute with {VARIABLE}=2 ({error}); glibc's default arenas");
     }
 }
