@@ -156,6 +156,7 @@ pub struct BenchReport {
     pub commit: String,
     pub cores: usize,
     pub cpu_model: String,
+    /// The node binary, relative to the workspace when it is inside it.
     pub node_binary: String,
     pub settings: BenchSettings,
     pub pool: PoolFigures,
@@ -239,8 +240,9 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
         commit: command_output("git", &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),
         cores,
         cpu_model: cpu_model().unwrap_or_else(|| "unknown".into()),
+        // Relative to the workspace (`target/…`): a report names no path of the machine it ran on.
         node_binary: crate::node_binary()
-            .map(|p| p.display().to_string())
+            .map(|p| short_path(&p.display().to_string()))
             .unwrap_or_default(),
         settings: settings.clone(),
         pool: pool_figures,
