@@ -255,6 +255,22 @@ impl Keyspace for SledKeyspace {
     }
 }
 
+/// Up to `limit` key/value pairs whose key starts with the one-byte table `prefix`, ascending.
+pub fn scan_prefix(
+    keyspace: &dyn Keyspace,
+    prefix: u8,
+    limit: usize,
+) -> Result<Vec<KeyValue>, EngineError> {
+    let lower = [prefix];
+    let upper = [prefix.saturating_add(1)];
+    keyspace.scan(
+        Bound::Included(&lower[..]),
+        Bound::Excluded(&upper[..]),
+        ScanOrder::Ascending,
+        limit,
+    )
+}
+
 /// The big-endian key of a log or leaf index under a one-byte table prefix, so that keys sort
 /// numerically (little-endian would break range scans past 255).
 pub fn index_key(prefix: u8, index: u64) -> [u8; 9] {

@@ -22,12 +22,12 @@
 //!   the same index (the committed order fixes every index). Staged bodies of a snapshot install
 //!   get identity records only once they reproduced the snapshot's root.
 
-use std::ops::{Bound, Range};
+use std::ops::Range;
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::engine::{index_key, parse_index_key, Keyspace, ScanOrder, WriteBatch};
+use crate::engine::{parse_index_key, scan_prefix, Keyspace, WriteBatch};
 use crate::identity_index::{IdentityIndex, IdentityIndexError};
 use crate::segments::{SegmentConfig, SegmentError, SegmentLog};
 use crate::state_machine::StateMachineError;
@@ -357,19 +357,4 @@ impl EntryFiles {
         }
         Ok(())
     }
-}
-
-fn scan_prefix(
-    keyspace: &dyn Keyspace,
-    prefix: u8,
-    limit: usize,
-) -> Result<Vec<crate::engine::KeyValue>, StateMachineError> {
-    let lower = index_key(prefix, 0);
-    let upper = [prefix + 1];
-    Ok(keyspace.scan(
-        Bound::Included(&lower[..1]),
-        Bound::Excluded(&upper[..]),
-        ScanOrder::Ascending,
-        limit,
-    )?)
 }

@@ -30,7 +30,7 @@ use openraft::{
 use tokio::sync::oneshot;
 
 use crate::codec;
-use crate::engine::{index_key, EngineError, Keyspace, ScanOrder, WriteBatch};
+use crate::engine::{scan_prefix, EngineError, Keyspace, WriteBatch};
 use crate::segments::{SegmentConfig, SegmentError, SegmentLog};
 use crate::types::{NodeId, TypeConfig};
 
@@ -419,14 +419,7 @@ impl LogStore {
 /// Move entries that an older build kept in the engine into the segments (once; then delete
 /// them from the engine). The log behind the last snapshot is short, so this is small.
 fn migrate_engine_entries(meta: &dyn Keyspace, entries: &SegmentLog) -> Result<(), LogStoreError> {
-    let lower = index_key(LEGACY_ENTRY_PREFIX, 0);
-    let upper = [LEGACY_ENTRY_PREFIX + 1];
-    let rows = meta.scan(
-        Bound::Included(&lower[..]),
-        Bound::Excluded(&upper[..]),
-        ScanOrder::Ascending,
-        usize::MAX,
-    )?;
+    let rows = scan_prefix(meta, LEGACY_ENTRY_PREFIX, usize::MAX)?;
     let Some((first_key, _)) = rows.first() else {
         return Ok(());
     };
@@ -467,19 +460,20 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .blocking(|reader| {
                 let last_purged: Option<LogId<NodeId>> = reader.get_meta(KEY_PURGED)?;
                 let next = reader.entries.next_index();
-                let held_last = match reader.entries.first_index() {
-                    Some(first) if next > first => next - 1,
-                    _ => u64::MAX,
-                };
-                let above_purged = last_purged.is_none_or(|p| held_last > p.index);
-                let last_log_id = if held_last != u64::MAX && above_purged {
-                    let last = reader.entries_in(held_last, next)?;
-                    match last.first() {
-                        Some(entry) => Some(*entry.get_log_id()),
-                        None => last_purged,
-                    }
-                } else {
-                    last_purged
+                // The last held entry, if it lies above the purge point.
+                let held_last = reader
+                    .entries
+                    .first_index()
+                    .filter(|first| next > *first)
+                    .map(|_| next - 1)
+                    .filter(|last| last_purged.is_none_or(|p| *last > p.index));
+                let last_log_id = match held_last {
+                    Some(last) => reader
+                        .entries_in(last, next)?
+                        .first()
+                        .map(|entry| *entry.get_log_id())
+                        .or(last_purged),
+                    None => last_purged,
                 };
                 Ok(LogState {
                     last_purged_log_id: last_purged,

@@ -26,7 +26,6 @@
 //! integrator builds tiles and bundles from local leaves without pulling again.
 
 use std::io::{Cursor, Write};
-use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -45,7 +44,7 @@ use crate::backfill::{
     SnapshotInstallReport, BACKFILL_CHUNK,
 };
 use crate::codec::{self, CodecError};
-use crate::engine::{index_key, parse_index_key, KeyValue, Keyspace, ScanOrder, WriteBatch};
+use crate::engine::{index_key, parse_index_key, scan_prefix, Keyspace, WriteBatch};
 use crate::state_machine::{
     get_record, load_state, PublishedCheckpoint, Shared, StateMachineError, KEY_APPLIED,
     KEY_CHECKPOINT, KEY_INTEGRATED, KEY_MEMBERSHIP, KEY_SNAPSHOT, KEY_TREE, ROOT_PREFIX,
@@ -166,17 +165,6 @@ pub(crate) fn reconcile_stored(
     Ok(())
 }
 
-fn scan_prefix(keyspace: &dyn Keyspace, prefix: u8) -> Result<Vec<KeyValue>, StateMachineError> {
-    let lower = [prefix];
-    let upper = [prefix + 1];
-    Ok(keyspace.scan(
-        Bound::Included(&lower[..]),
-        Bound::Excluded(&upper[..]),
-        ScanOrder::Ascending,
-        usize::MAX,
-    )?)
-}
-
 fn corrupt(what: &str) -> StateMachineError {
     StateMachineError::Corrupt(what.to_string())
 }
@@ -192,7 +180,7 @@ fn build(shared: &Shared) -> Result<Snapshot<TypeConfig>, StateMachineError> {
 
     // Bounded by RECENT_ROOTS.
     let mut recent_roots = Vec::with_capacity(state.recent_sizes.len());
-    for (key, value) in scan_prefix(keyspace, ROOT_PREFIX)? {
+    for (key, value) in scan_prefix(keyspace, ROOT_PREFIX, usize::MAX)? {
         let size = parse_index_key(&key).ok_or_else(|| corrupt("recent-roots key"))?;
         let root: [u8; 32] = value
             .as_slice()
@@ -492,7 +480,7 @@ fn commit(
     }
 
     let mut batch = WriteBatch::new();
-    for (key, _) in scan_prefix(keyspace, ROOT_PREFIX)? {
+    for (key, _) in scan_prefix(keyspace, ROOT_PREFIX, usize::MAX)? {
         batch.delete(key);
     }
     for (size, root) in &payload.recent_roots {

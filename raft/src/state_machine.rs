@@ -247,14 +247,7 @@ pub(crate) fn load_state(keyspace: &dyn Keyspace) -> Result<SmState, StateMachin
             .map_err(|e| StateMachineError::Corrupt(format!("compact range: {e}")))?,
     };
     let checkpoint = get_record::<Option<PublishedCheckpoint>>(keyspace, KEY_CHECKPOINT)?.flatten();
-    let lower = [ROOT_PREFIX];
-    let upper = [ROOT_PREFIX + 1];
-    let rows = keyspace.scan(
-        Bound::Included(&lower[..]),
-        Bound::Excluded(&upper[..]),
-        ScanOrder::Ascending,
-        usize::MAX,
-    )?;
+    let rows = crate::engine::scan_prefix(keyspace, ROOT_PREFIX, usize::MAX)?;
     let recent_sizes = rows
         .iter()
         .map(|(k, _)| {
