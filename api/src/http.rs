@@ -322,7 +322,9 @@ fn integration_failure() -> HttpResponse {
     )
 }
 
-/// Reads the body up to `limit` bytes; `None` if it is larger.
+/// Reads the body up to `limit` bytes; `None` if it is larger. Memory grows with the bytes
+/// received, never with what `Content-Length` claims (the listener's [`crate::limits`] bound
+/// both the time and the bytes held).
 async fn read_body(
     request: &HttpRequest,
     mut payload: web::Payload,
@@ -336,7 +338,7 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Ok(None);
     }
-    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    let mut body = Vec::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk?;
         if body.len() + chunk.len() > limit {

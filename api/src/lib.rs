@@ -12,6 +12,7 @@
 //! - [`response`]: the 201 body and status bodies (§7, §10).
 //! - [`backend`]: the [`LogBackend`] seam and tile paths.
 //! - [`cpu_pool`]: the bounded thread pool that decodes and verifies requests.
+//! - [`limits`]: body deadlines and the byte budget of a listener.
 //! - [`http`]: routes, [`ApiConfig`], [`ApiState`].
 //! - [`metrics`]: Prometheus metrics (§14.2).
 //! - [`memory_log`]: an in-process backend on the storage crate.
@@ -23,6 +24,7 @@ pub mod cpu_pool;
 pub mod entry;
 pub mod http;
 pub mod key_details;
+pub mod limits;
 pub mod memory_log;
 pub mod metrics;
 pub mod proto_json;

@@ -92,6 +92,7 @@ pub fn transparency_log_entry(
 pub enum GrpcCode {
     Unknown = 2,
     InvalidArgument = 3,
+    DeadlineExceeded = 4,
     NotFound = 5,
     AlreadyExists = 6,
     Unimplemented = 12,

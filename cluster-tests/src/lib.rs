@@ -6,6 +6,7 @@
 
 pub mod chaos;
 pub mod client;
+pub mod hostile;
 pub mod load;
 pub mod process;
 

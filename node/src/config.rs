@@ -151,6 +151,43 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_WITNESS_TIMEOUT_MS")]
     pub witness_timeout_ms: Option<u64>,
 
+    /// Longest a client may take to send a request's headers, in milliseconds (both listeners).
+    /// Default: 5000.
+    #[arg(long, env = "REKOR_HEADER_TIMEOUT_MS")]
+    pub header_timeout_ms: Option<u64>,
+
+    /// How long an idle keep-alive connection stays open, in seconds (both listeners).
+    /// Default: 75 (above the 60 s idle timeout of common client pools and load balancers).
+    #[arg(long, env = "REKOR_KEEP_ALIVE_S")]
+    pub keep_alive_s: Option<u64>,
+
+    /// Longest a client may take to send a whole request body to the public listener, in
+    /// milliseconds; later, 408 and the connection is closed. Default: 10000.
+    #[arg(long, env = "REKOR_BODY_TIMEOUT_MS")]
+    pub body_timeout_ms: Option<u64>,
+
+    /// Most connections the public listener holds open. Default: 4096.
+    #[arg(long, env = "REKOR_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Most MiB of request bodies the public listener holds at once (bodies being read and the
+    /// requests holding them); beyond it a request gets a fast 503. Default: 256.
+    #[arg(long, env = "REKOR_BODY_BUDGET_MIB")]
+    pub body_budget_mib: Option<usize>,
+
+    /// Longest a peer may take to send a whole request body to the internal listener, in
+    /// milliseconds. Default: 30000.
+    #[arg(long, env = "REKOR_INTERNAL_BODY_TIMEOUT_MS")]
+    pub internal_body_timeout_ms: Option<u64>,
+
+    /// Most connections the internal listener holds open. Default: 1024.
+    #[arg(long, env = "REKOR_INTERNAL_MAX_CONNECTIONS")]
+    pub internal_max_connections: Option<usize>,
+
+    /// Most MiB of request bodies the internal listener holds at once. Default: 512.
+    #[arg(long, env = "REKOR_INTERNAL_BODY_BUDGET_MIB")]
+    pub internal_body_budget_mib: Option<usize>,
+
     /// Do not publish a checkpoint unless the witness policy's quorum cosigned it (the default
     /// is fail-open: publish without, log a warning and count it).
     #[arg(long, env = "REKOR_REQUIRE_WITNESS_QUORUM", num_args = 0..=1, default_missing_value = "true")]
@@ -190,6 +227,10 @@ pub struct ServeConfig {
     pub witness_policy: Option<PathBuf>,
     pub witness_timeout: Duration,
     pub require_witness_quorum: bool,
+    /// Connection and body bounds of the public listener.
+    pub public_limits: rekor_api::limits::ListenerLimits,
+    /// Connection and body bounds of the internal listener.
+    pub internal_limits: rekor_api::limits::ListenerLimits,
 }
 
 /// The Raft timing flags, resolved.
@@ -271,10 +312,19 @@ impl ServeArgs {
             witness_policy,
             witness_timeout_ms,
             require_witness_quorum,
+            header_timeout_ms,
+            keep_alive_s,
+            body_timeout_ms,
+            max_connections,
+            body_budget_mib,
+            internal_body_timeout_ms,
+            internal_max_connections,
+            internal_body_budget_mib,
         )
     }
 
     fn into_config(self) -> Result<ServeConfig> {
+        let (public_limits, internal_limits) = self.listener_limits()?;
         let node_id = self.node_id.unwrap_or(1);
         if node_id == 0 {
             bail!("--node-id must be greater than 0");
@@ -351,7 +401,9 @@ impl ServeArgs {
             submit_timeout: Duration::from_secs(self.submit_timeout_s.unwrap_or(20)),
             read_only: self.read_only.unwrap_or(false),
             enable_dsse: self.enable_dsse.unwrap_or(false),
-            max_request_body_size: self.max_request_body_size.unwrap_or(4 * 1024 * 1024),
+            max_request_body_size: self
+                .max_request_body_size
+                .unwrap_or(rekor_api::http::DEFAULT_MAX_REQUEST_BODY_SIZE),
             bootstrap_single: self.bootstrap_single.unwrap_or(true),
             cache_bytes: self.cache_mib.unwrap_or(64) * 1024 * 1024,
             tile_cache_bytes: self.tile_cache_mib.unwrap_or(64) * 1024 * 1024,
@@ -360,7 +412,74 @@ impl ServeArgs {
             witness_policy: self.witness_policy,
             witness_timeout: Duration::from_millis(self.witness_timeout_ms.unwrap_or(5000).max(1)),
             require_witness_quorum: self.require_witness_quorum.unwrap_or(false),
+            public_limits,
+            internal_limits,
         })
+    }
+
+    /// The public and internal listeners' bounds: the flags over
+    /// [`ListenerLimits::PUBLIC`](rekor_api::limits::ListenerLimits::PUBLIC) and `INTERNAL`.
+    fn listener_limits(
+        &self,
+    ) -> Result<(
+        rekor_api::limits::ListenerLimits,
+        rekor_api::limits::ListenerLimits,
+    )> {
+        use rekor_api::limits::ListenerLimits;
+        const MIB: usize = 1024 * 1024;
+        let shared = |defaults: ListenerLimits| ListenerLimits {
+            header_timeout: self
+                .header_timeout_ms
+                .map_or(defaults.header_timeout, Duration::from_millis),
+            keep_alive: self
+                .keep_alive_s
+                .map_or(defaults.keep_alive, Duration::from_secs),
+            ..defaults
+        };
+        let public = ListenerLimits {
+            body_timeout: self
+                .body_timeout_ms
+                .map_or(ListenerLimits::PUBLIC.body_timeout, Duration::from_millis),
+            max_connections: self
+                .max_connections
+                .unwrap_or(ListenerLimits::PUBLIC.max_connections),
+            body_budget_bytes: self
+                .body_budget_mib
+                .map_or(ListenerLimits::PUBLIC.body_budget_bytes, |mib| {
+                    mib.saturating_mul(MIB)
+                }),
+            ..shared(ListenerLimits::PUBLIC)
+        };
+        let internal = ListenerLimits {
+            body_timeout: self
+                .internal_body_timeout_ms
+                .map_or(ListenerLimits::INTERNAL.body_timeout, Duration::from_millis),
+            max_connections: self
+                .internal_max_connections
+                .unwrap_or(ListenerLimits::INTERNAL.max_connections),
+            body_budget_bytes: self
+                .internal_body_budget_mib
+                .map_or(ListenerLimits::INTERNAL.body_budget_bytes, |mib| {
+                    mib.saturating_mul(MIB)
+                }),
+            ..shared(ListenerLimits::INTERNAL)
+        };
+        for (name, limits) in [("public", &public), ("internal", &internal)] {
+            if limits.header_timeout.is_zero()
+                || limits.body_timeout.is_zero()
+                || limits.max_connections == 0
+            {
+                bail!("the {name} listener's timeouts and connection cap must be greater than 0");
+            }
+        }
+        if public.body_budget_bytes
+            < self
+                .max_request_body_size
+                .unwrap_or(rekor_api::http::DEFAULT_MAX_REQUEST_BODY_SIZE)
+        {
+            bail!("--body-budget-mib must hold at least one body of --max-request-body-size");
+        }
+        Ok((public, internal))
     }
 }
 

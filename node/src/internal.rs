@@ -1,11 +1,13 @@
 //! The node-to-node listener's own routes (next to the Raft RPCs that `rekor_raft::server` mounts):
 //! write forwarding from followers to the leader, and the admin calls behind `init`, `status`,
-//! `node add|remove|list` and `freeze`. Every route requires the cluster secret.
+//! `node add|remove|list` and `freeze`. Every route requires the cluster secret, checked from the
+//! headers by `rekor_raft::auth` before any body is read.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use actix::Addr;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::middleware::from_fn;
+use actix_web::{web, HttpResponse};
 use rekor_raft::types::{AppendOutcome, NodeAddress, Raft, SequencedEntry};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex};
@@ -17,6 +19,8 @@ use crate::served::Served;
 
 /// Route paths, shared by the server and the admin client.
 pub mod paths {
+    /// The scope every route below lives in.
+    pub const PREFIX: &str = "/internal/v1";
     pub const SEQUENCE: &str = "/internal/v1/sequence";
     pub const SEQUENCE_BATCH: &str = "/internal/v1/sequence-batch";
     pub const INIT: &str = "/internal/v1/admin/init";
@@ -67,7 +71,6 @@ pub struct ChangeMembershipRequest {
 pub struct InternalState {
     pub node_id: u64,
     pub raft: Raft,
-    pub secret: rekor_raft::ClusterSecret,
     pub sequencer: Addr<Sequencer>,
     pub publisher: Addr<Publisher>,
     pub served: watch::Receiver<Served>,
@@ -78,34 +81,29 @@ pub struct InternalState {
     pub membership_lock: Mutex<()>,
 }
 
-/// The routes, to mount on the internal listener's `App`.
-pub fn configure(config: &mut web::ServiceConfig) {
-    config
-        .route(paths::SEQUENCE, web::post().to(sequence))
-        .service(
-            web::resource(paths::SEQUENCE_BATCH)
-                .app_data(web::PayloadConfig::new(MAX_FORWARD_BATCH_BODY))
-                .route(web::post().to(sequence_batch)),
-        )
-        .route(paths::INIT, web::post().to(init))
-        .route(paths::ADD_NODE, web::post().to(add_node))
-        .route(paths::REMOVE_NODE, web::post().to(remove_node))
-        .route(paths::STATUS, web::get().to(status))
-        .route(paths::FREEZE, web::post().to(freeze));
-}
-
-fn authorized(request: &HttpRequest, state: &InternalState) -> bool {
-    let given = request
-        .headers()
-        .get(rekor_raft::network::CLUSTER_SECRET_HEADER)
-        .map(|value| value.as_bytes())
-        .unwrap_or_default();
-    state.secret.verify(given)
-}
-
-fn unauthorized() -> HttpResponse {
-    HttpResponse::Unauthorized()
-        .json(serde_json::json!({"error": "missing or wrong cluster secret"}))
+/// The routes, to mount on the internal listener's `App`: one scope whose middleware refuses a
+/// request without the cluster secret before its body is read.
+pub fn configure(secret: rekor_raft::ClusterSecret) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |config| {
+        let route = |path: &'static str| &path[paths::PREFIX.len()..];
+        config.service(
+            web::scope(paths::PREFIX)
+                .wrap(from_fn(move |request, next| {
+                    rekor_raft::auth::require_cluster_secret(secret.clone(), request, next)
+                }))
+                .route(route(paths::SEQUENCE), web::post().to(sequence))
+                .service(
+                    web::resource(route(paths::SEQUENCE_BATCH))
+                        .app_data(web::PayloadConfig::new(MAX_FORWARD_BATCH_BODY))
+                        .route(web::post().to(sequence_batch)),
+                )
+                .route(route(paths::INIT), web::post().to(init))
+                .route(route(paths::ADD_NODE), web::post().to(add_node))
+                .route(route(paths::REMOVE_NODE), web::post().to(remove_node))
+                .route(route(paths::STATUS), web::get().to(status))
+                .route(route(paths::FREEZE), web::post().to(freeze)),
+        );
+    }
 }
 
 fn error(status: actix_web::http::StatusCode, message: impl Into<String>) -> HttpResponse {
@@ -115,17 +113,12 @@ fn error(status: actix_web::http::StatusCode, message: impl Into<String>) -> Htt
 /// The response refusing a forwarding request (boxed: a response is large).
 type Refused = Box<HttpResponse>;
 
-/// The authenticated, size-checked bincode body of a forwarding request, or the response
+/// The size-checked bincode body of a forwarding request, or the response
 /// refusing it.
 fn decode_forwarded<T: serde::de::DeserializeOwned>(
-    request: &HttpRequest,
-    state: &InternalState,
     body: &[u8],
     max_bytes: usize,
 ) -> Result<T, Refused> {
-    if !authorized(request, state) {
-        return Err(Box::new(unauthorized()));
-    }
     if body.len() > max_bytes {
         return Err(Box::new(error(
             actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
@@ -156,12 +149,8 @@ fn check_identities<'a>(
 
 /// A follower forwards one validated entry; the leader sequences it and answers with its outcome
 /// (bincode `Result<AppendOutcome, SequenceError>`).
-async fn sequence(
-    request: HttpRequest,
-    state: web::Data<InternalState>,
-    body: web::Bytes,
-) -> HttpResponse {
-    let entry: SequencedEntry = match decode_forwarded(&request, &state, &body, MAX_FORWARD_BODY) {
+async fn sequence(state: web::Data<InternalState>, body: web::Bytes) -> HttpResponse {
+    let entry: SequencedEntry = match decode_forwarded(&body, MAX_FORWARD_BODY) {
         Ok(entry) => entry,
         Err(refused) => return *refused,
     };
@@ -192,16 +181,11 @@ const MAX_FORWARD_BATCH_BODY: usize =
 /// A follower forwards a batch of validated entries ([`crate::forwarder`]); the leader sequences
 /// each (they join the sequencer's batches like local ones) and answers with their outcomes in
 /// order (bincode `Vec<Result<AppendOutcome, SequenceError>>`).
-async fn sequence_batch(
-    request: HttpRequest,
-    state: web::Data<InternalState>,
-    body: web::Bytes,
-) -> HttpResponse {
-    let entries: Vec<SequencedEntry> =
-        match decode_forwarded(&request, &state, &body, MAX_FORWARD_BATCH_BODY) {
-            Ok(entries) => entries,
-            Err(refused) => return *refused,
-        };
+async fn sequence_batch(state: web::Data<InternalState>, body: web::Bytes) -> HttpResponse {
+    let entries: Vec<SequencedEntry> = match decode_forwarded(&body, MAX_FORWARD_BATCH_BODY) {
+        Ok(entries) => entries,
+        Err(refused) => return *refused,
+    };
     if entries.len() > crate::forwarder::MAX_FORWARD_BATCH {
         return error(
             actix_web::http::StatusCode::PAYLOAD_TOO_LARGE,
@@ -232,14 +216,7 @@ fn bincode_response<T: Serialize>(outcome: &T) -> HttpResponse {
     }
 }
 
-async fn init(
-    request: HttpRequest,
-    state: web::Data<InternalState>,
-    body: web::Json<InitRequest>,
-) -> HttpResponse {
-    if !authorized(&request, &state) {
-        return unauthorized();
-    }
+async fn init(state: web::Data<InternalState>, body: web::Json<InitRequest>) -> HttpResponse {
     let _guard = state.membership_lock.lock().await;
     let members: BTreeMap<u64, NodeAddress> = body
         .into_inner()
@@ -296,13 +273,9 @@ pub struct NotLeader {
 }
 
 async fn add_node(
-    request: HttpRequest,
     state: web::Data<InternalState>,
     body: web::Json<AddNodeRequest>,
 ) -> HttpResponse {
-    if !authorized(&request, &state) {
-        return unauthorized();
-    }
     if let Some(response) = not_leader(&state) {
         return response;
     }
@@ -348,13 +321,9 @@ async fn add_node(
 }
 
 async fn remove_node(
-    request: HttpRequest,
     state: web::Data<InternalState>,
     body: web::Json<ChangeMembershipRequest>,
 ) -> HttpResponse {
-    if !authorized(&request, &state) {
-        return unauthorized();
-    }
     if let Some(response) = not_leader(&state) {
         return response;
     }
@@ -428,17 +397,11 @@ pub fn status_json(state: &InternalState) -> serde_json::Value {
     })
 }
 
-async fn status(request: HttpRequest, state: web::Data<InternalState>) -> HttpResponse {
-    if !authorized(&request, &state) {
-        return unauthorized();
-    }
+async fn status(state: web::Data<InternalState>) -> HttpResponse {
     HttpResponse::Ok().json(status_json(&state))
 }
 
-async fn freeze(request: HttpRequest, state: web::Data<InternalState>) -> HttpResponse {
-    if !authorized(&request, &state) {
-        return unauthorized();
-    }
+async fn freeze(state: web::Data<InternalState>) -> HttpResponse {
     if let Some(response) = not_leader(&state) {
         return response;
     }

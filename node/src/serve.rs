@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Arbiter};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use anyhow::{Context, Result};
+use rekor_api::limits::{guard_body, BodyGuard};
 use rekor_raft::types::{NodeAddress, Raft};
 use tracing::{info, warn};
 
@@ -199,12 +201,29 @@ async fn serve(config: ServeConfig) -> Result<()> {
         served.clone(),
         state_machine.clone(),
     );
+    // actix-web's own default, made explicit: its connection cap is per worker.
+    let http_workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let body_metrics = rekor_api::limits::BodyMetrics::register(&registry)?;
+    let public_bodies =
+        BodyGuard::new("public", &config.public_limits).with_metrics(body_metrics.clone());
     // The status page first: the API's catch-all scope answers every path it sees.
     let public = HttpServer::new(move || {
+        let bodies = public_bodies.clone();
         App::new()
+            .wrap(from_fn(move |request, next| {
+                guard_body(bodies.clone(), request, next)
+            }))
             .configure(|cfg| status_page.configure(cfg))
             .configure(|cfg| api_state.configure(cfg))
     })
+    .workers(http_workers)
+    .client_request_timeout(config.public_limits.header_timeout)
+    .keep_alive(config.public_limits.keep_alive)
+    .max_connections(
+        config
+            .public_limits
+            .max_connections_per_worker(http_workers),
+    )
     .bind(config.listen)
     .with_context(|| format!("binding the public listener {}", config.listen))?
     .shutdown_timeout(10)
@@ -213,7 +232,6 @@ async fn serve(config: ServeConfig) -> Result<()> {
     let internal_state = web::Data::new(InternalState {
         node_id: config.node_id,
         raft: raft.clone(),
-        secret: secret.clone(),
         sequencer,
         publisher,
         served,
@@ -221,17 +239,32 @@ async fn serve(config: ServeConfig) -> Result<()> {
         pushback,
         membership_lock: tokio::sync::Mutex::new(()),
     });
-    let raft_server_config = rekor_raft::RaftServerConfig::new(config.node_id, secret);
+    let raft_server_config = rekor_raft::RaftServerConfig::new(config.node_id, secret.clone());
     let raft_for_rpc = raft.clone();
+    let internal_bodies =
+        BodyGuard::new("internal", &config.internal_limits).with_metrics(body_metrics);
     let internal = HttpServer::new(move || {
+        let bodies = internal_bodies.clone();
+        // Both scopes check the cluster secret before any body byte is read.
         App::new()
+            .wrap(from_fn(move |request, next| {
+                guard_body(bodies.clone(), request, next)
+            }))
             .app_data(internal_state.clone())
             .service(rekor_raft::raft_scope(
                 raft_for_rpc.clone(),
                 raft_server_config.clone(),
             ))
-            .configure(crate::internal::configure)
+            .configure(crate::internal::configure(secret.clone()))
     })
+    .workers(http_workers)
+    .client_request_timeout(config.internal_limits.header_timeout)
+    .keep_alive(config.internal_limits.keep_alive)
+    .max_connections(
+        config
+            .internal_limits
+            .max_connections_per_worker(http_workers),
+    )
     .bind(config.listen_internal)
     .with_context(|| format!("binding the internal listener {}", config.listen_internal))?
     .shutdown_timeout(5)

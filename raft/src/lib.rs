@@ -8,13 +8,15 @@
 //!   the node; [`snapshot`]: the small snapshot format and its install; [`backfill`]: pulling
 //!   and staging the entry bodies below a snapshot from peers ([`SnapshotBackfill`]);
 //!   `entry_files`: the unintegrated leaf bodies ([`segments`]) and the [`identity_index`].
-//! - [`network`] / [`server`]: Raft RPCs over HTTP (reqwest client, actix-web handlers).
+//! - [`network`] / [`server`]: Raft RPCs over HTTP (reqwest client, actix-web handlers);
+//!   [`auth`]: the cluster-secret check of every internal route, before any body is read.
 //! - [`config`]: the tuned openraft `Config`.
 #![forbid(unsafe_code)]
 // openraft's trait signatures fix `StorageError` / `ConfigError` (200+ bytes) as error types;
 // boxing them would only add conversions at every trait boundary.
 #![allow(clippy::result_large_err)]
 
+pub mod auth;
 pub mod backfill;
 pub mod codec;
 pub mod config;

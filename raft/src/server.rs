@@ -1,20 +1,23 @@
 //! The server side of the Raft network: actix-web handlers for the internal listener
 //! (rust-stack.md §2.3 "Server side", §4). The wire contract is in [`crate::network`].
 //!
-//! [`raft_scope`] returns a `Scope` mounted at [`RAFT_SCOPE`]; each handler checks the cluster
-//! secret (401 otherwise, compared in constant time) and the target node id (421 otherwise),
-//! decodes the bincode body (400 if it does not decode; bodies are capped, 413 beyond), calls
-//! the `Raft` handle and answers with the encoded `Result`.
+//! [`raft_scope`] returns a `Scope` mounted at [`RAFT_SCOPE`]. The cluster secret is checked by
+//! [`crate::auth`] from the headers, before a body byte is read (401 otherwise); each handler
+//! then checks the target node id (421 otherwise), decodes the bincode body (400 if it does not
+//! decode; bodies are capped, 413 beyond), calls the `Raft` handle and answers with the encoded
+//! `Result`.
 
+use actix_web::dev::HttpServiceFactory;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse, Scope};
+use actix_web::middleware::from_fn;
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::auth::require_cluster_secret;
 use crate::codec;
 use crate::network::{
-    ClusterSecret, APPEND_PATH, CLUSTER_SECRET_HEADER, RAFT_SCOPE, SNAPSHOT_PATH,
-    TARGET_NODE_HEADER, VOTE_PATH,
+    ClusterSecret, APPEND_PATH, RAFT_SCOPE, SNAPSHOT_PATH, TARGET_NODE_HEADER, VOTE_PATH,
 };
 use crate::types::{NodeId, Raft};
 
@@ -53,18 +56,20 @@ impl RaftServerConfig {
 struct RaftRpcState {
     raft: Raft,
     node_id: NodeId,
-    secret: ClusterSecret,
 }
 
 /// The Raft RPC routes (`POST {RAFT_SCOPE}/append|vote|snapshot`) for this node's `raft`.
 /// Build it inside the `HttpServer::new` factory; the `Raft` handle is a cheap clone.
-pub fn raft_scope(raft: Raft, config: RaftServerConfig) -> Scope {
+pub fn raft_scope(raft: Raft, config: RaftServerConfig) -> impl HttpServiceFactory + 'static {
     let state = web::Data::new(RaftRpcState {
         raft,
         node_id: config.node_id,
-        secret: config.secret,
     });
+    let secret = config.secret;
     web::scope(RAFT_SCOPE)
+        .wrap(from_fn(move |request, next| {
+            require_cluster_secret(secret.clone(), request, next)
+        }))
         .app_data(state)
         .service(
             web::resource(APPEND_PATH)
@@ -89,23 +94,12 @@ fn plain(status: StatusCode, message: String) -> HttpResponse {
         .body(message)
 }
 
-/// Check the secret and the target id, then decode the body.
+/// Check the target id, then decode the body (the secret was checked by the scope's middleware).
 fn admit<T: DeserializeOwned>(
     state: &RaftRpcState,
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<T, HttpResponse> {
-    let presented = req
-        .headers()
-        .get(CLUSTER_SECRET_HEADER)
-        .map(|v| v.as_bytes())
-        .unwrap_or_default();
-    if !state.secret.verify(presented) {
-        return Err(plain(
-            StatusCode::UNAUTHORIZED,
-            "missing or wrong cluster secret".into(),
-        ));
-    }
     let target = req
         .headers()
         .get(TARGET_NODE_HEADER)
