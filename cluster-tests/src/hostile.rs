@@ -96,16 +96,20 @@ pub async fn closed_within(stream: &mut TcpStream, timeout: Duration) -> bool {
     }
 }
 
-/// One sample of a Prometheus metric from `base_url/metrics`: the first line starting with
-/// `series` (a metric name with its labels as the text format writes them).
-pub async fn metric(base_url: &str, series: &str) -> Result<Option<f64>> {
+/// One sample of a Prometheus metric from `base_url/metrics`: the first line of metric `name`
+/// whose labels include every `label="value"` fragment of `labels`.
+pub async fn metric(base_url: &str, name: &str, labels: &[&str]) -> Result<Option<f64>> {
     let text = reqwest::get(format!("{base_url}/metrics"))
         .await?
         .text()
         .await?;
     Ok(text
         .lines()
-        .find(|line| line.starts_with(series))
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .find(|line| labels.iter().all(|label| line.contains(label)))
         .and_then(|line| line.rsplit(' ').next())
         .and_then(|value| value.parse::<f64>().ok()))
 }

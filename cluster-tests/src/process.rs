@@ -256,6 +256,11 @@ impl Cluster {
         let origin = "cluster.test.local".to_owned();
         let secret_file = dir.path().join("cluster-secret");
         std::fs::write(&secret_file, "test-cluster-secret-0123456789abcdef")?;
+        // The node refuses a secret other users could read.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600))?;
+        }
         let key_file = dir.path().join("signing-key.pem");
         let status = Command::new(node_binary()?)
             .args(["keygen", "--origin", &origin, "--out"])

@@ -111,7 +111,8 @@ async fn a_stalled_body_is_answered_408_at_the_deadline_on_both_listeners() {
     }
     let refused = metric(
         &cluster.nodes[0].base_url(),
-        "rekor_http_body_refused_total{listener=\"public\",reason=\"deadline\"}",
+        "rekor_http_body_refused_total",
+        &["listener=\"public\"", "reason=\"deadline\""],
     )
     .await
     .unwrap();
@@ -141,14 +142,15 @@ async fn bodies_beyond_the_budget_get_a_fast_503_and_the_budget_is_given_back() 
         .unwrap();
     use tokio::io::AsyncWriteExt as _;
     holder.write_all(&vec![b' '; 900 * 1024]).await.unwrap();
-    let held = "rekor_http_body_bytes_held{listener=\"public\"}";
+    let held = "rekor_http_body_bytes_held";
+    let public = ["listener=\"public\""];
     wait_until(
         "the node to hold the slow body",
         Duration::from_secs(10),
         || {
             let base = base.clone();
             async move {
-                Ok(metric(&base, held)
+                Ok(metric(&base, held, &public)
                     .await?
                     .filter(|bytes| *bytes >= (900 * 1024) as f64))
             }
@@ -192,7 +194,11 @@ async fn bodies_beyond_the_budget_get_a_fast_503_and_the_budget_is_given_back() 
         Duration::from_secs(10),
         || {
             let base = base.clone();
-            async move { Ok(metric(&base, held).await?.filter(|bytes| *bytes == 0.0)) }
+            async move {
+                Ok(metric(&base, held, &public)
+                    .await?
+                    .filter(|bytes| *bytes == 0.0))
+            }
         },
     )
     .await

@@ -2,7 +2,6 @@
 //! key for the embedded default, and `rekor-node keygen`, which prints everything a client needs
 //! to trust the log (public key, note verifier key, log ID, a trusted-root `tlogs` entry).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,6 +14,7 @@ use rekor_storage::note::{EcdsaP256NoteSigner, Ed25519NoteSigner, NoteSigner};
 use tracing::warn;
 
 use crate::config::ServeConfig;
+use crate::secrets::{read_private_file, write_private_file};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum Algorithm {
@@ -88,26 +88,6 @@ impl SigningKey {
     }
 }
 
-/// Writes `bytes` to a new file readable only by its owner.
-pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(())
-}
-
 /// The serve-time signer: the configured key, or for the embedded default a development key
 /// generated on first start.
 pub fn load_or_generate(config: &ServeConfig) -> Result<Arc<dyn NoteSigner>> {
@@ -123,11 +103,25 @@ pub fn load_or_generate(config: &ServeConfig) -> Result<Arc<dyn NoteSigner>> {
             "generated a development signing key (Ed25519); use `rekor-node keygen` and --signing-key for a real log"
         );
     }
-    let pem = std::fs::read_to_string(path)
-        .with_context(|| format!("reading signing key {}", path.display()))?;
+    let pem = read_private_file(path, "the signing key")?;
     SigningKey::from_pem(&pem)
         .with_context(|| format!("parsing signing key {}", path.display()))?
         .into_signer(&config.origin)
+}
+
+/// The start-up banner of a node signing with a generated development key: loud, because a log
+/// whose key lives next to its data is not one anybody should trust.
+pub fn warn_development_key(path: &Path) {
+    warn!(
+        path = %path.display(),
+        "\n\
+         ************************************************************************\n\
+         *  DEVELOPMENT SIGNING KEY: this log signs checkpoints with a key it   *\n\
+         *  generated itself. Fine for trying it out; not a production log.     *\n\
+         *  For a real log: `rekor-node keygen` and --signing-key (see          *\n\
+         *  docs/operations.md).                                                *\n\
+         ************************************************************************"
+    );
 }
 
 pub fn keygen(args: KeygenArgs) -> Result<()> {

@@ -20,6 +20,7 @@ mod metrics;
 mod partials;
 mod publisher;
 mod pushback;
+mod secrets;
 mod sequencer;
 mod serve;
 mod served;

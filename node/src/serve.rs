@@ -6,7 +6,6 @@
 //! factories; reqwest for node-to-node calls.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use rekor_raft::types::{NodeAddress, Raft};
 use tracing::{info, warn};
 
 use crate::backend::NodeBackend;
-use crate::config::{SecretSource, ServeConfig};
+use crate::config::ServeConfig;
 use crate::integrator::Integrator;
 use crate::internal::InternalState;
 use crate::metrics::NodeMetrics;
@@ -45,7 +44,9 @@ pub fn run(config: ServeConfig) -> Result<()> {
 async fn serve(config: ServeConfig) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-    let secret = rekor_raft::ClusterSecret::new(load_secret(&config.cluster_secret)?);
+    let secret = rekor_raft::ClusterSecret::new(crate::secrets::load_cluster_secret(
+        &config.cluster_secret,
+    )?);
     let signer = crate::keys::load_or_generate(&config)?;
     info!(
         node_id = config.node_id,
@@ -55,6 +56,9 @@ async fn serve(config: ServeConfig) -> Result<()> {
         public_key = %base64_std(&signer.public_key_der()),
         "checkpoint signing key loaded"
     );
+    if config.signing_key_is_default {
+        crate::keys::warn_development_key(&config.signing_key);
+    }
 
     let store = Arc::new(
         rekor_storage::tile_store::TileStore::from_url(&config.tile_store, &Default::default())
@@ -106,6 +110,11 @@ async fn serve(config: ServeConfig) -> Result<()> {
 
     let registry = prometheus::Registry::new();
     let metrics = NodeMetrics::register(&registry)?;
+    crate::metrics::register_signing_key_info(
+        &registry,
+        &base64_std(&signer.log_id()),
+        config.signing_key_is_default,
+    )?;
     snapshot_peers.register(&registry)?;
 
     let (integrator, served) = Integrator::resume(
@@ -194,8 +203,11 @@ async fn serve(config: ServeConfig) -> Result<()> {
     let api_state = api_state.clone();
     let status_page = crate::status_page::StatusPage::start(
         config.node_id,
-        &config.origin,
-        signer.log_id(),
+        &crate::status_page::LogIdentity {
+            origin: config.origin.clone(),
+            log_id: signer.log_id(),
+            development_key: config.signing_key_is_default,
+        },
         config.read_only,
         raft.clone(),
         served.clone(),
@@ -363,37 +375,4 @@ fn witnessing(
 fn base64_std(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// Reads the cluster secret, generating a random one for a fresh single node.
-fn load_secret(source: &SecretSource) -> Result<String> {
-    match source {
-        SecretSource::Literal(secret) => Ok(secret.clone()),
-        SecretSource::File {
-            path,
-            generate_if_missing,
-        } => {
-            if !path.exists() && *generate_if_missing {
-                generate_secret_file(path)?;
-                info!(path = %path.display(), "generated a cluster secret");
-            }
-            let secret = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the cluster secret {}", path.display()))?;
-            let secret = secret.trim().to_owned();
-            if secret.len() < 16 {
-                anyhow::bail!(
-                    "the cluster secret in {} is shorter than 16 characters",
-                    path.display()
-                );
-            }
-            Ok(secret)
-        }
-    }
-}
-
-fn generate_secret_file(path: &Path) -> Result<()> {
-    use rand_core::RngCore;
-    let mut bytes = [0u8; 32];
-    rand_core::OsRng.fill_bytes(&mut bytes);
-    crate::keys::write_private_file(path, hex::encode(bytes).as_bytes())
 }
