@@ -65,6 +65,12 @@ async fn serve(config: ServeConfig) -> Result<()> {
             .with_context(|| format!("opening tile store {}", config.tile_store))?
             .with_cache_capacity(usize::try_from(config.tile_cache_bytes).unwrap_or(usize::MAX)),
     );
+    // Create-once is what keeps two different tiles from ever sharing a path: refuse a backend
+    // that silently overwrites instead.
+    store
+        .probe_create_once()
+        .await
+        .with_context(|| format!("checking tile store {}", config.tile_store))?;
 
     let mut engine_config = rekor_raft::EngineConfig::new(config.data_dir.join("raft"));
     engine_config.cache_capacity = config.cache_bytes;

@@ -57,6 +57,13 @@ pub enum TileStoreError {
         path: String,
         source: std::io::Error,
     },
+    /// The backend accepted a second create-once write of the same key: it ignores conditional
+    /// writes, and create-once (no two different bytes under one tile path) cannot hold on it.
+    #[error(
+        "the tile store ignores create-once writes: a second write of {path} replaced the first; \
+         use a backend with conditional writes (for S3-compatible stores, If-None-Match support)"
+    )]
+    CreateOnceIgnored { path: String },
     /// An identifier was invalid.
     #[error(transparent)]
     Tile(#[from] TileError),
@@ -381,6 +388,36 @@ impl TileStore {
             // Absence is not cached: the object may be written next.
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Checks that the backend honours create-once writes: writes a probe object, then a second,
+    /// different one under the same key, which must be refused. A backend that silently replaces
+    /// the first (an S3-compatible server without conditional writes) would let two different
+    /// tiles exist under one path, so a node must not run on it. The probe object is removed.
+    pub async fn probe_create_once(&self) -> Result<(), TileStoreError> {
+        use rand_core::RngCore;
+        let mut nonce = [0u8; 16];
+        rand_core::OsRng.fill_bytes(&mut nonce);
+        let path = format!(".probes/create-once-{}", hex::encode(nonce));
+        let key = self.key(&path);
+        let create = || PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&key, PutPayload::from_static(b"first"), create())
+            .await?;
+        let second = self
+            .store
+            .put_opts(&key, PutPayload::from_static(b"second"), create())
+            .await;
+        // Best effort: a probe left behind is harmless and outside every tile path.
+        let _ = self.store.delete(&key).await;
+        match second {
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Ok(_) => Err(TileStoreError::CreateOnceIgnored { path }),
+            Err(error) => Err(error.into()),
         }
     }
 

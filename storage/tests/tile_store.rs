@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 /// The create-once / overwrite contract every backend must honour.
 async fn exercise(store: &TileStore) {
+    store.probe_create_once().await.unwrap();
     let id = TileId::new(0, 1234, 3).unwrap();
     let bytes = Bytes::from(vec![1u8; 96]);
     assert_eq!(store.get_tile(id).await.unwrap(), None);
@@ -283,4 +284,98 @@ async fn integration_round_trip_through_a_store() {
             merkle::verify_consistency(m, size, &p, &old.root(), &out.root).unwrap();
         }
     }
+}
+
+/// FAKE, named as such: an object store that ignores conditional writes (`PutMode::Create` is
+/// treated as an overwrite), as some S3-compatible servers do. No such server runs here, so the
+/// in-memory store is wrapped to behave like one.
+#[derive(Debug)]
+struct FakeStoreIgnoringConditionalWrites(object_store::memory::InMemory);
+
+impl std::fmt::Display for FakeStoreIgnoringConditionalWrites {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FakeStoreIgnoringConditionalWrites")
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for FakeStoreIgnoringConditionalWrites {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        mut opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        opts.mode = object_store::PutMode::Overwrite;
+        self.0.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.0.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.0.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.0.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.0.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.0.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.0.copy_opts(from, to, options).await
+    }
+}
+
+#[tokio::test]
+async fn a_store_that_ignores_create_once_is_refused_by_the_probe() {
+    let fake = std::sync::Arc::new(FakeStoreIgnoringConditionalWrites(
+        object_store::memory::InMemory::new(),
+    ));
+    let store = TileStore::new(fake.clone(), "prefix");
+    match store.probe_create_once().await {
+        Err(TileStoreError::CreateOnceIgnored { path }) => {
+            assert!(path.starts_with(".probes/create-once-"), "{path}")
+        }
+        other => panic!("expected CreateOnceIgnored, got {other:?}"),
+    }
+    // The probe leaves nothing behind.
+    use futures::StreamExt as _;
+    let left: Vec<_> = object_store::ObjectStore::list(fake.as_ref(), None)
+        .collect()
+        .await;
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -223,54 +223,8 @@ async fn run_worker(
             None => factory.request(),
         };
         let sent = Instant::now();
-        let answer =
-            tokio::time::timeout(config.request_timeout, node.client.submit(&request)).await;
+        let (outcome, observed) = submit_recorded(node, &request, config.request_timeout).await;
         let done = Instant::now();
-        let mut observed = Observations::default();
-        let outcome = match answer {
-            Err(_) => Outcome::TimedOut,
-            Ok(Err(_)) => Outcome::Error,
-            Ok(Ok(result)) if result.status == 201 => match result
-                .json()
-                .and_then(|entry| logged_entry(&entry).map(|logged| (entry, logged)))
-            {
-                Ok((_, (index, body, checkpoint))) => {
-                    observed.acknowledged.push(Acknowledged {
-                        index,
-                        body,
-                        node: node.id,
-                    });
-                    observed.checkpoints.push(SeenCheckpoint {
-                        text: checkpoint,
-                        node: node.id,
-                    });
-                    Outcome::Logged(index)
-                }
-                Err(error) => {
-                    observed
-                        .bad_answers
-                        .push(format!("201 from node {}: {error:#}", node.id));
-                    Outcome::Error
-                }
-            },
-            Ok(Ok(result)) if result.status == 409 => match result.log_index_header {
-                Some(index) => {
-                    observed.conflicts.push(Conflict {
-                        index,
-                        digest: digest_of(&request),
-                        node: node.id,
-                    });
-                    Outcome::Duplicate(index)
-                }
-                None => {
-                    observed
-                        .bad_answers
-                        .push(format!("409 from node {} without x-log-index", node.id));
-                    Outcome::Error
-                }
-            },
-            Ok(Ok(result)) => Outcome::Status(result.status),
-        };
         match outcome {
             Outcome::Logged(_) => logged.push(request),
             Outcome::Duplicate(_) => {}
@@ -292,6 +246,63 @@ async fn run_worker(
             tokio::time::sleep(config.retry_pause).await;
         }
     }
+}
+
+/// Sends `request` to `node` once and classifies the answer; a 201 is verified (inclusion
+/// proof, checkpoint) and recorded with its body and checkpoint for the checker, a 409 with its
+/// index.
+pub async fn submit_recorded(
+    node: &NodeView,
+    request: &serde_json::Value,
+    timeout: Duration,
+) -> (Outcome, Observations) {
+    let mut observed = Observations::default();
+    let answer = tokio::time::timeout(timeout, node.client.submit(request)).await;
+    let outcome = match answer {
+        Err(_) => Outcome::TimedOut,
+        Ok(Err(_)) => Outcome::Error,
+        Ok(Ok(result)) if result.status == 201 => match result
+            .json()
+            .and_then(|entry| logged_entry(&entry).map(|logged| (entry, logged)))
+        {
+            Ok((_, (index, body, checkpoint))) => {
+                observed.acknowledged.push(Acknowledged {
+                    index,
+                    body,
+                    node: node.id,
+                });
+                observed.checkpoints.push(SeenCheckpoint {
+                    text: checkpoint,
+                    node: node.id,
+                });
+                Outcome::Logged(index)
+            }
+            Err(error) => {
+                observed
+                    .bad_answers
+                    .push(format!("201 from node {}: {error:#}", node.id));
+                Outcome::Error
+            }
+        },
+        Ok(Ok(result)) if result.status == 409 => match result.log_index_header {
+            Some(index) => {
+                observed.conflicts.push(Conflict {
+                    index,
+                    digest: digest_of(request),
+                    node: node.id,
+                });
+                Outcome::Duplicate(index)
+            }
+            None => {
+                observed
+                    .bad_answers
+                    .push(format!("409 from node {} without x-log-index", node.id));
+                Outcome::Error
+            }
+        },
+        Ok(Ok(result)) => Outcome::Status(result.status),
+    };
+    (outcome, observed)
 }
 
 /// Verifies a 201 body; returns its index, canonical body and signed checkpoint text.

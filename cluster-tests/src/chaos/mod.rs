@@ -4,6 +4,7 @@
 //! - [`checker`]: the invariants checked after every scenario (DESIGN.md invariants).
 //! - [`crash`]: the record format of the storage-engine crash test.
 //! - [`disk`]: a small filesystem to fill up (the full-disk scenario).
+//! - [`hostile`]: the hostile scenario: honest writes while attackers flood, stall and lie.
 //! - [`load`]: background clients that record every answer, and a checkpoint poller.
 //! - [`proxy`]: a controllable TCP proxy between nodes (cut or delay one directed link).
 //! - [`store_crash`]: the crash test of the node's whole Raft storage (log, state machine).
@@ -12,6 +13,7 @@
 pub mod checker;
 pub mod crash;
 pub mod disk;
+pub mod hostile;
 pub mod load;
 pub mod proxy;
 pub mod scenarios;
