@@ -120,6 +120,7 @@ pub struct MemberStatus {
 impl StatusPage {
     /// Creates the page state and starts the sampler task (on the current tokio runtime; it
     /// ends when the integrator's `served` channel closes).
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         node_id: u64,
         identity: &LogIdentity,

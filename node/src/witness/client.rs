@@ -358,8 +358,12 @@ impl Witnessing {
         let larger_tree = claims
             .iter()
             .any(|(_, _, claim)| matches!(claim, Claim::LargerTree { .. }));
+        // Unknown (no evidence) if leadership cannot be confirmed in time.
         let committed = if larger_tree {
-            (self.committed)().await
+            tokio::time::timeout(self.settings.timeout, (self.committed)())
+                .await
+                .ok()
+                .flatten()
         } else {
             None
         };
