@@ -2,6 +2,8 @@
 //! spec/tlog-tiles.md §10): checkpoints carry the witness's cosignature; a down witness does not
 //! stop the log by default (fail-open); with `--require-witness-quorum` it does, until the witness
 //! is back (a restarted witness has forgotten its size, so this also exercises the 409 resync).
+//! A witness answering with its line 200 times adds one line and does not stop the log; witnesses
+//! at the quorum that have cosigned a larger tree than the log committed halt publication.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,6 +28,11 @@ struct TestWitness {
 
 impl TestWitness {
     async fn start(port: u16, log_vkey: &str, dir: &Path) -> Self {
+        Self::start_with(port, log_vkey, dir, &[]).await
+    }
+
+    /// With extra flags (the adversarial modes `--copies`, `--claim-size`).
+    async fn start_with(port: u16, log_vkey: &str, dir: &Path, extra: &[&str]) -> Self {
         let log_path = dir.join(format!("witness-{port}.log"));
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -39,6 +46,7 @@ impl TestWitness {
                 &format!("@{TESTDATA}/rekor-tiles/witness/private.key"),
             ])
             .args(["--log-vkey", log_vkey])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -114,6 +122,31 @@ async fn checkpoint_signatures(client: &LogClient) -> (usize, bool) {
         .iter()
         .any(|signature| verifier.verify_signature(&note.text, signature).is_ok());
     (note.signatures.len(), cosigned)
+}
+
+/// The value of the metric line that starts with `series ` (0 if absent).
+async fn metric(client: &LogClient, series: &str) -> u64 {
+    let metrics = reqwest::get(format!("{}/metrics", client.base()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let prefix = format!("{series} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn status_json(client: &LogClient) -> serde_json::Value {
+    reqwest::get(format!("{}/status.json", client.base()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,4 +265,117 @@ async fn required_quorum_holds_publication_until_the_witness_is_back() {
         metrics.contains("rekor_node_witness_quorum_missed_total"),
         "{metrics}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_repeating_its_line_adds_one_line_and_the_log_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let policy = write_policy(dir.path(), port);
+    let policy_arg = policy.display().to_string();
+    let cluster = Cluster::start(
+        1,
+        &[
+            "--witness-policy",
+            &policy_arg,
+            "--witness-timeout-ms",
+            "1000",
+        ],
+    )
+    .await
+    .expect("node starts");
+    // 200 copies of its line, a junk line and a stranger's cosignature in every answer.
+    let witness =
+        TestWitness::start_with(port, &log_vkey(&cluster), dir.path(), &["--copies", "200"]).await;
+    let client = &cluster.clients()[0];
+    let factory = EntryFactory::new();
+    let verifier = CosignatureVerifier::from_vkey(WITNESS_VKEY).unwrap();
+
+    for _ in 0..3 {
+        let result = client.submit(&factory.request()).await.unwrap();
+        assert_eq!(result.status, 201, "{}\n{}", cluster.logs(), witness.log());
+        let entry = result.json().unwrap();
+        check_logged_entry(&entry).expect("a verifying entry");
+        let envelope = entry["inclusionProof"]["checkpoint"]["envelope"]
+            .as_str()
+            .unwrap();
+        let note = Note::parse(envelope.as_bytes()).unwrap();
+        assert_eq!(
+            note.signatures.len(),
+            2,
+            "the log's line and one cosignature:\n{envelope}"
+        );
+        let witness_lines: Vec<_> = note
+            .signatures
+            .iter()
+            .filter(|signature| signature.name == "rekor-witness-test")
+            .collect();
+        assert_eq!(witness_lines.len(), 1, "{envelope}");
+        verifier
+            .verify_signature(&note.text, witness_lines[0])
+            .expect("the witness's cosignature verifies");
+    }
+    let dropped = metric(client, "rekor_witness_lines_dropped_total{witness=\"w1\"}").await;
+    assert!(dropped >= 3 * 201, "dropped {dropped}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn witnesses_at_the_quorum_claiming_a_larger_tree_halt_publication() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().unwrap();
+    let policy = write_policy(dir.path(), port);
+    let policy_arg = policy.display().to_string();
+    let cluster = Cluster::start(
+        1,
+        &[
+            "--witness-policy",
+            &policy_arg,
+            "--witness-timeout-ms",
+            "1000",
+            "--submit-timeout-s",
+            "2",
+        ],
+    )
+    .await
+    .expect("node starts");
+    let log_vkey = log_vkey(&cluster);
+    let mut witness = TestWitness::start(port, &log_vkey, dir.path()).await;
+    let client = &cluster.clients()[0];
+    let factory = EntryFactory::new();
+
+    assert_eq!(submit(client, &factory).await, 201, "{}", cluster.logs());
+    assert_eq!(metric(client, "rekor_publication_halted").await, 0);
+    let published = status_json(client).await["tree_size"].as_u64().unwrap();
+
+    // The witness (the whole quorum) now says it has cosigned a million leaves of this origin:
+    // this log was rolled back, or someone else signs for it.
+    witness.stop();
+    let witness =
+        TestWitness::start_with(port, &log_vkey, dir.path(), &["--claim-size", "1000000"]).await;
+    let status = submit(client, &factory).await;
+    assert_ne!(status, 201, "{}\n{}", cluster.logs(), witness.log());
+    wait_until("the publication halt", Duration::from_secs(20), || async {
+        Ok((metric(client, "rekor_publication_halted").await == 1).then_some(()))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
+
+    // Halted for good: later writes are not answered either, nothing more is published.
+    assert_ne!(submit(client, &factory).await, 201, "{}", cluster.logs());
+    let status = status_json(client).await;
+    assert_eq!(status["tree_size"].as_u64(), Some(published), "{status}");
+    let reason = status["publication_halted"].as_str().unwrap_or_default();
+    assert!(reason.contains("w1 has cosigned size 1000000"), "{status}");
+    assert!(
+        metric(
+            client,
+            "rekor_witness_rollback_evidence_total{kind=\"larger_tree\",witness=\"w1\"}"
+        )
+        .await
+            >= 1
+    );
+    let logs = cluster.logs();
+    assert!(logs.contains("ROLLBACK EVIDENCE"), "{logs}");
+    assert!(logs.contains("witness_size=1000000"), "{logs}");
+    assert!(logs.contains("PUBLICATION HALTED"), "{logs}");
 }

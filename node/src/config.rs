@@ -192,6 +192,12 @@ pub struct ServeArgs {
     /// is fail-open: publish without, log a warning and count it).
     #[arg(long, env = "REKOR_REQUIRE_WITNESS_QUORUM", num_args = 0..=1, default_missing_value = "true")]
     pub require_witness_quorum: Option<bool>,
+
+    /// Publish even when witnesses at the policy's quorum give evidence that this log was rolled
+    /// back or forked (the evidence is still logged and counted). Without it such evidence halts
+    /// publication; see docs/operations.md, "Witnessing". Default: false.
+    #[arg(long, env = "REKOR_WITNESS_HALT_OVERRIDE", num_args = 0..=1, default_missing_value = "true")]
+    pub witness_halt_override: Option<bool>,
 }
 
 /// The resolved settings `serve` runs with.
@@ -231,6 +237,7 @@ pub struct ServeConfig {
     pub public_limits: rekor_api::limits::ListenerLimits,
     /// Connection and body bounds of the internal listener.
     pub internal_limits: rekor_api::limits::ListenerLimits,
+    pub witness_halt_override: bool,
 }
 
 /// The Raft timing flags, resolved.
@@ -320,6 +327,7 @@ impl ServeArgs {
             internal_body_timeout_ms,
             internal_max_connections,
             internal_body_budget_mib,
+            witness_halt_override,
         )
     }
 
@@ -414,6 +422,7 @@ impl ServeArgs {
             require_witness_quorum: self.require_witness_quorum.unwrap_or(false),
             public_limits,
             internal_limits,
+            witness_halt_override: self.witness_halt_override.unwrap_or(false),
         })
     }
 
@@ -561,12 +570,14 @@ mod tests {
         assert_eq!(config.witness_policy, None);
         assert_eq!(config.witness_timeout, Duration::from_secs(5));
         assert!(!config.require_witness_quorum);
+        assert!(!config.witness_halt_override);
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("node.toml");
         std::fs::write(
             &path,
-            "witness-policy = \"policy.txt\"\nwitness-timeout-ms = 250\nrequire-witness-quorum = true\n",
+            "witness-policy = \"policy.txt\"\nwitness-timeout-ms = 250\nrequire-witness-quorum = true\n\
+             witness-halt-override = true\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -577,6 +588,7 @@ mod tests {
         assert_eq!(config.witness_policy, Some(PathBuf::from("policy.txt")));
         assert_eq!(config.witness_timeout, Duration::from_millis(250));
         assert!(config.require_witness_quorum);
+        assert!(config.witness_halt_override);
     }
 
     #[test]

@@ -121,6 +121,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         &base64_std(&signer.log_id()),
         config.signing_key_is_default,
     )?;
+    let publication_halt = crate::witness::PublicationHalt::register(&registry)?;
     snapshot_peers.register(&registry)?;
 
     let (integrator, served) = Integrator::resume(
@@ -160,7 +161,13 @@ async fn serve(config: ServeConfig) -> Result<()> {
         config.republish_interval,
         metrics.clone(),
     )
-    .with_witnessing(witnessing(&config, &store, &registry)?)
+    .with_witnessing(witnessing(
+        &config,
+        &store,
+        &registry,
+        publication_halt.clone(),
+        committed_leaves(raft.clone(), state_machine.clone()),
+    )?)
     .start();
 
     tokio::spawn(exit_when_raft_fails(raft.clone()));
@@ -218,6 +225,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         raft.clone(),
         served.clone(),
         state_machine.clone(),
+        publication_halt,
     );
     // actix-web's own default, made explicit: its connection cap is per worker.
     let http_workers = std::thread::available_parallelism().map_or(2, |n| n.get());
@@ -353,6 +361,8 @@ fn witnessing(
     config: &ServeConfig,
     store: &Arc<rekor_storage::tile_store::TileStore>,
     registry: &prometheus::Registry,
+    halt: crate::witness::PublicationHalt,
+    committed: crate::witness::CommittedLeaves,
 ) -> Result<Option<Arc<crate::witness::Witnessing>>> {
     let Some(path) = &config.witness_policy else {
         return Ok(None);
@@ -364,18 +374,37 @@ fn witnessing(
     info!(
         witnesses = policy.witnesses().len(),
         require_quorum = config.require_witness_quorum,
+        halt_override = config.witness_halt_override,
         "witness policy loaded"
     );
     let settings = crate::witness::WitnessSettings {
         timeout: config.witness_timeout,
         require_quorum: config.require_witness_quorum,
+        halt_override: config.witness_halt_override,
     };
     Ok(Some(Arc::new(crate::witness::Witnessing::new(
         policy,
         store.clone(),
         settings,
         registry,
+        halt,
+        committed,
     )?)))
+}
+
+/// For judging a witness's larger-tree claim: after `ensure_linearizable` (this node leads, and
+/// has applied everything committed), the number of applied leaves.
+fn committed_leaves(
+    raft: rekor_raft::types::Raft,
+    state_machine: rekor_raft::StateReader,
+) -> crate::witness::CommittedLeaves {
+    Arc::new(move || {
+        let (raft, state_machine) = (raft.clone(), state_machine.clone());
+        Box::pin(async move {
+            raft.ensure_linearizable().await.ok()?;
+            Some(state_machine.applied().size)
+        })
+    })
 }
 
 fn base64_std(bytes: &[u8]) -> String {

@@ -20,6 +20,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::served::Served;
+use crate::witness::PublicationHalt;
 
 const PAGE_HTML: &str = include_str!("../assets/status.html");
 const PAGE_JS: &str = include_str!("../assets/status.js");
@@ -44,6 +45,7 @@ struct Inner {
     raft: Raft,
     served: watch::Receiver<Served>,
     state_machine: rekor_raft::StateReader,
+    publication_halt: PublicationHalt,
     history: Mutex<History>,
 }
 
@@ -65,6 +67,9 @@ pub struct StatusSnapshot {
     pub development_key: bool,
     pub read_only: bool,
     pub frozen: bool,
+    /// Why this node refuses to publish checkpoints (witness evidence of a rollback or fork),
+    /// if it does.
+    pub publication_halted: Option<String>,
     /// Raft role of this node: Leader, Follower, Candidate, Learner, Shutdown.
     pub state: String,
     pub term: u64,
@@ -115,6 +120,7 @@ pub struct MemberStatus {
 impl StatusPage {
     /// Creates the page state and starts the sampler task (on the current tokio runtime; it
     /// ends when the integrator's `served` channel closes).
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         node_id: u64,
         identity: &LogIdentity,
@@ -122,6 +128,7 @@ impl StatusPage {
         raft: Raft,
         served: watch::Receiver<Served>,
         state_machine: rekor_raft::StateReader,
+        publication_halt: PublicationHalt,
     ) -> Self {
         let page = Self {
             inner: Arc::new(Inner {
@@ -133,6 +140,7 @@ impl StatusPage {
                 raft,
                 served,
                 state_machine,
+                publication_halt,
                 history: Mutex::new(History::default()),
             }),
         };
@@ -244,6 +252,7 @@ impl StatusPage {
             development_key: inner.development_key,
             read_only: inner.read_only,
             frozen: served.checkpoint.as_ref().is_some_and(|cp| cp.frozen),
+            publication_halted: inner.publication_halt.reason(),
             state: format!("{:?}", metrics.state),
             term: metrics.current_term,
             leader: metrics.current_leader,

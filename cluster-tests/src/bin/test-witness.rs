@@ -8,10 +8,18 @@
 //!
 //! ```text
 //! test-witness --listen 127.0.0.1:PORT --key 'PRIVATE+KEY+name+id+...' --log-vkey 'origin+id+...'
+//!              [--copies N] [--claim-size N]
 //! ```
 //!
 //! `--key` may also be `@FILE` (a file holding the note private key, as in
 //! testdata/rekor-tiles/witness/private.key).
+//!
+//! Adversarial modes, for the log's defences against witnesses:
+//! - `--copies N` (N > 1): a `200` carries its cosignature line N times, then a junk line and a
+//!   cosignature by a key of no policy;
+//! - `--claim-size N`: it starts as if it had cosigned a tree of N leaves of this log (with a
+//!   made-up root), so it answers the log with `409` and size N: what a witness shows a log that
+//!   was rolled back, or one that forked from a log that grew to N.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,7 +31,7 @@ use base64::Engine;
 use rekor_storage::checkpoint::Checkpoint;
 use rekor_storage::cosignature::CosignatureSigner;
 use rekor_storage::merkle::{self, Hash};
-use rekor_storage::note::{Ed25519NoteVerifier, Note};
+use rekor_storage::note::{Ed25519NoteSigner, Ed25519NoteVerifier, Note};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
@@ -40,6 +48,10 @@ struct Witness {
     signer: CosignatureSigner,
     /// The size and root last cosigned; updated under the same lock as the check.
     latest: Mutex<(u64, Hash)>,
+    /// Times the cosignature line is repeated in an answer (`--copies`).
+    copies: usize,
+    /// A key of no policy, for the junk of `--copies`.
+    stranger: CosignatureSigner,
 }
 
 /// An HTTP answer: status, content type, body.
@@ -124,7 +136,15 @@ impl Witness {
             Err(error) => return text(500, format!("cosigning: {error}\n")),
         };
         *latest = (checkpoint.size, checkpoint.root);
-        (200, "text/plain; charset=utf-8", line)
+        let mut body = line.repeat(self.copies.max(1));
+        if self.copies > 1 {
+            body.push_str("this is not a signature line\n");
+            match self.stranger.cosign(&note.text, now) {
+                Ok(signature) => body.push_str(&signature.to_line()),
+                Err(error) => return text(500, format!("cosigning: {error}\n")),
+            }
+        }
+        (200, "text/plain; charset=utf-8", body)
     }
 }
 
@@ -211,12 +231,16 @@ struct Args {
     listen: SocketAddr,
     key: String,
     log_vkey: String,
+    copies: usize,
+    claim_size: u64,
 }
 
 fn parse_args() -> Result<Args> {
     let mut listen = None;
     let mut key = None;
     let mut log_vkey = None;
+    let mut copies = 1;
+    let mut claim_size = 0;
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args
@@ -234,6 +258,8 @@ fn parse_args() -> Result<Args> {
                 })
             }
             "--log-vkey" => log_vkey = Some(value),
+            "--copies" => copies = value.parse().context("--copies")?,
+            "--claim-size" => claim_size = value.parse().context("--claim-size")?,
             other => bail!("unknown flag {other}"),
         }
     }
@@ -241,6 +267,8 @@ fn parse_args() -> Result<Args> {
         listen: listen.context("--listen is required")?,
         key: key.context("--key is required")?,
         log_vkey: log_vkey.context("--log-vkey is required")?,
+        copies,
+        claim_size,
     })
 }
 
@@ -259,7 +287,14 @@ async fn main() -> Result<()> {
         origin,
         log_verifier,
         signer,
-        latest: Mutex::new((0, merkle::EMPTY_ROOT)),
+        latest: Mutex::new(match args.claim_size {
+            0 => (0, merkle::EMPTY_ROOT),
+            size => (size, [0x11; 32]),
+        }),
+        copies: args.copies,
+        stranger: CosignatureSigner::from_note_key(
+            &Ed25519NoteSigner::generate("stranger.example")?.to_note_key(),
+        )?,
     });
     let listener = TcpListener::bind(args.listen)
         .await

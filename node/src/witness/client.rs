@@ -4,34 +4,46 @@
 //! policy in parallel: `old <size>\n`, the consistency proof from that size (one base64 hash a
 //! line), a blank line, then the signed checkpoint. A `409` carries the witness's own size
 //! (`text/x.tlog.size`); we remember it and retry with a proof from there, which is also how a
-//! fresh leader (who remembers nothing) bootstraps. Each returned line is verified as a
-//! `cosignature/v1` signature by that witness's key; good lines are appended to the checkpoint.
+//! fresh leader (who remembers nothing) bootstraps. Of each `200` answer we keep at most one line:
+//! the first that verifies as a `cosignature/v1` signature by that witness's key
+//! ([`super::response`]); the rest are dropped and counted. A checkpoint thus carries at most one
+//! line per policy witness, and never more than one per key.
 //!
 //! We wait for every witness (each bounded by the timeout) instead of stopping at the quorum, so
 //! slower witnesses keep up with the log. When the quorum is not met we publish anyway (fail-open,
 //! as upstream Rekor v2 does) unless `--require-witness-quorum` is set, in which case the
-//! publisher skips this checkpoint and tries again next interval.
+//! publisher skips this checkpoint and tries again next interval. A misbehaving witness never
+//! makes a checkpoint unpublishable in fail-open mode.
+//!
+//! A witness that has cosigned a larger tree than this log ever committed, or whose tree ours
+//! contradicts, is evidence of a rollback or a fork ([`super::evidence`]): logged at error level
+//! and counted; at the policy's quorum publication stops ([`super::halt`]) unless
+//! `--witness-halt-override` is set.
 //!
 //! The remembered sizes are only an optimisation: they live in memory, and a wrong value costs one
 //! `409` round trip.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use prometheus::{IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry};
 use rekor_storage::checkpoint::{append_cosignatures, Checkpoint, CheckpointError};
 use rekor_storage::merkle::Hash;
-use rekor_storage::note::{Note, NoteError};
+use rekor_storage::note::{Note, NoteError, NoteSignature};
 use rekor_storage::proof::{build_consistency_proof, tiles_for_consistency, TileSet};
 use rekor_storage::tile_store::TileStore;
 use rekor_storage::tiles::{TileId, TILE_WIDTH};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
+use super::evidence::{self, Claim};
+use super::halt::PublicationHalt;
 use super::policy::{PolicyWitness, WitnessPolicy};
+use super::response::{select_cosignature, MAX_RESPONSE_BYTES};
 
 /// tlog-witness: the media type of a `409` body.
 pub const TLOG_SIZE_CONTENT_TYPE: &str = "text/x.tlog.size";
@@ -39,8 +51,10 @@ pub const TLOG_SIZE_CONTENT_TYPE: &str = "text/x.tlog.size";
 /// Requests per witness per checkpoint: the first, plus retries after `409` resyncs.
 const MAX_ATTEMPTS: usize = 3;
 
-/// A witness's answer is a few signature lines; anything longer is not a witness.
-const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// Confirms that this node leads and returns how many leaves the log has committed (every
+/// committed entry applied here); `None` when leadership cannot be confirmed. Asked only when a
+/// witness claims a larger tree than the checkpoint sent.
+pub type CommittedLeaves = Arc<dyn Fn() -> BoxFuture<'static, Option<u64>> + Send + Sync>;
 
 /// How witnessing behaves.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +63,8 @@ pub struct WitnessSettings {
     pub timeout: Duration,
     /// Refuse to publish a checkpoint whose quorum is not met (default: publish anyway).
     pub require_quorum: bool,
+    /// Rollback or fork evidence at the quorum is logged and counted but does not halt.
+    pub halt_override: bool,
 }
 
 /// Why a checkpoint must not be published as is.
@@ -61,6 +77,10 @@ pub enum WitnessError {
         cosigned: usize,
         asked: usize,
     },
+    /// Witnesses at the quorum gave evidence of a rollback or fork; nothing is published until an
+    /// operator acts.
+    #[error("publication halted: {reason}")]
+    Halted { reason: String },
     /// The signed checkpoint we were given does not parse (a bug in the caller).
     #[error("the checkpoint to witness is malformed: {0}")]
     Note(#[from] NoteError),
@@ -82,6 +102,8 @@ enum AddCheckpointError {
     BadConflictBody(String),
     #[error("witness has cosigned size {witness}, larger than this checkpoint's {ours}")]
     WitnessAhead { witness: u64, ours: u64 },
+    #[error("witness holds a tree this checkpoint contradicts (422: {body})")]
+    Inconsistent { body: String },
     #[error("still out of sync after {MAX_ATTEMPTS} attempts")]
     KeepsConflicting,
     #[error("the answer has no cosignature that verifies with the witness key")]
@@ -101,8 +123,18 @@ impl AddCheckpointError {
             Self::Refused { .. } => "refused",
             Self::BadConflictBody(_) | Self::ResponseTooLarge => "bad_response",
             Self::WitnessAhead { .. } | Self::KeepsConflicting => "out_of_sync",
+            Self::Inconsistent { .. } => "inconsistent",
             Self::NoValidCosignature => "bad_cosignature",
             Self::Proof { .. } => "proof_error",
+        }
+    }
+
+    /// What this failure claims about our log, if anything.
+    fn claim(&self) -> Option<Claim> {
+        match self {
+            Self::WitnessAhead { witness, .. } => Some(Claim::LargerTree { size: *witness }),
+            Self::Inconsistent { .. } => Some(Claim::Inconsistent),
+            _ => None,
         }
     }
 }
@@ -113,6 +145,8 @@ struct WitnessMetrics {
     requests: IntCounterVec,
     cosigned_size: IntGaugeVec,
     quorum_missed: IntCounter,
+    lines_dropped: IntCounterVec,
+    rollback_evidence: IntCounterVec,
 }
 
 impl WitnessMetrics {
@@ -123,7 +157,7 @@ impl WitnessMetrics {
                     "rekor_node_witness_requests_total",
                     "add-checkpoint exchanges by witness (policy name) and outcome \
                      (cosigned, conflict, timeout, unreachable, refused, bad_response, \
-                     out_of_sync, bad_cosignature, proof_error)",
+                     out_of_sync, inconsistent, bad_cosignature, proof_error)",
                 ),
                 &["witness", "outcome"],
             )?,
@@ -138,10 +172,28 @@ impl WitnessMetrics {
                 "rekor_node_witness_quorum_missed_total",
                 "Checkpoints whose verified cosignatures did not meet the witness policy's quorum",
             )?,
+            lines_dropped: IntCounterVec::new(
+                Opts::new(
+                    "rekor_witness_lines_dropped_total",
+                    "Lines of witness answers not added to a checkpoint: copies, other keys, \
+                     signatures that do not verify, junk, lines past the bound",
+                ),
+                &["witness"],
+            )?,
+            rollback_evidence: IntCounterVec::new(
+                Opts::new(
+                    "rekor_witness_rollback_evidence_total",
+                    "Answers by which a witness showed a larger tree of this origin than the log \
+                     committed (larger_tree) or a tree ours contradicts (inconsistent)",
+                ),
+                &["witness", "kind"],
+            )?,
         };
         registry.register(Box::new(metrics.requests.clone()))?;
         registry.register(Box::new(metrics.cosigned_size.clone()))?;
         registry.register(Box::new(metrics.quorum_missed.clone()))?;
+        registry.register(Box::new(metrics.lines_dropped.clone()))?;
+        registry.register(Box::new(metrics.rollback_evidence.clone()))?;
         Ok(metrics)
     }
 }
@@ -156,15 +208,20 @@ pub struct Witnessing {
     /// Per witness (same order as the policy), the size it last cosigned or told us it has.
     cosigned: Mutex<Vec<u64>>,
     metrics: WitnessMetrics,
+    halt: PublicationHalt,
+    committed: CommittedLeaves,
 }
 
 impl Witnessing {
-    /// Builds the client; consistency proofs are read from `store` (this node's tiles).
+    /// Builds the client; consistency proofs are read from `store` (this node's tiles),
+    /// `committed` judges larger-tree claims, and `halt` is set when evidence reaches the quorum.
     pub fn new(
         policy: WitnessPolicy,
         store: Arc<TileStore>,
         settings: WitnessSettings,
         registry: &Registry,
+        halt: PublicationHalt,
+        committed: CommittedLeaves,
     ) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder()
             .connect_timeout(settings.timeout.min(Duration::from_secs(2)))
@@ -176,6 +233,7 @@ impl Witnessing {
                 .cosigned_size
                 .with_label_values(&[&witness.name])
                 .set(0);
+            metrics.lines_dropped.with_label_values(&[&witness.name]);
             info!(witness = %witness.name, vkey = %witness.vkey, url = %witness.url, "witness configured");
         }
         Ok(Self {
@@ -185,13 +243,18 @@ impl Witnessing {
             http,
             settings,
             metrics,
+            halt,
+            committed,
         })
     }
 
     /// Asks every witness to cosign `signed` (a checkpoint signed by the log) and returns the
-    /// checkpoint with the verified cosignature lines appended. Errs only when the quorum is
-    /// required and not met.
+    /// checkpoint with the verified cosignature lines appended. Errs when publication is halted
+    /// (now or before), or when the quorum is required and not met.
     pub async fn witness(&self, signed: &str) -> Result<String, WitnessError> {
+        if let Some(reason) = self.halt.reason() {
+            return Err(WitnessError::Halted { reason });
+        }
         let note = Note::parse(signed.as_bytes())?;
         let checkpoint = Checkpoint::parse_body(&note.text)?;
         let (checkpoint_ref, note_text) = (&checkpoint, note.text.as_str());
@@ -210,25 +273,41 @@ impl Witnessing {
                 (index, witness, result)
             });
         let mut lines = Vec::new();
+        let mut keys = HashSet::new();
         let mut cosigned = BTreeSet::new();
+        let mut claims = Vec::new();
         for (index, witness, result) in futures::future::join_all(asks).await {
             match result {
-                Ok(witness_lines) => {
+                Ok(line) => {
                     self.metrics
                         .requests
                         .with_label_values(&[&witness.name, "cosigned"])
                         .inc();
                     cosigned.insert(index);
-                    lines.extend(witness_lines);
+                    // Two policy witnesses with the same key: their lines count once.
+                    if keys.insert(line_key(&line)) {
+                        lines.push(line);
+                    } else {
+                        self.metrics
+                            .lines_dropped
+                            .with_label_values(&[&witness.name])
+                            .inc();
+                    }
                 }
                 Err(error) => {
                     self.metrics
                         .requests
                         .with_label_values(&[&witness.name, error.outcome()])
                         .inc();
+                    if let Some(claim) = error.claim() {
+                        claims.push((index, witness, claim));
+                    }
                     debug!(witness = %witness.name, size = checkpoint.size, %error, "witness did not cosign");
                 }
             }
+        }
+        if !claims.is_empty() {
+            self.judge_claims(&checkpoint, &claims).await?;
         }
         if !self.policy.is_satisfied(&cosigned) {
             self.metrics.quorum_missed.inc();
@@ -250,10 +329,101 @@ impl Witnessing {
         if lines.is_empty() {
             return Ok(signed.to_owned());
         }
-        let with_cosignatures = append_cosignatures(signed.as_bytes(), &lines)?;
-        // Appending signature lines to a UTF-8 note keeps it UTF-8.
-        String::from_utf8(with_cosignatures)
-            .map_err(|_| WitnessError::Note(NoteError::Malformed("not UTF-8")))
+        let appended = append_cosignatures(signed.as_bytes(), &lines)
+            .map_err(WitnessError::from)
+            // Appending signature lines to a UTF-8 note keeps it UTF-8.
+            .and_then(|bytes| {
+                String::from_utf8(bytes)
+                    .map_err(|_| WitnessError::Note(NoteError::Malformed("not UTF-8")))
+            });
+        match appended {
+            Ok(text) => Ok(text),
+            // Verified lines always append (the policy bounds their number); should one not,
+            // the witnesses must not stop a fail-open log.
+            Err(error) if !self.settings.require_quorum => {
+                warn!(size = checkpoint.size, %error, "cosignatures not appended; publishing without");
+                Ok(signed.to_owned())
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Logs and counts the claims that are evidence; halts publication (or, with the override,
+    /// says it would have) when the witnesses giving evidence reach the quorum.
+    async fn judge_claims(
+        &self,
+        checkpoint: &Checkpoint,
+        claims: &[(usize, &PolicyWitness, Claim)],
+    ) -> Result<(), WitnessError> {
+        let larger_tree = claims
+            .iter()
+            .any(|(_, _, claim)| matches!(claim, Claim::LargerTree { .. }));
+        // Unknown (no evidence) if leadership cannot be confirmed in time.
+        let committed = if larger_tree {
+            tokio::time::timeout(self.settings.timeout, (self.committed)())
+                .await
+                .ok()
+                .flatten()
+        } else {
+            None
+        };
+        let mut witnesses = BTreeSet::new();
+        let mut described = Vec::new();
+        for (index, witness, claim) in claims {
+            if !evidence::is_evidence(*claim, committed) {
+                debug!(witness = %witness.name, ?claim, ?committed, ours = checkpoint.size,
+                    "witness is ahead of this checkpoint, within the committed log");
+                continue;
+            }
+            self.metrics
+                .rollback_evidence
+                .with_label_values(&[&witness.name, claim.kind()])
+                .inc();
+            match claim {
+                Claim::LargerTree { size } => {
+                    error!(
+                        witness = %witness.name,
+                        witness_size = size,
+                        our_size = checkpoint.size,
+                        committed = ?committed,
+                        origin = %checkpoint.origin,
+                        "ROLLBACK EVIDENCE: witness has cosigned a larger tree of this origin than this log committed"
+                    );
+                    described.push(format!("{} has cosigned size {size}", witness.name));
+                }
+                Claim::Inconsistent => {
+                    error!(
+                        witness = %witness.name,
+                        our_size = checkpoint.size,
+                        origin = %checkpoint.origin,
+                        "FORK EVIDENCE: witness holds a tree of this origin that this log contradicts"
+                    );
+                    described.push(format!(
+                        "{} holds a tree inconsistent with size {}",
+                        witness.name, checkpoint.size
+                    ));
+                }
+            }
+            witnesses.insert(*index);
+        }
+        if !evidence::reaches_quorum(&self.policy, &witnesses) {
+            return Ok(());
+        }
+        let reason = format!(
+            "witnesses at the policy's quorum give evidence of a rollback or fork of {} \
+             (checkpoint size {}, committed leaves {}): {}",
+            checkpoint.origin,
+            checkpoint.size,
+            committed.map_or_else(|| "unknown".to_owned(), |c| c.to_string()),
+            described.join("; ")
+        );
+        if self.settings.halt_override {
+            error!(%reason, "publishing anyway: --witness-halt-override is set");
+            return Ok(());
+        }
+        error!(%reason, "PUBLICATION HALTED until an operator acts (docs/operations.md, Witnessing)");
+        self.halt.halt(reason.clone());
+        Err(WitnessError::Halted { reason })
     }
 
     /// The size we believe witness `index` is at.
@@ -274,7 +444,7 @@ impl Witnessing {
     }
 
     /// One witness, one checkpoint: up to [`MAX_ATTEMPTS`] requests, resyncing on `409`.
-    /// Returns the verified cosignature lines (each ending in `\n`).
+    /// Returns its verified cosignature line (ending in `\n`).
     async fn add_checkpoint(
         &self,
         index: usize,
@@ -282,7 +452,7 @@ impl Witnessing {
         checkpoint: &Checkpoint,
         note_text: &str,
         signed: &str,
-    ) -> Result<Vec<String>, AddCheckpointError> {
+    ) -> Result<String, AddCheckpointError> {
         let url = format!("{}/add-checkpoint", witness.url.trim_end_matches('/'));
         let mut old = self.remembered(index);
         if old > checkpoint.size {
@@ -309,12 +479,24 @@ impl Witnessing {
             let text = read_limited(response).await?;
             match status.as_u16() {
                 200 => {
-                    let lines = verified_lines(witness, note_text, &text);
-                    if lines.is_empty() {
-                        return Err(AddCheckpointError::NoValidCosignature);
+                    let selected = select_cosignature(&witness.verifier, note_text, &text);
+                    if selected.dropped > 0 {
+                        self.metrics
+                            .lines_dropped
+                            .with_label_values(&[&witness.name])
+                            .inc_by(selected.dropped as u64);
+                        debug!(witness = %witness.name, dropped = selected.dropped, "witness answer lines dropped");
                     }
+                    let line = selected
+                        .line
+                        .ok_or(AddCheckpointError::NoValidCosignature)?;
                     self.remember(index, witness, checkpoint.size);
-                    return Ok(lines);
+                    return Ok(line);
+                }
+                422 => {
+                    return Err(AddCheckpointError::Inconsistent {
+                        body: truncate(&text),
+                    })
                 }
                 // A 409 without the tlog-witness media type is not a resync (e.g. a proxy's).
                 409 if is_size => {
@@ -393,14 +575,11 @@ pub fn add_checkpoint_body(old: u64, proof: &[Hash], signed_checkpoint: &str) ->
     body
 }
 
-/// The lines of a `200` answer that verify as `cosignature/v1` by this witness's key, each with
-/// its newline. Lines for other keys (e.g. a `subtree/v1` signature) are dropped.
-fn verified_lines(witness: &PolicyWitness, note_text: &str, body: &str) -> Vec<String> {
-    body.split_inclusive('\n')
-        .filter(|line| line.ends_with('\n'))
-        .filter(|line| witness.verifier.verify_line(note_text, line).is_ok())
-        .map(str::to_owned)
-        .collect()
+/// The (key name, key ID) of a cosignature line; lines here have been parsed and verified.
+fn line_key(line: &str) -> Option<(String, u32)> {
+    NoteSignature::parse_line(line.trim_end_matches('\n'))
+        .ok()
+        .map(|signature| (signature.name, signature.key_id))
 }
 
 async fn read_limited(mut response: reqwest::Response) -> Result<String, AddCheckpointError> {
@@ -436,6 +615,9 @@ mod tests {
         root: Hash,
         signer: CosignatureSigner,
         requests: Vec<(u64, usize)>,
+        /// How many times its cosignature line is repeated in a `200` (more than one: junk
+        /// lines follow).
+        copies: usize,
     }
 
     async fn add_checkpoint(state: web::Data<Mutex<FakeWitness>>, body: String) -> HttpResponse {
@@ -468,7 +650,8 @@ mod tests {
                 &witness.root,
                 &checkpoint.root,
             );
-            if old != checkpoint.size && consistent.is_err() {
+            let same_size_other_root = old == checkpoint.size && witness.root != checkpoint.root;
+            if same_size_other_root || (old != checkpoint.size && consistent.is_err()) {
                 return HttpResponse::UnprocessableEntity().finish();
             }
         }
@@ -479,7 +662,12 @@ mod tests {
             .cosign(&note.text, 1_700_000_000)
             .unwrap()
             .to_line();
-        HttpResponse::Ok().body(line)
+        let mut body = line.repeat(witness.copies);
+        if witness.copies > 1 {
+            body.push_str("junk\n");
+            body.push_str(&witness_key(42).cosign(&note.text, 1).unwrap().to_line());
+        }
+        HttpResponse::Ok().body(body)
     }
 
     /// Starts the fake witness on a loopback port; returns its URL.
@@ -522,14 +710,49 @@ mod tests {
         .unwrap()
     }
 
-    fn witnessing(store: Arc<TileStore>, url: &str, vkey: &str, require: bool) -> Witnessing {
-        let policy =
-            WitnessPolicy::parse(&format!("witness w1 {vkey} {url}\nquorum w1\n")).unwrap();
-        let settings = WitnessSettings {
+    fn settings(require_quorum: bool) -> WitnessSettings {
+        WitnessSettings {
             timeout: Duration::from_secs(5),
-            require_quorum: require,
-        };
-        Witnessing::new(policy, store, settings, &Registry::new()).unwrap()
+            require_quorum,
+            halt_override: false,
+        }
+    }
+
+    /// A client for `policy`, with a log that has committed `committed` leaves; its halt.
+    fn client_for(
+        policy: &str,
+        store: Arc<TileStore>,
+        settings: WitnessSettings,
+        committed: u64,
+    ) -> (Witnessing, PublicationHalt) {
+        let registry = Registry::new();
+        let halt = PublicationHalt::register(&registry).unwrap();
+        let committed: CommittedLeaves = Arc::new(move || Box::pin(async move { Some(committed) }));
+        let policy = WitnessPolicy::parse(policy).unwrap();
+        let client =
+            Witnessing::new(policy, store, settings, &registry, halt.clone(), committed).unwrap();
+        (client, halt)
+    }
+
+    /// One witness, the quorum; the log has committed far more than any checkpoint here (so a
+    /// witness ahead of a checkpoint is a lagging leader's case, not evidence).
+    fn witnessing(store: Arc<TileStore>, url: &str, vkey: &str, require: bool) -> Witnessing {
+        let policy = format!("witness w1 {vkey} {url}\nquorum w1\n");
+        client_for(&policy, store, settings(require), u64::MAX).0
+    }
+
+    fn fake(size: u64, root: Hash, signer: CosignatureSigner) -> web::Data<Mutex<FakeWitness>> {
+        web::Data::new(Mutex::new(FakeWitness {
+            size,
+            root,
+            signer,
+            requests: Vec::new(),
+            copies: 1,
+        }))
+    }
+
+    fn signatures(text: &str) -> Vec<NoteSignature> {
+        Note::parse(text.as_bytes()).unwrap().signatures
     }
 
     fn signed_checkpoint(size: u64, root: Hash) -> String {
@@ -549,6 +772,7 @@ mod tests {
             root: root5,
             signer: key,
             requests: Vec::new(),
+            copies: 1,
         }));
         let url = start_fake(state.clone());
         let client = witnessing(store, &url, &vkey, true);
@@ -591,6 +815,7 @@ mod tests {
             root: rekor_storage::merkle::EMPTY_ROOT,
             signer: key,
             requests: Vec::new(),
+            copies: 1,
         }));
         let url = start_fake(state.clone());
         let client = witnessing(store, &url, &vkey, true);
@@ -612,6 +837,7 @@ mod tests {
             root: root5,
             signer: key,
             requests: Vec::new(),
+            copies: 1,
         }));
         let url = start_fake(state.clone());
         let client = witnessing(store, &url, &vkey, true);
@@ -634,6 +860,7 @@ mod tests {
             root: [7; 32],
             signer: key,
             requests: Vec::new(),
+            copies: 1,
         }));
         let url = start_fake(state.clone());
         let client = witnessing(store, &url, &vkey, true);
@@ -654,6 +881,7 @@ mod tests {
             root: rekor_storage::merkle::EMPTY_ROOT,
             signer: witness_key(3),
             requests: Vec::new(),
+            copies: 1,
         }));
         let url = start_fake(state.clone());
         let expected_vkey = witness_key(4).verifier_key();
@@ -692,6 +920,173 @@ mod tests {
         ));
         let fail_open = witnessing(store, &url, &vkey, false);
         assert_eq!(fail_open.witness(&signed).await.unwrap(), signed);
+    }
+
+    #[actix_web::test]
+    async fn a_witness_repeating_its_line_adds_one_line_and_the_rest_are_counted() {
+        let (store, _, root300) = store_with_tree().await;
+        let key = witness_key(9);
+        let vkey = key.verifier_key();
+        let state = fake(0, rekor_storage::merkle::EMPTY_ROOT, key);
+        state.lock().unwrap().copies = 200;
+        let url = start_fake(state.clone());
+        let signed = signed_checkpoint(300, root300);
+        for require in [false, true] {
+            state.lock().unwrap().size = 0;
+            let client = witnessing(store.clone(), &url, &vkey, require);
+            let cosigned = client.witness(&signed).await.unwrap();
+            let signatures = signatures(&cosigned);
+            assert_eq!(signatures.len(), 2, "the log's line and one cosignature");
+            CosignatureVerifier::from_vkey(&vkey)
+                .unwrap()
+                .verify_signature(
+                    &Note::parse(cosigned.as_bytes()).unwrap().text,
+                    &signatures[1],
+                )
+                .unwrap();
+            // 199 copies, a junk line and another key's line.
+            assert_eq!(
+                client
+                    .metrics
+                    .lines_dropped
+                    .with_label_values(&["w1"])
+                    .get(),
+                201
+            );
+        }
+    }
+
+    #[actix_web::test]
+    async fn two_policy_witnesses_with_one_key_add_one_line() {
+        let (store, _, root300) = store_with_tree().await;
+        let key = witness_key(9);
+        let vkey = key.verifier_key();
+        let first = start_fake(fake(0, rekor_storage::merkle::EMPTY_ROOT, witness_key(9)));
+        let second = start_fake(fake(0, rekor_storage::merkle::EMPTY_ROOT, key));
+        let policy = format!(
+            "witness a {vkey} {first}\nwitness b {vkey} {second}\ngroup g all a b\nquorum g\n"
+        );
+        let (client, _) = client_for(&policy, store, settings(true), u64::MAX);
+        let cosigned = client
+            .witness(&signed_checkpoint(300, root300))
+            .await
+            .unwrap();
+        assert_eq!(signatures(&cosigned).len(), 2);
+        assert_eq!(
+            client.metrics.lines_dropped.with_label_values(&["b"]).get(),
+            1
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_larger_tree_than_committed_at_the_quorum_halts_publication() {
+        let (store, _, root300) = store_with_tree().await;
+        let key = witness_key(9);
+        let vkey = key.verifier_key();
+        // The witness has cosigned 400 leaves; this log has committed 350.
+        let state = fake(400, [7; 32], key);
+        let url = start_fake(state.clone());
+        let policy = format!("witness w1 {vkey} {url}\nquorum w1\n");
+        let (client, halt) = client_for(&policy, store, settings(false), 350);
+        let signed = signed_checkpoint(300, root300);
+
+        let result = client.witness(&signed).await;
+        assert!(
+            matches!(&result, Err(WitnessError::Halted { reason }) if reason.contains("w1 has cosigned size 400")),
+            "{result:?}"
+        );
+        assert!(halt.reason().is_some());
+        assert_eq!(
+            client
+                .metrics
+                .rollback_evidence
+                .with_label_values(&["w1", "larger_tree"])
+                .get(),
+            1
+        );
+        // Halted: the next checkpoint is refused without asking anyone.
+        let asked = state.lock().unwrap().requests.len();
+        assert!(matches!(
+            client.witness(&signed).await,
+            Err(WitnessError::Halted { .. })
+        ));
+        assert_eq!(state.lock().unwrap().requests.len(), asked);
+    }
+
+    #[actix_web::test]
+    async fn with_the_override_evidence_is_counted_and_publication_goes_on() {
+        let (store, _, root300) = store_with_tree().await;
+        let key = witness_key(9);
+        let vkey = key.verifier_key();
+        let url = start_fake(fake(400, [7; 32], key));
+        let policy = format!("witness w1 {vkey} {url}\nquorum w1\n");
+        let settings = WitnessSettings {
+            halt_override: true,
+            ..settings(false)
+        };
+        let (client, halt) = client_for(&policy, store, settings, 350);
+        let signed = signed_checkpoint(300, root300);
+        assert_eq!(client.witness(&signed).await.unwrap(), signed);
+        assert_eq!(halt.reason(), None);
+        assert_eq!(
+            client
+                .metrics
+                .rollback_evidence
+                .with_label_values(&["w1", "larger_tree"])
+                .get(),
+            1
+        );
+    }
+
+    #[actix_web::test]
+    async fn evidence_below_the_quorum_does_not_halt() {
+        let (store, _, root300) = store_with_tree().await;
+        let (honest, liar) = (witness_key(9), witness_key(10));
+        let (honest_vkey, liar_vkey) = (honest.verifier_key(), liar.verifier_key());
+        let honest_url = start_fake(fake(0, rekor_storage::merkle::EMPTY_ROOT, honest));
+        let liar_url = start_fake(fake(1_000_000, [7; 32], liar));
+        let policy = format!(
+            "witness a {honest_vkey} {honest_url}\nwitness b {liar_vkey} {liar_url}\n\
+             group g 2 a b\nquorum g\n"
+        );
+        let (client, halt) = client_for(&policy, store, settings(false), 300);
+        let signed = signed_checkpoint(300, root300);
+        // Fail-open: published with the honest witness's line.
+        assert_eq!(signatures(&client.witness(&signed).await.unwrap()).len(), 2);
+        assert_eq!(halt.reason(), None);
+        assert_eq!(
+            client
+                .metrics
+                .rollback_evidence
+                .with_label_values(&["b", "larger_tree"])
+                .get(),
+            1
+        );
+    }
+
+    #[actix_web::test]
+    async fn a_witness_with_another_root_at_our_size_is_fork_evidence() {
+        let (store, _, root300) = store_with_tree().await;
+        let key = witness_key(9);
+        let vkey = key.verifier_key();
+        // Same size, another root: the fake answers 422.
+        let url = start_fake(fake(300, [7; 32], key));
+        let policy = format!("witness w1 {vkey} {url}\nquorum w1\n");
+        let (client, halt) = client_for(&policy, store, settings(false), 300);
+        let result = client.witness(&signed_checkpoint(300, root300)).await;
+        assert!(
+            matches!(result, Err(WitnessError::Halted { .. })),
+            "{result:?}"
+        );
+        assert!(halt.reason().is_some());
+        assert_eq!(
+            client
+                .metrics
+                .rollback_evidence
+                .with_label_values(&["w1", "inconsistent"])
+                .get(),
+            1
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use rekor_storage::cosignature::CosignatureVerifier;
+use rekor_storage::note::MAX_SIGNATURES;
 
 /// Why a policy file was rejected. `line` is 1-based.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,7 +67,13 @@ pub enum PolicyError {
     DuplicateQuorum { line: usize },
     #[error("the policy file must define a quorum")]
     NoQuorum,
+    #[error("line {line}: more than {MAX_WITNESSES} witnesses (a checkpoint holds the log's signature and one cosignature per witness, at most {MAX_SIGNATURES} lines)")]
+    TooManyWitnesses { line: usize },
 }
+
+/// Witnesses a policy may name: each adds at most one signature line to a checkpoint, after the
+/// log's own.
+pub const MAX_WITNESSES: usize = MAX_SIGNATURES - 1;
 
 /// One witness of the policy.
 #[derive(Debug, Clone)]
@@ -144,6 +151,9 @@ impl WitnessPolicy {
                             expected: "<name> <vkey> <url>",
                         });
                     };
+                    if witnesses.len() == MAX_WITNESSES {
+                        return Err(PolicyError::TooManyWitnesses { line });
+                    }
                     let name = define(name, &names)?;
                     let verifier = CosignatureVerifier::from_vkey(vkey).map_err(|error| {
                         PolicyError::InvalidKey {
@@ -331,6 +341,25 @@ mod tests {
             WitnessPolicy::parse(&format!("witness w1 {W1} https://a.example\nquorum none\n"))
                 .unwrap();
         assert!(policy.is_satisfied(&set(&[])));
+    }
+
+    #[test]
+    fn at_most_one_witness_per_remaining_signature_line() {
+        let lines = |count: usize| -> String {
+            let mut text: String = (0..count)
+                .map(|i| format!("witness w{i} {W1} http://w{i}.example\n"))
+                .collect();
+            text.push_str("quorum w0\n");
+            text
+        };
+        let policy = WitnessPolicy::parse(&lines(MAX_WITNESSES)).unwrap();
+        assert_eq!(policy.witnesses().len(), MAX_SIGNATURES - 1);
+        assert_eq!(
+            WitnessPolicy::parse(&lines(MAX_WITNESSES + 1)).unwrap_err(),
+            PolicyError::TooManyWitnesses {
+                line: MAX_WITNESSES + 1
+            }
+        );
     }
 
     #[test]
