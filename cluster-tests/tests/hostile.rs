@@ -7,11 +7,24 @@
 
 use std::time::Duration;
 
-use rekor_cluster_tests::chaos::hostile::{run_hostile, HostileOptions};
+use rekor_cluster_tests::chaos::hostile::{run_hostile, HostileOptions, HostileWitness};
+
+const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata");
+/// The upstream e2e witness key (testdata/rekor-tiles/witness/policy.yaml and private.key).
+const WITNESS_VKEY: &str =
+    "rekor-witness-test+a478f5cd+AUtKAvrTeY7srtAMfP5JCUOkZoU+A7F5VA094y5LGr89";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn honest_writes_survive_attackers() {
-    let options = HostileOptions::from_env();
+    let options = HostileOptions {
+        witness: Some(HostileWitness {
+            binary: env!("CARGO_BIN_EXE_test-witness").into(),
+            key_arg: format!("@{TESTDATA}/rekor-tiles/witness/private.key"),
+            vkey: WITNESS_VKEY.to_owned(),
+            copies: 200,
+        }),
+        ..HostileOptions::from_env()
+    };
     let report = run_hostile(&options).await.expect("the scenario runs");
     println!("{report}");
     // p99 is reported, and held to 1 s in the soak run; the short run allows for a loaded CI
