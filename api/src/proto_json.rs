@@ -27,9 +27,10 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 /// four values each); the cap bounds what repeated fields can allocate.
 pub const MAX_JSON_VALUES: usize = 1024;
 
-/// Keys and enum names echoed in an error message are cut to this many bytes, so that a
-/// megabyte-long key does not become a megabyte-long answer.
-const MAX_ECHOED_BYTES: usize = 128;
+/// Keys and enum names echoed in an error message are cut to this many bytes (before quoting,
+/// which may make each byte up to six), so that a megabyte-long key does not become a
+/// megabyte-long answer.
+const MAX_ECHOED_BYTES: usize = 64;
 
 /// Why a request body is not a valid proto3-JSON `CreateEntryRequest`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -616,6 +617,7 @@ mod tests {
         let shown = quoted(&long);
         assert!(shown.ends_with("\"..."));
         assert!(shown.len() < MAX_ECHOED_BYTES + 8);
+        assert!(quoted(&"\u{1}".repeat(1000)).len() < 6 * MAX_ECHOED_BYTES);
     }
 
     #[test]

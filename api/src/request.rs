@@ -456,4 +456,171 @@ mod tests {
         // The v2.2.1 CLIENTS.md typo `verifier` is an unknown field.
         assert!(CreateEntryRequest::from_json(br#"{"dsseRequestV002":{"verifier":[]}}"#).is_err());
     }
+
+    fn error(body: &[u8]) -> String {
+        CreateEntryRequest::from_json(body).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn error_texts() {
+        let cases: &[(&[u8], &str)] = &[
+            (br#"{"foo":1}"#, r#"unknown field "foo""#),
+            (
+                br#"{"hashedRekordRequestV002":{"digest":"AA==","digest":"AA=="}}"#,
+                r#"duplicate field "digest""#,
+            ),
+            (
+                br#"{"hashedRekordRequestV002":{"signature":{"verifier":{"keyDetails":5,"key_details":5}}}}"#,
+                r#"duplicate field "key_details""#,
+            ),
+            (
+                br#"{"hashedRekordRequestV002":{},"dsseRequestV002":{}}"#,
+                r#"error parsing "dsseRequestV002", oneof spec is already set"#,
+            ),
+            (
+                br#"{"hashedRekordRequestV002":{"signature":{"verifier":{"publicKey":{},"x509_certificate":{}}}}}"#,
+                r#"error parsing "x509_certificate", oneof verifier is already set"#,
+            ),
+            (
+                br#"{"hashedRekordRequestV002":{"digest":"!!!!"}}"#,
+                "invalid value for bytes field digest: Invalid symbol 33, offset 0.",
+            ),
+            (
+                br#"{"hashedRekordRequestV002":{"digest":12}}"#,
+                "invalid value for bytes field digest: number",
+            ),
+            (
+                br#"{"hashed_rekord_request_v002":"x"}"#,
+                "invalid value for message field hashed_rekord_request_v002: string",
+            ),
+            (
+                br#"{"hashedRekordRequestV002":{"signature":{"verifier":{"keyDetails":"P256"}}}}"#,
+                r#"invalid value for enum field keyDetails: "P256""#,
+            ),
+            (
+                br#"{"hashedRekordRequestV002":{"signature":{"verifier":{"keyDetails":4294967296}}}}"#,
+                "invalid value for enum field keyDetails: 4294967296",
+            ),
+            (
+                br#"{"hashedRekordRequestV002":{"signature":{"verifier":{"keyDetails":1.5}}}}"#,
+                "invalid value for enum field keyDetails: 1.5",
+            ),
+            (
+                br#"{"hashedRekordRequestV002":{"signature":{"verifier":{"keyDetails":true}}}}"#,
+                "invalid value for enum field keyDetails: bool",
+            ),
+            (
+                br#"{"dsseRequestV002":{"verifiers":{}}}"#,
+                "invalid value for repeated field verifiers: object",
+            ),
+            (
+                br#"{"dsseRequestV002":{"verifiers":[null]}}"#,
+                "invalid value for message Verifier: null",
+            ),
+            (
+                br#"{"dsseRequestV002":{"envelope":{"signatures":[1]}}}"#,
+                "invalid value for message Signature: number",
+            ),
+            (
+                br#"{"dsseRequestV002":{"envelope":{"payloadType":[]}}}"#,
+                "invalid value for string field payloadType: array",
+            ),
+            (b"[1]", "invalid value for message CreateEntryRequest: array"),
+            (b"null", "invalid value for message CreateEntryRequest: null"),
+        ];
+        for (body, message) in cases {
+            assert_eq!(error(body), format!("proto: {message}"));
+        }
+        let syntax = error(br#"{"hashedRekordRequestV002":"#);
+        assert!(syntax.starts_with("proto: syntax error: "), "{syntax}");
+        assert!(error(b"{\"hashedRekordRequestV002\":{\"digest\":\"AA\nAA\"}}")
+            .starts_with("proto: syntax error: "));
+    }
+
+    #[test]
+    fn trailing_bytes_after_the_first_value_are_ignored() {
+        let request = CreateEntryRequest::from_json(br#"{"dsseRequestV002":{}} trailing {"#);
+        assert!(matches!(request.unwrap().spec, Some(RequestSpec::Dsse(_))));
+        assert_eq!(CreateEntryRequest::from_json(b" \n\t ").unwrap().spec, None);
+    }
+
+    // The tests below fail on a decoder that builds the whole JSON tree before looking at it:
+    // each rejection must come from the token that reveals it, whatever follows.
+
+    #[test]
+    fn an_unknown_field_is_rejected_before_its_value_is_read() {
+        assert_eq!(
+            error(br#"{"foo":[[[[ not json"#),
+            r#"proto: unknown field "foo""#
+        );
+        assert_eq!(
+            error(br#"{"dsseRequestV002":{"envelope":{"payloadtype":}"#),
+            r#"proto: unknown field "payloadtype""#
+        );
+    }
+
+    #[test]
+    fn a_duplicate_field_is_rejected_before_its_value_is_read() {
+        assert_eq!(
+            error(br#"{"hashedRekordRequestV002":{"digest":"","digest":garbage"#),
+            r#"proto: duplicate field "digest""#
+        );
+        assert_eq!(
+            error(br#"{"hashedRekordRequestV002":null,"hashed_rekord_request_v002":}}}"#),
+            r#"proto: duplicate field "hashed_rekord_request_v002""#
+        );
+    }
+
+    #[test]
+    fn a_second_oneof_member_and_a_wrong_type_are_rejected_at_their_first_token() {
+        assert_eq!(
+            error(br#"{"hashedRekordRequestV002":{},"dsseRequestV002":{"foo" garbage"#),
+            r#"proto: error parsing "dsseRequestV002", oneof spec is already set"#
+        );
+        assert_eq!(
+            error(br#"{"hashedRekordRequestV002":[1,2,"unterminated"#),
+            "proto: invalid value for message field hashedRekordRequestV002: array"
+        );
+        assert_eq!(
+            error(br#"{"dsseRequestV002":{"verifiers":[[[[[[[ garbage"#),
+            "proto: invalid value for message Verifier: array"
+        );
+    }
+
+    #[test]
+    fn a_request_may_hold_at_most_max_json_values() {
+        use crate::proto_json::MAX_JSON_VALUES;
+        // Root, dsseRequestV002 and the array are 3 values; each `{}` element is one more.
+        let body = |elements: usize| {
+            format!(
+                r#"{{"dsseRequestV002":{{"verifiers":[{}]}}}}"#,
+                vec!["{}"; elements].join(",")
+            )
+        };
+        let at_cap = CreateEntryRequest::from_json(body(MAX_JSON_VALUES - 3).as_bytes()).unwrap();
+        let Some(RequestSpec::Dsse(dsse)) = at_cap.spec else {
+            panic!("not dsse")
+        };
+        assert_eq!(dsse.verifiers.len(), MAX_JSON_VALUES - 3);
+        assert_eq!(
+            error(body(MAX_JSON_VALUES - 2).as_bytes()),
+            format!("proto: too many JSON values: a request may hold at most {MAX_JSON_VALUES}")
+        );
+        // Counted across fields: signatures and verifiers share the budget.
+        let signatures = vec![r#"{"sig":"AQ==","keyid":"k"}"#; 200].join(",");
+        let verifiers = vec![r#"{"publicKey":{"rawBytes":"Ag=="},"keyDetails":1}"#; 200].join(",");
+        let mixed = format!(
+            r#"{{"dsseRequestV002":{{"envelope":{{"signatures":[{signatures}]}},"verifiers":[{verifiers}]}}}}"#
+        );
+        assert!(error(mixed.as_bytes()).contains("too many JSON values"));
+    }
+
+    #[test]
+    fn errors_do_not_carry_serde_json_positions_or_huge_keys() {
+        let key = "k".repeat(100_000);
+        let message = error(format!(r#"{{"{key}":0}}"#).as_bytes());
+        assert!(message.starts_with(r#"proto: unknown field "kkk"#), "{message}");
+        assert!(message.len() < 200, "{} bytes", message.len());
+        assert!(!error(b"{\n\n  \"foo\":1}").contains(" at line "));
+    }
 }
