@@ -86,3 +86,21 @@ impl ApiMetrics {
         Ok(metrics)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abandoned_verification_jobs_are_exported() {
+        let registry = Registry::new();
+        let metrics = ApiMetrics::register(&registry).unwrap();
+        metrics.verify_jobs_abandoned.inc();
+        let family = registry
+            .gather()
+            .into_iter()
+            .find(|f| f.name() == "rekor_verify_jobs_abandoned_total")
+            .expect("registered");
+        assert_eq!(family.get_metric()[0].get_counter().get_value(), 1.0);
+    }
+}

@@ -227,7 +227,10 @@ impl<'a, M> MessageSeed<'a, M> {
 impl<'de, M: Message> DeserializeSeed<'de> for MessageSeed<'_, M> {
     type Value = Option<M>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         self.decoder.count()?;
         deserializer.deserialize_any(self)
     }
@@ -301,7 +304,10 @@ struct KeySeed<'a> {
 impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
     type Value = (usize, &'static str);
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_str(self)
     }
 }
@@ -354,7 +360,10 @@ impl<'a, M> RepeatedSeed<'a, M> {
 impl<'de, M: Message> DeserializeSeed<'de> for RepeatedSeed<'_, M> {
     type Value = Vec<M>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         self.decoder.count()?;
         deserializer.deserialize_any(self)
     }
@@ -407,7 +416,10 @@ impl BytesSeed<'_> {
 impl<'de> DeserializeSeed<'de> for BytesSeed<'_> {
     type Value = Vec<u8>;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         self.decoder.count()?;
         deserializer.deserialize_any(self)
     }
@@ -454,7 +466,10 @@ impl StringSeed<'_> {
 impl<'de> DeserializeSeed<'de> for StringSeed<'_> {
     type Value = String;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         self.decoder.count()?;
         deserializer.deserialize_any(self)
     }
@@ -502,7 +517,11 @@ impl EnumSeed<'_> {
         self.invalid(kind)
     }
 
-    fn number<E: de::Error>(&self, number: Option<i64>, shown: serde_json::Number) -> Result<i32, E> {
+    fn number<E: de::Error>(
+        &self,
+        number: Option<i64>,
+        shown: serde_json::Number,
+    ) -> Result<i32, E> {
         number
             .and_then(|i| i32::try_from(i).ok())
             .ok_or_else(|| self.invalid(shown))
@@ -512,7 +531,10 @@ impl EnumSeed<'_> {
 impl<'de> DeserializeSeed<'de> for EnumSeed<'_> {
     type Value = i32;
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
         self.decoder.count()?;
         deserializer.deserialize_any(self)
     }

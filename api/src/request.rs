@@ -11,8 +11,8 @@ use crate::key_details::PublicKeyDetails;
 use serde::de::MapAccess;
 
 use crate::proto_json::{
-    BytesSeed, Decoder, EnumSeed, Field, Message, MessageSeed, Oneof, ProtoJsonError,
-    RepeatedSeed, StringSeed,
+    BytesSeed, Decoder, EnumSeed, Field, Message, MessageSeed, Oneof, ProtoJsonError, RepeatedSeed,
+    StringSeed,
 };
 
 /// The decoded request. `spec` is `None` for `{}` or an empty body.
@@ -243,7 +243,9 @@ impl Message for Verifier {
                 self.key_details = map.next_value_seed(EnumSeed {
                     decoder,
                     key,
-                    from_name: |name| PublicKeyDetails::from_name(name).map(PublicKeyDetails::number),
+                    from_name: |name| {
+                        PublicKeyDetails::from_name(name).map(PublicKeyDetails::number)
+                    },
                 })?;
             }
         }
@@ -533,8 +535,10 @@ mod tests {
         }
         let syntax = error(br#"{"hashedRekordRequestV002":"#);
         assert!(syntax.starts_with("proto: syntax error: "), "{syntax}");
-        assert!(error(b"{\"hashedRekordRequestV002\":{\"digest\":\"AA\nAA\"}}")
-            .starts_with("proto: syntax error: "));
+        assert!(
+            error(b"{\"hashedRekordRequestV002\":{\"digest\":\"AA\nAA\"}}")
+                .starts_with("proto: syntax error: ")
+        );
     }
 
     #[test]
@@ -619,7 +623,10 @@ mod tests {
     fn errors_do_not_carry_serde_json_positions_or_huge_keys() {
         let key = "k".repeat(100_000);
         let message = error(format!(r#"{{"{key}":0}}"#).as_bytes());
-        assert!(message.starts_with(r#"proto: unknown field "kkk"#), "{message}");
+        assert!(
+            message.starts_with(r#"proto: unknown field "kkk"#),
+            "{message}"
+        );
         assert!(message.len() < 200, "{} bytes", message.len());
         assert!(!error(b"{\n\n  \"foo\":1}").contains(" at line "));
     }

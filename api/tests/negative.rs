@@ -2,9 +2,9 @@
 //! §13) one request that breaks only that rule. Each must get 400 with the right body, and the
 //! log must be unchanged afterwards.
 
-mod support;
 #[path = "../benches/decode/shapes.rs"]
 mod shapes;
+mod support;
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{test, App};
@@ -460,7 +460,12 @@ async fn worst_case_bodies_get_their_verdicts() {
             (shapes::Expected::Rejected(text), Err(error)) => {
                 let message = error.to_string();
                 assert!(message.contains(text), "{}: {message}", shape.name);
-                assert!(message.len() < 512, "{}: {} bytes", shape.name, message.len());
+                assert!(
+                    message.len() < 512,
+                    "{}: {} bytes",
+                    shape.name,
+                    message.len()
+                );
             }
             (expected, got) => panic!(
                 "{}: expected {expected:?}, got {:?}",

@@ -84,7 +84,11 @@ pub fn shapes() -> Vec<Shape> {
     };
     let nested = [
         ("keys in CreateEntryRequest", String::new(), String::new()),
-        ("keys in HashedRekordRequestV002", format!(r#"{{"{H}":"#), "}".into()),
+        (
+            "keys in HashedRekordRequestV002",
+            format!(r#"{{"{H}":"#),
+            "}".into(),
+        ),
         (
             "keys in Signature",
             format!(r#"{{"{H}":{{"signature":"#),
@@ -112,7 +116,11 @@ pub fn shapes() -> Vec<Shape> {
         ),
     ];
     for (name, open, close) in nested {
-        add(name, distinct_keys(&open, &close), Rejected("unknown field \"k0000000\""));
+        add(
+            name,
+            distinct_keys(&open, &close),
+            Rejected("unknown field \"k0000000\""),
+        );
     }
     add(
         "duplicate keys",
@@ -131,7 +139,12 @@ pub fn shapes() -> Vec<Shape> {
     );
     add(
         "oneof members",
-        repeat("{", &format!(r#""{H}":{{}},"dsseRequestV002":{{}}"#), ",", "}"),
+        repeat(
+            "{",
+            &format!(r#""{H}":{{}},"dsseRequestV002":{{}}"#),
+            ",",
+            "}",
+        ),
         Rejected("oneof spec is already set"),
     );
     add(
@@ -146,7 +159,12 @@ pub fn shapes() -> Vec<Shape> {
     );
     add(
         "deep objects",
-        repeat("", r#"{"dsseRequestV002":{"verifiers":[{"publicKey":"#, "", ""),
+        repeat(
+            "",
+            r#"{"dsseRequestV002":{"verifiers":[{"publicKey":"#,
+            "",
+            "",
+        ),
         Rejected("unknown field \"dsseRequestV002\""),
     );
     add(
@@ -257,10 +275,6 @@ pub fn shapes() -> Vec<Shape> {
         },
         Accepted,
     );
-    add(
-        "whitespace only",
-        vec![b' '; BODY_LIMIT],
-        Accepted,
-    );
+    add("whitespace only", vec![b' '; BODY_LIMIT], Accepted);
     shapes
 }
