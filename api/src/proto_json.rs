@@ -608,12 +608,16 @@ const URL_SAFE_RAW: GeneralPurpose = GeneralPurpose::new(
 pub fn decode_bytes(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
     let url_safe = text.contains(['-', '_']);
     let padded = text.len().is_multiple_of(4);
-    let cleaned: String;
+    let cleaned: Vec<u8>;
     let input = if text.contains(['\r', '\n']) {
-        cleaned = text.chars().filter(|c| *c != '\r' && *c != '\n').collect();
-        cleaned.as_str()
+        // Both are ASCII, so dropping their bytes leaves the rest of the text intact.
+        cleaned = text
+            .bytes()
+            .filter(|b| *b != b'\r' && *b != b'\n')
+            .collect();
+        cleaned.as_slice()
     } else {
-        text
+        text.as_bytes()
     };
     match (url_safe, padded) {
         (false, true) => STANDARD_PADDED.decode(input),
