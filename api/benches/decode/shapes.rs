@@ -201,7 +201,7 @@ pub fn shapes() -> Vec<Shape> {
         "DSSE request with 190 large signatures",
         dsse(
             &vec![format!(r#"{{"sig":"{sig}","keyid":"k"}}"#); 190].join(","),
-            &vec![VERIFIER; 10].join(","),
+            &[VERIFIER; 10].join(","),
         )
         .into_bytes(),
         Accepted,
