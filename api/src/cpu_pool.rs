@@ -6,11 +6,16 @@
 //! context switches and per-thread allocator heaps without adding throughput. This pool has one
 //! thread per core and a bounded queue; when the queue is full the caller is told so and
 //! answers 503, which is the pushback a client can act on.
+//!
+//! A queued job whose caller has gone (the client hung up and actix dropped the handler's
+//! future, and with it the receiving end of the job's reply) is skipped when its turn comes:
+//! otherwise a client could queue work, disconnect, and still have the node do it.
 
 use std::sync::Arc;
 use std::thread;
 
 use crossbeam_channel::{bounded, Sender, TrySendError};
+use prometheus::IntCounter;
 use tokio::sync::oneshot;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
@@ -31,6 +36,8 @@ pub enum CpuPoolError {
 pub struct CpuPool {
     jobs: Sender<Job>,
     threads: usize,
+    /// Jobs skipped because their caller had gone.
+    abandoned: IntCounter,
 }
 
 impl std::fmt::Debug for CpuPool {
@@ -38,6 +45,7 @@ impl std::fmt::Debug for CpuPool {
         f.debug_struct("CpuPool")
             .field("threads", &self.threads)
             .field("queued", &self.jobs.len())
+            .field("abandoned", &self.abandoned.get())
             .finish()
     }
 }
@@ -58,7 +66,28 @@ impl CpuPool {
                     }
                 })?;
         }
-        Ok(Self { jobs, threads })
+        let abandoned = IntCounter::new(
+            "cpu_pool_jobs_abandoned",
+            "Queued jobs skipped because their caller had gone",
+        )
+        .map_err(std::io::Error::other)?;
+        Ok(Self {
+            jobs,
+            threads,
+            abandoned,
+        })
+    }
+
+    /// Counts skipped jobs on `counter` (e.g. one registered for Prometheus) instead of the
+    /// pool's own. Call before submitting work.
+    pub fn with_abandoned_counter(mut self, counter: IntCounter) -> Self {
+        self.abandoned = counter;
+        self
+    }
+
+    /// Jobs skipped so far because their caller had gone.
+    pub fn abandoned(&self) -> u64 {
+        self.abandoned.get()
     }
 
     /// One thread per available core.
@@ -79,7 +108,12 @@ impl CpuPool {
         T: Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
+        let abandoned = self.abandoned.clone();
         let job: Job = Box::new(move || {
+            if reply.is_closed() {
+                abandoned.inc();
+                return;
+            }
             let _ = reply.send(work());
         });
         match self.jobs.try_send(job) {
@@ -140,5 +174,47 @@ mod tests {
         release.send(()).unwrap();
         assert_eq!(busy.await.unwrap(), Ok(()));
         assert_eq!(queued.await.unwrap(), Ok(1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_whose_caller_left_are_skipped() {
+        use futures::FutureExt as _;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+
+        let pool = CpuPool::new(1, 16, "abandon-pool").unwrap();
+        let (release, blocked) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::spawn({
+            let pool = pool.clone();
+            async move {
+                pool.run(move || {
+                    let _ = started_tx.send(());
+                    let _ = blocked.recv();
+                })
+                .await
+            }
+        });
+        tokio::task::spawn_blocking(move || started_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        // Three jobs are queued (one poll submits a job), then their callers go away.
+        let ran = Arc::new(AtomicUsize::new(0));
+        for _ in 0..3 {
+            let ran = ran.clone();
+            let submitted = pool
+                .run(move || {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                })
+                .now_or_never();
+            assert!(submitted.is_none(), "the job ran while the thread was busy");
+        }
+        assert_eq!(pool.queued(), 3);
+        release.send(()).unwrap();
+        assert_eq!(busy.await.unwrap(), Ok(()));
+        // The pool is FIFO on one thread: once a later live job answers, the three were handled.
+        assert_eq!(pool.run(|| 7).await, Ok(7));
+        assert_eq!(ran.load(Ordering::SeqCst), 0, "an abandoned job ran");
+        assert_eq!(pool.abandoned(), 3);
     }
 }

@@ -120,7 +120,8 @@ impl ApiState {
             config.enable_dsse,
             config.verifier.clone(),
         );
-        let cpu_pool = CpuPool::per_core(config.verify_queue, "rekor-verify")?;
+        let cpu_pool = CpuPool::per_core(config.verify_queue, "rekor-verify")?
+            .with_abandoned_counter(metrics.verify_jobs_abandoned.clone());
         Ok(ApiState {
             inner: Arc::new(Inner {
                 config,

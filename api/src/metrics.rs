@@ -16,6 +16,8 @@ pub struct ApiMetrics {
     pub inclusion_proof_failure_total: IntCounter,
     /// Time spent decoding and verifying one POST body (not in upstream).
     pub entry_validation_seconds: Histogram,
+    /// Queued verification jobs skipped because the client had gone (not in upstream).
+    pub verify_jobs_abandoned: IntCounter,
 }
 
 impl ApiMetrics {
@@ -68,6 +70,10 @@ impl ApiMetrics {
                 )
                 .buckets(prometheus::exponential_buckets(0.0001, 2.0, 16)?),
             )?,
+            verify_jobs_abandoned: IntCounter::new(
+                "rekor_verify_jobs_abandoned_total",
+                "Queued decode-and-verify jobs skipped because the client had gone",
+            )?,
         };
         registry.register(Box::new(metrics.new_hashedrekord_entries.clone()))?;
         registry.register(Box::new(metrics.new_dsse_entries.clone()))?;
@@ -76,6 +82,25 @@ impl ApiMetrics {
         registry.register(Box::new(metrics.http_api_request_size.clone()))?;
         registry.register(Box::new(metrics.inclusion_proof_failure_total.clone()))?;
         registry.register(Box::new(metrics.entry_validation_seconds.clone()))?;
+        registry.register(Box::new(metrics.verify_jobs_abandoned.clone()))?;
         Ok(metrics)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abandoned_verification_jobs_are_exported() {
+        let registry = Registry::new();
+        let metrics = ApiMetrics::register(&registry).unwrap();
+        metrics.verify_jobs_abandoned.inc();
+        let family = registry
+            .gather()
+            .into_iter()
+            .find(|f| f.name() == "rekor_verify_jobs_abandoned_total")
+            .expect("registered");
+        assert_eq!(family.get_metric()[0].get_counter().get_value(), 1.0);
     }
 }

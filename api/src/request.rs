@@ -3,11 +3,16 @@
 //!
 //! Both the lowerCamelCase JSON name and the proto field name are accepted for every field,
 //! and a field given twice (under either name) is an error, as are unknown fields, values of
-//! the wrong JSON type, bad base64, unknown enum names and two members of one oneof.
+//! the wrong JSON type, bad base64, unknown enum names and two members of one oneof. Each
+//! message says here which fields it has and how to read each one; the streaming machinery
+//! that drives them over the body is in [`crate::proto_json`].
 
 use crate::key_details::PublicKeyDetails;
+use serde::de::MapAccess;
+
 use crate::proto_json::{
-    decode_bytes, enum_token, parse_first_value, EnumToken, JsonValue, ProtoJsonError,
+    BytesSeed, Decoder, EnumSeed, Field, Message, MessageSeed, Oneof, ProtoJsonError, RepeatedSeed,
+    StringSeed,
 };
 
 /// The decoded request. `spec` is `None` for `{}` or an empty body.
@@ -102,306 +107,238 @@ impl CreateEntryRequest {
         if body.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(CreateEntryRequest::default());
         }
-        let value = parse_first_value(body)?;
-        let members = as_object("CreateEntryRequest", &value)?;
-        let mut request = CreateEntryRequest::default();
-        let mut seen = Seen::default();
-        for (key, value) in members {
-            match key.as_str() {
-                "hashedRekordRequestV002" | "hashed_rekord_request_v002" => {
-                    seen.field("hashed_rekord_request_v002")?;
-                    if let Some(m) = optional_message(key, value)? {
-                        seen.oneof("spec", key)?;
-                        request.spec = Some(RequestSpec::HashedRekord(decode_hashed_rekord(m)?));
-                    }
-                }
-                "dsseRequestV002" | "dsse_request_v002" => {
-                    seen.field("dsse_request_v002")?;
-                    if let Some(m) = optional_message(key, value)? {
-                        seen.oneof("spec", key)?;
-                        request.spec = Some(RequestSpec::Dsse(decode_dsse(m)?));
-                    }
-                }
-                _ => return Err(unknown_field(key)),
+        Decoder::decode_root(body)
+    }
+}
+
+/// A field with the same JSON and proto name.
+const fn one_name(names: &'static [&'static str]) -> Field {
+    Field {
+        names,
+        proto_name: names[0],
+    }
+}
+
+impl Message for CreateEntryRequest {
+    const NAME: &'static str = "CreateEntryRequest";
+    const FIELDS: &'static [Field] = &[
+        Field {
+            names: &["hashedRekordRequestV002", "hashed_rekord_request_v002"],
+            proto_name: "hashed_rekord_request_v002",
+        },
+        Field {
+            names: &["dsseRequestV002", "dsse_request_v002"],
+            proto_name: "dsse_request_v002",
+        },
+    ];
+
+    fn read_field<'de, A: MapAccess<'de>>(
+        &mut self,
+        index: usize,
+        key: &'static str,
+        map: &mut A,
+        decoder: &Decoder,
+    ) -> Result<(), A::Error> {
+        let oneof = Oneof {
+            name: "spec",
+            already_set: self.spec.is_some(),
+        };
+        if index == 0 {
+            let seed = MessageSeed::oneof_member(decoder, key, oneof);
+            if let Some(m) = map.next_value_seed(seed)? {
+                self.spec = Some(RequestSpec::HashedRekord(m));
+            }
+        } else {
+            let seed = MessageSeed::oneof_member(decoder, key, oneof);
+            if let Some(m) = map.next_value_seed(seed)? {
+                self.spec = Some(RequestSpec::Dsse(m));
             }
         }
-        Ok(request)
-    }
-}
-
-/// Tracks fields already seen in one object (under either name) and set oneofs.
-#[derive(Default)]
-struct Seen {
-    fields: Vec<&'static str>,
-    oneofs: Vec<&'static str>,
-}
-
-impl Seen {
-    fn field(&mut self, proto_name: &'static str) -> Result<(), ProtoJsonError> {
-        if self.fields.contains(&proto_name) {
-            return Err(ProtoJsonError::new(format!(
-                "duplicate field {proto_name:?}"
-            )));
-        }
-        self.fields.push(proto_name);
-        Ok(())
-    }
-
-    fn oneof(&mut self, oneof: &'static str, key: &str) -> Result<(), ProtoJsonError> {
-        if self.oneofs.contains(&oneof) {
-            return Err(ProtoJsonError::new(format!(
-                "error parsing {key:?}, oneof {oneof} is already set"
-            )));
-        }
-        self.oneofs.push(oneof);
         Ok(())
     }
 }
 
-fn unknown_field(key: &str) -> ProtoJsonError {
-    ProtoJsonError::new(format!("unknown field {key:?}"))
-}
+impl Message for HashedRekordRequestV002 {
+    const NAME: &'static str = "HashedRekordRequestV002";
+    const FIELDS: &'static [Field] = &[one_name(&["digest"]), one_name(&["signature"])];
 
-fn as_object<'a>(
-    message: &str,
-    value: &'a JsonValue,
-) -> Result<&'a [(String, JsonValue)], ProtoJsonError> {
-    match value {
-        JsonValue::Object(members) => Ok(members),
-        other => Err(ProtoJsonError::new(format!(
-            "invalid value for message {message}: {}",
-            other.kind()
-        ))),
-    }
-}
-
-/// A message-typed field: `null` means "not set".
-fn optional_message<'a>(
-    key: &str,
-    value: &'a JsonValue,
-) -> Result<Option<&'a [(String, JsonValue)]>, ProtoJsonError> {
-    match value {
-        JsonValue::Null => Ok(None),
-        JsonValue::Object(members) => Ok(Some(members)),
-        other => Err(ProtoJsonError::new(format!(
-            "invalid value for message field {key}: {}",
-            other.kind()
-        ))),
-    }
-}
-
-/// A `bytes` field: base64 string, `null` = empty.
-fn bytes_field(key: &str, value: &JsonValue) -> Result<Vec<u8>, ProtoJsonError> {
-    match value {
-        JsonValue::Null => Ok(Vec::new()),
-        JsonValue::String(text) => decode_bytes(text)
-            .map_err(|e| ProtoJsonError::new(format!("invalid value for bytes field {key}: {e}"))),
-        other => Err(ProtoJsonError::new(format!(
-            "invalid value for bytes field {key}: {}",
-            other.kind()
-        ))),
-    }
-}
-
-/// A `string` field: `null` = empty.
-fn string_field(key: &str, value: &JsonValue) -> Result<String, ProtoJsonError> {
-    match value {
-        JsonValue::Null => Ok(String::new()),
-        JsonValue::String(text) => Ok(text.clone()),
-        other => Err(ProtoJsonError::new(format!(
-            "invalid value for string field {key}: {}",
-            other.kind()
-        ))),
-    }
-}
-
-/// A repeated field: an array, `null` = empty; elements may not be `null`.
-fn repeated<'a>(key: &str, value: &'a JsonValue) -> Result<&'a [JsonValue], ProtoJsonError> {
-    match value {
-        JsonValue::Null => Ok(&[]),
-        JsonValue::Array(items) => Ok(items),
-        other => Err(ProtoJsonError::new(format!(
-            "invalid value for repeated field {key}: {}",
-            other.kind()
-        ))),
-    }
-}
-
-fn decode_hashed_rekord(
-    members: &[(String, JsonValue)],
-) -> Result<HashedRekordRequestV002, ProtoJsonError> {
-    let mut out = HashedRekordRequestV002::default();
-    let mut seen = Seen::default();
-    for (key, value) in members {
-        match key.as_str() {
-            "digest" => {
-                seen.field("digest")?;
-                out.digest = bytes_field(key, value)?;
-            }
-            "signature" => {
-                seen.field("signature")?;
-                out.signature = optional_message(key, value)?
-                    .map(decode_signature)
-                    .transpose()?;
-            }
-            _ => return Err(unknown_field(key)),
+    fn read_field<'de, A: MapAccess<'de>>(
+        &mut self,
+        index: usize,
+        key: &'static str,
+        map: &mut A,
+        decoder: &Decoder,
+    ) -> Result<(), A::Error> {
+        if index == 0 {
+            self.digest = map.next_value_seed(BytesSeed { decoder, key })?;
+        } else {
+            self.signature = map.next_value_seed(MessageSeed::field(decoder, key))?;
         }
+        Ok(())
     }
-    Ok(out)
 }
 
-fn decode_signature(members: &[(String, JsonValue)]) -> Result<Signature, ProtoJsonError> {
-    let mut out = Signature::default();
-    let mut seen = Seen::default();
-    for (key, value) in members {
-        match key.as_str() {
-            "content" => {
-                seen.field("content")?;
-                out.content = bytes_field(key, value)?;
-            }
-            "verifier" => {
-                seen.field("verifier")?;
-                out.verifier = optional_message(key, value)?
-                    .map(decode_verifier)
-                    .transpose()?;
-            }
-            _ => return Err(unknown_field(key)),
+impl Message for Signature {
+    const NAME: &'static str = "Signature";
+    const FIELDS: &'static [Field] = &[one_name(&["content"]), one_name(&["verifier"])];
+
+    fn read_field<'de, A: MapAccess<'de>>(
+        &mut self,
+        index: usize,
+        key: &'static str,
+        map: &mut A,
+        decoder: &Decoder,
+    ) -> Result<(), A::Error> {
+        if index == 0 {
+            self.content = map.next_value_seed(BytesSeed { decoder, key })?;
+        } else {
+            self.verifier = map.next_value_seed(MessageSeed::field(decoder, key))?;
         }
+        Ok(())
     }
-    Ok(out)
 }
 
-fn decode_verifier(members: &[(String, JsonValue)]) -> Result<Verifier, ProtoJsonError> {
-    let mut out = Verifier::default();
-    let mut seen = Seen::default();
-    for (key, value) in members {
-        match key.as_str() {
-            "publicKey" | "public_key" => {
-                seen.field("public_key")?;
-                if let Some(m) = optional_message(key, value)? {
-                    seen.oneof("verifier", key)?;
-                    out.material = Some(VerifierMaterial::PublicKey {
-                        raw_bytes: decode_raw_bytes(m)?,
-                    });
+impl Message for Verifier {
+    const NAME: &'static str = "Verifier";
+    const FIELDS: &'static [Field] = &[
+        Field {
+            names: &["publicKey", "public_key"],
+            proto_name: "public_key",
+        },
+        Field {
+            names: &["x509Certificate", "x509_certificate"],
+            proto_name: "x509_certificate",
+        },
+        Field {
+            names: &["keyDetails", "key_details"],
+            proto_name: "key_details",
+        },
+    ];
+
+    fn read_field<'de, A: MapAccess<'de>>(
+        &mut self,
+        index: usize,
+        key: &'static str,
+        map: &mut A,
+        decoder: &Decoder,
+    ) -> Result<(), A::Error> {
+        let oneof = Oneof {
+            name: "verifier",
+            already_set: self.material.is_some(),
+        };
+        match index {
+            0 => {
+                let seed = MessageSeed::<RawBytes>::oneof_member(decoder, key, oneof);
+                if let Some(RawBytes(raw_bytes)) = map.next_value_seed(seed)? {
+                    self.material = Some(VerifierMaterial::PublicKey { raw_bytes });
                 }
             }
-            "x509Certificate" | "x509_certificate" => {
-                seen.field("x509_certificate")?;
-                if let Some(m) = optional_message(key, value)? {
-                    seen.oneof("verifier", key)?;
-                    out.material = Some(VerifierMaterial::X509Certificate {
-                        raw_bytes: decode_raw_bytes(m)?,
-                    });
+            1 => {
+                let seed = MessageSeed::<RawBytes>::oneof_member(decoder, key, oneof);
+                if let Some(RawBytes(raw_bytes)) = map.next_value_seed(seed)? {
+                    self.material = Some(VerifierMaterial::X509Certificate { raw_bytes });
                 }
             }
-            "keyDetails" | "key_details" => {
-                seen.field("key_details")?;
-                out.key_details = match value {
-                    JsonValue::Null => 0,
-                    value => match enum_token(key, value)? {
-                        EnumToken::Number(number) => number,
-                        EnumToken::Name(name) => PublicKeyDetails::from_name(name)
-                            .map(PublicKeyDetails::number)
-                            .ok_or_else(|| {
-                                ProtoJsonError::new(format!(
-                                    "invalid value for enum field {key}: {name:?}"
-                                ))
-                            })?,
+            _ => {
+                self.key_details = map.next_value_seed(EnumSeed {
+                    decoder,
+                    key,
+                    from_name: |name| {
+                        PublicKeyDetails::from_name(name).map(PublicKeyDetails::number)
                     },
-                };
+                })?;
             }
-            _ => return Err(unknown_field(key)),
         }
+        Ok(())
     }
-    Ok(out)
 }
 
 /// `rekor.v2.PublicKey` and `common.v1.X509Certificate`: one `bytes raw_bytes = 1` field.
-fn decode_raw_bytes(members: &[(String, JsonValue)]) -> Result<Vec<u8>, ProtoJsonError> {
-    let mut raw = Vec::new();
-    let mut seen = Seen::default();
-    for (key, value) in members {
-        match key.as_str() {
-            "rawBytes" | "raw_bytes" => {
-                seen.field("raw_bytes")?;
-                raw = bytes_field(key, value)?;
-            }
-            _ => return Err(unknown_field(key)),
-        }
+#[derive(Default)]
+struct RawBytes(Vec<u8>);
+
+impl Message for RawBytes {
+    const NAME: &'static str = "PublicKey";
+    const FIELDS: &'static [Field] = &[Field {
+        names: &["rawBytes", "raw_bytes"],
+        proto_name: "raw_bytes",
+    }];
+
+    fn read_field<'de, A: MapAccess<'de>>(
+        &mut self,
+        _index: usize,
+        key: &'static str,
+        map: &mut A,
+        decoder: &Decoder,
+    ) -> Result<(), A::Error> {
+        self.0 = map.next_value_seed(BytesSeed { decoder, key })?;
+        Ok(())
     }
-    Ok(raw)
 }
 
-fn decode_dsse(members: &[(String, JsonValue)]) -> Result<DsseRequestV002, ProtoJsonError> {
-    let mut out = DsseRequestV002::default();
-    let mut seen = Seen::default();
-    for (key, value) in members {
-        match key.as_str() {
-            "envelope" => {
-                seen.field("envelope")?;
-                out.envelope = optional_message(key, value)?
-                    .map(decode_envelope)
-                    .transpose()?;
-            }
-            "verifiers" => {
-                seen.field("verifiers")?;
-                out.verifiers = repeated(key, value)?
-                    .iter()
-                    .map(|item| as_object("Verifier", item).and_then(decode_verifier))
-                    .collect::<Result<_, _>>()?;
-            }
-            _ => return Err(unknown_field(key)),
+impl Message for DsseRequestV002 {
+    const NAME: &'static str = "DSSERequestV002";
+    const FIELDS: &'static [Field] = &[one_name(&["envelope"]), one_name(&["verifiers"])];
+
+    fn read_field<'de, A: MapAccess<'de>>(
+        &mut self,
+        index: usize,
+        key: &'static str,
+        map: &mut A,
+        decoder: &Decoder,
+    ) -> Result<(), A::Error> {
+        if index == 0 {
+            self.envelope = map.next_value_seed(MessageSeed::field(decoder, key))?;
+        } else {
+            self.verifiers = map.next_value_seed(RepeatedSeed::new(decoder, key))?;
         }
+        Ok(())
     }
-    Ok(out)
 }
 
-fn decode_envelope(members: &[(String, JsonValue)]) -> Result<Envelope, ProtoJsonError> {
-    let mut out = Envelope::default();
-    let mut seen = Seen::default();
-    for (key, value) in members {
-        match key.as_str() {
-            "payload" => {
-                seen.field("payload")?;
-                out.payload = bytes_field(key, value)?;
-            }
-            // The proto field is itself named `payloadType`, so it has a single name.
-            "payloadType" => {
-                seen.field("payloadType")?;
-                out.payload_type = string_field(key, value)?;
-            }
-            "signatures" => {
-                seen.field("signatures")?;
-                out.signatures = repeated(key, value)?
-                    .iter()
-                    .map(|item| as_object("Signature", item).and_then(decode_envelope_signature))
-                    .collect::<Result<_, _>>()?;
-            }
-            _ => return Err(unknown_field(key)),
+impl Message for Envelope {
+    const NAME: &'static str = "Envelope";
+    // The proto field is itself named `payloadType`, so it has a single name.
+    const FIELDS: &'static [Field] = &[
+        one_name(&["payload"]),
+        one_name(&["payloadType"]),
+        one_name(&["signatures"]),
+    ];
+
+    fn read_field<'de, A: MapAccess<'de>>(
+        &mut self,
+        index: usize,
+        key: &'static str,
+        map: &mut A,
+        decoder: &Decoder,
+    ) -> Result<(), A::Error> {
+        match index {
+            0 => self.payload = map.next_value_seed(BytesSeed { decoder, key })?,
+            1 => self.payload_type = map.next_value_seed(StringSeed { decoder, key })?,
+            _ => self.signatures = map.next_value_seed(RepeatedSeed::new(decoder, key))?,
         }
+        Ok(())
     }
-    Ok(out)
 }
 
-fn decode_envelope_signature(
-    members: &[(String, JsonValue)],
-) -> Result<EnvelopeSignature, ProtoJsonError> {
-    let mut out = EnvelopeSignature::default();
-    let mut seen = Seen::default();
-    for (key, value) in members {
-        match key.as_str() {
-            "sig" => {
-                seen.field("sig")?;
-                out.sig = bytes_field(key, value)?;
-            }
-            "keyid" => {
-                seen.field("keyid")?;
-                out.keyid = string_field(key, value)?;
-            }
-            _ => return Err(unknown_field(key)),
+impl Message for EnvelopeSignature {
+    const NAME: &'static str = "Signature";
+    const FIELDS: &'static [Field] = &[one_name(&["sig"]), one_name(&["keyid"])];
+
+    fn read_field<'de, A: MapAccess<'de>>(
+        &mut self,
+        index: usize,
+        key: &'static str,
+        map: &mut A,
+        decoder: &Decoder,
+    ) -> Result<(), A::Error> {
+        if index == 0 {
+            self.sig = map.next_value_seed(BytesSeed { decoder, key })?;
+        } else {
+            self.keyid = map.next_value_seed(StringSeed { decoder, key })?;
         }
+        Ok(())
     }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -520,5 +457,177 @@ mod tests {
         assert_eq!(dsse.verifiers.len(), 1);
         // The v2.2.1 CLIENTS.md typo `verifier` is an unknown field.
         assert!(CreateEntryRequest::from_json(br#"{"dsseRequestV002":{"verifier":[]}}"#).is_err());
+    }
+
+    fn error(body: &[u8]) -> String {
+        CreateEntryRequest::from_json(body).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn error_texts() {
+        let cases: &[(&[u8], &str)] = &[
+            (br#"{"foo":1}"#, r#"unknown field "foo""#),
+            (
+                br#"{"hashedRekordRequestV002":{"digest":"AA==","digest":"AA=="}}"#,
+                r#"duplicate field "digest""#,
+            ),
+            (
+                br#"{"hashedRekordRequestV002":{"signature":{"verifier":{"keyDetails":5,"key_details":5}}}}"#,
+                r#"duplicate field "key_details""#,
+            ),
+            (
+                br#"{"hashedRekordRequestV002":{},"dsseRequestV002":{}}"#,
+                r#"error parsing "dsseRequestV002", oneof spec is already set"#,
+            ),
+            (
+                br#"{"hashedRekordRequestV002":{"signature":{"verifier":{"publicKey":{},"x509_certificate":{}}}}}"#,
+                r#"error parsing "x509_certificate", oneof verifier is already set"#,
+            ),
+            (
+                br#"{"hashedRekordRequestV002":{"digest":"!!!!"}}"#,
+                "invalid value for bytes field digest: Invalid symbol 33, offset 0.",
+            ),
+            (
+                br#"{"hashedRekordRequestV002":{"digest":12}}"#,
+                "invalid value for bytes field digest: number",
+            ),
+            (
+                br#"{"hashed_rekord_request_v002":"x"}"#,
+                "invalid value for message field hashed_rekord_request_v002: string",
+            ),
+            (
+                br#"{"hashedRekordRequestV002":{"signature":{"verifier":{"keyDetails":"P256"}}}}"#,
+                r#"invalid value for enum field keyDetails: "P256""#,
+            ),
+            (
+                br#"{"hashedRekordRequestV002":{"signature":{"verifier":{"keyDetails":4294967296}}}}"#,
+                "invalid value for enum field keyDetails: 4294967296",
+            ),
+            (
+                br#"{"hashedRekordRequestV002":{"signature":{"verifier":{"keyDetails":1.5}}}}"#,
+                "invalid value for enum field keyDetails: 1.5",
+            ),
+            (
+                br#"{"hashedRekordRequestV002":{"signature":{"verifier":{"keyDetails":true}}}}"#,
+                "invalid value for enum field keyDetails: bool",
+            ),
+            (
+                br#"{"dsseRequestV002":{"verifiers":{}}}"#,
+                "invalid value for repeated field verifiers: object",
+            ),
+            (
+                br#"{"dsseRequestV002":{"verifiers":[null]}}"#,
+                "invalid value for message Verifier: null",
+            ),
+            (
+                br#"{"dsseRequestV002":{"envelope":{"signatures":[1]}}}"#,
+                "invalid value for message Signature: number",
+            ),
+            (
+                br#"{"dsseRequestV002":{"envelope":{"payloadType":[]}}}"#,
+                "invalid value for string field payloadType: array",
+            ),
+            (b"[1]", "invalid value for message CreateEntryRequest: array"),
+            (b"null", "invalid value for message CreateEntryRequest: null"),
+        ];
+        for (body, message) in cases {
+            assert_eq!(error(body), format!("proto: {message}"));
+        }
+        let syntax = error(br#"{"hashedRekordRequestV002":"#);
+        assert!(syntax.starts_with("proto: syntax error: "), "{syntax}");
+        assert!(
+            error(b"{\"hashedRekordRequestV002\":{\"digest\":\"AA\nAA\"}}")
+                .starts_with("proto: syntax error: ")
+        );
+    }
+
+    #[test]
+    fn trailing_bytes_after_the_first_value_are_ignored() {
+        let request = CreateEntryRequest::from_json(br#"{"dsseRequestV002":{}} trailing {"#);
+        assert!(matches!(request.unwrap().spec, Some(RequestSpec::Dsse(_))));
+        assert_eq!(CreateEntryRequest::from_json(b" \n\t ").unwrap().spec, None);
+    }
+
+    // The tests below fail on a decoder that builds the whole JSON tree before looking at it:
+    // each rejection must come from the token that reveals it, whatever follows.
+
+    #[test]
+    fn an_unknown_field_is_rejected_before_its_value_is_read() {
+        assert_eq!(
+            error(br#"{"foo":[[[[ not json"#),
+            r#"proto: unknown field "foo""#
+        );
+        assert_eq!(
+            error(br#"{"dsseRequestV002":{"envelope":{"payloadtype":}"#),
+            r#"proto: unknown field "payloadtype""#
+        );
+    }
+
+    #[test]
+    fn a_duplicate_field_is_rejected_before_its_value_is_read() {
+        assert_eq!(
+            error(br#"{"hashedRekordRequestV002":{"digest":"","digest":garbage"#),
+            r#"proto: duplicate field "digest""#
+        );
+        assert_eq!(
+            error(br#"{"hashedRekordRequestV002":null,"hashed_rekord_request_v002":}}}"#),
+            r#"proto: duplicate field "hashed_rekord_request_v002""#
+        );
+    }
+
+    #[test]
+    fn a_second_oneof_member_and_a_wrong_type_are_rejected_at_their_first_token() {
+        assert_eq!(
+            error(br#"{"hashedRekordRequestV002":{},"dsseRequestV002":{"foo" garbage"#),
+            r#"proto: error parsing "dsseRequestV002", oneof spec is already set"#
+        );
+        assert_eq!(
+            error(br#"{"hashedRekordRequestV002":[1,2,"unterminated"#),
+            "proto: invalid value for message field hashedRekordRequestV002: array"
+        );
+        assert_eq!(
+            error(br#"{"dsseRequestV002":{"verifiers":[[[[[[[ garbage"#),
+            "proto: invalid value for message Verifier: array"
+        );
+    }
+
+    #[test]
+    fn a_request_may_hold_at_most_max_json_values() {
+        use crate::proto_json::MAX_JSON_VALUES;
+        // Root, dsseRequestV002 and the array are 3 values; each `{}` element is one more.
+        let body = |elements: usize| {
+            format!(
+                r#"{{"dsseRequestV002":{{"verifiers":[{}]}}}}"#,
+                vec!["{}"; elements].join(",")
+            )
+        };
+        let at_cap = CreateEntryRequest::from_json(body(MAX_JSON_VALUES - 3).as_bytes()).unwrap();
+        let Some(RequestSpec::Dsse(dsse)) = at_cap.spec else {
+            panic!("not dsse")
+        };
+        assert_eq!(dsse.verifiers.len(), MAX_JSON_VALUES - 3);
+        assert_eq!(
+            error(body(MAX_JSON_VALUES - 2).as_bytes()),
+            format!("proto: too many JSON values: a request may hold at most {MAX_JSON_VALUES}")
+        );
+        // Counted across fields: signatures and verifiers share the budget.
+        let signatures = vec![r#"{"sig":"AQ==","keyid":"k"}"#; 200].join(",");
+        let verifiers = vec![r#"{"publicKey":{"rawBytes":"Ag=="},"keyDetails":1}"#; 200].join(",");
+        let mixed = format!(
+            r#"{{"dsseRequestV002":{{"envelope":{{"signatures":[{signatures}]}},"verifiers":[{verifiers}]}}}}"#
+        );
+        assert!(error(mixed.as_bytes()).contains("too many JSON values"));
+    }
+
+    #[test]
+    fn errors_do_not_carry_serde_json_positions_or_huge_keys() {
+        let key = "k".repeat(100_000);
+        let message = error(format!(r#"{{"{key}":0}}"#).as_bytes());
+        assert!(
+            message.starts_with(r#"proto: unknown field "kkk"#),
+            "{message}"
+        );
+        assert!(message.len() < 200, "{} bytes", message.len());
+        assert!(!error(b"{\n\n  \"foo\":1}").contains(" at line "));
     }
 }

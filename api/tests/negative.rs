@@ -2,6 +2,8 @@
 //! §13) one request that breaks only that rule. Each must get 400 with the right body, and the
 //! log must be unchanged afterwards.
 
+#[path = "../benches/decode/shapes.rs"]
+mod shapes;
 mod support;
 
 use actix_web::http::{header, StatusCode};
@@ -445,4 +447,31 @@ fn post(raw: Vec<u8>, request: &Value) -> test::TestRequest {
         .uri("/api/v2/log/entries")
         .insert_header((header::CONTENT_TYPE, "application/json"))
         .set_payload(body)
+}
+
+/// The decoding benchmark's worst 4 MiB bodies get the verdicts they should (their timing is
+/// in `benches/decode`).
+#[actix_web::test]
+async fn worst_case_bodies_get_their_verdicts() {
+    for shape in shapes::shapes() {
+        let got = rekor_api::CreateEntryRequest::from_json(&shape.body);
+        match (shape.expected, &got) {
+            (shapes::Expected::Accepted, Ok(_)) => {}
+            (shapes::Expected::Rejected(text), Err(error)) => {
+                let message = error.to_string();
+                assert!(message.contains(text), "{}: {message}", shape.name);
+                assert!(
+                    message.len() < 512,
+                    "{}: {} bytes",
+                    shape.name,
+                    message.len()
+                );
+            }
+            (expected, got) => panic!(
+                "{}: expected {expected:?}, got {:?}",
+                shape.name,
+                got.as_ref().map(|_| "a request")
+            ),
+        }
+    }
 }

@@ -1,10 +1,13 @@
 //! The properties the fuzz targets check, one module per target. Each `check` panics (which
 //! libFuzzer reports as a crash) when an input breaks a property; returning is a pass.
 //!
+//! `decode` is the decoding-only subset of `request`, for long inputs and a per-input timeout.
+//!
 //! The same properties run in the normal test suite as proptests:
 //! `api/tests/proptest_inputs.rs` and `storage/tests/proptest_inputs.rs`.
 #![forbid(unsafe_code)]
 
+pub mod decode;
 pub mod note;
 pub mod request;
 pub mod tile_path;
