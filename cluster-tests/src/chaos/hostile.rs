@@ -106,6 +106,8 @@ pub struct HostileReport {
     /// Invariant violations found by the checker.
     pub violations: Vec<String>,
     pub final_size: u64,
+    /// Signature lines of the checkpoint each node serves at the end, by node id.
+    pub checkpoint_signatures: Vec<(u64, usize)>,
 }
 
 impl HostileReport {
@@ -152,6 +154,11 @@ impl std::fmt::Display for HostileReport {
             self.final_size
         )?;
         writeln!(f, "peak RSS (MiB) by node: {:?}", self.peak_rss_mib)?;
+        writeln!(
+            f,
+            "signature lines of the served checkpoints by node: {:?}",
+            self.checkpoint_signatures
+        )?;
         writeln!(
             f,
             "attack: floods answered {:?}; stalled closed {}; idle closed {}; internal {} sent, \
@@ -332,6 +339,16 @@ pub async fn run_hostile(options: &HostileOptions) -> Result<HostileReport> {
     let verifier = LogVerifier::from_key_file(&cluster.origin, &cluster.key_file)?;
     let check = check_cluster(&views, &verifier, &observations, Duration::from_secs(60)).await?;
     report.final_size = check.final_size;
+    for view in &views {
+        let lines = match view.client.checkpoint().await {
+            Ok(Some(text)) => text
+                .split("\n\n")
+                .nth(1)
+                .map_or(0, |signatures| signatures.lines().count()),
+            _ => 0,
+        };
+        report.checkpoint_signatures.push((view.id, lines));
+    }
     report.violations = check.violations.iter().map(|v| v.to_string()).collect();
     if !report.failures(Duration::MAX, u64::MAX).is_empty() {
         report
