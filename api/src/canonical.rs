@@ -274,7 +274,11 @@ fn member<'a>(value: &'a JsonValue, key: &str) -> Option<&'a JsonValue> {
 }
 
 /// A `bytes` member: absent is empty (the writer omits empty values).
-fn bytes_of(kind: &'static str, value: &JsonValue, key: &str) -> Result<Vec<u8>, CanonicalBodyError> {
+fn bytes_of(
+    kind: &'static str,
+    value: &JsonValue,
+    key: &str,
+) -> Result<Vec<u8>, CanonicalBodyError> {
     match member(value, key) {
         None => Ok(Vec::new()),
         Some(JsonValue::String(text)) => {
@@ -295,7 +299,10 @@ fn object<'a>(
     }
 }
 
-fn algorithm_of(kind: &'static str, value: &JsonValue) -> Result<HashAlgorithm, CanonicalBodyError> {
+fn algorithm_of(
+    kind: &'static str,
+    value: &JsonValue,
+) -> Result<HashAlgorithm, CanonicalBodyError> {
     let name = match member(value, "algorithm") {
         Some(JsonValue::String(name)) => name.as_str(),
         _ => return Err(malformed(kind, "no algorithm")),
@@ -346,7 +353,10 @@ fn rebuild_hashedrekord(value: &JsonValue) -> Result<Vec<u8>, CanonicalBodyError
     let hash = algorithm_of(KIND, data)?;
     let digest = bytes_of(KIND, data, "digest")?;
     if digest.len() != hash.output_len() {
-        return Err(malformed(KIND, "digest length does not match its algorithm"));
+        return Err(malformed(
+            KIND,
+            "digest length does not match its algorithm",
+        ));
     }
     let signature = object(KIND, spec, "signature")?;
     let content = bytes_of(KIND, signature, "content")?;
@@ -485,7 +495,10 @@ mod check_tests {
 
     #[test]
     fn size_shape_and_json_are_checked() {
-        assert_eq!(check_canonical_body(b"", false), Err(CanonicalBodyError::Empty));
+        assert_eq!(
+            check_canonical_body(b"", false),
+            Err(CanonicalBodyError::Empty)
+        );
         assert_eq!(
             check_canonical_body(&vec![b' '; MAX_ENTRY_SIZE + 1], false),
             Err(CanonicalBodyError::TooLarge {

@@ -90,7 +90,12 @@ async fn the_leader_refuses_forwarded_entries_the_public_api_would_not_produce()
         SequencedEntry::new(honest.clone()),
         not_canonical,
     ];
-    let (status, body) = post(&cluster, SEQUENCE_BATCH, bincode::serialize(&batch).unwrap()).await;
+    let (status, body) = post(
+        &cluster,
+        SEQUENCE_BATCH,
+        bincode::serialize(&batch).unwrap(),
+    )
+    .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let outcomes: Vec<Result<AppendOutcome, SequenceError>> = bincode::deserialize(&body).unwrap();
     assert_eq!(outcomes.len(), 3);
@@ -113,10 +118,14 @@ async fn the_leader_refuses_forwarded_entries_the_public_api_would_not_produce()
         let result = client.submit(&factory.request()).await.unwrap();
         assert_eq!(result.status, 201, "{}\n{}", result.body, cluster.logs());
     }
-    rekor_cluster_tests::wait_until("the integrator to pass the refused entries", Duration::from_secs(30), || async {
-        let status = cluster.status(0).await?;
-        Ok((status["integrated_size"].as_u64() == Some(5)).then_some(()))
-    })
+    rekor_cluster_tests::wait_until(
+        "the integrator to pass the refused entries",
+        Duration::from_secs(30),
+        || async {
+            let status = cluster.status(0).await?;
+            Ok((status["integrated_size"].as_u64() == Some(5)).then_some(()))
+        },
+    )
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
 }

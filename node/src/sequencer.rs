@@ -253,15 +253,12 @@ mod tests {
         let sends = bodies
             .into_iter()
             .map(|body| sequencer.send(Sequence(SequencedEntry::new(body))));
-        tokio::time::timeout(
-            Duration::from_secs(60),
-            futures::future::join_all(sends),
-        )
-        .await
-        .expect("every entry is answered")
-        .into_iter()
-        .map(|sent| sent.expect("the sequencer answers"))
-        .collect()
+        tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(sends))
+            .await
+            .expect("every entry is answered")
+            .into_iter()
+            .map(|sent| sent.expect("the sequencer answers"))
+            .collect()
     }
 
     /// Issue #12 item 6: with up to `max_entries` waiting, a batch still never carries more
@@ -322,7 +319,10 @@ mod tests {
             ],
         )
         .await;
-        assert!(matches!(outcomes[0], Ok(AppendOutcome::Logged { index: 0 })));
+        assert!(matches!(
+            outcomes[0],
+            Ok(AppendOutcome::Logged { index: 0 })
+        ));
         let refusal = Refusal::TooLarge {
             size: MAX_ENTRY_BODY as u64 + 1,
         };
@@ -331,7 +331,10 @@ mod tests {
             "{:?}",
             outcomes[1]
         );
-        assert!(matches!(outcomes[2], Ok(AppendOutcome::Logged { index: 1 })));
+        assert!(matches!(
+            outcomes[2],
+            Ok(AppendOutcome::Logged { index: 1 })
+        ));
         assert_eq!(reader.applied().size, 2);
         raft.shutdown().await.unwrap();
     }

@@ -33,8 +33,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError,
-    Timeout, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -335,9 +335,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
                 cap,
                 "AppendEntries over the peer's body cap: asking for fewer entries"
             );
-            return Err(RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint(
-                entries_hint(entries, body.len(), cap),
-            )));
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(entries_hint(entries, body.len(), cap)),
+            ));
         }
         // The peer's cap is below ours: how far is unknown, so halve.
         let hint = splittable.then(|| (entries / 2).max(1));
@@ -392,8 +392,10 @@ mod tests {
                             .app_data(web::PayloadConfig::new(cap))
                             .route(web::post().to(move |_body: web::Bytes| {
                                 counter.fetch_add(1, Ordering::SeqCst);
-                                let answer: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
-                                    Ok(AppendEntriesResponse::Success);
+                                let answer: Result<
+                                    AppendEntriesResponse<NodeId>,
+                                    RaftError<NodeId>,
+                                > = Ok(AppendEntriesResponse::Success);
                                 let bytes = codec::encode(&answer).unwrap();
                                 async move { HttpResponse::Ok().body(bytes) }
                             })),
@@ -457,7 +459,10 @@ mod tests {
             other => panic!("expected PayloadTooLarge, got {other:?}"),
         }
         // One entry cannot be split: a plain network error, as before.
-        match peer.append_entries(append_request(1, 8 * 1024), option()).await {
+        match peer
+            .append_entries(append_request(1, 8 * 1024), option())
+            .await
+        {
             Err(RPCError::Network(_)) => {}
             other => panic!("expected a network error, got {other:?}"),
         }
@@ -481,14 +486,20 @@ mod tests {
                 assert!((1..8).contains(&hint), "hint {hint}");
                 // The hinted count of these equal entries fits the cap.
                 let body = codec::encode(&append_request(hint, 1024)).unwrap();
-                assert!(body.len() <= cap, "{} entries take {} bytes", hint, body.len());
+                assert!(
+                    body.len() <= cap,
+                    "{} entries take {} bytes",
+                    hint,
+                    body.len()
+                );
             }
             other => panic!("expected PayloadTooLarge, got {other:?}"),
         }
         assert_eq!(handled.load(Ordering::SeqCst), 0, "nothing was sent");
         // A single entry over the cap still goes (it cannot be split).
         assert!(matches!(
-            peer.append_entries(append_request(1, 8 * 1024), option()).await,
+            peer.append_entries(append_request(1, 8 * 1024), option())
+                .await,
             Ok(AppendEntriesResponse::Success)
         ));
         assert_eq!(handled.load(Ordering::SeqCst), 1);

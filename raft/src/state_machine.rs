@@ -48,8 +48,8 @@ use crate::engine::{index_key, EngineError, Keyspace, ScanOrder, WriteBatch};
 use crate::entry_files::EntryFiles;
 use crate::snapshot;
 use crate::types::{
-    identity_of, refusal_of, AppendOutcome, Command, CommandResponse, NodeAddress, NodeId, SequencedEntry,
-    TypeConfig,
+    identity_of, refusal_of, AppendOutcome, Command, CommandResponse, NodeAddress, NodeId,
+    SequencedEntry, TypeConfig,
 };
 
 /// Name of the engine keyspace that holds the state machine.
