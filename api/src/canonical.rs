@@ -1,13 +1,17 @@
 //! Canonical log-entry bodies: `dev.sigstore.rekor.v2.Entry` as protojson, canonicalised with
 //! RFC 8785 (JCS), plus the leaf and identity hashes (rekor-v2-api.md §6, §12.3).
 //!
+//! [`check_canonical_body`] goes the other way: it tells whether some bytes are exactly what
+//! validation on this log writes, for entries that arrive already validated by another node.
+//!
 //! The writer here is our own instead of serde_json's map ordering: serde_json's `preserve_order`
 //! feature can be switched on by any crate in the build, which would silently change key order.
 
 use sha2::{Digest as _, Sha256};
 
-use crate::key_details::HashAlgorithm;
-use crate::proto_json::encode_bytes;
+use crate::backend::EntryKind;
+use crate::key_details::{HashAlgorithm, PublicKeyDetails};
+use crate::proto_json::{decode_bytes, encode_bytes, JsonValue};
 use crate::request::{Verifier, VerifierMaterial};
 
 /// C2SP tlog-tiles: entry-bundle records carry a uint16 length, so a body is at most 65,535 bytes.
@@ -202,6 +206,208 @@ pub fn identity_hash(body: &[u8]) -> [u8; 32] {
     Sha256::digest(body).into()
 }
 
+/// Why a body is not one this log's validation could have produced ([`check_canonical_body`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CanonicalBodyError {
+    #[error("empty entry body")]
+    Empty,
+    #[error("entry body of {size} bytes exceeds {MAX_ENTRY_SIZE}")]
+    TooLarge { size: usize },
+    #[error("entry body is not JSON: {0}")]
+    NotJson(String),
+    #[error("entry kind {0:?} is not accepted by this log")]
+    KindNotAccepted(String),
+    #[error("malformed {kind} entry body: {reason}")]
+    Malformed { kind: &'static str, reason: String },
+    #[error("entry body is not in canonical form")]
+    NotCanonical,
+}
+
+/// Checks that `body` is exactly what validation on this log writes for some entry: within the
+/// bundle-record limit, of a kind this log accepts (`dsse` only with `legacy_dsse`), with the
+/// shape validation guarantees (a digest of its algorithm's length, a signature, a verifier
+/// with key material and known key details), and byte for byte the canonical form of what it
+/// says (parsed, rewritten with [`hashedrekord_body`] / [`dsse_body`], compared).
+///
+/// For entries that arrive already validated by another node (write forwarding): the leader
+/// cannot re-verify signatures cheaply, but it must not sequence bytes its integrator or any
+/// client could not handle. Signatures are not verified here.
+pub fn check_canonical_body(
+    body: &[u8],
+    legacy_dsse: bool,
+) -> Result<EntryKind, CanonicalBodyError> {
+    if body.is_empty() {
+        return Err(CanonicalBodyError::Empty);
+    }
+    if body.len() > MAX_ENTRY_SIZE {
+        return Err(CanonicalBodyError::TooLarge { size: body.len() });
+    }
+    let value = crate::proto_json::parse_first_value(body)
+        .map_err(|e| CanonicalBodyError::NotJson(e.to_string()))?;
+    let kind = match member(&value, "kind") {
+        Some(JsonValue::String(kind)) => kind.as_str(),
+        _ => return Err(malformed("entry", "no kind")),
+    };
+    let (kind, rebuilt) = match kind {
+        "hashedrekord" => (EntryKind::HashedRekord, rebuild_hashedrekord(&value)?),
+        "dsse" if legacy_dsse => (EntryKind::Dsse, rebuild_dsse(&value)?),
+        other => return Err(CanonicalBodyError::KindNotAccepted(other.to_owned())),
+    };
+    if rebuilt != body {
+        return Err(CanonicalBodyError::NotCanonical);
+    }
+    Ok(kind)
+}
+
+fn malformed(kind: &'static str, reason: impl Into<String>) -> CanonicalBodyError {
+    CanonicalBodyError::Malformed {
+        kind,
+        reason: reason.into(),
+    }
+}
+
+fn member<'a>(value: &'a JsonValue, key: &str) -> Option<&'a JsonValue> {
+    match value {
+        JsonValue::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+        _ => None,
+    }
+}
+
+/// A `bytes` member: absent is empty (the writer omits empty values).
+fn bytes_of(
+    kind: &'static str,
+    value: &JsonValue,
+    key: &str,
+) -> Result<Vec<u8>, CanonicalBodyError> {
+    match member(value, key) {
+        None => Ok(Vec::new()),
+        Some(JsonValue::String(text)) => {
+            decode_bytes(text).map_err(|e| malformed(kind, format!("{key}: {e}")))
+        }
+        Some(_) => Err(malformed(kind, format!("{key} is not a string"))),
+    }
+}
+
+fn object<'a>(
+    kind: &'static str,
+    value: &'a JsonValue,
+    key: &str,
+) -> Result<&'a JsonValue, CanonicalBodyError> {
+    match member(value, key) {
+        Some(object @ JsonValue::Object(_)) => Ok(object),
+        _ => Err(malformed(kind, format!("no {key} object"))),
+    }
+}
+
+fn algorithm_of(
+    kind: &'static str,
+    value: &JsonValue,
+) -> Result<HashAlgorithm, CanonicalBodyError> {
+    let name = match member(value, "algorithm") {
+        Some(JsonValue::String(name)) => name.as_str(),
+        _ => return Err(malformed(kind, "no algorithm")),
+    };
+    [
+        HashAlgorithm::Sha256,
+        HashAlgorithm::Sha384,
+        HashAlgorithm::Sha512,
+    ]
+    .into_iter()
+    .find(|hash| hash.proto_name() == name)
+    .ok_or_else(|| malformed(kind, format!("unknown algorithm {name:?}")))
+}
+
+/// A stored verifier: key material with bytes, and known key details.
+fn verifier_of(kind: &'static str, value: &JsonValue) -> Result<Verifier, CanonicalBodyError> {
+    let verifier = object(kind, value, "verifier")?;
+    let material = if let Some(key) = member(verifier, "publicKey") {
+        VerifierMaterial::PublicKey {
+            raw_bytes: bytes_of(kind, key, "rawBytes")?,
+        }
+    } else if let Some(cert) = member(verifier, "x509Certificate") {
+        VerifierMaterial::X509Certificate {
+            raw_bytes: bytes_of(kind, cert, "rawBytes")?,
+        }
+    } else {
+        return Err(malformed(kind, "verifier without key material"));
+    };
+    if material.raw_bytes().is_empty() {
+        return Err(malformed(kind, "verifier with empty key material"));
+    }
+    let details = match member(verifier, "keyDetails") {
+        Some(JsonValue::String(name)) => PublicKeyDetails::from_name(name)
+            .ok_or_else(|| malformed(kind, format!("unknown keyDetails {name:?}")))?,
+        _ => return Err(malformed(kind, "verifier without keyDetails")),
+    };
+    Ok(Verifier {
+        material: Some(material),
+        key_details: details.number(),
+    })
+}
+
+fn rebuild_hashedrekord(value: &JsonValue) -> Result<Vec<u8>, CanonicalBodyError> {
+    const KIND: &str = "hashedrekord";
+    let spec = object(KIND, value, "spec")?;
+    let spec = object(KIND, spec, "hashedRekordV002")?;
+    let data = object(KIND, spec, "data")?;
+    let hash = algorithm_of(KIND, data)?;
+    let digest = bytes_of(KIND, data, "digest")?;
+    if digest.len() != hash.output_len() {
+        return Err(malformed(
+            KIND,
+            "digest length does not match its algorithm",
+        ));
+    }
+    let signature = object(KIND, spec, "signature")?;
+    let content = bytes_of(KIND, signature, "content")?;
+    if content.is_empty() {
+        return Err(malformed(KIND, "empty signature"));
+    }
+    let verifier = verifier_of(KIND, signature)?;
+    // Validation writes the algorithm of the key details.
+    if verifier.key_details().and_then(|d| d.registry_hash()) != Some(Some(hash)) {
+        return Err(malformed(KIND, "algorithm does not match keyDetails"));
+    }
+    Ok(hashedrekord_body(hash, &digest, &content, &verifier))
+}
+
+fn rebuild_dsse(value: &JsonValue) -> Result<Vec<u8>, CanonicalBodyError> {
+    const KIND: &str = "dsse";
+    let spec = object(KIND, value, "spec")?;
+    let spec = object(KIND, spec, "dsseV002")?;
+    let payload_hash = object(KIND, spec, "payloadHash")?;
+    if algorithm_of(KIND, payload_hash)? != HashAlgorithm::Sha256 {
+        return Err(malformed(KIND, "payload hash is not SHA2_256"));
+    }
+    let digest = bytes_of(KIND, payload_hash, "digest")?;
+    if digest.len() != HashAlgorithm::Sha256.output_len() {
+        return Err(malformed(KIND, "payload digest is not 32 bytes"));
+    }
+    let Some(JsonValue::Array(items)) = member(spec, "signatures") else {
+        return Err(malformed(KIND, "no signatures array"));
+    };
+    if items.is_empty() || items.len() > crate::entry::MAX_DSSE_SIGNATURES {
+        return Err(malformed(KIND, format!("{} signatures", items.len())));
+    }
+    let mut signatures = Vec::with_capacity(items.len());
+    for item in items {
+        let content = bytes_of(KIND, item, "content")?;
+        if content.is_empty() {
+            return Err(malformed(KIND, "empty signature"));
+        }
+        signatures.push((content, verifier_of(KIND, item)?));
+    }
+    // Validation logs distinct signatures in ascending byte order.
+    if signatures.windows(2).any(|pair| pair[0].0 >= pair[1].0) {
+        return Err(malformed(KIND, "signatures not in ascending order"));
+    }
+    let logged: Vec<(&[u8], &Verifier)> = signatures
+        .iter()
+        .map(|(content, verifier)| (content.as_slice(), verifier))
+        .collect();
+    Ok(dsse_body(&digest, &logged))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -217,5 +423,108 @@ mod tests {
             value.to_bytes(),
             "{\"a\":\"q\\\"\\\\\\n\\u0001é\",\"aa\":[],\"b\":\"x\"}".as_bytes()
         );
+    }
+}
+
+#[cfg(test)]
+mod check_tests {
+    use super::*;
+
+    fn p256_verifier() -> Verifier {
+        Verifier {
+            material: Some(VerifierMaterial::PublicKey {
+                raw_bytes: vec![0x30, 0x59, 0x30, 0x13],
+            }),
+            key_details: PublicKeyDetails::PKIX_ECDSA_P256_SHA_256.number(),
+        }
+    }
+
+    fn hashedrekord() -> Vec<u8> {
+        hashedrekord_body(HashAlgorithm::Sha256, &[7; 32], b"sig", &p256_verifier())
+    }
+
+    #[test]
+    fn bodies_validation_writes_pass() {
+        assert_eq!(
+            check_canonical_body(&hashedrekord(), false),
+            Ok(EntryKind::HashedRekord)
+        );
+        let verifier = p256_verifier();
+        let dsse = dsse_body(&[1; 32], &[(b"a", &verifier), (b"b", &verifier)]);
+        assert_eq!(check_canonical_body(&dsse, true), Ok(EntryKind::Dsse));
+    }
+
+    #[test]
+    fn dsse_needs_legacy_dsse_on() {
+        let verifier = p256_verifier();
+        let dsse = dsse_body(&[1; 32], &[(b"a", &verifier)]);
+        assert_eq!(
+            check_canonical_body(&dsse, false),
+            Err(CanonicalBodyError::KindNotAccepted("dsse".into()))
+        );
+    }
+
+    #[test]
+    fn anything_but_the_exact_canonical_bytes_is_refused() {
+        let body = hashedrekord();
+        let text = String::from_utf8(body.clone()).unwrap();
+        // Whitespace, a trailing byte, and another member order all parse to the same entry.
+        let spaced = text.replacen(':', ": ", 1).into_bytes();
+        let mut trailing = body.clone();
+        trailing.push(b'\n');
+        let without_version = text.replacen("{\"apiVersion\":\"0.0.2\",", "{", 1);
+        let reordered = format!(
+            "{},\"apiVersion\":\"0.0.2\"}}",
+            &without_version[..without_version.len() - 1]
+        )
+        .into_bytes();
+        for bad in [spaced, trailing, reordered] {
+            assert_eq!(
+                check_canonical_body(&bad, false),
+                Err(CanonicalBodyError::NotCanonical),
+                "{}",
+                String::from_utf8_lossy(&bad)
+            );
+        }
+        let unknown_member = text.replacen('{', "{\"extra\":\"x\",", 1).into_bytes();
+        assert_eq!(
+            check_canonical_body(&unknown_member, false),
+            Err(CanonicalBodyError::NotCanonical)
+        );
+    }
+
+    #[test]
+    fn size_shape_and_json_are_checked() {
+        assert_eq!(
+            check_canonical_body(b"", false),
+            Err(CanonicalBodyError::Empty)
+        );
+        assert_eq!(
+            check_canonical_body(&vec![b' '; MAX_ENTRY_SIZE + 1], false),
+            Err(CanonicalBodyError::TooLarge {
+                size: MAX_ENTRY_SIZE + 1
+            })
+        );
+        assert!(matches!(
+            check_canonical_body(b"not json", false),
+            Err(CanonicalBodyError::NotJson(_))
+        ));
+        assert!(matches!(
+            check_canonical_body(b"{\"kind\":\"intoto\"}", false),
+            Err(CanonicalBodyError::KindNotAccepted(_))
+        ));
+        // A digest of the wrong length for its algorithm.
+        let short = hashedrekord_body(HashAlgorithm::Sha256, &[7; 31], b"sig", &p256_verifier());
+        assert!(matches!(
+            check_canonical_body(&short, false),
+            Err(CanonicalBodyError::Malformed { .. })
+        ));
+        // An algorithm other than the key details' hash.
+        let mismatched =
+            hashedrekord_body(HashAlgorithm::Sha384, &[7; 48], b"sig", &p256_verifier());
+        assert!(matches!(
+            check_canonical_body(&mismatched, false),
+            Err(CanonicalBodyError::Malformed { .. })
+        ));
     }
 }

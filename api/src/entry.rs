@@ -68,15 +68,18 @@ pub enum EntryError {
     UnusedVerifier,
     #[error("an envelope signature was verified by no verifier")]
     UnverifiedSignature,
-    /// Too large for an entry-bundle record; upstream fails at integration with a 500.
+    /// Too large for an entry-bundle record. Upstream fails at integration with a 500; here
+    /// the request is refused before anything is sequenced (400): the size follows from the
+    /// request alone, and a body this large could never be integrated.
     #[error("canonical body of {size} bytes exceeds {MAX_ENTRY_SIZE}")]
     EntryTooLarge { size: usize },
 }
 
 impl EntryError {
-    /// Whether this is the client's fault (400) rather than the log's (500).
+    /// Whether this is the client's fault (400) rather than the log's (500). Every validation
+    /// error is decided by the request alone, so this is always `true`.
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, EntryError::EntryTooLarge { .. })
+        true
     }
 }
 
@@ -128,7 +131,12 @@ impl EntryValidator {
                 "invalid type, must be either hashedrekord or dsse"
             }
             (EntryError::InvalidType, _) => "invalid type, must be hashedrekord",
-            (EntryError::EntryTooLarge { .. }, _) => "failed to integrate entry",
+            (EntryError::EntryTooLarge { .. }, Some(EntryKind::Dsse)) => {
+                "invalid dsse request: the canonical entry would exceed 65535 bytes"
+            }
+            (EntryError::EntryTooLarge { .. }, _) => {
+                "invalid hashedrekord request: the canonical entry would exceed 65535 bytes"
+            }
             (_, Some(EntryKind::Dsse)) => "invalid dsse request",
             _ => "invalid hashedrekord request",
         }
@@ -340,7 +348,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bodies_over_the_bundle_record_limit_are_a_server_failure() {
+    fn bodies_over_the_bundle_record_limit_are_a_client_error() {
         let validator = EntryValidator::new(AlgorithmPolicy::default(), false);
         let error = finish(EntryKind::HashedRekord, vec![b'x'; MAX_ENTRY_SIZE + 1]).unwrap_err();
         assert_eq!(
@@ -349,10 +357,14 @@ mod tests {
                 size: MAX_ENTRY_SIZE + 1
             }
         );
-        assert!(!error.is_client_error());
+        assert!(error.is_client_error());
         assert_eq!(
             validator.client_message(&error, Some(EntryKind::HashedRekord)),
-            "failed to integrate entry"
+            "invalid hashedrekord request: the canonical entry would exceed 65535 bytes"
+        );
+        assert_eq!(
+            validator.client_message(&error, Some(EntryKind::Dsse)),
+            "invalid dsse request: the canonical entry would exceed 65535 bytes"
         );
         assert!(finish(EntryKind::HashedRekord, vec![b'x'; MAX_ENTRY_SIZE]).is_ok());
     }

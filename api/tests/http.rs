@@ -664,3 +664,59 @@ async fn narrowed_algorithm_list_rejects_the_rest() {
     );
     assert_eq!(log.size().await, 0);
 }
+
+/// Issue #12, item 10: a validly signed request whose canonical body would exceed the 65,535-byte
+/// bundle-record limit is the client's fault: 400 with the reason, nothing logged (upstream
+/// answers 500 `failed to integrate entry`).
+#[actix_web::test]
+async fn a_validly_signed_entry_too_large_to_log_is_a_400() {
+    use der::{Decode as _, Encode as _};
+    use sha2::Digest as _;
+    use signature::hazmat::PrehashSigner as _;
+    use x509_cert::der::asn1::{ObjectIdentifier, OctetString};
+    use x509_cert::ext::Extension;
+    use x509_cert::spki::SubjectPublicKeyInfoOwned;
+
+    let (log, state) = log_and_state(upstream_ed25519_signer(), ApiConfig::default()).await;
+    let app = app!(state);
+    let client = P256Client::new();
+    // The test certificate with the client's key and a 50,000-byte private extension: the log
+    // reads only the key out of a certificate, so it verifies.
+    let keys = &vectors()["keys"];
+    let der = b64(keys["x509_certificate_p256"]["certificate_der_b64"]
+        .as_str()
+        .unwrap());
+    let mut cert = x509_cert::Certificate::from_der(&der).unwrap();
+    cert.tbs_certificate.subject_public_key_info =
+        SubjectPublicKeyInfoOwned::from_der(&client.spki).unwrap();
+    cert.tbs_certificate
+        .extensions
+        .get_or_insert_with(Vec::new)
+        .push(Extension {
+            extn_id: ObjectIdentifier::new_unwrap("1.3.6.1.4.1.55555.1"),
+            critical: false,
+            extn_value: OctetString::new(vec![0x5a; 50_000]).unwrap(),
+        });
+    let cert = cert.to_der().unwrap();
+    let digest = sha2::Sha256::digest(b"large");
+    let signature: p256::ecdsa::Signature = client.key.sign_prehash(&digest).unwrap();
+    let request = json!({"hashedRekordRequestV002": {
+        "digest": b64e(&digest),
+        "signature": {
+            "content": b64e(signature.to_der().as_bytes()),
+            "verifier": {"x509Certificate": {"rawBytes": b64e(&cert)}, "keyDetails": "PKIX_ECDSA_P256_SHA_256"}
+        }
+    }});
+    let response = test::call_service(&app, post(request.to_string()).to_request()).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let got: Value = test::read_body_json(response).await;
+    assert_eq!(
+        got,
+        json!({
+            "code": 3,
+            "message": "invalid hashedrekord request: the canonical entry would exceed 65535 bytes",
+            "details": []
+        })
+    );
+    assert_eq!(log.size().await, 0);
+}

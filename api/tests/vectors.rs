@@ -466,3 +466,22 @@ fn section_15_4_log_ids() {
         "adf42d0b4478f2d07e5c8c3e63640a7e41b440c19dc47010c3a4936af75d85b6"
     );
 }
+
+/// The leader's check of forwarded entries (issue #12, item 4) accepts exactly what validation
+/// writes: the §15 vectors pass, legacy dsse only where it is enabled.
+#[test]
+fn the_forwarded_entry_check_accepts_the_section_15_bodies() {
+    use rekor_api::canonical::{check_canonical_body, CanonicalBodyError};
+    assert_eq!(
+        check_canonical_body(SECTION_15_1_BODY.as_bytes(), false),
+        Ok(EntryKind::HashedRekord)
+    );
+    assert_eq!(
+        check_canonical_body(SECTION_15_2_BODY.as_bytes(), true),
+        Ok(EntryKind::Dsse)
+    );
+    assert_eq!(
+        check_canonical_body(SECTION_15_2_BODY.as_bytes(), false),
+        Err(CanonicalBodyError::KindNotAccepted("dsse".into()))
+    );
+}

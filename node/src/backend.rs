@@ -90,6 +90,13 @@ impl NodeBackend {
             match attempt {
                 Ok(outcome) => return Ok(outcome),
                 Err(SequenceError::Frozen) => return Err(SubmitError::Frozen),
+                // This node validated the entry, yet the leader or the state machine refuses
+                // it: a server-side disagreement (configuration, version), not the client's
+                // fault, and retrying cannot change the verdict.
+                Err(SequenceError::Refused(reason)) => {
+                    warn!(%reason, "the log refused a validated entry");
+                    return Err(SubmitError::Internal(format!("entry refused: {reason}")));
+                }
                 Err(SequenceError::Overloaded) => {
                     self.metrics.pushback_total.inc();
                     return Err(SubmitError::Overloaded);
@@ -160,7 +167,10 @@ impl NodeBackend {
                 self.sequence(sequenced, deadline).await?
             }
         };
-        let index = outcome.index();
+        let Some(index) = outcome.index() else {
+            // `sequence` turns a refusal into an error; this is only a safety net.
+            return Err(SubmitError::Internal("entry refused by the log".into()));
+        };
         let checkpoint = self.wait_covering(index, deadline).await?;
         if let AppendOutcome::Duplicate { index } = outcome {
             self.metrics.dedup_hits_total.inc();

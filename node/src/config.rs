@@ -12,6 +12,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Deserialize;
 
+/// Largest `--batch-max-bytes`: a quarter of the peers' AppendEntries body cap, so one Raft
+/// entry (a batch plus its framing and one entry over the bound) always fits an AppendEntries.
+pub const MAX_BATCH_MAX_BYTES: usize = rekor_raft::server::DEFAULT_MAX_RPC_BODY / 4;
+
 /// Flags of `serve`. Field docs are the `--help` text.
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -71,6 +75,12 @@ pub struct ServeArgs {
     /// Most entries per Raft command. Default: 512.
     #[arg(long, env = "REKOR_BATCH_MAX_SIZE")]
     pub batch_max_size: Option<usize>,
+
+    /// Most entry-body bytes per Raft command (a batch; one larger entry still goes alone).
+    /// At most 16777216, so one command stays far below the peers' AppendEntries body cap.
+    /// Default: 4194304.
+    #[arg(long, env = "REKOR_BATCH_MAX_BYTES")]
+    pub batch_max_bytes: Option<usize>,
 
     /// Longest an entry waits for its batch to fill, in milliseconds. Default: 20.
     #[arg(long, env = "REKOR_BATCH_MAX_AGE_MS")]
@@ -216,6 +226,7 @@ pub struct ServeConfig {
     pub cluster_secret: SecretSource,
     pub tile_store: String,
     pub batch_max_size: usize,
+    pub batch_max_bytes: usize,
     pub batch_max_age: Duration,
     pub checkpoint_interval: Duration,
     pub republish_interval: Duration,
@@ -301,6 +312,7 @@ impl ServeArgs {
             cluster_secret_file,
             tile_store,
             batch_max_size,
+            batch_max_bytes,
             batch_max_age_ms,
             checkpoint_interval_ms,
             republish_interval_s,
@@ -367,6 +379,12 @@ impl ServeArgs {
         if batch_max_size == 0 {
             bail!("--batch-max-size must be at least 1");
         }
+        let batch_max_bytes = self
+            .batch_max_bytes
+            .unwrap_or(crate::sequencer::DEFAULT_MAX_BATCH_BYTES);
+        if !(1..=MAX_BATCH_MAX_BYTES).contains(&batch_max_bytes) {
+            bail!("--batch-max-bytes must be from 1 to {MAX_BATCH_MAX_BYTES}");
+        }
         let raft_timing = RaftTiming {
             heartbeat_ms: self
                 .raft_heartbeat_ms
@@ -400,6 +418,7 @@ impl ServeArgs {
             cluster_secret,
             tile_store,
             batch_max_size,
+            batch_max_bytes,
             batch_max_age: Duration::from_millis(self.batch_max_age_ms.unwrap_or(20)),
             checkpoint_interval: Duration::from_millis(
                 self.checkpoint_interval_ms.unwrap_or(25).max(1),
@@ -550,6 +569,22 @@ mod tests {
         assert_eq!(config.node_id, 7);
         assert_eq!(config.origin, "flag.example");
         assert_eq!(config.batch_max_size, 9);
+    }
+
+    #[test]
+    fn batch_byte_bound_defaults_to_4_mib_and_is_capped() {
+        let config = ServeArgs::default().resolve().unwrap();
+        assert_eq!(config.batch_max_bytes, 4 * 1024 * 1024);
+        let bounded = |bytes| {
+            ServeArgs {
+                batch_max_bytes: Some(bytes),
+                ..Default::default()
+            }
+            .resolve()
+        };
+        assert_eq!(bounded(1024).unwrap().batch_max_bytes, 1024);
+        assert!(bounded(0).is_err());
+        assert!(bounded(MAX_BATCH_MAX_BYTES + 1).is_err());
     }
 
     #[test]

@@ -2,6 +2,11 @@
 //! write forwarding from followers to the leader, and the admin calls behind `init`, `status`,
 //! `node add|remove|list` and `freeze`. Every route requires the cluster secret, checked from the
 //! headers by `rekor_raft::auth` before any body is read.
+//!
+//! The leader trusts nothing it cannot integrate: a forwarded entry was validated by the
+//! follower, but before it is sequenced the leader checks what it can without the request —
+//! identity, size, canonical form and an entry kind enabled here ([`check_forwarded`]) — since
+//! one committed entry that no integrator can write would halt the log.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -77,6 +82,8 @@ pub struct InternalState {
     pub state_machine: rekor_raft::StateReader,
     /// Admission control: forwarded entries count against the leader's bound too.
     pub pushback: crate::pushback::Pushback,
+    /// Whether legacy dsse entries are accepted here (`--enable-dsse`).
+    pub legacy_dsse: bool,
     /// Membership changes are serialised (openraft: concurrent changes can interleave).
     pub membership_lock: Mutex<()>,
 }
@@ -133,18 +140,17 @@ fn decode_forwarded<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Refuses entries whose identity is not the hash of their body (the state machine recomputes
-/// it anyway; a mismatch means a broken or hostile peer).
-fn check_identities<'a>(
-    mut entries: impl Iterator<Item = &'a SequencedEntry>,
-) -> Result<(), Refused> {
-    if entries.any(|entry| entry.identity != rekor_raft::types::identity_of(&entry.body)) {
-        return Err(Box::new(error(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "identity does not match body",
-        )));
+/// Why the leader refuses a forwarded entry, if it does: an identity that is not the hash of
+/// the body (a broken or hostile peer), or a body the public API of this node would not have
+/// produced (over the 65,535-byte bundle-record limit, not canonical, or of a kind not enabled
+/// here).
+fn check_forwarded(entry: &SequencedEntry, legacy_dsse: bool) -> Result<(), String> {
+    if entry.identity != rekor_raft::types::identity_of(&entry.body) {
+        return Err("identity does not match body".into());
     }
-    Ok(())
+    rekor_api::canonical::check_canonical_body(&entry.body, legacy_dsse)
+        .map(|_kind| ())
+        .map_err(|e| format!("forwarded entry refused: {e}"))
 }
 
 /// A follower forwards one validated entry; the leader sequences it and answers with its outcome
@@ -154,8 +160,9 @@ async fn sequence(state: web::Data<InternalState>, body: web::Bytes) -> HttpResp
         Ok(entry) => entry,
         Err(refused) => return *refused,
     };
-    if let Err(refused) = check_identities(std::iter::once(&entry)) {
-        return *refused;
+    if let Err(reason) = check_forwarded(&entry, state.legacy_dsse) {
+        warn!(%reason, "refusing a forwarded entry");
+        return error(actix_web::http::StatusCode::BAD_REQUEST, reason);
     }
     bincode_response(&sequence_entry(&state, entry).await)
 }
@@ -180,7 +187,9 @@ const MAX_FORWARD_BATCH_BODY: usize =
 
 /// A follower forwards a batch of validated entries ([`crate::forwarder`]); the leader sequences
 /// each (they join the sequencer's batches like local ones) and answers with their outcomes in
-/// order (bincode `Vec<Result<AppendOutcome, SequenceError>>`).
+/// order (bincode `Vec<Result<AppendOutcome, SequenceError>>`). An entry that fails
+/// [`check_forwarded`] gets `SequenceError::Refused` and is not sequenced; the rest of the batch
+/// is unaffected.
 async fn sequence_batch(state: web::Data<InternalState>, body: web::Bytes) -> HttpResponse {
     let entries: Vec<SequencedEntry> = match decode_forwarded(&body, MAX_FORWARD_BATCH_BODY) {
         Ok(entries) => entries,
@@ -192,14 +201,16 @@ async fn sequence_batch(state: web::Data<InternalState>, body: web::Bytes) -> Ht
             "too many entries in one batch",
         );
     }
-    if let Err(refused) = check_identities(entries.iter()) {
-        return *refused;
-    }
-    let outcomes = futures::future::join_all(
-        entries
-            .into_iter()
-            .map(|entry| sequence_entry(&state, entry)),
-    )
+    let outcomes = futures::future::join_all(entries.into_iter().map(|entry| {
+        let state = &state;
+        async move {
+            if let Err(reason) = check_forwarded(&entry, state.legacy_dsse) {
+                warn!(%reason, "refusing a forwarded entry");
+                return Err(SequenceError::Refused(reason));
+            }
+            sequence_entry(state, entry).await
+        }
+    }))
     .await;
     bincode_response(&outcomes)
 }

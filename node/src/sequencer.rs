@@ -2,7 +2,9 @@
 //!
 //! Runs on every node but only succeeds on the leader: `client_write` on a follower fails with
 //! `ForwardToLeader`, which the caller turns into a forward (see `backend`). A batch is flushed when
-//! it reaches `max_batch` entries or when its oldest entry has waited `max_age`.
+//! it reaches `max_batch` entries or `max_batch_bytes` bytes of entry bodies, or when its oldest
+//! entry has waited `max_age`. The byte bound keeps one Raft entry (one batch) far below the
+//! peers' AppendEntries body cap, so replication can always make progress one entry at a time.
 //!
 //! Ownership: the actor alone owns `pending`; the batch futures it spawns own their entries and
 //! reply channels. Durability: an outcome is sent only after `client_write` returned, i.e. after
@@ -38,6 +40,10 @@ pub enum SequenceError {
     /// The state machine answered something that is not an `Appended` of the batch's length.
     #[error("unexpected state machine response")]
     UnexpectedResponse,
+    /// The entry is refused for good: the leader's checks of a forwarded entry, or the state
+    /// machine's (an entry no integrator could write). Retrying cannot help.
+    #[error("entry refused: {0}")]
+    Refused(String),
 }
 
 /// Sequence one entry; resolves once its batch is committed and applied.
@@ -50,8 +56,11 @@ type Reply = oneshot::Sender<Result<AppendOutcome, SequenceError>>;
 pub struct Sequencer {
     raft: Raft,
     max_batch: usize,
+    max_batch_bytes: usize,
     max_age: Duration,
     pending: Vec<(SequencedEntry, Reply)>,
+    /// Body bytes in `pending`.
+    pending_bytes: usize,
     flush_timer: Option<SpawnHandle>,
     /// Bounds the batches in flight in Raft at once (bounded work, DESIGN.md invariant 6).
     in_flight: Arc<Semaphore>,
@@ -61,13 +70,31 @@ pub struct Sequencer {
 /// Batches in flight in Raft at once: enough to keep the pipeline full across an fsync.
 const MAX_BATCHES_IN_FLIGHT: usize = 8;
 
+/// Default bound of the entry bodies in one batch (one Raft entry): 4 MiB, 1/16 of the peers'
+/// AppendEntries body cap (`rekor_raft::server::DEFAULT_MAX_RPC_BODY`).
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// Batching limits of the [`Sequencer`].
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Most entries in one batch.
+    pub max_entries: usize,
+    /// Most entry-body bytes in one batch (a single larger entry still goes, alone).
+    pub max_bytes: usize,
+    /// Longest an entry waits for its batch to fill.
+    pub max_age: Duration,
+}
+
 impl Sequencer {
-    pub fn new(raft: Raft, max_batch: usize, max_age: Duration, metrics: NodeMetrics) -> Self {
+    pub fn new(raft: Raft, limits: BatchLimits, metrics: NodeMetrics) -> Self {
+        let max_batch = limits.max_entries.max(1);
         Self {
             raft,
             max_batch,
-            max_age,
+            max_batch_bytes: limits.max_bytes,
+            max_age: limits.max_age,
             pending: Vec::with_capacity(max_batch),
+            pending_bytes: 0,
             flush_timer: None,
             in_flight: Arc::new(Semaphore::new(MAX_BATCHES_IN_FLIGHT)),
             metrics,
@@ -82,6 +109,7 @@ impl Sequencer {
             return;
         }
         let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(self.max_batch));
+        self.pending_bytes = 0;
         let raft = self.raft.clone();
         let in_flight = self.in_flight.clone();
         let metrics = self.metrics.clone();
@@ -100,7 +128,12 @@ impl Sequencer {
             match result {
                 Ok(outcomes) => {
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                        let _ = reply.send(Ok(outcome));
+                        let _ = reply.send(match outcome {
+                            AppendOutcome::Refused { reason } => {
+                                Err(SequenceError::Refused(reason.to_string()))
+                            }
+                            outcome => Ok(outcome),
+                        });
                     }
                 }
                 Err(error) => {
@@ -147,8 +180,14 @@ impl Handler<Sequence> for Sequencer {
 
     fn handle(&mut self, Sequence(entry): Sequence, ctx: &mut Self::Context) -> Self::Result {
         let (reply, answer) = oneshot::channel();
+        let bytes = entry.body.len();
+        // An entry that would take the batch over its byte bound starts the next one.
+        if !self.pending.is_empty() && self.pending_bytes + bytes > self.max_batch_bytes {
+            self.flush(ctx);
+        }
         self.pending.push((entry, reply));
-        if self.pending.len() >= self.max_batch {
+        self.pending_bytes += bytes;
+        if self.pending.len() >= self.max_batch || self.pending_bytes >= self.max_batch_bytes {
             self.flush(ctx);
         } else if self.flush_timer.is_none() {
             self.flush_timer = Some(ctx.run_later(self.max_age, |act, ctx| {
@@ -161,5 +200,142 @@ impl Handler<Sequence> for Sequencer {
                 .await
                 .unwrap_or(Err(SequenceError::Raft("sequencer stopped".into())))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use rekor_raft::types::{Refusal, MAX_ENTRY_BODY};
+    use rekor_raft::{
+        build_config, open_stores, ClusterSecret, EngineConfig, HttpNetwork, NetworkConfig,
+        RaftTuning, SledEngine, StateReader,
+    };
+
+    use super::*;
+
+    /// A one-node Raft on real stores under `dir`, initialised and leading.
+    async fn single_node_raft(dir: &Path) -> (Raft, StateReader) {
+        let engine = SledEngine::open(&EngineConfig::new(dir.join("raft"))).unwrap();
+        let (log, sm) = open_stores(&engine, dir).unwrap();
+        let reader = sm.reader();
+        let network = HttpNetwork::new(NetworkConfig::new(1, ClusterSecret::new("s"))).unwrap();
+        let config = Arc::new(build_config(&RaftTuning::default()).unwrap());
+        let raft = Raft::new(1, config, network, log, sm).await.unwrap();
+        raft.initialize(BTreeMap::from([(1, NodeAddress::default())]))
+            .await
+            .unwrap();
+        raft.wait(Some(Duration::from_secs(20)))
+            .metrics(|m| m.current_leader == Some(1), "node 1 leads")
+            .await
+            .unwrap();
+        (raft, reader)
+    }
+
+    fn start(raft: &Raft, max_entries: usize, max_bytes: usize) -> Addr<Sequencer> {
+        let metrics = NodeMetrics::register(&prometheus::Registry::new()).unwrap();
+        let limits = BatchLimits {
+            max_entries,
+            max_bytes,
+            // Never by age here: every flush below is by count or bytes.
+            max_age: Duration::from_secs(3600),
+        };
+        Sequencer::new(raft.clone(), limits, metrics).start()
+    }
+
+    /// Sends every body at once and waits (bounded) for all outcomes, in order.
+    async fn sequence_all(
+        sequencer: &Addr<Sequencer>,
+        bodies: Vec<Vec<u8>>,
+    ) -> Vec<Result<AppendOutcome, SequenceError>> {
+        let sends = bodies
+            .into_iter()
+            .map(|body| sequencer.send(Sequence(SequencedEntry::new(body))));
+        tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(sends))
+            .await
+            .expect("every entry is answered")
+            .into_iter()
+            .map(|sent| sent.expect("the sequencer answers"))
+            .collect()
+    }
+
+    /// Issue #12 item 6: with up to `max_entries` waiting, a batch still never carries more
+    /// than `max_bytes` of bodies. Each batch is one Append, whose end is a batch boundary of
+    /// the state machine.
+    #[actix_rt::test]
+    async fn batches_never_exceed_the_byte_bound() {
+        const BODY: usize = 10_000;
+        const ENTRIES: usize = 39;
+        const MAX_BYTES: usize = 3 * BODY;
+        let dir = tempfile::tempdir().unwrap();
+        let (raft, reader) = single_node_raft(dir.path()).await;
+        // The count bound alone would make one batch of all of them.
+        let sequencer = start(&raft, ENTRIES, MAX_BYTES);
+        let bodies = (0..ENTRIES)
+            .map(|i| {
+                let mut body = vec![b'x'; BODY];
+                body[..8].copy_from_slice(&(i as u64).to_be_bytes());
+                body
+            })
+            .collect();
+        let outcomes = sequence_all(&sequencer, bodies).await;
+        let indices: Vec<u64> = outcomes
+            .iter()
+            .map(|outcome| match outcome {
+                Ok(AppendOutcome::Logged { index }) => *index,
+                other => panic!("expected Logged, got {other:?}"),
+            })
+            .collect();
+        assert_eq!(indices, (0..ENTRIES as u64).collect::<Vec<_>>());
+        let boundaries = reader.batch_boundaries(0, ENTRIES as u64).unwrap();
+        let mut start = 0;
+        for end in &boundaries {
+            let bytes = (end - start) as usize * BODY;
+            assert!(
+                bytes <= MAX_BYTES,
+                "batch {start}..{end} carries {bytes} bytes, over {MAX_BYTES}"
+            );
+            start = *end;
+        }
+        assert_eq!(start, ENTRIES as u64);
+        assert_eq!(boundaries.len(), ENTRIES / 3);
+        raft.shutdown().await.unwrap();
+    }
+
+    /// An entry the state machine refuses fails alone, for good; its batch logs.
+    #[actix_rt::test]
+    async fn a_refused_entry_fails_alone_and_its_batch_logs() {
+        let dir = tempfile::tempdir().unwrap();
+        let (raft, reader) = single_node_raft(dir.path()).await;
+        let sequencer = start(&raft, 3, DEFAULT_MAX_BATCH_BYTES);
+        let outcomes = sequence_all(
+            &sequencer,
+            vec![
+                b"first".to_vec(),
+                vec![b'x'; MAX_ENTRY_BODY + 1],
+                b"second".to_vec(),
+            ],
+        )
+        .await;
+        assert!(matches!(
+            outcomes[0],
+            Ok(AppendOutcome::Logged { index: 0 })
+        ));
+        let refusal = Refusal::TooLarge {
+            size: MAX_ENTRY_BODY as u64 + 1,
+        };
+        assert!(
+            matches!(&outcomes[1], Err(SequenceError::Refused(reason)) if *reason == refusal.to_string()),
+            "{:?}",
+            outcomes[1]
+        );
+        assert!(matches!(
+            outcomes[2],
+            Ok(AppendOutcome::Logged { index: 1 })
+        ));
+        assert_eq!(reader.applied().size, 2);
+        raft.shutdown().await.unwrap();
     }
 }

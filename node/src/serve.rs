@@ -146,8 +146,11 @@ async fn serve(config: ServeConfig) -> Result<()> {
     );
     let sequencer = Sequencer::new(
         raft.clone(),
-        config.batch_max_size,
-        config.batch_max_age,
+        crate::sequencer::BatchLimits {
+            max_entries: config.batch_max_size,
+            max_bytes: config.batch_max_bytes,
+            max_age: config.batch_max_age,
+        },
         metrics.clone(),
     )
     .start();
@@ -263,6 +266,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         served,
         state_machine,
         pushback,
+        legacy_dsse: config.enable_dsse,
         membership_lock: tokio::sync::Mutex::new(()),
     });
     let raft_server_config = rekor_raft::RaftServerConfig::new(config.node_id, secret.clone());

@@ -18,6 +18,12 @@
 //! - answer 200 with the encoded `Result<Response, RaftError>`; 401 without the right secret;
 //!   421 for another node; 400 for an undecodable body; 413 for an oversized one.
 //!
+//! Payload size: an AppendEntries is never sent larger than [`NetworkConfig::max_append_body`]
+//! (the peer's cap), and a 413 from the peer is answered the same way: the client returns
+//! openraft's `PayloadTooLarge` with a smaller entry count, and openraft resends fewer entries
+//! at once instead of retrying the same oversized request forever. One Raft entry (one
+//! sequencer batch, bounded in bytes) always fits the cap on its own.
+//!
 //! One shared `reqwest::Client` (keep-alive pool, connect timeout) serves every peer; each RPC
 //! is bounded by openraft's `RPCOption::hard_ttl`. Connection failures and refusals (401, 421)
 //! become `RPCError::Unreachable`, so openraft backs off instead of retrying hot.
@@ -27,7 +33,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{
-    InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout,
+    Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -103,18 +110,30 @@ pub struct NetworkConfig {
     pub connect_timeout: Duration,
     /// Upper bound of any one RPC (the per-RPC TTL from openraft is applied on top).
     pub request_timeout: Duration,
+    /// Largest AppendEntries body sent: the peers' body cap
+    /// ([`crate::server::RaftServerConfig::max_rpc_body`]). A larger request of several
+    /// entries is not sent; openraft is asked for fewer entries instead.
+    pub max_append_body: usize,
 }
 
 impl NetworkConfig {
-    /// Defaults: 200 ms connect timeout, 30 s request ceiling.
+    /// Defaults: 200 ms connect timeout, 30 s request ceiling, the default server body cap.
     pub fn new(node_id: NodeId, secret: ClusterSecret) -> Self {
         Self {
             node_id,
             secret,
             connect_timeout: Duration::from_millis(200),
             request_timeout: Duration::from_secs(30),
+            max_append_body: crate::server::DEFAULT_MAX_RPC_BODY,
         }
     }
+}
+
+/// How many of `entries` entries to send next after `entries` took `size` bytes against a cap
+/// of `cap`: proportionally fewer, at least one, always fewer than before.
+fn entries_hint(entries: u64, size: usize, cap: usize) -> u64 {
+    let proportional = (entries as u128 * cap as u128 / size.max(1) as u128) as u64;
+    proportional.min(entries.saturating_sub(1)).max(1)
 }
 
 /// Why the Raft network could not be built.
@@ -193,6 +212,12 @@ enum WireError {
     Http(reqwest::Error),
 }
 
+fn encode<Req: Serialize, E: std::error::Error>(
+    request: &Req,
+) -> Result<Vec<u8>, RPCError<NodeId, NodeAddress, E>> {
+    codec::encode(request).map_err(|e| RPCError::Network(NetworkError::new(&WireError::Encode(e))))
+}
+
 impl PeerClient {
     async fn call<Req, Resp, E>(
         &self,
@@ -206,8 +231,24 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let body = codec::encode(request)
-            .map_err(|e| RPCError::Network(NetworkError::new(&WireError::Encode(e))))?;
+        let body = encode(request)?;
+        self.post(path, action, body, option, None).await
+    }
+
+    /// POST an encoded request. `too_large_hint`: for an AppendEntries that can be split, the
+    /// entry count to ask openraft for if the peer answers 413.
+    async fn post<Resp, E>(
+        &self,
+        path: &str,
+        action: RPCTypes,
+        body: Vec<u8>,
+        option: &RPCOption,
+        too_large_hint: Option<u64>,
+    ) -> Result<Resp, RPCError<NodeId, NodeAddress, E>>
+    where
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
         let ttl = option.hard_ttl().min(self.config.request_timeout);
         let timeout = || {
             RPCError::Timeout(Timeout {
@@ -243,6 +284,15 @@ impl PeerClient {
         if !status.is_success() {
             let body = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
             let status = status.as_u16();
+            if let (413, Some(hint)) = (status, too_large_hint) {
+                return Err(RPCError::PayloadTooLarge(
+                    PayloadTooLarge::new_entries_hint(hint).with_source_error(&WireError::Status {
+                        target: self.target,
+                        status,
+                        body,
+                    }),
+                ));
+            }
             // A refusal is a configuration problem (secret, address): back off.
             return Err(if status == 401 || status == 421 {
                 RPCError::Unreachable(Unreachable::new(&WireError::Refused {
@@ -271,7 +321,27 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeAddress, RaftError<NodeId>>>
     {
-        self.call(APPEND_PATH, RPCTypes::AppendEntries, &rpc, &option)
+        let entries = rpc.entries.len() as u64;
+        let body = encode(&rpc)?;
+        let cap = self.config.max_append_body;
+        // More than one entry can be split; a single entry goes whatever its size (the
+        // sequencer's byte bound keeps it below any sane cap).
+        let splittable = entries > 1;
+        if splittable && body.len() > cap {
+            tracing::debug!(
+                target = self.target,
+                entries,
+                bytes = body.len(),
+                cap,
+                "AppendEntries over the peer's body cap: asking for fewer entries"
+            );
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(entries_hint(entries, body.len(), cap)),
+            ));
+        }
+        // The peer's cap is below ours: how far is unknown, so halve.
+        let hint = splittable.then(|| (entries / 2).max(1));
+        self.post(APPEND_PATH, RPCTypes::AppendEntries, body, &option, hint)
             .await
     }
 
@@ -299,6 +369,150 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+
+    use crate::types::{Command, SequencedEntry};
+
+    /// A peer whose append route caps bodies at `cap` with actix's payload limit, as the real
+    /// route does (413 beyond it), and answers `Success` to what it accepts. Returns its
+    /// address, the count of requests that reached the handler, and its handle.
+    fn start_peer(cap: usize) -> (String, Arc<AtomicUsize>, actix_web::dev::ServerHandle) {
+        use actix_web::{web, App, HttpResponse, HttpServer};
+        let handled = Arc::new(AtomicUsize::new(0));
+        let counter = handled.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = HttpServer::new(move || {
+                    let counter = counter.clone();
+                    App::new().service(
+                        web::resource(format!("{RAFT_SCOPE}{APPEND_PATH}"))
+                            .app_data(web::PayloadConfig::new(cap))
+                            .route(web::post().to(move |_body: web::Bytes| {
+                                counter.fetch_add(1, Ordering::SeqCst);
+                                let answer: Result<
+                                    AppendEntriesResponse<NodeId>,
+                                    RaftError<NodeId>,
+                                > = Ok(AppendEntriesResponse::Success);
+                                let bytes = codec::encode(&answer).unwrap();
+                                async move { HttpResponse::Ok().body(bytes) }
+                            })),
+                    )
+                })
+                .workers(1)
+                .bind(("127.0.0.1", 0))
+                .unwrap();
+                let addr = server.addrs()[0];
+                let server = server.run();
+                tx.send((addr, server.handle())).unwrap();
+                server.await.unwrap();
+            })
+        });
+        let (addr, handle) = rx.recv().unwrap();
+        (addr.to_string(), handled, handle)
+    }
+
+    async fn client(addr: &str, max_append_body: usize) -> PeerClient {
+        let mut config = NetworkConfig::new(1, ClusterSecret::new("secret"));
+        config.max_append_body = max_append_body;
+        let mut network = HttpNetwork::new(config).unwrap();
+        let node = NodeAddress {
+            internal_addr: addr.to_owned(),
+            public_addr: addr.to_owned(),
+        };
+        network.new_client(2, &node).await
+    }
+
+    /// `count` Raft entries, each an `Append` of one body of `body_bytes` bytes.
+    fn append_request(count: u64, body_bytes: usize) -> AppendEntriesRequest<TypeConfig> {
+        let log_id = |index| LogId::new(CommittedLeaderId::new(1, 1), index);
+        AppendEntriesRequest {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: None,
+            entries: (1..=count)
+                .map(|index| Entry {
+                    log_id: log_id(index),
+                    payload: EntryPayload::Normal(Command::Append {
+                        entries: vec![SequencedEntry::new(vec![index as u8; body_bytes])],
+                    }),
+                })
+                .collect(),
+            leader_commit: None,
+        }
+    }
+
+    fn option() -> RPCOption {
+        RPCOption::new(Duration::from_secs(5))
+    }
+
+    #[tokio::test]
+    async fn a_413_from_the_peer_asks_openraft_for_fewer_entries() {
+        let (addr, handled, server) = start_peer(4 * 1024);
+        let mut peer = client(&addr, usize::MAX).await;
+        match peer.append_entries(append_request(8, 1024), option()).await {
+            Err(RPCError::PayloadTooLarge(too_large)) => {
+                assert_eq!(too_large.action(), RPCTypes::AppendEntries);
+                assert_eq!(too_large.entries_hint(), 4);
+            }
+            other => panic!("expected PayloadTooLarge, got {other:?}"),
+        }
+        // One entry cannot be split: a plain network error, as before.
+        match peer
+            .append_entries(append_request(1, 8 * 1024), option())
+            .await
+        {
+            Err(RPCError::Network(_)) => {}
+            other => panic!("expected a network error, got {other:?}"),
+        }
+        // What fits goes through.
+        assert!(matches!(
+            peer.append_entries(append_request(2, 100), option()).await,
+            Ok(AppendEntriesResponse::Success)
+        ));
+        assert_eq!(handled.load(Ordering::SeqCst), 1);
+        server.stop(false).await;
+    }
+
+    #[tokio::test]
+    async fn an_append_over_the_peer_cap_is_not_sent() {
+        let (addr, handled, server) = start_peer(64 * 1024 * 1024);
+        let cap = 4 * 1024;
+        let mut peer = client(&addr, cap).await;
+        match peer.append_entries(append_request(8, 1024), option()).await {
+            Err(RPCError::PayloadTooLarge(too_large)) => {
+                let hint = too_large.entries_hint();
+                assert!((1..8).contains(&hint), "hint {hint}");
+                // The hinted count of these equal entries fits the cap.
+                let body = codec::encode(&append_request(hint, 1024)).unwrap();
+                assert!(
+                    body.len() <= cap,
+                    "{} entries take {} bytes",
+                    hint,
+                    body.len()
+                );
+            }
+            other => panic!("expected PayloadTooLarge, got {other:?}"),
+        }
+        assert_eq!(handled.load(Ordering::SeqCst), 0, "nothing was sent");
+        // A single entry over the cap still goes (it cannot be split).
+        assert!(matches!(
+            peer.append_entries(append_request(1, 8 * 1024), option())
+                .await,
+            Ok(AppendEntriesResponse::Success)
+        ));
+        assert_eq!(handled.load(Ordering::SeqCst), 1);
+        server.stop(false).await;
+    }
+
+    #[test]
+    fn entries_hint_is_proportional_and_always_smaller() {
+        assert_eq!(entries_hint(64, 128, 64), 32);
+        assert_eq!(entries_hint(2, 1_000_000, 10), 1);
+        assert_eq!(entries_hint(10, 11, 10), 9);
+        assert_eq!(entries_hint(1, 100, 10), 1);
+    }
 
     #[test]
     fn secret_verification_accepts_only_the_exact_secret() {

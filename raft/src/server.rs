@@ -21,8 +21,11 @@ use crate::network::{
 };
 use crate::types::{NodeId, Raft};
 
-/// Default cap of AppendEntries and Vote bodies: 64 MiB (a full `max_payload_entries` batch of
-/// large Append commands).
+/// Default cap of AppendEntries and Vote bodies: 64 MiB. The client never sends a larger
+/// AppendEntries of several entries (`NetworkConfig::max_append_body`, the same default) and
+/// maps a 413 to openraft's `PayloadTooLarge`, so this cap only has to exceed the largest
+/// single Raft entry: one sequencer batch, at most 16 MiB of entry bodies (the node's
+/// `--batch-max-bytes` limit).
 pub const DEFAULT_MAX_RPC_BODY: usize = 64 * 1024 * 1024;
 /// Default cap of one InstallSnapshot chunk body: 16 MiB (chunks are
 /// `Config::snapshot_max_chunk_size`, see [`crate::config`]).

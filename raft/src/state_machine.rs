@@ -48,8 +48,8 @@ use crate::engine::{index_key, EngineError, Keyspace, ScanOrder, WriteBatch};
 use crate::entry_files::EntryFiles;
 use crate::snapshot;
 use crate::types::{
-    identity_of, AppendOutcome, Command, CommandResponse, NodeAddress, NodeId, SequencedEntry,
-    TypeConfig,
+    identity_of, refusal_of, AppendOutcome, Command, CommandResponse, NodeAddress, NodeId,
+    SequencedEntry, TypeConfig,
 };
 
 /// Name of the engine keyspace that holds the state machine.
@@ -423,6 +423,14 @@ fn apply_append(
 ) -> Result<Vec<AppendOutcome>, StateMachineError> {
     let mut outcomes = Vec::with_capacity(entries.len());
     for entry in entries {
+        // An entry no integrator could write would stop every node's integrator at it for good
+        // (the entry-bundle record length is a u16). Refused from its bytes alone, so every node
+        // refuses the same entries: it takes no index and leaves no identity record.
+        if let Some(reason) = refusal_of(&entry.body) {
+            tracing::warn!(%reason, "Append entry refused");
+            outcomes.push(AppendOutcome::Refused { reason });
+            continue;
+        }
         // The identity is recomputed rather than trusted: dedup is the state machine's
         // authority (DESIGN.md, "Dedup"), and a proposer's wrong identity must not make two
         // different bodies collide or one body log twice. Every node computes the same.

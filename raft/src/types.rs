@@ -106,14 +106,53 @@ pub enum AppendOutcome {
         /// The index of the first occurrence.
         index: u64,
     },
+    /// Not logged: no integrator could take this entry (see [`Refusal`]). It got no index and
+    /// no identity record; the rest of its batch is unaffected.
+    Refused {
+        /// Why.
+        reason: Refusal,
+    },
 }
 
 impl AppendOutcome {
-    /// The log index of the entry, new or earlier.
-    pub fn index(&self) -> u64 {
+    /// The log index of the entry, new or earlier; `None` for a refused entry.
+    pub fn index(&self) -> Option<u64> {
         match self {
-            AppendOutcome::Logged { index } | AppendOutcome::Duplicate { index } => *index,
+            AppendOutcome::Logged { index } | AppendOutcome::Duplicate { index } => Some(*index),
+            AppendOutcome::Refused { .. } => None,
         }
+    }
+}
+
+/// Why the state machine refused an entry of an `Append`. Decided from the entry alone, so
+/// every node refuses the same entries. New variants go at the end only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    /// An empty body is not a log entry.
+    #[error("empty entry body")]
+    Empty,
+    /// The body does not fit an entry-bundle record (a u16 length: at most
+    /// [`MAX_ENTRY_BODY`] bytes).
+    #[error("entry body of {size} bytes exceeds the entry-bundle record limit of {MAX_ENTRY_BODY} bytes")]
+    TooLarge {
+        /// The body's length.
+        size: u64,
+    },
+}
+
+/// Largest body the state machine logs: the entry-bundle record limit of the tile store.
+pub const MAX_ENTRY_BODY: usize = rekor_storage::tiles::MAX_ENTRY_SIZE;
+
+/// Whether the state machine would refuse `body`, and why.
+pub fn refusal_of(body: &[u8]) -> Option<Refusal> {
+    if body.is_empty() {
+        Some(Refusal::Empty)
+    } else if body.len() > MAX_ENTRY_BODY {
+        Some(Refusal::TooLarge {
+            size: body.len() as u64,
+        })
+    } else {
+        None
     }
 }
 
@@ -140,6 +179,27 @@ mod tests {
 
     /// The `serde_bytes` body must not change the encoding: Raft logs, snapshots and forwarded
     /// entries written before it decode the same.
+    /// Variants are appended, so `Logged` and `Duplicate` keep their bincode encoding.
+    #[test]
+    fn append_outcome_encoding_of_existing_variants_is_unchanged() {
+        let logged = bincode::serialize(&AppendOutcome::Logged { index: 7 }).unwrap();
+        assert_eq!(logged, bincode::serialize(&(0u32, 7u64)).unwrap());
+        let duplicate = bincode::serialize(&AppendOutcome::Duplicate { index: 7 }).unwrap();
+        assert_eq!(duplicate, bincode::serialize(&(1u32, 7u64)).unwrap());
+    }
+
+    #[test]
+    fn refusal_is_for_empty_and_oversized_bodies_only() {
+        assert_eq!(refusal_of(b""), Some(Refusal::Empty));
+        assert_eq!(refusal_of(&vec![b'x'; MAX_ENTRY_BODY]), None);
+        assert_eq!(
+            refusal_of(&vec![b'x'; MAX_ENTRY_BODY + 1]),
+            Some(Refusal::TooLarge {
+                size: MAX_ENTRY_BODY as u64 + 1
+            })
+        );
+    }
+
     #[test]
     fn sequenced_entry_encoding_is_a_plain_length_prefixed_vec() {
         let entry = SequencedEntry::new(b"canonical body".to_vec());

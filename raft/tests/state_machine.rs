@@ -488,3 +488,72 @@ async fn records_of_the_engine_only_layout_are_moved_into_files_at_open() {
         ])
     );
 }
+
+/// An entry no integrator could write (issue #12, item 4) is refused by the state machine alone:
+/// no index, no identity record, and the entries around it log as if it were not there.
+#[tokio::test]
+async fn an_oversized_or_empty_entry_is_refused_and_the_rest_of_its_batch_logs() {
+    use rekor_raft::types::{Refusal, MAX_ENTRY_BODY};
+    let dir = tempfile::tempdir().unwrap();
+    let (_engine, _log, mut sm) = open(dir.path());
+    let reader = sm.reader();
+    let oversized = vec![b'x'; MAX_ENTRY_BODY + 1];
+    let command = Command::Append {
+        entries: vec![
+            SequencedEntry::new(b"good one".to_vec()),
+            SequencedEntry::new(oversized.clone()),
+            SequencedEntry::new(Vec::new()),
+            SequencedEntry::new(b"good two".to_vec()),
+        ],
+    };
+    assert_eq!(
+        apply_one(&mut sm, 1, command).await,
+        CommandResponse::Appended(vec![
+            AppendOutcome::Logged { index: 0 },
+            AppendOutcome::Refused {
+                reason: Refusal::TooLarge {
+                    size: MAX_ENTRY_BODY as u64 + 1
+                }
+            },
+            AppendOutcome::Refused {
+                reason: Refusal::Empty
+            },
+            AppendOutcome::Logged { index: 1 },
+        ])
+    );
+    let applied = reader.applied();
+    assert_eq!(applied.size, 2);
+    assert_eq!(applied.root, root_of(&["good one", "good two"]));
+    assert_eq!(
+        reader.leaves(0..2).await.unwrap(),
+        vec![b"good one".to_vec(), b"good two".to_vec()]
+    );
+    let identity = rekor_raft::types::identity_of(&oversized);
+    assert_eq!(reader.lookup_identity(&identity).unwrap(), None);
+    // Refused again later: it is never a duplicate of anything.
+    assert_eq!(
+        apply_one(
+            &mut sm,
+            2,
+            Command::Append {
+                entries: vec![
+                    SequencedEntry::new(oversized),
+                    SequencedEntry::new(b"good three".to_vec()),
+                ],
+            },
+        )
+        .await,
+        CommandResponse::Appended(vec![
+            AppendOutcome::Refused {
+                reason: Refusal::TooLarge {
+                    size: MAX_ENTRY_BODY as u64 + 1
+                }
+            },
+            AppendOutcome::Logged { index: 2 },
+        ])
+    );
+    assert_eq!(
+        reader.applied().root,
+        root_of(&["good one", "good two", "good three"])
+    );
+}
