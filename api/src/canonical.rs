@@ -11,7 +11,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::backend::EntryKind;
 use crate::key_details::{HashAlgorithm, PublicKeyDetails};
-use crate::proto_json::{decode_bytes, encode_bytes, JsonValue};
+use crate::proto_json::{decode_bytes, encode_bytes};
+use serde_json::Value as JsonValue;
 use crate::request::{Verifier, VerifierMaterial};
 
 /// C2SP tlog-tiles: entry-bundle records carry a uint16 length, so a body is at most 65,535 bytes.
@@ -242,8 +243,9 @@ pub fn check_canonical_body(
     if body.len() > MAX_ENTRY_SIZE {
         return Err(CanonicalBodyError::TooLarge { size: body.len() });
     }
-    let value = crate::proto_json::parse_first_value(body)
-        .map_err(|e| CanonicalBodyError::NotJson(e.to_string()))?;
+    // The body is at most MAX_ENTRY_SIZE bytes here, and serde_json's maps are not quadratic.
+    let value: JsonValue =
+        serde_json::from_slice(body).map_err(|e| CanonicalBodyError::NotJson(e.to_string()))?;
     let kind = match member(&value, "kind") {
         Some(JsonValue::String(kind)) => kind.as_str(),
         _ => return Err(malformed("entry", "no kind")),
@@ -268,7 +270,7 @@ fn malformed(kind: &'static str, reason: impl Into<String>) -> CanonicalBodyErro
 
 fn member<'a>(value: &'a JsonValue, key: &str) -> Option<&'a JsonValue> {
     match value {
-        JsonValue::Object(members) => members.iter().find(|(k, _)| k == key).map(|(_, v)| v),
+        JsonValue::Object(members) => members.get(key),
         _ => None,
     }
 }
