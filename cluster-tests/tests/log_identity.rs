@@ -144,7 +144,12 @@ async fn a_node_with_a_real_key_waits_for_init_on_an_empty_data_dir() {
         serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
     };
     let before = status(dir.path());
-    assert_eq!(before["members"], serde_json::json!([]), "{before}\n{}", node.log());
+    assert_eq!(
+        before["members"],
+        serde_json::json!([]),
+        "{before}\n{}",
+        node.log()
+    );
     assert!(before["leader"].is_null(), "{before}");
     assert!(
         node.log().contains("waiting for `rekor-node init`"),
@@ -156,12 +161,22 @@ async fn a_node_with_a_real_key_waits_for_init_on_an_empty_data_dir() {
 
     // `init` forms the cluster.
     let output = std::process::Command::new(node_binary().unwrap())
-        .args(["init", "--target", &spec.internal_addr(), "--member", &spec.member_arg()])
+        .args([
+            "init",
+            "--target",
+            &spec.internal_addr(),
+            "--member",
+            &spec.member_arg(),
+        ])
         .arg("--cluster-secret-file")
         .arg(&secret)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     wait_until("a checkpoint after init", TIMEOUT, || async {
         Ok(client.checkpoint().await.ok().flatten())
     })
@@ -268,10 +283,7 @@ async fn a_damaged_right_edge_is_named_repaired_and_served_identically() {
         index: 1,
         width: 5,
     };
-    let bundle = BundleId {
-        index: 1,
-        width: 5,
-    };
+    let bundle = BundleId { index: 1, width: 5 };
     cluster.nodes[2].terminate(Duration::from_secs(10)).unwrap();
     let tiles = cluster.nodes[2].spec.data_dir.join("tiles");
     damage(&tiles.join(tile.path()));

@@ -24,9 +24,9 @@ use actix::prelude::*;
 use futures::{StreamExt, TryStreamExt};
 use rekor_raft::StateReader;
 use rekor_storage::integrate::TreeBuilder;
+use rekor_storage::repair::{self, Diagnosis};
 use rekor_storage::tile_store::TileStore;
 use tokio::sync::watch;
-use rekor_storage::repair::{self, Diagnosis};
 use tracing::{error, info, warn};
 
 use crate::catch_up::Peers;
@@ -182,9 +182,7 @@ async fn try_resume(
                         object.object
                     );
                 };
-                store
-                    .replace_damaged(&object.object.path(), right)
-                    .await?;
+                store.replace_damaged(&object.object.path(), right).await?;
                 metrics
                     .right_edge_repairs_total
                     .with_label_values(&[object.object.kind()])

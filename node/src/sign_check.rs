@@ -22,10 +22,14 @@ pub enum Refusal {
     #[error("the log has no recorded key yet")]
     NoKey,
     /// The root to sign is not the one the committed order implies at that size.
-    #[error("refusing to sign size {size}: its root is not the root the committed order implies there")]
+    #[error(
+        "refusing to sign size {size}: its root is not the root the committed order implies there"
+    )]
     RootMismatch { size: u64 },
     /// The state machine knows no root at that size (not a recent batch boundary).
-    #[error("refusing to sign size {size}: the state machine knows no committed root at that size")]
+    #[error(
+        "refusing to sign size {size}: the state machine knows no committed root at that size"
+    )]
     UnknownRoot { size: u64 },
     /// Reading the state machine failed.
     #[error("reading the state machine: {0}")]
@@ -193,7 +197,11 @@ mod tests {
         let right = Checkpoint::new("log.example", 3, committed);
         let text = sign_checked(&state, &signer, &right).unwrap();
         assert_eq!(signer.signed.load(Ordering::SeqCst), 1);
-        assert!(state.log_key().unwrap().unwrap().verifies(&text, 3, &committed));
+        assert!(state
+            .log_key()
+            .unwrap()
+            .unwrap()
+            .verifies(&text, 3, &committed));
     }
 
     #[tokio::test]

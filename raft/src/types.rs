@@ -122,8 +122,12 @@ impl LogKey {
         let Ok(verifier) = self.verifier() else {
             return false;
         };
-        rekor_storage::checkpoint::Checkpoint::open(text.as_bytes(), &self.origin, verifier.as_ref())
-            .is_ok_and(|(checkpoint, _)| checkpoint.size == size && &checkpoint.root == root)
+        rekor_storage::checkpoint::Checkpoint::open(
+            text.as_bytes(),
+            &self.origin,
+            verifier.as_ref(),
+        )
+        .is_ok_and(|(checkpoint, _)| checkpoint.size == size && &checkpoint.root == root)
     }
 
     /// Whether `text` is a checkpoint of this log's origin signed by this key (any size).
@@ -131,8 +135,12 @@ impl LogKey {
         let Ok(verifier) = self.verifier() else {
             return false;
         };
-        rekor_storage::checkpoint::Checkpoint::open(text.as_bytes(), &self.origin, verifier.as_ref())
-            .is_ok()
+        rekor_storage::checkpoint::Checkpoint::open(
+            text.as_bytes(),
+            &self.origin,
+            verifier.as_ref(),
+        )
+        .is_ok()
     }
 }
 
@@ -140,7 +148,12 @@ impl fmt::Display for LogKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(&self.public_key);
-        write!(f, "origin={} key-sha256={}", self.origin, hex_prefix(&digest))
+        write!(
+            f,
+            "origin={} key-sha256={}",
+            self.origin,
+            hex_prefix(&digest)
+        )
     }
 }
 

@@ -489,7 +489,11 @@ async fn records_of_the_engine_only_layout_are_moved_into_files_at_open() {
     );
 }
 
-fn signed_publish(signer: &dyn rekor_storage::note::NoteSigner, size: u64, root: [u8; 32]) -> Command {
+fn signed_publish(
+    signer: &dyn rekor_storage::note::NoteSigner,
+    size: u64,
+    root: [u8; 32],
+) -> Command {
     let text = rekor_storage::checkpoint::Checkpoint::new(signer.name(), size, root)
         .sign(signer)
         .unwrap();
@@ -518,8 +522,8 @@ async fn publish_signed_by_another_key_is_rejected_once_the_key_is_recorded() {
     let (engine, log, mut sm) = open(dir.path());
     let log_signer = Ed25519NoteSigner::generate("log.example").unwrap();
     let foreign = Ed25519NoteSigner::generate("log.example").unwrap();
-    let other_origin = Ed25519NoteSigner::new("other.example", log_signer.signing_key().clone())
-        .unwrap();
+    let other_origin =
+        Ed25519NoteSigner::new("other.example", log_signer.signing_key().clone()).unwrap();
     let accepted = |accepted| CommandResponse::Published { accepted };
     let key_set = |accepted| CommandResponse::LogKeySet { accepted };
 
@@ -554,7 +558,10 @@ async fn publish_signed_by_another_key_is_rejected_once_the_key_is_recorded() {
     }
     assert_eq!(apply_one(&mut sm, 7, mismatched).await, accepted(false));
     // Unsigned text is no longer enough either.
-    assert_eq!(apply_one(&mut sm, 8, publish_cmd(2, root)).await, accepted(false));
+    assert_eq!(
+        apply_one(&mut sm, 8, publish_cmd(2, root)).await,
+        accepted(false)
+    );
     assert_eq!(sm.reader().latest_checkpoint().unwrap(), None);
     // The log's own signature is accepted.
     assert_eq!(
@@ -564,7 +571,10 @@ async fn publish_signed_by_another_key_is_rejected_once_the_key_is_recorded() {
     drop((sm, log, engine));
 
     let (_engine, _log, mut sm) = open(dir.path());
-    assert_eq!(sm.reader().log_key().unwrap(), Some(log_key_of(&log_signer)));
+    assert_eq!(
+        sm.reader().log_key().unwrap(),
+        Some(log_key_of(&log_signer))
+    );
     assert_eq!(
         apply_one(&mut sm, 10, signed_publish(&foreign, 2, root)).await,
         accepted(false)

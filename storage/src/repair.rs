@@ -306,7 +306,9 @@ mod tests {
             diagnose(&store, SIZE, &root, None).await.unwrap(),
             Diagnosis::Sound
         );
-        TreeBuilder::resume_checked(&store, SIZE, &root).await.unwrap();
+        TreeBuilder::resume_checked(&store, SIZE, &root)
+            .await
+            .unwrap();
     }
 
     #[tokio::test]
