@@ -112,6 +112,9 @@ impl Diagnosis {
     }
 }
 
+/// A candidate level-0 row, with the leaves it was hashed from when known.
+type Candidate = (Vec<Hash>, Option<Vec<Vec<u8>>>);
+
 /// The root of a full tile's 256 hashes (the tree node one tile level up).
 fn tile_root(hashes: &[Hash]) -> Result<Hash, IntegrateError> {
     let mut range = CompactRange::new();
@@ -174,7 +177,7 @@ pub async fn diagnose(
         .filter(|leaves| leaves.len() as u64 == partial0)
         .map(|leaves| leaves.to_vec());
     let row_of = |leaves: &Vec<Vec<u8>>| leaves.iter().map(|l| leaf_hash(l)).collect::<Vec<_>>();
-    let mut candidates: Vec<(Vec<Hash>, Option<Vec<Vec<u8>>>)> = Vec::new();
+    let mut candidates: Vec<Candidate> = Vec::new();
     if let Some(given) = &given {
         candidates.push((row_of(given), Some(given.clone())));
     }
