@@ -105,6 +105,12 @@ async fn a_node_with_a_real_key_waits_for_init_on_an_empty_data_dir() {
     keygen("identity.test.local", &key);
     let secret = dir.path().join("cluster-secret");
     std::fs::write(&secret, "test-cluster-secret-0123456789abcdef").unwrap();
+    // The node refuses a secret other users could read.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
     let spec = NodeSpec {
         id: 1,
         public_port: free_port().unwrap(),
