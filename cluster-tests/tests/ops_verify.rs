@@ -135,6 +135,8 @@ async fn verify_audits_the_log_and_names_the_corrupted_object() {
         ORIGIN,
         "--signing-key",
         &key.display().to_string(),
+        // A real key: a one-node log forms only when asked.
+        "--bootstrap-single",
         // Serve every read from disk: the test corrupts a stored tile behind the node's back.
         "--tile-cache-mib",
         "0",

@@ -173,6 +173,8 @@ async fn ecdsa_p256_log_key_with_sigstore_python() {
         "ecdsa.test.local",
         "--signing-key",
         &key.display().to_string(),
+        // A real key: a one-node log forms only when asked.
+        "--bootstrap-single",
     ]
     .iter()
     .map(|s| s.to_string())

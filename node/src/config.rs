@@ -115,8 +115,12 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_MAX_REQUEST_BODY_SIZE")]
     pub max_request_body_size: Option<usize>,
 
-    /// Form a one-node cluster on first start if this node has never been initialised.
-    /// Default: true when no peers are expected (the embedded single-node default).
+    /// Form a one-node cluster (a new, empty tree) on first start if this node has never been
+    /// initialised. Default: true only for the embedded development default (no --signing-key
+    /// and both listeners on loopback); false otherwise, so a node with a real key or a public
+    /// listener whose data directory was wiped waits for `rekor-node init` instead of silently
+    /// starting a second tree under the log's key. Even when set, a node refuses to bootstrap
+    /// over a tile store that already holds a checkpoint.
     #[arg(long, env = "REKOR_BOOTSTRAP_SINGLE", num_args = 0..=1, default_missing_value = "true")]
     pub bootstrap_single: Option<bool>,
 
@@ -431,7 +435,11 @@ impl ServeArgs {
             max_request_body_size: self
                 .max_request_body_size
                 .unwrap_or(rekor_api::http::DEFAULT_MAX_REQUEST_BODY_SIZE),
-            bootstrap_single: self.bootstrap_single.unwrap_or(true),
+            bootstrap_single: self.bootstrap_single.unwrap_or_else(|| {
+                signing_key_is_default
+                    && listen.ip().is_loopback()
+                    && listen_internal.ip().is_loopback()
+            }),
             cache_bytes: self.cache_mib.unwrap_or(64) * 1024 * 1024,
             tile_cache_bytes: self.tile_cache_mib.unwrap_or(64) * 1024 * 1024,
             raft_snapshot_every: self.raft_snapshot_every.filter(|every| *every > 0),
@@ -549,6 +557,33 @@ mod tests {
                 .display()
                 .to_string()
         );
+    }
+
+    /// A real key or a public listener means production: a node never forms a cluster of its
+    /// own unless told to, so a wiped data directory cannot silently start a second tree.
+    #[test]
+    fn bootstrap_defaults_to_true_only_for_the_embedded_development_default() {
+        let with_key = ServeArgs {
+            signing_key: Some(PathBuf::from("key.pem")),
+            ..Default::default()
+        };
+        assert!(!with_key.resolve().unwrap().bootstrap_single);
+        let public = ServeArgs {
+            listen: Some(([0, 0, 0, 0], 3000).into()),
+            ..Default::default()
+        };
+        assert!(!public.resolve().unwrap().bootstrap_single);
+        let public_internal = ServeArgs {
+            listen_internal: Some(([192, 0, 2, 1], 3001).into()),
+            ..Default::default()
+        };
+        assert!(!public_internal.resolve().unwrap().bootstrap_single);
+        let asked = ServeArgs {
+            signing_key: Some(PathBuf::from("key.pem")),
+            bootstrap_single: Some(true),
+            ..Default::default()
+        };
+        assert!(asked.resolve().unwrap().bootstrap_single);
     }
 
     #[test]

@@ -9,6 +9,13 @@
 //! state machine store, *then* publishes the new size. A crash before the size is persisted
 //! re-runs the step after restart and rewrites identical bytes (create-once writes accept them);
 //! a crash after it finds the tiles already there.
+//!
+//! At start the right edge is read back and checked against the root the committed order
+//! implies at the integrated size ([`resume_verified`]). If it does not reproduce that root the
+//! node neither serves nor signs anything built on it: the start-up waits while the damaged
+//! object is named ([`rekor_storage::repair`]) and replaced with bytes rebuilt from the objects
+//! below it, from the leaves this node still holds, or from a peer's entry bundles, every source
+//! accepted only if it reproduces the committed root.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,9 +24,10 @@ use actix::prelude::*;
 use futures::{StreamExt, TryStreamExt};
 use rekor_raft::StateReader;
 use rekor_storage::integrate::TreeBuilder;
+use rekor_storage::repair::{self, Diagnosis};
 use rekor_storage::tile_store::TileStore;
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::catch_up::Peers;
 use crate::metrics::NodeMetrics;
@@ -54,7 +62,8 @@ impl Integrator {
         peers: Peers,
     ) -> anyhow::Result<(Self, watch::Receiver<Served>)> {
         let integrated_size = state_machine.integrated_size()?;
-        let builder = TreeBuilder::resume(&store, integrated_size).await?;
+        let builder =
+            resume_verified(&state_machine, &store, &metrics, &peers, integrated_size).await;
         let integrated_root = builder.root();
         let mut served = Served {
             integrated_size,
@@ -82,6 +91,129 @@ impl Integrator {
             },
             receiver,
         ))
+    }
+}
+
+/// How long to wait between two attempts to repair a damaged right edge.
+const REPAIR_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Resumes at `size` from a right edge that reproduces the committed root there, repairing it
+/// first if it does not; waits (retrying) until it can. See the module docs.
+async fn resume_verified(
+    state_machine: &StateReader,
+    store: &TileStore,
+    metrics: &NodeMetrics,
+    peers: &Peers,
+    size: u64,
+) -> TreeBuilder {
+    loop {
+        match try_resume(state_machine, store, metrics, peers, size).await {
+            Ok(builder) => return builder,
+            Err(error) => {
+                error!(
+                    size,
+                    error = format!("{error:#}"),
+                    "this node's right edge does not reproduce the committed root and could not be \
+                     repaired yet; not serving or signing until it is (retrying)"
+                );
+                metrics
+                    .storage_errors_total
+                    .with_label_values(&["right_edge"])
+                    .inc();
+                tokio::time::sleep(REPAIR_RETRY).await;
+            }
+        }
+    }
+}
+
+async fn try_resume(
+    state_machine: &StateReader,
+    store: &TileStore,
+    metrics: &NodeMetrics,
+    peers: &Peers,
+    size: u64,
+) -> anyhow::Result<TreeBuilder> {
+    let Some(expected) = state_machine.root_at(size)? else {
+        // Not a batch boundary the state machine still remembers (the node was far behind);
+        // the publisher still signs only roots the state machine confirms.
+        warn!(
+            size,
+            "no committed root known at the integrated size; resuming without checking it"
+        );
+        return Ok(TreeBuilder::resume(store, size).await?);
+    };
+    let failure = match TreeBuilder::resume_checked(store, size, &expected).await {
+        Ok(builder) => return Ok(builder),
+        Err(error) => error,
+    };
+    error!(
+        size,
+        error = %failure,
+        "the right edge at the integrated size does not reproduce the committed root; \
+         finding the damaged object"
+    );
+    let partial = size % u64::from(rekor_storage::tiles::TILE_WIDTH);
+    let held = state_machine.leaves_now(size - partial..size).ok();
+    let mut diagnosis = repair::diagnose(store, size, &expected, held.as_deref()).await?;
+    if let Some(range) = diagnosis.needs_leaves(size) {
+        report(&diagnosis);
+        info!(
+            from = range.start,
+            to = range.end,
+            "pulling the entries of the damaged bundle from a peer"
+        );
+        let pulled = peers.pull_entries(range.start, range.end).await?;
+        diagnosis = repair::diagnose(store, size, &expected, Some(&pulled)).await?;
+    }
+    report(&diagnosis);
+    match diagnosis {
+        Diagnosis::Sound => {
+            anyhow::bail!("{failure}, yet every right-edge object checks out (a read error?)")
+        }
+        Diagnosis::Unresolved { suspects } => anyhow::bail!(
+            "no source reproduces the committed root at {size}; suspects: {}",
+            suspects.join("; ")
+        ),
+        Diagnosis::Wrong(wrong) => {
+            for object in wrong {
+                let Some(right) = object.right else {
+                    anyhow::bail!(
+                        "{} is damaged and no peer served its entries",
+                        object.object
+                    );
+                };
+                store.replace_damaged(&object.object.path(), right).await?;
+                metrics
+                    .right_edge_repairs_total
+                    .with_label_values(&[object.object.kind()])
+                    .inc();
+                info!(object = %object.object, "replaced the damaged object with its rebuilt bytes");
+            }
+        }
+    }
+    Ok(TreeBuilder::resume_checked(store, size, &expected).await?)
+}
+
+/// Logs each object a diagnosis names.
+fn report(diagnosis: &Diagnosis) {
+    match diagnosis {
+        Diagnosis::Sound => {}
+        Diagnosis::Wrong(wrong) => {
+            for object in wrong {
+                error!(
+                    object = %object.object,
+                    problem = object.problem,
+                    repairable = object.right.is_some(),
+                    "damaged right-edge object"
+                );
+            }
+        }
+        Diagnosis::Unresolved { suspects } => {
+            error!(
+                suspects = suspects.join("; "),
+                "no stored object or held entry reproduces the committed root"
+            );
+        }
     }
 }
 

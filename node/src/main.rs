@@ -24,6 +24,7 @@ mod secrets;
 mod sequencer;
 mod serve;
 mod served;
+mod sign_check;
 mod status_page;
 mod verify;
 mod witness;

@@ -22,6 +22,10 @@ pub struct NodeMetrics {
     pub dedup_hits_total: IntCounter,
     pub forwarded_total: IntCounter,
     pub storage_errors_total: IntCounterVec,
+    /// Checkpoints this node refused to sign, by reason (`foreign_key`, `root_mismatch`, ...).
+    pub checkpoint_sign_refused_total: IntCounterVec,
+    /// Right-edge objects found damaged at start-up (`tile`, `bundle`) and replaced.
+    pub right_edge_repairs_total: IntCounterVec,
     pub raft_is_leader: IntGauge,
     pub raft_term: IntGauge,
     pub raft_last_log_index: IntGauge,
@@ -121,6 +125,20 @@ impl NodeMetrics {
                 ),
                 &["operation"],
             )?,
+            checkpoint_sign_refused_total: IntCounterVec::new(
+                Opts::new(
+                    "rekor_node_checkpoint_sign_refused_total",
+                    "Checkpoints this node refused to sign, by reason",
+                ),
+                &["reason"],
+            )?,
+            right_edge_repairs_total: IntCounterVec::new(
+                Opts::new(
+                    "rekor_node_right_edge_repairs_total",
+                    "Damaged right-edge tiles and bundles replaced at start-up, by kind",
+                ),
+                &["kind"],
+            )?,
             raft_is_leader: IntGauge::new("rekor_raft_is_leader", "1 if this node is the leader")?,
             raft_term: IntGauge::new("rekor_raft_term", "Current Raft term")?,
             raft_last_log_index: IntGauge::new(
@@ -165,6 +183,8 @@ impl NodeMetrics {
         registry.register(Box::new(metrics.dedup_hits_total.clone()))?;
         registry.register(Box::new(metrics.forwarded_total.clone()))?;
         registry.register(Box::new(metrics.storage_errors_total.clone()))?;
+        registry.register(Box::new(metrics.checkpoint_sign_refused_total.clone()))?;
+        registry.register(Box::new(metrics.right_edge_repairs_total.clone()))?;
         registry.register(Box::new(metrics.raft_is_leader.clone()))?;
         registry.register(Box::new(metrics.raft_term.clone()))?;
         registry.register(Box::new(metrics.raft_last_log_index.clone()))?;

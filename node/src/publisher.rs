@@ -8,7 +8,10 @@
 //! one) and leaves at least the checkpoint interval between two publications, which bounds the
 //! checkpoints per second under load.
 //!
-//! Safety does not rest on this actor: every state machine accepts a `Publish` only if its size is
+//! Before it signs, the publisher checks what it signs against the committed order as this
+//! node's state machine knows it, and that its key is the log's recorded key
+//! ([`crate::sign_check`]): a root it cannot confirm is never signed, so never reaches a witness
+//! or the Raft log. Safety does not rest on this check alone: every state machine accepts a `Publish` only if its size is
 //! at least the last published size and its root is the root the committed order implies at that
 //! size (DESIGN.md invariant 2). What this actor adds is liveness and not wasting Raft entries:
 //! the first time it signs in a term it confirms leadership with `ensure_linearizable`, which also
@@ -23,13 +26,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use rekor_raft::types::{Command, CommandResponse, Raft};
+use rekor_raft::StateReader;
 use rekor_storage::checkpoint::Checkpoint;
 use rekor_storage::note::NoteSigner;
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::metrics::NodeMetrics;
 use crate::served::Served;
+use crate::sign_check::{self, Refusal};
 use crate::witness::Witnessing;
 
 /// Seconds since the Unix epoch.
@@ -43,6 +48,8 @@ pub fn unix_now() -> u64 {
 pub struct Publisher {
     node_id: u64,
     raft: Raft,
+    /// The committed order and the log's key, checked before signing.
+    state: StateReader,
     origin: String,
     signer: Arc<dyn NoteSigner>,
     served: watch::Receiver<Served>,
@@ -76,6 +83,7 @@ impl Publisher {
     pub fn new(
         node_id: u64,
         raft: Raft,
+        state: StateReader,
         origin: String,
         signer: Arc<dyn NoteSigner>,
         served: watch::Receiver<Served>,
@@ -86,6 +94,7 @@ impl Publisher {
         Self {
             node_id,
             raft,
+            state,
             origin,
             signer,
             served,
@@ -127,11 +136,39 @@ impl Publisher {
     }
 }
 
+/// Signs `checkpoint` after [`sign_check::sign_checked`]'s checks. With no key recorded yet (a
+/// new log, or one from before keys were recorded) it first records this node's key; the state
+/// machines accept it only if it verifies the log's latest checkpoint, if any.
+async fn sign_after_checks(
+    raft: &Raft,
+    state: &StateReader,
+    signer: &dyn NoteSigner,
+    checkpoint: &Checkpoint,
+) -> Result<String, Refusal> {
+    let own = sign_check::own_key(signer, &checkpoint.origin);
+    if !sign_check::key_status(state, &own)? {
+        info!(log_key = %own, "no log key recorded yet: recording this node's");
+        let response = raft
+            .client_write(Command::SetLogKey(own.clone()))
+            .await
+            .map_err(|error| Refusal::State(format!("recording the log key: {error}")))?;
+        if response.data != (CommandResponse::LogKeySet { accepted: true }) {
+            return Err(Refusal::ForeignKey {
+                recorded: "none, and this key does not verify the log's latest checkpoint".into(),
+                ours: own.to_string(),
+            });
+        }
+    }
+    sign_check::sign_checked(state, signer, checkpoint)
+}
+
 /// Signs a checkpoint for `(size, root)`, has it cosigned (if there is a witness policy) and
 /// commits it through Raft; returns whether the state machines accepted it.
 #[allow(clippy::too_many_arguments)]
 async fn sign_and_commit(
     raft: Raft,
+    state: StateReader,
+    metrics: NodeMetrics,
     origin: String,
     signer: Arc<dyn NoteSigner>,
     witnessing: Option<Arc<Witnessing>>,
@@ -148,10 +185,17 @@ async fn sign_and_commit(
     }
     let mut checkpoint = Checkpoint::new(&origin, size, root);
     checkpoint.extensions = extensions;
-    let signed = checkpoint
-        .sign(signer.as_ref())
-        .map_err(|error| format!("signing: {error}"))?;
-    let text = String::from_utf8(signed).map_err(|error| format!("signed note: {error}"))?;
+    let text = match sign_after_checks(&raft, &state, signer.as_ref(), &checkpoint).await {
+        Ok(text) => text,
+        Err(refusal) => {
+            error!(size, reason = refusal.reason(), %refusal, "checkpoint not signed");
+            metrics
+                .checkpoint_sign_refused_total
+                .with_label_values(&[refusal.reason()])
+                .inc();
+            return Err(refusal.to_string());
+        }
+    };
     // Cosignature lines do not change size or root, which is all the state machine compares.
     let text = match witnessing {
         Some(witnessing) => witnessing
@@ -251,6 +295,8 @@ impl Handler<Tick> for Publisher {
         let confirm = self.confirmed_term != Some(term);
         let publish = sign_and_commit(
             self.raft.clone(),
+            self.state.clone(),
+            self.metrics.clone(),
             self.origin.clone(),
             self.signer.clone(),
             self.witnessing.clone(),
@@ -287,6 +333,8 @@ impl Handler<PublishNow> for Publisher {
         };
         let publish = sign_and_commit(
             self.raft.clone(),
+            self.state.clone(),
+            self.metrics.clone(),
             self.origin.clone(),
             self.signer.clone(),
             self.witnessing.clone(),

@@ -107,11 +107,16 @@ async fn serve(config: ServeConfig) -> Result<()> {
         internal_addr: config.advertise_internal.clone(),
         public_addr: config.advertise.clone(),
     };
-    if config.bootstrap_single && !raft.is_initialized().await? {
-        info!("no cluster yet: forming a single-node cluster (pass --bootstrap-single=false for nodes that will join one)");
-        raft.initialize(BTreeMap::from([(config.node_id, self_address.clone())]))
-            .await
-            .context("initialising the single-node cluster")?;
+    if !raft.is_initialized().await? {
+        if config.bootstrap_single {
+            refuse_new_tree_over_an_old_one(&store, &config).await?;
+            info!("no cluster yet: forming a single-node cluster (pass --bootstrap-single=false for nodes that will join one)");
+            raft.initialize(BTreeMap::from([(config.node_id, self_address.clone())]))
+                .await
+                .context("initialising the single-node cluster")?;
+        } else {
+            info!("not initialised: waiting for `rekor-node init` or to be added to a cluster (pass --bootstrap-single to form a new one-node log)");
+        }
     }
 
     let registry = prometheus::Registry::new();
@@ -157,6 +162,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
     let publisher = Publisher::new(
         config.node_id,
         raft.clone(),
+        state_machine.clone(),
         config.origin.clone(),
         signer.clone(),
         served.clone(),
@@ -318,6 +324,35 @@ async fn serve(config: ServeConfig) -> Result<()> {
     public_result?;
     internal_result?;
     info!("stopped");
+    Ok(())
+}
+
+/// A node about to form a new one-node cluster must not start a second tree where one exists:
+/// a tile store that holds a checkpoint belongs to a log already (its data directory was
+/// probably wiped or lost). Restore the data directory, or join the node to its cluster.
+async fn refuse_new_tree_over_an_old_one(
+    store: &rekor_storage::tile_store::TileStore,
+    config: &ServeConfig,
+) -> Result<()> {
+    let existing = store
+        .get_checkpoint()
+        .await
+        .context("reading the tile store's checkpoint before bootstrapping")?;
+    if let Some(checkpoint) = existing {
+        let first = String::from_utf8_lossy(&checkpoint)
+            .lines()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" at size ");
+        anyhow::bail!(
+            "refusing to form a new one-node log: this node has no Raft state, but its tile \
+             store {} already holds a checkpoint ({first}). Starting a new tree there would sign \
+             a second history under the log's key. Restore the data directory {}, or start the \
+             node with --bootstrap-single=false and add it to its cluster (`rekor-node node add`)",
+            config.tile_store,
+            config.data_dir.display()
+        );
+    }
     Ok(())
 }
 

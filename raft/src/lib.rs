@@ -44,7 +44,8 @@ pub use state_machine::{
     AppliedState, PublishedCheckpoint, StateMachineError, StateMachineStore, StateReader,
 };
 pub use types::{
-    AppendOutcome, Command, CommandResponse, NodeAddress, NodeId, Raft, SequencedEntry, TypeConfig,
+    AppendOutcome, Command, CommandResponse, LogKey, NodeAddress, NodeId, Raft, SequencedEntry,
+    TypeConfig,
 };
 
 /// Open the Raft log store and the state machine: their small records in two keyspaces of

@@ -7,7 +7,10 @@
 //! `leaves_from..size` (bounded by pushback); the applied log id and membership travel in
 //! openraft's `SnapshotMeta`. Its size does not grow with the log. It carries no identity index:
 //! building one never scans the index, and format 1 snapshots (which carried the whole index)
-//! are rejected with [`StateMachineError::SnapshotFormat`].
+//! are rejected with [`StateMachineError::SnapshotFormat`]. The log's recorded key follows the
+//! payload as a trailing record: a node that installs a snapshot must know the key the next
+//! `Publish` is checked against, and builds that predate the key ignore trailing bytes, so the
+//! format stays 2 and snapshots keep flowing both ways during an upgrade.
 //!
 //! Installing a snapshot on a node that has applied `k` leaves (a wiped node: 0) streams the
 //! rest of the state from peers instead:
@@ -47,9 +50,10 @@ use crate::codec::{self, CodecError};
 use crate::engine::{index_key, parse_index_key, scan_prefix, Keyspace, WriteBatch};
 use crate::state_machine::{
     get_record, load_state, PublishedCheckpoint, Shared, StateMachineError, KEY_APPLIED,
-    KEY_CHECKPOINT, KEY_INTEGRATED, KEY_MEMBERSHIP, KEY_SNAPSHOT, KEY_TREE, ROOT_PREFIX,
+    KEY_CHECKPOINT, KEY_INTEGRATED, KEY_LOG_KEY, KEY_MEMBERSHIP, KEY_SNAPSHOT, KEY_TREE,
+    ROOT_PREFIX,
 };
-use crate::types::{identity_of, NodeAddress, NodeId, TypeConfig};
+use crate::types::{identity_of, LogKey, NodeAddress, NodeId, TypeConfig};
 
 /// First byte of every snapshot this build writes. Format 1 carried the whole identity index.
 pub const SNAPSHOT_FORMAT: u8 = 2;
@@ -66,6 +70,9 @@ struct SnapshotPayload {
     leaves_from: u64,
     /// Bodies `leaves_from..size`.
     leaves: Vec<Vec<u8>>,
+    /// The log's recorded key: encoded after the payload (see the module docs), not in it.
+    #[serde(skip)]
+    log_key: Option<LogKey>,
 }
 
 /// bincode 1.3 as `bincode::serialize` writes it, with the input length as the decoding limit,
@@ -80,15 +87,27 @@ fn bincode_options(limit: u64) -> impl Options {
 fn encode_payload(payload: &SnapshotPayload) -> Result<Vec<u8>, StateMachineError> {
     let mut out = vec![SNAPSHOT_FORMAT];
     bincode::serialize_into(&mut out, payload).map_err(CodecError::from)?;
+    if payload.log_key.is_some() {
+        bincode::serialize_into(&mut out, &payload.log_key).map_err(CodecError::from)?;
+    }
     Ok(out)
 }
 
 fn decode_payload(data: &[u8]) -> Result<SnapshotPayload, StateMachineError> {
     match data.split_first() {
         None => Err(CodecError::Empty.into()),
-        Some((&SNAPSHOT_FORMAT, rest)) => Ok(bincode_options(rest.len() as u64)
-            .deserialize(rest)
-            .map_err(CodecError::from)?),
+        Some((&SNAPSHOT_FORMAT, rest)) => {
+            let mut reader = rest;
+            let mut payload: SnapshotPayload = bincode_options(rest.len() as u64)
+                .deserialize_from(&mut reader)
+                .map_err(CodecError::from)?;
+            if !reader.is_empty() {
+                payload.log_key = bincode_options(reader.len() as u64)
+                    .deserialize(reader)
+                    .map_err(CodecError::from)?;
+            }
+            Ok(payload)
+        }
         Some((&found, _)) => Err(StateMachineError::SnapshotFormat {
             found,
             expected: SNAPSHOT_FORMAT,
@@ -201,6 +220,7 @@ fn build(shared: &Shared) -> Result<Snapshot<TypeConfig>, StateMachineError> {
         checkpoint: state.checkpoint.clone(),
         leaves_from,
         leaves,
+        log_key: state.log_key.clone(),
     };
     let data = encode_payload(&payload)?;
     let seq = shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
@@ -514,6 +534,10 @@ fn commit(
         Some(_) => batch.put(KEY_CHECKPOINT, codec::encode(&payload.checkpoint)?),
         None => batch.delete(KEY_CHECKPOINT),
     }
+    // A snapshot from a build before keys were recorded carries none: keep ours, if any.
+    if payload.log_key.is_some() {
+        batch.put(KEY_LOG_KEY, codec::encode(&payload.log_key)?);
+    }
     batch.put(KEY_TREE, payload.tree.clone());
     batch.put(KEY_APPLIED, codec::encode(&meta.last_log_id)?);
     batch.put(KEY_MEMBERSHIP, codec::encode(&meta.last_membership)?);
@@ -592,6 +616,7 @@ mod tests {
             checkpoint: None,
             leaves_from: 0,
             leaves: Vec::new(),
+            log_key: None,
         };
         let mut bytes = encode_payload(&payload).unwrap();
         assert_eq!(decode_payload(&bytes).unwrap(), payload);
@@ -604,6 +629,33 @@ mod tests {
             })
         ));
         assert!(decode_payload(&[]).is_err());
+    }
+
+    /// The key rides after the payload: a reader of the payload alone (a build before keys were
+    /// recorded) decodes the same payload, and a payload without a key decodes to `None`.
+    #[test]
+    fn the_log_key_trails_the_payload_and_old_payloads_have_none() {
+        let mut payload = SnapshotPayload {
+            tree: CompactRange::new().to_bytes(),
+            recent_roots: vec![(3, [7; 32])],
+            checkpoint: None,
+            leaves_from: 0,
+            leaves: vec![b"leaf".to_vec()],
+            log_key: None,
+        };
+        let old = encode_payload(&payload).unwrap();
+        assert_eq!(decode_payload(&old).unwrap().log_key, None);
+        payload.log_key = Some(LogKey {
+            origin: "log.example".into(),
+            public_key: vec![1, 2, 3],
+        });
+        let new = encode_payload(&payload).unwrap();
+        assert_eq!(decode_payload(&new).unwrap(), payload);
+        let old_reader: SnapshotPayload = bincode_options(new.len() as u64)
+            .deserialize(&new[1..])
+            .unwrap();
+        assert_eq!(old_reader.log_key, None);
+        assert_eq!(old_reader.leaves, payload.leaves);
     }
 
     #[test]

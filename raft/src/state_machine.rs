@@ -9,6 +9,13 @@
 //! size does not go backwards and its root is the one the committed order implies. Every node
 //! decides identically, so no checkpoint with a foreign root can ever be recorded.
 //!
+//! The log's identity (origin and public key, [`LogKey`]) is replicated state too: the first
+//! accepted `SetLogKey` records it, and from then on a `Publish` is accepted only if its note
+//! verifies under that key for exactly its size and root, so a member configured with another
+//! key cannot get a checkpoint recorded. State written before the key existed has none: its
+//! `Publish` entries keep the old rules (a replayed log decides as it did), and the first
+//! `SetLogKey` is accepted only if it verifies the latest checkpoint already recorded.
+//!
 //! Layout of the `state_machine` keyspace:
 //!
 //! | key | value |
@@ -18,6 +25,7 @@
 //! | `m/tree` | compact range (`CompactRange::to_bytes`) |
 //! | `m/checkpoint` | latest accepted checkpoint |
 //! | `m/integrated` | local integrated size (not replicated) |
+//! | `m/logkey` | the log's origin and public key, once recorded |
 //!
 //! The unintegrated leaf bodies and the identity index are files ([`crate::entry_files`]); an
 //! identity record counts only if its index is below the applied size.
@@ -48,7 +56,7 @@ use crate::engine::{index_key, EngineError, Keyspace, ScanOrder, WriteBatch};
 use crate::entry_files::EntryFiles;
 use crate::snapshot;
 use crate::types::{
-    identity_of, refusal_of, AppendOutcome, Command, CommandResponse, NodeAddress, NodeId,
+    identity_of, refusal_of, AppendOutcome, Command, CommandResponse, LogKey, NodeAddress, NodeId,
     SequencedEntry, TypeConfig,
 };
 
@@ -66,6 +74,7 @@ pub(crate) const KEY_MEMBERSHIP: &[u8] = b"m/membership";
 pub(crate) const KEY_TREE: &[u8] = b"m/tree";
 pub(crate) const KEY_CHECKPOINT: &[u8] = b"m/checkpoint";
 pub(crate) const KEY_INTEGRATED: &[u8] = b"m/integrated";
+pub(crate) const KEY_LOG_KEY: &[u8] = b"m/logkey";
 /// The current snapshot as an engine record: the layout before snapshots became a file (removed
 /// at open).
 pub(crate) const KEY_SNAPSHOT: &[u8] = b"m/snapshot";
@@ -180,6 +189,8 @@ pub(crate) struct SmState {
     /// Batch-boundary sizes in the recent-roots table, oldest first (≤ [`RECENT_ROOTS`]).
     pub(crate) recent_sizes: VecDeque<u64>,
     pub(crate) checkpoint: Option<PublishedCheckpoint>,
+    /// The log's identity, once recorded.
+    pub(crate) log_key: Option<LogKey>,
 }
 
 impl SmState {
@@ -255,12 +266,14 @@ pub(crate) fn load_state(keyspace: &dyn Keyspace) -> Result<SmState, StateMachin
                 .ok_or_else(|| StateMachineError::Corrupt("recent-roots key".into()))
         })
         .collect::<Result<VecDeque<_>, _>>()?;
+    let log_key = get_record::<Option<LogKey>>(keyspace, KEY_LOG_KEY)?.flatten();
     Ok(SmState {
         applied,
         membership,
         tree,
         recent_sizes,
         checkpoint,
+        log_key,
     })
 }
 
@@ -308,6 +321,7 @@ fn apply_entries(
     // Batch boundaries recorded in this call.
     let mut boundaries: Vec<(u64, Hash)> = Vec::new();
     let mut checkpoint_changed = false;
+    let mut log_key_changed = false;
 
     for entry in entries {
         next.applied = Some(entry.log_id);
@@ -338,7 +352,20 @@ fn apply_entries(
                 checkpoint,
             }) => {
                 let not_backwards = next.checkpoint.as_ref().is_none_or(|c| size >= c.size);
+                // Without a recorded key (state from before keys were recorded) the old rules
+                // hold, so a replayed log decides as it did.
+                let signed = next
+                    .log_key
+                    .as_ref()
+                    .is_none_or(|key| key.verifies(&checkpoint, size, &root));
+                if !signed {
+                    tracing::warn!(
+                        size,
+                        "Publish rejected: the checkpoint does not verify under the log's recorded key"
+                    );
+                }
                 let accepted = not_backwards
+                    && signed
                     && !is_frozen(&next)
                     && root_at(keyspace, &next.tree, &boundaries, size)? == Some(root);
                 if accepted {
@@ -350,6 +377,17 @@ fn apply_entries(
                     checkpoint_changed = true;
                 }
                 CommandResponse::Published { accepted }
+            }
+            EntryPayload::Normal(Command::SetLogKey(key)) => {
+                let accepted = log_key_acceptable(&next, &key);
+                if accepted && next.log_key.is_none() {
+                    tracing::info!(log_key = %key, "log key recorded");
+                    next.log_key = Some(key);
+                    log_key_changed = true;
+                } else if !accepted {
+                    tracing::warn!(log_key = %key, "SetLogKey rejected");
+                }
+                CommandResponse::LogKeySet { accepted }
             }
         };
         responses.push(response);
@@ -375,6 +413,9 @@ fn apply_entries(
     if checkpoint_changed {
         batch.put(KEY_CHECKPOINT, codec::encode(&next.checkpoint)?);
     }
+    if log_key_changed {
+        batch.put(KEY_LOG_KEY, codec::encode(&next.log_key)?);
+    }
     Ok((
         next,
         Applied {
@@ -399,6 +440,22 @@ struct Applied {
 struct NewLeaves {
     first: Option<u64>,
     bodies: Vec<Vec<u8>>,
+}
+
+/// Whether `key` may be (or already is) the log's key: equal to the recorded one; or, with none
+/// recorded, a parseable key that verifies the latest checkpoint recorded before keys were (if
+/// any), so an upgraded log keeps the key its checkpoints were signed with.
+fn log_key_acceptable(state: &SmState, key: &LogKey) -> bool {
+    match &state.log_key {
+        Some(recorded) => recorded == key,
+        None => {
+            key.verifier().is_ok()
+                && state
+                    .checkpoint
+                    .as_ref()
+                    .is_none_or(|checkpoint| key.signed(&checkpoint.text))
+        }
+    }
 }
 
 /// Whether the latest accepted checkpoint carries the frozen marker line (rekor-v2-api.md §11.5):
@@ -661,6 +718,11 @@ impl StateReader {
             .iter()
             .filter_map(|(key, _)| crate::engine::parse_index_key(key))
             .collect())
+    }
+
+    /// The log's recorded identity (origin and public key), if one was recorded.
+    pub fn log_key(&self) -> Result<Option<LogKey>, StateMachineError> {
+        Ok(self.shared.lock_state()?.log_key.clone())
     }
 
     /// The latest accepted checkpoint.

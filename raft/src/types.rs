@@ -91,6 +91,74 @@ pub enum Command {
         /// The signed note text.
         checkpoint: String,
     },
+    /// Record the log's identity: the origin and public key every checkpoint must verify under
+    /// (DESIGN.md, "Security"). Proposed by the publisher of the first leader that finds none
+    /// recorded; once recorded it never changes.
+    SetLogKey(LogKey),
+}
+
+/// The log's identity in the replicated state: checkpoints are accepted only if they verify
+/// under this origin and key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogKey {
+    /// The checkpoint origin (the note key name).
+    pub origin: String,
+    /// The public key as DER SubjectPublicKeyInfo.
+    #[serde(with = "serde_bytes")]
+    pub public_key: Vec<u8>,
+}
+
+impl LogKey {
+    /// The note verifier of this key.
+    pub fn verifier(
+        &self,
+    ) -> Result<Box<dyn rekor_storage::note::NoteVerifier>, rekor_storage::note::NoteError> {
+        rekor_storage::note::verifier_from_spki_der(&self.origin, &self.public_key)
+    }
+
+    /// Whether `text` is a checkpoint of this log's origin, signed by this key, for exactly
+    /// `size` and `root` (other signature lines, such as witness cosignatures, are not checked).
+    pub fn verifies(&self, text: &str, size: u64, root: &[u8; 32]) -> bool {
+        let Ok(verifier) = self.verifier() else {
+            return false;
+        };
+        rekor_storage::checkpoint::Checkpoint::open(
+            text.as_bytes(),
+            &self.origin,
+            verifier.as_ref(),
+        )
+        .is_ok_and(|(checkpoint, _)| checkpoint.size == size && &checkpoint.root == root)
+    }
+
+    /// Whether `text` is a checkpoint of this log's origin signed by this key (any size).
+    pub fn signed(&self, text: &str) -> bool {
+        let Ok(verifier) = self.verifier() else {
+            return false;
+        };
+        rekor_storage::checkpoint::Checkpoint::open(
+            text.as_bytes(),
+            &self.origin,
+            verifier.as_ref(),
+        )
+        .is_ok()
+    }
+}
+
+impl fmt::Display for LogKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use sha2::Digest;
+        let digest = sha2::Sha256::digest(&self.public_key);
+        write!(
+            f,
+            "origin={} key-sha256={}",
+            self.origin,
+            hex_prefix(&digest)
+        )
+    }
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// What became of one entry of an `Append`.
@@ -171,6 +239,12 @@ pub enum CommandResponse {
     /// The `Append` was refused because the log is frozen (its latest checkpoint carries the
     /// frozen marker); nothing was logged.
     Frozen,
+    /// Whether the `SetLogKey` was recorded (or equals the key already recorded).
+    LogKeySet {
+        /// `false` if another key is recorded, the key does not parse, or it does not verify
+        /// the latest checkpoint recorded before any key was.
+        accepted: bool,
+    },
 }
 
 #[cfg(test)]

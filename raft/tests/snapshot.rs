@@ -492,3 +492,54 @@ async fn the_current_snapshot_survives_a_reopen_and_one_ahead_of_the_state_is_dr
     assert!(fresh.get_current_snapshot().await.unwrap().is_none());
     assert!(!behind.path().join("snapshot").exists());
 }
+
+/// A node that catches up by snapshot learns the log's key with it, and then rejects a
+/// checkpoint signed by another key as every other member does.
+#[tokio::test]
+async fn an_installed_snapshot_carries_the_log_key() {
+    use rekor_storage::note::{Ed25519NoteSigner, NoteSigner};
+    let signer = Ed25519NoteSigner::generate("log.example").unwrap();
+    let key = rekor_raft::LogKey {
+        origin: signer.name().to_owned(),
+        public_key: signer.public_key_der(),
+    };
+    let mut leader = node(None);
+    leader.sm.apply(raft_log(300)).await.unwrap();
+    let set = Entry {
+        log_id: log_id(10),
+        payload: EntryPayload::Normal(Command::SetLogKey(key.clone())),
+    };
+    leader.sm.apply([set]).await.unwrap();
+    let snapshot = leader
+        .sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    let mut follower = node(None);
+    follower.sm.apply(raft_log(300)).await.unwrap();
+    follower
+        .sm
+        .install_snapshot(&snapshot.meta, copy(&snapshot))
+        .await
+        .unwrap();
+    assert_eq!(follower.sm.reader().log_key().unwrap(), Some(key));
+    let foreign = Ed25519NoteSigner::generate("log.example").unwrap();
+    let root = follower.sm.reader().applied().root;
+    let text = rekor_storage::checkpoint::Checkpoint::new("log.example", 300, root)
+        .sign(&foreign)
+        .unwrap();
+    let publish = Entry {
+        log_id: log_id(11),
+        payload: EntryPayload::Normal(Command::Publish {
+            size: 300,
+            root,
+            checkpoint: String::from_utf8(text).unwrap(),
+        }),
+    };
+    assert_eq!(
+        follower.sm.apply([publish]).await.unwrap(),
+        vec![CommandResponse::Published { accepted: false }]
+    );
+}

@@ -557,3 +557,125 @@ async fn an_oversized_or_empty_entry_is_refused_and_the_rest_of_its_batch_logs()
         root_of(&["good one", "good two", "good three"])
     );
 }
+
+fn signed_publish(
+    signer: &dyn rekor_storage::note::NoteSigner,
+    size: u64,
+    root: [u8; 32],
+) -> Command {
+    let text = rekor_storage::checkpoint::Checkpoint::new(signer.name(), size, root)
+        .sign(signer)
+        .unwrap();
+    Command::Publish {
+        size,
+        root,
+        checkpoint: String::from_utf8(text).unwrap(),
+    }
+}
+
+fn log_key_of(signer: &dyn rekor_storage::note::NoteSigner) -> rekor_raft::LogKey {
+    rekor_raft::LogKey {
+        origin: signer.name().to_owned(),
+        public_key: signer.public_key_der(),
+    }
+}
+
+/// Once the log's key is recorded, a `Publish` is accepted only if its note verifies under that
+/// key for exactly its size and root: a member with another key (or another origin) cannot get a
+/// checkpoint recorded, whatever root it signs. The key is never replaced, and it survives a
+/// reopen.
+#[tokio::test]
+async fn publish_signed_by_another_key_is_rejected_once_the_key_is_recorded() {
+    use rekor_storage::note::Ed25519NoteSigner;
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, log, mut sm) = open(dir.path());
+    let log_signer = Ed25519NoteSigner::generate("log.example").unwrap();
+    let foreign = Ed25519NoteSigner::generate("log.example").unwrap();
+    let other_origin =
+        Ed25519NoteSigner::new("other.example", log_signer.signing_key().clone()).unwrap();
+    let accepted = |accepted| CommandResponse::Published { accepted };
+    let key_set = |accepted| CommandResponse::LogKeySet { accepted };
+
+    apply_one(&mut sm, 1, append_cmd(&["a", "b"])).await;
+    let root = root_of(&["a", "b"]);
+    assert_eq!(
+        apply_one(&mut sm, 2, Command::SetLogKey(log_key_of(&log_signer))).await,
+        key_set(true)
+    );
+    // The recorded key is never replaced; setting it again is a no-op.
+    assert_eq!(
+        apply_one(&mut sm, 3, Command::SetLogKey(log_key_of(&foreign))).await,
+        key_set(false)
+    );
+    assert_eq!(
+        apply_one(&mut sm, 4, Command::SetLogKey(log_key_of(&log_signer))).await,
+        key_set(true)
+    );
+    // The right root, signed by another key, or by the log's key under another origin.
+    assert_eq!(
+        apply_one(&mut sm, 5, signed_publish(&foreign, 2, root)).await,
+        accepted(false)
+    );
+    assert_eq!(
+        apply_one(&mut sm, 6, signed_publish(&other_origin, 2, root)).await,
+        accepted(false)
+    );
+    // A note for another size than the command claims.
+    let mut mismatched = signed_publish(&log_signer, 2, root);
+    if let Command::Publish { size, .. } = &mut mismatched {
+        *size = 0;
+    }
+    assert_eq!(apply_one(&mut sm, 7, mismatched).await, accepted(false));
+    // Unsigned text is no longer enough either.
+    assert_eq!(
+        apply_one(&mut sm, 8, publish_cmd(2, root)).await,
+        accepted(false)
+    );
+    assert_eq!(sm.reader().latest_checkpoint().unwrap(), None);
+    // The log's own signature is accepted.
+    assert_eq!(
+        apply_one(&mut sm, 9, signed_publish(&log_signer, 2, root)).await,
+        accepted(true)
+    );
+    drop((sm, log, engine));
+
+    let (_engine, _log, mut sm) = open(dir.path());
+    assert_eq!(
+        sm.reader().log_key().unwrap(),
+        Some(log_key_of(&log_signer))
+    );
+    assert_eq!(
+        apply_one(&mut sm, 10, signed_publish(&foreign, 2, root)).await,
+        accepted(false)
+    );
+}
+
+/// State written before keys were recorded: its checkpoints keep the old rules, and the first
+/// key recorded must verify the latest of them (a member with another key cannot claim the log).
+#[tokio::test]
+async fn the_first_key_of_an_older_log_must_verify_its_latest_checkpoint() {
+    use rekor_storage::note::Ed25519NoteSigner;
+    let dir = tempfile::tempdir().unwrap();
+    let (_engine, _log, mut sm) = open(dir.path());
+    let log_signer = Ed25519NoteSigner::generate("log.example").unwrap();
+    let foreign = Ed25519NoteSigner::generate("log.example").unwrap();
+    apply_one(&mut sm, 1, append_cmd(&["a"])).await;
+    let root = root_of(&["a"]);
+    assert_eq!(
+        apply_one(&mut sm, 2, signed_publish(&log_signer, 1, root)).await,
+        CommandResponse::Published { accepted: true }
+    );
+    assert_eq!(
+        apply_one(&mut sm, 3, Command::SetLogKey(log_key_of(&foreign))).await,
+        CommandResponse::LogKeySet { accepted: false }
+    );
+    assert_eq!(sm.reader().log_key().unwrap(), None);
+    assert_eq!(
+        apply_one(&mut sm, 4, Command::SetLogKey(log_key_of(&log_signer))).await,
+        CommandResponse::LogKeySet { accepted: true }
+    );
+    assert_eq!(
+        apply_one(&mut sm, 5, signed_publish(&foreign, 1, root)).await,
+        CommandResponse::Published { accepted: false }
+    );
+}

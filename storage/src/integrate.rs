@@ -49,6 +49,9 @@ pub enum IntegrateError {
     /// The partial bundle does not hold the number of entries the size implies.
     #[error("bundle {id} holds {got} entries")]
     BundleCount { id: BundleId, got: usize },
+    /// The partial bundle's entries do not hash to the level-0 partial tile.
+    #[error("bundle {id} does not match the level-0 partial tile")]
+    BundleMismatch { id: BundleId },
     /// The resumed tree's root is not the expected one.
     #[error("resumed root at size {size} does not match the expected root")]
     RootMismatch { size: u64 },
@@ -120,7 +123,9 @@ impl TreeBuilder {
     }
 
     /// Rebuilds the builder from the right-edge partial tiles (`(id, bytes)` for the
-    /// ids of [`Self::right_edge`]) and the partial bundle's bytes.
+    /// ids of [`Self::right_edge`]) and the partial bundle's bytes. The bundle's entries must
+    /// hash to the level-0 partial tile: the root check of [`Self::resume_checked`] covers the
+    /// tiles only, and a damaged bundle would otherwise be carried into the next full one.
     pub fn from_right_edge<B: AsRef<[u8]>>(
         size: u64,
         tiles: &[(TileId, B)],
@@ -142,9 +147,19 @@ impl TreeBuilder {
         let partial_bundle = match want_bundle {
             Some(id) => {
                 let bytes = bundle.ok_or(IntegrateError::MissingBundle(id))?;
-                let got = tiles::decode_bundle(bytes)?.len();
+                let records = tiles::decode_bundle(bytes)?;
+                let got = records.len();
                 if got != usize::from(id.width) {
                     return Err(IntegrateError::BundleCount { id, got });
+                }
+                let row = &partial_tiles[0];
+                if row.len() != got
+                    || records
+                        .iter()
+                        .zip(row)
+                        .any(|(record, hash)| &merkle::leaf_hash(record) != hash)
+                {
+                    return Err(IntegrateError::BundleMismatch { id });
                 }
                 bytes.to_vec()
             }

@@ -7,6 +7,7 @@
 //! - [`tiles`]: C2SP tlog-tiles paths, partial widths, tile and bundle encodings.
 //! - [`integrate`]: the integration core ([`integrate::TreeBuilder`]).
 //! - [`proof`]: inclusion and consistency proofs built from tiles.
+//! - [`repair`]: naming and rebuilding damaged right-edge objects.
 //! - [`note`]: C2SP signed-note, key IDs, note signers and verifiers.
 //! - [`checkpoint`]: C2SP tlog-checkpoint bodies, signing and verification.
 //! - [`cosignature`]: C2SP tlog-cosignature `cosignature/v1`.
@@ -31,5 +32,6 @@ pub mod integrate;
 pub mod merkle;
 pub mod note;
 pub mod proof;
+pub mod repair;
 pub mod tile_store;
 pub mod tiles;

@@ -203,6 +203,15 @@ impl ReadCache {
         inner.bytes += size;
     }
 
+    /// Forgets `path` (a damaged object was replaced).
+    fn remove(&self, path: &str) {
+        let mut inner = self.lock();
+        if let Some((evicted, tick)) = inner.objects.remove(path) {
+            inner.bytes -= cost(path, &evicted);
+            inner.by_use.remove(&tick);
+        }
+    }
+
     /// Current counters.
     pub fn stats(&self) -> CacheStats {
         let inner = self.lock();
@@ -367,6 +376,22 @@ impl TileStore {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Overwrites a create-once object found damaged (durable on return). Only for repair:
+    /// `bytes` must be the object's one right content, proven by the caller (the integrator
+    /// checks it against the committed root, [`crate::repair`]).
+    pub async fn replace_damaged(&self, path: &str, bytes: Bytes) -> Result<(), TileStoreError> {
+        let opts = PutOptions {
+            mode: PutMode::Overwrite,
+            ..Default::default()
+        };
+        self.store
+            .put_opts(&self.key(path), PutPayload::from_bytes(bytes.clone()), opts)
+            .await?;
+        self.cache.remove(path);
+        self.cache.insert(path, bytes);
+        Ok(())
     }
 
     /// Reads an object; tiles and bundles through the read cache.
