@@ -22,19 +22,9 @@ const HASHES: [HashAlgorithm; 3] = [
     HashAlgorithm::Sha512,
 ];
 
-fn vectors() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata/rekor-tiles/vectors.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+mod support;
 
-fn b64(text: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .unwrap()
-}
+use support::{b64, vectors};
 
 fn digest_of(hash: HashAlgorithm, message: &[u8]) -> Vec<u8> {
     hash.digest(message)

@@ -13,7 +13,8 @@ use rekor_cluster_tests::{
 use rekor_storage::cosignature::CosignatureVerifier;
 use rekor_storage::note::{Ed25519NoteSigner, Note};
 
-const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata");
+/// The repository's test vectors (sources and licences in its README).
+const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata");
 /// The upstream e2e witness key (testdata/rekor-tiles/witness/policy.yaml and private.key).
 const WITNESS_VKEY: &str =
     "rekor-witness-test+a478f5cd+AUtKAvrTeY7srtAMfP5JCUOkZoU+A7F5VA094y5LGr89";

@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
 /// The create-once / overwrite contract every backend must honour.
 async fn exercise(store: &TileStore) {
     let id = TileId::new(0, 1234, 3).unwrap();
@@ -126,11 +128,7 @@ fn gcs_urls_configure() {
     let dir = tempfile::tempdir().unwrap();
     let sa = dir.path().join("mock-service-account.json");
     // Any RSA PKCS#8 key will do for a mock account; reuse the published test key.
-    let key = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata/rekor-tiles/pki/rsa-priv-key.pem"
-    ))
-    .unwrap();
+    let key = support::testdata("rekor-tiles/pki/rsa-priv-key.pem");
     let account = serde_json::json!({
         "type": "service_account",
         "private_key": key,

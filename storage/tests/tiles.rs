@@ -1,5 +1,5 @@
 //! C2SP tlog-tiles layout rules (spec/tlog-tiles.md §2–§4) and the spec's worked
-//! examples from `../shared/testdata/c2sp/examples.json`.
+//! examples (restated in `testdata/c2sp/examples.json`).
 
 use rekor_storage::tiles::{
     self, parse_tile_path, BundleId, TileError, TileId, TilePath, TILE_WIDTH,
