@@ -37,7 +37,7 @@ pub use backend::{
     EntryKind, LogBackend, LoggedEntry, ReadError, SubmitError, TileRequest, ValidatedEntry,
 };
 pub use entry::{EntryError, EntryValidator};
-pub use http::{ApiConfig, ApiSetupError, ApiState};
+pub use http::{ApiConfig, ApiSetupError, ApiState, Instance};
 pub use key_details::{AlgorithmPolicy, HashAlgorithm, PublicKeyDetails};
 pub use request::CreateEntryRequest;
 pub use verifier::{EntryVerifier, RustCryptoVerifier};
