@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use rekor_api::key_details::{AlgorithmPolicy, HashAlgorithm, PublicKeyDetails};
@@ -12,7 +11,6 @@ use rekor_api::verifier::{SignatureError, VerifierKey};
 use rekor_api::{
     AwsLcVerifier, CreateEntryRequest, EntryValidator, EntryVerifier, RustCryptoVerifier,
 };
-use serde_json::Value;
 use sha2::Digest as _;
 use signature::hazmat::PrehashSigner as _;
 
