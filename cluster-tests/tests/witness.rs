@@ -1,5 +1,5 @@
 //! Witnessing with a real node process and the `test-witness` process (rekor-v2-api.md §9,
-//! spec/tlog-tiles.md §10): checkpoints carry the witness's cosignature; a down witness does not
+//! tlog-tiles.md §10): checkpoints carry the witness's cosignature; a down witness does not
 //! stop the log by default (fail-open); with `--require-witness-quorum` it does, until the witness
 //! is back (a restarted witness has forgotten its size, so this also exercises the 409 resync).
 

@@ -121,7 +121,7 @@ fn unsupported_urls_and_options_are_refused() {
     ));
 }
 
-/// No GCS emulator works with object_store (spec/rust-stack.md §6.3): only check that
+/// No GCS emulator works with object_store (rust-stack.md §6.3): only check that
 /// `gs://` URLs configure, with a mock service account (no network is touched).
 #[test]
 fn gcs_urls_configure() {

@@ -1,5 +1,5 @@
 //! The witness policy file: which witnesses the log asks to cosign its checkpoints, and which
-//! subsets of them make a quorum (rekor-v2-api.md §9, spec/tlog-tiles.md §10 "Policy").
+//! subsets of them make a quorum (rekor-v2-api.md §9, tlog-tiles.md §10 "Policy").
 //!
 //! The format is the Sigsum policy format as Tessera reads it, one statement per line:
 //!
