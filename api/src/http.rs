@@ -50,6 +50,17 @@ pub struct ApiConfig {
     pub verifier: Arc<dyn EntryVerifier>,
     /// Requests that may wait for a verification thread; beyond that a POST answers 503.
     pub verify_queue: usize,
+    /// Who answers `/healthz`, named in its body; `None` answers with the status alone.
+    pub instance: Option<Instance>,
+}
+
+/// The process behind a listener: its node id and a token fixed when the process started. A
+/// caller that started the process knows both, so a stranger holding the same port (an
+/// earlier process, another test) cannot pass for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Instance {
+    pub node_id: u64,
+    pub start_token: String,
 }
 
 /// Default [`ApiConfig::verify_queue`]: about a second of work on a few cores.
@@ -65,6 +76,7 @@ impl Default for ApiConfig {
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
             verifier: Arc::new(AwsLcVerifier),
             verify_queue: DEFAULT_VERIFY_QUEUE,
+            instance: None,
         }
     }
 }
@@ -78,6 +90,7 @@ impl std::fmt::Debug for ApiConfig {
             .field("algorithms", &self.algorithms)
             .field("max_request_body_size", &self.max_request_body_size)
             .field("verify_queue", &self.verify_queue)
+            .field("instance", &self.instance)
             .finish_non_exhaustive()
     }
 }
@@ -251,8 +264,19 @@ async fn method_not_allowed() -> HttpResponse {
     )
 }
 
-async fn healthz() -> HttpResponse {
-    json_response(StatusCode::OK, b"{\"status\":\"SERVING\"}\n".to_vec())
+/// `{"status":"SERVING"}`, plus `nodeId` and `startToken` when the config names the instance.
+async fn healthz(state: web::Data<ApiState>) -> HttpResponse {
+    let body = match &state.inner.config.instance {
+        None => serde_json::json!({ "status": "SERVING" }),
+        Some(instance) => serde_json::json!({
+            "status": "SERVING",
+            "nodeId": instance.node_id,
+            "startToken": instance.start_token,
+        }),
+    };
+    let mut body = body.to_string().into_bytes();
+    body.push(b'\n');
+    json_response(StatusCode::OK, body)
 }
 
 async fn get_metrics(state: web::Data<ApiState>) -> HttpResponse {

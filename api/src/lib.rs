@@ -1,7 +1,11 @@
-//! The Rekor v2 HTTP surface (`../shared/spec/rekor-v2-api.md`): proto3-JSON request decoding,
+//! The Rekor v2 HTTP surface: proto3-JSON request decoding,
 //! hashedrekord v0.0.2 (and opt-in legacy dsse v0.0.2) validation, canonical bodies,
 //! `TransparencyLogEntry` responses, the error mapping, the tlog-tiles read routes, health and
 //! metrics.
+//!
+//! Section numbers (`§3`, `rekor-v2-api.md §5`) refer to the project's wire contract;
+//! `docs/spec-references.md` maps each to the public source it restates (sigstore/rekor-tiles,
+//! sigstore/protobuf-specs, C2SP).
 //!
 //! The crate knows nothing of Raft: whatever sequences entries implements [`LogBackend`].
 //!
@@ -37,7 +41,7 @@ pub use backend::{
     EntryKind, LogBackend, LoggedEntry, ReadError, SubmitError, TileRequest, ValidatedEntry,
 };
 pub use entry::{EntryError, EntryValidator};
-pub use http::{ApiConfig, ApiSetupError, ApiState};
+pub use http::{ApiConfig, ApiSetupError, ApiState, Instance};
 pub use key_details::{AlgorithmPolicy, HashAlgorithm, PublicKeyDetails};
 pub use request::CreateEntryRequest;
 pub use verifier::{EntryVerifier, RustCryptoVerifier};

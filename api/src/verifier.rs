@@ -439,14 +439,8 @@ mod tests {
     #[test]
     fn rsa_pkcs1v15_over_a_digest() {
         use rsa::pkcs8::DecodePrivateKey as _;
-        let vectors: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../../shared/testdata/rekor-tiles/vectors.json"
-            ))
-            .unwrap(),
-        )
-        .unwrap();
+        let vectors: serde_json::Value =
+            serde_json::from_str(include_str!("../../testdata/rekor-tiles/vectors.json")).unwrap();
         let pem = vectors["keys"]["rsa_2048"]["private_key_pem"]
             .as_str()
             .unwrap();

@@ -1,6 +1,6 @@
 //! The real sigstore-python client (sigstore==4.5.1) against a real actix-web server on
 //! loopback with the in-process log, for an Ed25519 and an ECDSA P-256 log key
-//! (../shared/spec/client-harness.md). The harness is `scripts/client/harness.py`; the
+//! (`client-harness.md`, see docs/spec-references.md). The harness is `scripts/client/harness.py`; the
 //! interpreter comes from `REKOR_TEST_PYTHON` (set by scripts/test.sh, which creates `.venv`).
 
 mod support;

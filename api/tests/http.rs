@@ -252,6 +252,32 @@ async fn read_routes_serve_tiles_and_bundles_with_cache_headers() {
     }
 }
 
+/// With an instance configured, `/healthz` names it: the node id and the process's start token.
+#[actix_web::test]
+async fn healthz_names_the_instance() {
+    let config = ApiConfig {
+        instance: Some(rekor_api::Instance {
+            node_id: 3,
+            start_token: "token-\"quoted\"".into(),
+        }),
+        ..ApiConfig::default()
+    };
+    let (_log, state) = log_and_state(upstream_ed25519_signer(), config).await;
+    let app = app!(state);
+    let response =
+        test::call_service(&app, test::TestRequest::get().uri("/healthz").to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        header_str(&response, "content-type").unwrap(),
+        "application/json"
+    );
+    let body: Value = test::read_body_json(response).await;
+    assert_eq!(
+        body,
+        json!({"status": "SERVING", "nodeId": 3, "startToken": "token-\"quoted\""})
+    );
+}
+
 #[actix_web::test]
 async fn healthz_not_found_and_wrong_methods() {
     let (_log, state) = log_and_state(upstream_ed25519_signer(), ApiConfig::default()).await;

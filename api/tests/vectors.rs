@@ -1,5 +1,5 @@
 //! The byte-exact vectors of rekor-v2-api.md §15 and the upstream hashedrekord cases in
-//! `shared/testdata/rekor-tiles/vectors.json` (built from sigstore/rekor-tiles
+//! `testdata/rekor-tiles/vectors.json` (built from sigstore/rekor-tiles
 //! `pkg/types/hashedrekord/hashedrekord_test.go` at 74e3eb0; see the testdata README).
 
 use base64::Engine as _;
@@ -13,27 +13,9 @@ use rekor_api::EntryValidator;
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
-fn testdata(path: &str) -> String {
-    let full = format!(
-        "{}/../../shared/testdata/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {full}: {e}"))
-}
+mod support;
 
-fn vectors() -> Value {
-    serde_json::from_str(&testdata("rekor-tiles/vectors.json")).unwrap()
-}
-
-fn b64(text: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .unwrap()
-}
-
-fn b64e(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
+use support::{b64, b64e, vectors};
 
 fn validate(
     validator: &EntryValidator,

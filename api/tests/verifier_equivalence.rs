@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use base64::Engine as _;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use rekor_api::key_details::{AlgorithmPolicy, HashAlgorithm, PublicKeyDetails};
@@ -12,7 +11,6 @@ use rekor_api::verifier::{SignatureError, VerifierKey};
 use rekor_api::{
     AwsLcVerifier, CreateEntryRequest, EntryValidator, EntryVerifier, RustCryptoVerifier,
 };
-use serde_json::Value;
 use sha2::Digest as _;
 use signature::hazmat::PrehashSigner as _;
 
@@ -22,19 +20,9 @@ const HASHES: [HashAlgorithm; 3] = [
     HashAlgorithm::Sha512,
 ];
 
-fn vectors() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata/rekor-tiles/vectors.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
+mod support;
 
-fn b64(text: &str) -> Vec<u8> {
-    base64::engine::general_purpose::STANDARD
-        .decode(text)
-        .unwrap()
-}
+use support::{b64, vectors};
 
 fn digest_of(hash: HashAlgorithm, message: &[u8]) -> Vec<u8> {
     hash.digest(message)

@@ -214,7 +214,7 @@ fn integration_and_proofs(c: &mut Criterion) {
     group.finish();
 }
 
-/// Applying one `Append` of 512 entries to the sled-backed state machine (assigning indices,
+/// Applying one `Append` of 512 entries to the state machine (assigning indices,
 /// dedup lookups and inserts, the compact range), as every node does for every batch.
 fn raft_apply(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread()

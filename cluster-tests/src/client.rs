@@ -109,6 +109,17 @@ impl LogClient {
         }
     }
 
+    /// The `/healthz` body of a 2xx answer (who answers: `nodeId`, `startToken`).
+    pub async fn health(&self) -> Result<serde_json::Value> {
+        let response = self
+            .http
+            .get(format!("{}/healthz", self.base))
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(response.json().await?)
+    }
+
     pub async fn submit(&self, request: &serde_json::Value) -> Result<SubmitResult> {
         let response = self
             .http

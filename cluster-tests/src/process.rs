@@ -1,7 +1,8 @@
 //! Starting, stopping and killing node processes, and forming clusters from them.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -77,12 +78,18 @@ impl NodeSpec {
     }
 }
 
+/// Environment variable that sets a node process's `/healthz` start token.
+pub const START_TOKEN_VARIABLE: &str = "REKOR_INSTANCE_TOKEN";
+
 /// A running node process. Killed (SIGKILL) when dropped.
 pub struct NodeProcess {
     pub spec: NodeSpec,
-    child: Option<Child>,
+    /// Behind a lock so that [`NodeProcess::wait_healthy`] (`&self`) can see an early exit.
+    child: Mutex<Option<Child>>,
     args: Vec<String>,
     log_path: PathBuf,
+    /// The start token handed to the running process; a new one at every spawn.
+    start_token: String,
 }
 
 impl NodeProcess {
@@ -91,9 +98,10 @@ impl NodeProcess {
         let log_path = spec.data_dir.with_extension("log");
         let mut process = Self {
             spec,
-            child: None,
+            child: Mutex::new(None),
             args,
             log_path,
+            start_token: String::new(),
         };
         process.spawn(cwd)?;
         Ok(process)
@@ -104,6 +112,7 @@ impl NodeProcess {
             .create(true)
             .append(true)
             .open(&self.log_path)?;
+        let start_token = format!("{:032x}", rand::random::<u128>());
         let child = Command::new(node_binary()?)
             .args(&self.args)
             .current_dir(cwd)
@@ -111,17 +120,35 @@ impl NodeProcess {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
+            .env(START_TOKEN_VARIABLE, &start_token)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
             .context("spawning rekor-node")?;
-        self.child = Some(child);
+        *self.child_mut() = Some(child);
+        self.start_token = start_token;
         Ok(())
     }
 
+    fn child_mut(&mut self) -> &mut Option<Child> {
+        self.child.get_mut().unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(|child| child.id())
+        let child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        child.as_ref().map(|child| child.id())
+    }
+
+    /// The start token the running process reports on `/healthz`.
+    pub fn start_token(&self) -> &str {
+        &self.start_token
+    }
+
+    /// How the process ended, if it has (reaping it); `None` while it runs or was never started.
+    fn exit_status(&self) -> Option<ExitStatus> {
+        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
+        child.as_mut()?.try_wait().ok().flatten()
     }
 
     pub fn base_url(&self) -> String {
@@ -130,7 +157,7 @@ impl NodeProcess {
 
     /// SIGKILL, and reap.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
+        if let Some(mut child) = self.child_mut().take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -153,17 +180,16 @@ impl NodeProcess {
     pub fn terminate(&mut self, timeout: Duration) -> Result<Option<i32>> {
         self.signal("TERM")?;
         let deadline = Instant::now() + timeout;
-        let child = self.child.as_mut().context("process not running")?;
+        let id = self.spec.id;
+        let slot = self.child_mut();
+        let child = slot.as_mut().context("process not running")?;
         loop {
             if let Some(status) = child.try_wait()? {
-                self.child = None;
+                *slot = None;
                 return Ok(status.code());
             }
             if Instant::now() >= deadline {
-                bail!(
-                    "node {} did not exit within {timeout:?} of SIGTERM",
-                    self.spec.id
-                );
+                bail!("node {id} did not exit within {timeout:?} of SIGTERM");
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -172,7 +198,7 @@ impl NodeProcess {
     /// The exit code if the process has exited (`Some(None)` for death by a signal), `None` while
     /// it runs (or was never started).
     pub fn exited(&mut self) -> Option<Option<i32>> {
-        let child = self.child.as_mut()?;
+        let child = self.child_mut().as_mut()?;
         match child.try_wait() {
             Ok(Some(status)) => Some(status.code()),
             _ => None,
@@ -448,14 +474,36 @@ impl Cluster {
 }
 
 impl NodeProcess {
-    /// Waits until `/healthz` answers 200.
+    /// Waits until this process answers `/healthz`: the answer must name this node's id and
+    /// the start token given to this process, so a stranger holding the port (an earlier
+    /// process, another test) is never taken for it. Fails as soon as the process exits (for
+    /// example because it could not bind its port).
     pub async fn wait_healthy(&self, timeout: Duration) -> Result<()> {
+        let id = self.spec.id;
         let client = crate::LogClient::new(&self.base_url());
-        wait_until(
-            &format!("node {} to be healthy", self.spec.id),
-            timeout,
-            || async { Ok(client.healthy().await.then_some(())) },
-        )
-        .await
+        let deadline = Instant::now() + timeout;
+        let mut last = String::from("no answer yet");
+        loop {
+            if let Some(status) = self.exit_status() {
+                bail!(
+                    "node {id} exited before it was healthy ({status}); last /healthz: {last}\n{}",
+                    self.log()
+                );
+            }
+            match client.health().await {
+                Ok(body)
+                    if body["nodeId"].as_u64() == Some(id)
+                        && body["startToken"].as_str() == Some(self.start_token.as_str()) =>
+                {
+                    return Ok(());
+                }
+                Ok(body) => last = format!("answered by another process: {body}"),
+                Err(error) => last = format!("{error:#}"),
+            }
+            if Instant::now() >= deadline {
+                bail!("timed out after {timeout:?} waiting for node {id} to be healthy ({last})");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }

@@ -5,8 +5,9 @@
 //! What the node does, and what is asserted: a full tile store alone (single-node test, tiles on
 //! their own tmpfs) stops integration, so writes get a 503 JSON error and never a 201, reads go
 //! on, and once space is back integration resumes without a restart. A full Raft data directory:
-//! once sled needs space it cannot get, openraft treats the failed log write as fatal; the
-//! node then logs one clear line ("Raft stopped on a storage error …") and exits with code 74
+//! once the Raft storage (log segments, leaf-body files, sled metadata) needs space it cannot
+//! get, openraft treats the failed write as fatal; the node then logs one clear line ("Raft
+//! stopped on a storage error …") and exits with code 74
 //! (EX_IOERR) instead of lingering as a zombie leader. It acknowledges nothing it could not
 //! persist; writes in flight get a 503 JSON error. In a cluster the others carry on (a new
 //! leader is elected when the full node led); after the space is freed the node is restarted,
@@ -144,8 +145,9 @@ async fn single_node_with_a_full_disk_refuses_writes_then_recovers() {
     let again = client.submit(&refused).await.unwrap();
     assert_eq!(again.status, 409, "{}", again.body);
 
-    // Raft data full: the node exits with its clear line. Until sled needs a block it has not
-    // got, its writes land in space it already holds and are fsynced, so a 201 here is legitimate
+    // Raft data full: the node exits with its clear line. Until the Raft storage needs a block it
+    // has not got (a segment file's next page, a sled page), its writes land in space it already
+    // holds and are fsynced, so a 201 here is legitimate
     // (the checker below proves those entries survived); every other answer is a 5xx JSON error.
     cluster.mounts[0].fill().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -181,7 +183,7 @@ async fn single_node_with_a_full_disk_refuses_writes_then_recovers() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
     println!(
-        "Raft data full: {logged_while_full} write(s) logged before sled ran out, then {} \
+        "Raft data full: {logged_while_full} write(s) logged before the Raft storage ran out, then {} \
          answered {errors:?}; exit code {code:?}",
         errors.len()
     );

@@ -1,5 +1,5 @@
 //! The real sigstore-python client (4.5.1) against real node processes
-//! (scripts/client/harness.py; ../shared/spec/client-harness.md): the embedded single-node default
+//! (scripts/client/harness.py; `client-harness.md`, see docs/spec-references.md): the embedded single-node default
 //! with its generated Ed25519 key, a node with an ECDSA P-256 key, and a three-node cluster reached
 //! through a follower. Afterwards the served checkpoint verifies with the log key and its root is
 //! the root of the served tiles.

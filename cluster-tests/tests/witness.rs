@@ -1,5 +1,5 @@
 //! Witnessing with a real node process and the `test-witness` process (rekor-v2-api.md §9,
-//! spec/tlog-tiles.md §10): checkpoints carry the witness's cosignature; a down witness does not
+//! tlog-tiles.md §10): checkpoints carry the witness's cosignature; a down witness does not
 //! stop the log by default (fail-open); with `--require-witness-quorum` it does, until the witness
 //! is back (a restarted witness has forgotten its size, so this also exercises the 409 resync).
 //! A witness answering with its line 200 times adds one line and does not stop the log; witnesses
@@ -15,7 +15,8 @@ use rekor_cluster_tests::{
 use rekor_storage::cosignature::CosignatureVerifier;
 use rekor_storage::note::{Ed25519NoteSigner, Note};
 
-const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata");
+/// The repository's test vectors (sources and licences in its README).
+const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata");
 /// The upstream e2e witness key (testdata/rekor-tiles/witness/policy.yaml and private.key).
 const WITNESS_VKEY: &str =
     "rekor-witness-test+a478f5cd+AUtKAvrTeY7srtAMfP5JCUOkZoU+A7F5VA094y5LGr89";

@@ -12,12 +12,9 @@ pub mod note;
 pub mod request;
 pub mod tile_path;
 
-/// Reads a file of the shared test vectors (`../shared/testdata`, beside the repository).
+/// Reads a file of the repository's test vectors (`testdata/` at the workspace root).
 pub(crate) fn testdata(path: &str) -> String {
-    let full = format!(
-        "{}/../../shared/testdata/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    );
+    let full = format!("{}/../testdata/{path}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {full}: {e}"))
 }
 

@@ -125,9 +125,9 @@ pub struct ServeArgs {
     pub bootstrap_single: Option<bool>,
 
     /// Take a Raft snapshot (and compact the Raft log) every this many Raft entries (batches).
-    /// Default: 250 (snapshots are small, and the log behind them, up to 512 entries a batch,
-    /// is held by sled: 1,000 batches of a busy log were ~180 MiB of the node's memory). Nodes
-    /// that fall behind a snapshot catch up by pulling entry bundles.
+    /// Default: 250 (snapshots are small, and each one lets the node purge the Raft log's
+    /// segment files behind it, up to 512 entries a batch). Nodes that fall behind a snapshot
+    /// catch up by pulling entry bundles.
     #[arg(long, env = "REKOR_RAFT_SNAPSHOT_EVERY")]
     pub raft_snapshot_every: Option<u64>,
 

@@ -214,11 +214,17 @@ async fn serve(config: ServeConfig) -> Result<()> {
             crate::backend::HASHED_TILE_CACHE_TILES,
         )),
     });
+    let instance = rekor_api::Instance {
+        node_id: config.node_id,
+        start_token: start_token(),
+    };
+    let start_token = instance.start_token.clone();
     let api_config = rekor_api::ApiConfig {
         log_id: signer.log_id(),
         read_only: config.read_only,
         enable_dsse: config.enable_dsse,
         max_request_body_size: config.max_request_body_size,
+        instance: Some(instance),
         ..rekor_api::ApiConfig::default()
     };
     let api_state = rekor_api::ApiState::new(api_config, backend, &registry)?;
@@ -310,6 +316,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         public = %config.listen,
         internal = %config.listen_internal,
         data_dir = %config.data_dir.display(),
+        start_token,
         malloc_arena_max = std::env::var(crate::malloc_arenas::VARIABLE).as_deref().unwrap_or("glibc default"),
         "rekor-node serving"
     );
@@ -449,4 +456,20 @@ fn committed_leaves(
 fn base64_std(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Environment variable a harness sets to choose this process's `/healthz` start token.
+const START_TOKEN_VARIABLE: &str = "REKOR_INSTANCE_TOKEN";
+
+/// This process's start token: the harness's choice, or 16 random bytes in hex.
+fn start_token() -> String {
+    use rand_core::RngCore;
+    match std::env::var(START_TOKEN_VARIABLE) {
+        Ok(token) if !token.is_empty() => token,
+        _ => {
+            let mut bytes = [0u8; 16];
+            rand_core::OsRng.fill_bytes(&mut bytes);
+            hex::encode(bytes)
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! `rekor-node verify`: an independent audit of any C2SP tlog-tiles log, this one or another, from
-//! its URL alone (spec/tlog-tiles.md §2–§6, §11).
+//! its URL alone (tlog-tiles.md §2–§6, §11).
 //!
 //! The audit trusts nothing the log serves except what the log's key signed:
 //! 1. fetch `<url>/checkpoint` and verify its signature and origin (§6–§8);

@@ -1,5 +1,5 @@
-//! The openraft `Config`, tuned for fsync'd sled appends and HTTP RPCs (rust-stack.md §2.7,
-//! §2.8).
+//! The openraft `Config`, tuned for fsync'd appends to the log's segment files and HTTP RPCs
+//! (openraft 0.9 `Config` docs: snapshots, timeouts).
 //!
 //! openraft bounds each AppendEntries RPC by `heartbeat_interval`, so the heartbeat must cover
 //! an HTTP round trip plus the follower's fsync. Snapshot chunks get seconds, not openraft's

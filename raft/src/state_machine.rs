@@ -760,7 +760,7 @@ impl StateReader {
         blocking(move || reader.leaves_now(range)).await
     }
 
-    /// [`Self::leaves`] on the calling thread (it blocks on sled). For a caller that owns a
+    /// [`Self::leaves`] on the calling thread (it blocks on file reads). For a caller that owns a
     /// thread of its own, such as the integrator: the bodies are allocated, and freed, on that
     /// thread rather than on whichever blocking-pool thread ran the read, which keeps the
     /// allocator from growing one arena per pool thread to the size of a step.

@@ -1,5 +1,6 @@
 //! The replicated state machine's rules (DESIGN.md, "The replicated state machine", "Dedup")
-//! and the durability of the log store, against real sled databases in temp dirs.
+//! and the durability of the log store, against real stores (segment files, leaf-body and
+//! identity files, a sled database) in temp dirs.
 
 use std::collections::BTreeSet;
 

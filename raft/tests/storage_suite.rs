@@ -1,4 +1,5 @@
-//! openraft's storage conformance suite against the sled-backed stores (rust-stack.md §2.3).
+//! openraft's storage conformance suite against the node's stores: the log store (entries in
+//! segment files, vote and metadata in sled) and the state machine.
 
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
@@ -7,11 +8,11 @@ use rekor_raft::{
 };
 use tempfile::TempDir;
 
-/// Each build opens a fresh sled database in its own temp dir; the dir is the guard, dropped
-/// after the stores.
-struct SledStoreBuilder;
+/// Each build opens fresh stores (segment files and a sled database) in their own temp dir; the
+/// dir is the guard, dropped after the stores.
+struct FreshStoreBuilder;
 
-impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for SledStoreBuilder {
+impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for FreshStoreBuilder {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError<NodeId>> {
         let dir = tempfile::tempdir().expect("temp dir");
         let engine =
@@ -25,7 +26,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for SledStor
 
 #[test]
 fn openraft_storage_suite_passes() {
-    if let Err(e) = Suite::test_all(SledStoreBuilder) {
+    if let Err(e) = Suite::test_all(FreshStoreBuilder) {
         panic!("storage suite failed: {e}");
     }
 }

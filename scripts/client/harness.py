@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Drive a running Rekor v2 server with the real sigstore-python client (sigstore==4.5.1).
 
-What it does (../shared/spec/client-harness.md, rekor-v2-api.md §16.2):
+What it does (client-harness.md and rekor-v2-api.md §16.2; docs/spec-references.md maps the
+section numbers to public sources):
 
 1. self-test without a server: the complete response of rekor-v2-api.md §15.3 must pass
    `TransparencyLogEntry._verify` with the trusted root of client-harness.md §4.2;

@@ -1,6 +1,6 @@
 //! C2SP tlog-checkpoint: the checkpoint body (origin, size, base64 root, optional
 //! extension lines), signing it as a signed note with one log signature line, and
-//! verifying it (spec/tlog-tiles.md §6, rekor-v2-api.md §8.1 and §11.5).
+//! verifying it (tlog-tiles.md §6, rekor-v2-api.md §8.1 and §11.5).
 
 use crate::merkle::Hash;
 use crate::note::{Note, NoteError, NoteSigner, NoteVerifier};

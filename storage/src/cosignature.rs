@@ -1,6 +1,6 @@
 //! C2SP tlog-cosignature `cosignature/v1` (signed-note key type 0x04): timestamped
 //! Ed25519 cosignatures over a checkpoint body, as produced by witnesses
-//! (spec/tlog-tiles.md §9, rekor-v2-api.md §9).
+//! (tlog-tiles.md §9, rekor-v2-api.md §9).
 //!
 //! The signed message is `cosignature/v1\ntime <seconds>\n` followed by the whole
 //! checkpoint text; the signature line payload is the 8-byte big-endian timestamp

@@ -3,7 +3,7 @@
 //!
 //! A [`TreeBuilder`] holds only the tree's right edge in memory: the compact range
 //! (≤ 64 hashes), the bottom row of the partial tile at each tile level, and the
-//! partial entry bundle (spec/tlog-tiles.md §11.6, §15.5). Appending is pure; the
+//! partial entry bundle (tlog-tiles.md §11.6, §15.5). Appending is pure; the
 //! caller writes the returned objects (each path's bytes depend only on the leaves
 //! it covers, so re-running an integration after a crash rewrites identical bytes,
 //! which the create-once tile store accepts).

@@ -2,7 +2,7 @@
 //! entry bundles, proofs over tiles, signed notes, checkpoints and cosignatures, and
 //! the tile store (the only module that does IO). No networking, no Raft.
 //!
-//! One module per specification (see `../shared/STYLE.md`):
+//! One module per specification:
 //! - [`merkle`]: RFC 6962 hashing, the compact range, RFC 9162 proof verification.
 //! - [`tiles`]: C2SP tlog-tiles paths, partial widths, tile and bundle encodings.
 //! - [`integrate`]: the integration core ([`integrate::TreeBuilder`]).

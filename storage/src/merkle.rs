@@ -1,7 +1,7 @@
 //! RFC 6962 Merkle-tree hashing, the compact range, and RFC 9162 proof verification.
 //!
 //! This module is the tree math only: no tiles, no IO, no signing.
-//! Hashing follows RFC 6962 §2.1 (spec/tlog-tiles.md §1); verification follows
+//! Hashing follows RFC 6962 §2.1 (tlog-tiles.md §1); verification follows
 //! RFC 9162 §2.1.3.2 (inclusion) and §2.1.4.2 (consistency), with the
 //! transparency-dev/merkle convention that a consistency proof from size 0 is
 //! always rejected. Subtree inclusion and subtree consistency follow the Merkle
@@ -65,7 +65,7 @@ pub enum ProofError {
 
 /// The compact range `[0, size)`: one perfect-subtree root per set bit of `size`,
 /// largest (leftmost) first. At most 64 hashes. This is all the state needed to
-/// append leaves and compute the root (spec/tlog-tiles.md §11.6, §15.5).
+/// append leaves and compute the root (tlog-tiles.md §11.6, §15.5).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct CompactRange {
     size: u64,

@@ -1,5 +1,5 @@
 //! C2SP signed-note: note text plus signature lines, key IDs, verifier-key strings,
-//! and the log's note signers and verifiers (spec/tlog-tiles.md §7–§8,
+//! and the log's note signers and verifiers (tlog-tiles.md §7–§8,
 //! rekor-v2-api.md §8.3).
 //!
 //! Key types: Ed25519 (0x01, the C2SP formula), ECDSA P-256 (the transparency-dev

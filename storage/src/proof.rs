@@ -4,7 +4,7 @@
 //! needs, the caller fetches them into a [`TileSet`], and [`build_inclusion_proof`] /
 //! [`build_consistency_proof`] compute the proof. Only complete nodes are read from
 //! tiles; the one ephemeral right-edge node is recomputed by folding complete nodes
-//! (spec/tlog-tiles.md §11.1–§11.3). The result is in RFC 9162 order and verifies
+//! (tlog-tiles.md §11.1–§11.3). The result is in RFC 9162 order and verifies
 //! with [`crate::merkle::verify_inclusion`] / [`crate::merkle::verify_consistency`].
 //!
 //! A tile's inner nodes are hashed once, when it enters a [`TileSet`] ([`HashedTile`]),
@@ -51,7 +51,7 @@ pub enum ProofBuildError {
 
 /// Tiles fetched by the caller, keyed by level and index. A wider tile (a larger
 /// partial or the full tile) may stand in for a narrower one: it holds the same
-/// hashes as a prefix (spec/tlog-tiles.md §11.5).
+/// hashes as a prefix (tlog-tiles.md §11.5).
 #[derive(Debug, Clone, Default)]
 pub struct TileSet {
     tiles: HashMap<(u8, u64), Arc<HashedTile>>,
@@ -212,7 +212,7 @@ impl HashedTileCache {
     }
 }
 
-/// spec/tlog-tiles.md §11.1: the tile (as of `size`) that holds `node`, and the range
+/// tlog-tiles.md §11.1: the tile (as of `size`) that holds `node`, and the range
 /// of its bottom row whose subtree hash is the node.
 fn locate(node: NodeId, size: u64) -> (TileId, usize, usize) {
     let tile_level = (u32::from(node.level) / TILE_HEIGHT) as u8;
@@ -249,7 +249,7 @@ fn range_nodes(begin: u64, end: u64) -> Vec<NodeId> {
     out
 }
 
-/// spec/tlog-tiles.md §11.2 generalised to a node at `level`: the proof elements for
+/// tlog-tiles.md §11.2 generalised to a node at `level`: the proof elements for
 /// the node `(level, index)` in a tree of `size` leaves (node complete, size > 0).
 fn path_elements(level: u32, index: u64, size: u64) -> Vec<Element> {
     let row = size >> level;
@@ -291,7 +291,7 @@ fn consistency_elements(size1: u64, size2: u64) -> Result<Vec<Element>, ProofBui
     if size1 == size2 {
         return Ok(Vec::new());
     }
-    // spec/tlog-tiles.md §11.3: the seed is the largest perfect subtree ending at size1.
+    // tlog-tiles.md §11.3: the seed is the largest perfect subtree ending at size1.
     let level = size1.trailing_zeros();
     let index = (size1 - 1) >> level;
     let mut out = Vec::new();

@@ -1,6 +1,6 @@
 //! The tile store: the only module that does IO. Hash tiles, entry bundles and the
 //! checkpoint live in an `object_store` backend under their C2SP paths
-//! (`tile/0/x001/234`, `tile/entries/000.p/3`, `checkpoint`; spec/tlog-tiles.md §2).
+//! (`tile/0/x001/234`, `tile/entries/000.p/3`, `checkpoint`; tlog-tiles.md §2).
 //!
 //! Durability promise: every `put_*` returns only once the object is durable. The
 //! local backend is opened with `with_fsync(true)` (file and parent directory are
@@ -10,7 +10,7 @@
 //! deterministic, so a retry after a crash or an ambiguous timeout writes the same
 //! bytes: on `AlreadyExists` the object is read back and identical bytes count as
 //! success; different bytes are a [`TileStoreError::Conflict`] (a bug or a fork).
-//! The checkpoint is overwritten in place (spec/rust-stack.md §5).
+//! The checkpoint is overwritten in place (rust-stack.md §5).
 //!
 //! Read cache: tiles and bundles never change once written (a partial `.p/<w>` object
 //! is immutable for its width too), so a bounded in-memory cache ([`ReadCache`], shared

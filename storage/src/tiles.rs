@@ -1,7 +1,7 @@
 //! C2SP tlog-tiles layout: tile and entry-bundle identifiers, their paths, partial
 //! widths, and the byte encodings of hash tiles and entry bundles.
 //!
-//! Pure path and size arithmetic, no IO (spec/tlog-tiles.md §2–§5, C2SP tlog-tiles).
+//! Pure path and size arithmetic, no IO (tlog-tiles.md §2–§5, C2SP tlog-tiles).
 
 use crate::merkle::Hash;
 use std::fmt;

@@ -1,4 +1,4 @@
-//! The transparency-dev/merkle proof vectors (`../shared/testdata/merkle/`, Apache-2.0,
+//! The transparency-dev/merkle proof vectors (`testdata/merkle/`, Apache-2.0,
 //! upstream commit 417fb0c3) run through our RFC 9162 verifiers, and the 8-leaf
 //! reference tree from `testonly/constants.go` rebuilt with the compact range.
 
@@ -7,12 +7,9 @@ use rekor_storage::merkle::{self, CompactRange, Hash};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-fn testdata() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata"
-    ))
-}
+mod support;
+
+use support::testdata_dir;
 
 fn json_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {
@@ -67,7 +64,7 @@ fn proof(v: &Value) -> Option<Vec<Hash>> {
 
 fn probes(kind: &str) -> Vec<(PathBuf, Value)> {
     let mut files = Vec::new();
-    json_files(&testdata().join("merkle").join(kind), &mut files);
+    json_files(&testdata_dir().join("merkle").join(kind), &mut files);
     files.sort();
     assert!(!files.is_empty(), "no vectors for {kind}");
     files
@@ -248,7 +245,7 @@ fn subtree_consistency_generated_proofs() {
 #[test]
 fn reference_tree_roots() {
     let v: Value = serde_json::from_str(
-        &std::fs::read_to_string(testdata().join("merkle/reference-tree.json")).unwrap(),
+        &std::fs::read_to_string(testdata_dir().join("merkle/reference-tree.json")).unwrap(),
     )
     .unwrap();
     let leaves: Vec<Vec<u8>> = v["leaf_inputs_hex"]

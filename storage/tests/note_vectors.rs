@@ -1,6 +1,6 @@
 //! Key-ID, log-ID, signed-note and cosignature vectors:
-//! `../shared/testdata/rekor-tiles/vectors.json` (sigstore/rekor-tiles `pkg/note`
-//! tests, Apache-2.0) and `../shared/testdata/c2sp/examples.json` (C2SP spec examples).
+//! `testdata/rekor-tiles/vectors.json` (sigstore/rekor-tiles `pkg/note` tests, Apache-2.0)
+//! and `testdata/c2sp/examples.json` (C2SP spec examples).
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
@@ -12,18 +12,10 @@ use rekor_storage::note::{
     NoteVerifier, RsaNoteVerifier,
 };
 use serde_json::Value;
-use std::path::PathBuf;
 
-fn testdata() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata"
-    ))
-}
+mod support;
 
-fn text(rel: &str) -> String {
-    std::fs::read_to_string(testdata().join(rel)).unwrap()
-}
+use support::testdata as text;
 
 fn json(rel: &str) -> Value {
     serde_json::from_str(&text(rel)).unwrap()

@@ -217,7 +217,7 @@ fn empty_tree() {
         .is_empty());
 }
 
-/// spec/tlog-tiles.md §11.4: leaf 1,234 in a tree of 70,000 needs 17 hashes from 4 tiles.
+/// tlog-tiles.md §11.4: leaf 1,234 in a tree of 70,000 needs 17 hashes from 4 tiles.
 #[test]
 fn worked_example_inclusion_1234_in_70000() {
     let ids = proof::tiles_for_inclusion(1234, 70_000).unwrap();

@@ -23,13 +23,9 @@ use rekor_storage::tiles::{
     parse_tile_path, BundleId, TileId, TilePath, MAX_TILE_LEVEL, TILE_WIDTH,
 };
 
-fn testdata(path: &str) -> String {
-    let full = format!(
-        "{}/../../shared/testdata/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {full}: {e}"))
-}
+mod support;
+
+use support::testdata;
 
 fn pem_der(pem: &str) -> Vec<u8> {
     B64.decode(

@@ -1,4 +1,4 @@
-//! Rebuilds transparency-dev/tessera's golden log (`../shared/testdata/tessera-log/`,
+//! Rebuilds transparency-dev/tessera's golden log (`testdata/tessera-log/`,
 //! Apache-2.0, upstream commit 1811ae1a) from its 15 entries: every tile, bundle,
 //! root and signed checkpoint must match byte for byte.
 
@@ -8,6 +8,8 @@ use rekor_storage::note::{Ed25519NoteSigner, Ed25519NoteVerifier, Note, NoteSign
 use rekor_storage::tile_store::TileStore;
 use std::path::PathBuf;
 
+mod support;
+
 /// The entries upstream's `build_log.sh` appended, one per checkpoint (misspellings are upstream's).
 const ENTRIES: [&str; 15] = [
     "one", "two", "three", "four", "five", "six", "seven", "eit", "nain", "ten", "ileven", "twelf",
@@ -16,10 +18,7 @@ const ENTRIES: [&str; 15] = [
 const ORIGIN: &str = "example.com/log/testdata";
 
 fn log_dir() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata/tessera-log"
-    ))
+    support::testdata_dir().join("tessera-log")
 }
 
 fn read(rel: &str) -> Vec<u8> {

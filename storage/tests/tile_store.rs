@@ -10,6 +10,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
 /// The create-once / overwrite contract every backend must honour.
 async fn exercise(store: &TileStore) {
     store.probe_create_once().await.unwrap();
@@ -120,18 +122,14 @@ fn unsupported_urls_and_options_are_refused() {
     ));
 }
 
-/// No GCS emulator works with object_store (spec/rust-stack.md §6.3): only check that
+/// No GCS emulator works with object_store (rust-stack.md §6.3): only check that
 /// `gs://` URLs configure, with a mock service account (no network is touched).
 #[test]
 fn gcs_urls_configure() {
     let dir = tempfile::tempdir().unwrap();
     let sa = dir.path().join("mock-service-account.json");
     // Any RSA PKCS#8 key will do for a mock account; reuse the published test key.
-    let key = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata/rekor-tiles/pki/rsa-priv-key.pem"
-    ))
-    .unwrap();
+    let key = support::testdata("rekor-tiles/pki/rsa-priv-key.pem");
     let account = serde_json::json!({
         "type": "service_account",
         "private_key": key,

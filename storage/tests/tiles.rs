@@ -1,5 +1,5 @@
-//! C2SP tlog-tiles layout rules (spec/tlog-tiles.md §2–§4) and the spec's worked
-//! examples from `../shared/testdata/c2sp/examples.json`.
+//! C2SP tlog-tiles layout rules (tlog-tiles.md §2–§4) and the spec's worked
+//! examples (restated in `testdata/c2sp/examples.json`).
 
 use rekor_storage::tiles::{
     self, parse_tile_path, BundleId, TileError, TileId, TilePath, TILE_WIDTH,
@@ -68,7 +68,7 @@ fn well_formed_paths_parse_and_round_trip() {
     }
 }
 
-/// spec/tlog-tiles.md §2: every malformed form is rejected.
+/// tlog-tiles.md §2: every malformed form is rejected.
 #[test]
 fn malformed_paths_are_rejected() {
     for bad in [
@@ -205,7 +205,7 @@ fn tile_and_bundle_encodings() {
     assert!(tiles::decode_tile(&bytes[..63], 2).is_err());
     assert!(tiles::decode_tile(&[], 0).is_err());
 
-    // spec/tlog-tiles.md §4 example: `00 03 'one' 00 03 'two' 00 05 'three'`.
+    // tlog-tiles.md §4 example: `00 03 'one' 00 03 'two' 00 05 'three'`.
     let b = tiles::encode_bundle(&["one", "two", "three"]).unwrap();
     assert_eq!(b, b"\x00\x03one\x00\x03two\x00\x05three");
     assert_eq!(

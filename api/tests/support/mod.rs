@@ -1,4 +1,4 @@
-//! Shared test support: keys from `shared/testdata/rekor-tiles/vectors.json`, request builders,
+//! Shared test support: keys from `testdata/rekor-tiles/vectors.json`, request builders,
 //! and an in-process log mounted on the API.
 #![allow(dead_code)]
 
@@ -10,12 +10,15 @@ use rekor_api::{ApiConfig, ApiState};
 use rekor_storage::note::{EcdsaP256NoteSigner, Ed25519NoteSigner, NoteSigner};
 use serde_json::{json, Value};
 
-pub fn testdata(path: &str) -> String {
-    let full = format!(
-        "{}/../../shared/testdata/{path}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {full}: {e}"))
+/// The workspace's `testdata/` folder (sources and licences in its README).
+pub fn testdata_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata"))
+}
+
+/// A file of `testdata/` as text.
+pub fn testdata(rel: &str) -> String {
+    let full = testdata_dir().join(rel);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("reading {}: {e}", full.display()))
 }
 
 pub fn vectors() -> Value {

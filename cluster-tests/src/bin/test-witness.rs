@@ -1,4 +1,4 @@
-//! `test-witness`: a small C2SP tlog-witness server **for tests only** (spec/tlog-tiles.md §10).
+//! `test-witness`: a small C2SP tlog-witness server **for tests only** (tlog-tiles.md §10).
 //!
 //! It witnesses one log: it checks the log's signature on each checkpoint with the given log
 //! vkey, checks the consistency proof from the size it last cosigned (kept in memory, starting at

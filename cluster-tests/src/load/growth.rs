@@ -20,7 +20,7 @@
 //!
 //! The entries are synthetic but realistic: canonical hashedrekord v0.0.2 bodies produced by
 //! the node's validator from a few really signed requests, each copy with its own digest bytes
-//! so that every leaf differs (spec/tlog-tiles.md §11 for the tiles and bundles they land in).
+//! so that every leaf differs (tlog-tiles.md §11 for the tiles and bundles they land in).
 //!
 //! Proofs are built the way `node/src/backend.rs` builds them for a 201 (tiles read through
 //! the store's read cache, hashed through a [`HashedTileCache`], [`build_inclusion_proof`]) and

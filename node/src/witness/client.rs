@@ -1,4 +1,4 @@
-//! The log side of C2SP tlog-witness (spec/tlog-tiles.md §10, "Log side").
+//! The log side of C2SP tlog-witness (tlog-tiles.md §10, "Log side").
 //!
 //! For each checkpoint the leader signs, [`Witnessing::witness`] POSTs to every witness of the
 //! policy in parallel: `old <size>\n`, the consistency proof from that size (one base64 hash a
@@ -546,7 +546,7 @@ impl Witnessing {
 }
 
 /// Reads a tile as of some size; if that partial tile is gone, the full tile stands in (it holds
-/// the same hashes as a prefix, spec/tlog-tiles.md §11.5).
+/// the same hashes as a prefix, tlog-tiles.md §11.5).
 async fn read_tile(store: &TileStore, id: TileId) -> Result<(TileId, Bytes), String> {
     if let Some(bytes) = store.get_tile(id).await.map_err(|e| e.to_string())? {
         return Ok((id, bytes));
@@ -563,7 +563,7 @@ async fn read_tile(store: &TileStore, id: TileId) -> Result<(TileId, Bytes), Str
     Err(format!("tile {} is missing", id.path()))
 }
 
-/// The `add-checkpoint` request body (spec/tlog-tiles.md §10).
+/// The `add-checkpoint` request body (tlog-tiles.md §10).
 pub fn add_checkpoint_body(old: u64, proof: &[Hash], signed_checkpoint: &str) -> String {
     let mut body = format!("old {old}\n");
     for hash in proof {

@@ -1,5 +1,5 @@
 //! Witnessing: before the leader publishes a checkpoint it asks the witnesses of its policy to
-//! cosign it (C2SP tlog-witness, spec/tlog-tiles.md §9–§10; rekor-v2-api.md §9), appends one
+//! cosign it (C2SP tlog-witness, tlog-tiles.md §9–§10; rekor-v2-api.md §9), appends one
 //! verified cosignature line per witness, and checks the policy's quorum.
 //!
 //! - [`policy`]: the Sigsum-format policy file (`--witness-policy`).

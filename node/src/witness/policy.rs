@@ -1,5 +1,5 @@
 //! The witness policy file: which witnesses the log asks to cosign its checkpoints, and which
-//! subsets of them make a quorum (rekor-v2-api.md §9, spec/tlog-tiles.md §10 "Policy").
+//! subsets of them make a quorum (rekor-v2-api.md §9, tlog-tiles.md §10 "Policy").
 //!
 //! The format is the Sigsum policy format as Tessera reads it, one statement per line:
 //!
@@ -295,7 +295,8 @@ impl WitnessPolicy {
 mod tests {
     use super::*;
 
-    const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata");
+    /// The upstream e2e policy (`testdata/rekor-tiles/witness/`, see its README).
+    const UPSTREAM_POLICY: &str = include_str!("../../../testdata/rekor-tiles/witness/policy.yaml");
     const W1: &str = "sigsum.org+e4ade967+AZuUY6B08pW3QVHu8uvsrxWPcAv9nykap2Nb4oxCee+r";
     const W2: &str = "example.com+3753d3de+AebBhMcghIUoavZpjuDofa4sW6fYHyVn7gvwDBfvkvuM";
 
@@ -305,9 +306,7 @@ mod tests {
 
     #[test]
     fn parses_the_upstream_e2e_policy() {
-        let text =
-            std::fs::read_to_string(format!("{TESTDATA}/rekor-tiles/witness/policy.yaml")).unwrap();
-        let policy = WitnessPolicy::parse(&text).unwrap();
+        let policy = WitnessPolicy::parse(UPSTREAM_POLICY).unwrap();
         assert_eq!(policy.witnesses().len(), 1);
         let witness = &policy.witnesses()[0];
         assert_eq!(witness.name, "o1");
