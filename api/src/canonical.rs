@@ -12,8 +12,8 @@ use sha2::{Digest as _, Sha256};
 use crate::backend::EntryKind;
 use crate::key_details::{HashAlgorithm, PublicKeyDetails};
 use crate::proto_json::{decode_bytes, encode_bytes};
-use serde_json::Value as JsonValue;
 use crate::request::{Verifier, VerifierMaterial};
+use serde_json::Value as JsonValue;
 
 /// C2SP tlog-tiles: entry-bundle records carry a uint16 length, so a body is at most 65,535 bytes.
 pub const MAX_ENTRY_SIZE: usize = 65_535;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rekor_cluster_tests::chaos::hostile::{run_hostile, HostileOptions, HostileWitness};
 
-const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/testdata");
+const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata");
 /// The upstream e2e witness key (testdata/rekor-tiles/witness/policy.yaml and private.key).
 const WITNESS_VKEY: &str =
     "rekor-witness-test+a478f5cd+AUtKAvrTeY7srtAMfP5JCUOkZoU+A7F5VA094y5LGr89";
