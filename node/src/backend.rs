@@ -44,6 +44,30 @@ pub struct NodeBackend {
     pub hashed_tiles: Arc<HashedTileCache>,
 }
 
+/// Checks a duplicate answer against this node's own state: the identity must be recorded at
+/// `claimed`. A leader (or a forwarding path) that answers with another index is lying or broken,
+/// and the client must not be pointed at someone else's entry.
+fn confirm_duplicate(
+    state: &StateReader,
+    identity: &[u8; 32],
+    claimed: u64,
+) -> Result<(), SubmitError> {
+    match state.lookup_identity(identity) {
+        Ok(Some(index)) if index == claimed => Ok(()),
+        Ok(found) => {
+            tracing::error!(
+                claimed,
+                ?found,
+                "a duplicate answer names an index this node's state does not hold for the entry"
+            );
+            Err(SubmitError::Internal(format!(
+                "duplicate of index {claimed} not confirmed by this node's state (found {found:?})"
+            )))
+        }
+        Err(e) => Err(SubmitError::Internal(e.to_string())),
+    }
+}
+
 /// Hashed tiles kept for proof building: each is ~16 KiB, so this is at most ~32 MiB.
 pub const HASHED_TILE_CACHE_TILES: usize = 1024;
 
@@ -148,6 +172,7 @@ impl NodeBackend {
             return Err(SubmitError::Frozen);
         }
         let deadline = Instant::now() + self.submit_timeout;
+        let identity = entry.identity;
         // Fast path for exact duplicates; the state machine remains the authority.
         let known = self
             .state_machine
@@ -173,6 +198,10 @@ impl NodeBackend {
         };
         let checkpoint = self.wait_covering(index, deadline).await?;
         if let AppendOutcome::Duplicate { index } = outcome {
+            // The leader said "duplicate of `index`"; this node has applied past `index` now
+            // (it serves a checkpoint covering it), so its own identity index must agree before
+            // the client is sent to that index.
+            confirm_duplicate(&self.state_machine, &identity, index)?;
             self.metrics.dedup_hits_total.inc();
             return Err(SubmitError::Duplicate { log_index: index });
         }
@@ -274,4 +303,52 @@ async fn inclusion_proof_from_store(
     Ok(rekor_storage::proof::build_inclusion_proof(
         index, size, &tiles,
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::storage::RaftStateMachine;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+    use rekor_raft::types::{identity_of, Command};
+
+    /// A real state machine (files and sled in a temp dir) with `bodies` applied in one batch.
+    async fn state_with(
+        dir: &std::path::Path,
+        bodies: &[&[u8]],
+    ) -> (rekor_raft::SledEngine, rekor_raft::StateMachineStore) {
+        let engine =
+            rekor_raft::SledEngine::open(&rekor_raft::EngineConfig::new(dir.join("raft"))).unwrap();
+        let (_log, mut sm) = rekor_raft::open_stores(&engine, dir).unwrap();
+        let entry = Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 0), 1),
+            payload: EntryPayload::Normal(Command::Append {
+                entries: bodies
+                    .iter()
+                    .map(|body| SequencedEntry::new(body.to_vec()))
+                    .collect(),
+            }),
+        };
+        sm.apply([entry]).await.unwrap();
+        (engine, sm)
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_answer_must_match_this_nodes_own_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_engine, sm) = state_with(dir.path(), &[b"first", b"second"]).await;
+        let reader = sm.reader();
+        let second = identity_of(b"second");
+        assert!(confirm_duplicate(&reader, &second, 1).is_ok());
+        // A leader pointing the client at another entry, or at an entry this node never saw.
+        for claimed in [0, 2, 7] {
+            match confirm_duplicate(&reader, &second, claimed) {
+                Err(SubmitError::Internal(message)) => {
+                    assert!(message.contains("not confirmed"), "{message}")
+                }
+                other => panic!("claimed {claimed}: {other:?}"),
+            }
+        }
+        assert!(confirm_duplicate(&reader, &identity_of(b"never logged"), 0).is_err());
+    }
 }
