@@ -28,7 +28,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::engine::{parse_index_key, scan_prefix, Keyspace, WriteBatch};
-use crate::identity_index::{IdentityIndex, IdentityIndexError};
+use crate::identity_index::IdentityIndex;
 use crate::segments::{SegmentConfig, SegmentError, SegmentLog};
 use crate::state_machine::StateMachineError;
 use crate::types::identity_of;
@@ -51,18 +51,6 @@ const IDENTITY_SYNC_ENTRIES: u64 = 1_000_000;
 const LEGACY_LEAF_PREFIX: u8 = b'l';
 const LEGACY_IDENTITY_PREFIX: u8 = b'i';
 const LEGACY_KEY_STAGING: &[u8] = b"m/staging";
-
-impl From<SegmentError> for StateMachineError {
-    fn from(e: SegmentError) -> Self {
-        StateMachineError::Files(e.to_string())
-    }
-}
-
-impl From<IdentityIndexError> for StateMachineError {
-    fn from(e: IdentityIndexError) -> Self {
-        StateMachineError::Files(e.to_string())
-    }
-}
 
 /// The leaf bodies and the identity index of one state machine.
 pub(crate) struct EntryFiles {
@@ -356,5 +344,36 @@ impl EntryFiles {
             );
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segments::test_support::write_damaged_segments;
+
+    #[test]
+    fn damaged_leaf_files_are_typed_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let damaged = write_damaged_segments(&dir.path().join("leaves"), 0);
+        match EntryFiles::open(dir.path()) {
+            Err(StateMachineError::Leaves(SegmentError::Corrupt { path, .. })) => {
+                assert_eq!(path, damaged);
+            }
+            Err(other) => panic!("expected corrupt leaves, got {other:?}"),
+            Ok(_) => panic!("expected corrupt leaves, the files opened"),
+        }
+    }
+
+    #[test]
+    fn leaf_writes_after_a_failed_sync_are_typed_as_poisoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = EntryFiles::open(dir.path()).unwrap();
+        files.append(0, &[b"a".to_vec()]).unwrap();
+        files.leaves.poison_for_test();
+        match files.append(1, &[b"b".to_vec()]) {
+            Err(StateMachineError::Leaves(SegmentError::Poisoned)) => {}
+            other => panic!("expected poisoned leaves, got {other:?}"),
+        }
     }
 }

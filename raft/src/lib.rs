@@ -37,8 +37,9 @@ pub use backfill::{
 };
 pub use config::{build_config, RaftTuning, TuningError};
 pub use engine::{EngineConfig, EngineError, Keyspace, SledEngine};
-pub use log_store::{LogSizeProbe, LogStore};
+pub use log_store::{LogSizeProbe, LogStore, LogStoreError, LogWriteError};
 pub use network::{ClusterSecret, HttpNetwork, NetworkConfig};
+pub use segments::SegmentError;
 pub use server::{raft_scope, RaftServerConfig};
 pub use state_machine::{
     AppliedState, PublishedCheckpoint, StateMachineError, StateMachineStore, StateReader,

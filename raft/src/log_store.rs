@@ -69,14 +69,46 @@ pub enum LogStoreError {
     /// A stored record could not be decoded.
     #[error("corrupt Raft log record: {0}")]
     Codec(#[from] codec::CodecError),
+    /// The writer thread could not be started.
+    #[error("cannot start the Raft log writer thread")]
+    WriterThread(#[source] std::io::Error),
 }
+
+/// A failed write of the log, as the writer thread reports it. Typed so that a caller can tell
+/// a poisoned segment log ([`SegmentError::Poisoned`]: reopen needed) from corrupt segments,
+/// an engine failure or a refused append; openraft's `StorageError` is built from it only at
+/// the trait boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum LogWriteError {
+    /// The segment files failed.
+    #[error(transparent)]
+    Segments(#[from] SegmentError),
+    /// The engine (metadata) failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// An append past the end of the log (gaps are refused unless allowed for openraft's
+    /// conformance suite).
+    #[error("append at index {first} would leave a gap after the last entry {last}")]
+    Gap {
+        /// Index of the refused append.
+        first: u64,
+        /// Index of the last held entry.
+        last: u64,
+    },
+    /// The writer thread is gone (the store is shutting down).
+    #[error("log writer stopped")]
+    WriterStopped,
+}
+
+/// A write's outcome; shared (`Arc`) because one flush answers every job of its group.
+type WriteResult = Result<(), Arc<LogWriteError>>;
 
 /// What to do once a job's batch is applied.
 enum Durability {
     /// Nothing: durable with the next flush.
     Lazy,
     /// Flush, then answer.
-    Flush(oneshot::Sender<Result<(), String>>),
+    Flush(oneshot::Sender<WriteResult>),
     /// Flush, then tell openraft the log IO is complete.
     Callback(LogFlushed<TypeConfig>),
 }
@@ -95,7 +127,7 @@ enum WriteOp {
 
 struct WriteJob {
     op: WriteOp,
-    applied: oneshot::Sender<Result<(), String>>,
+    applied: oneshot::Sender<WriteResult>,
     durability: Durability,
 }
 
@@ -104,7 +136,8 @@ struct Stores {
     meta: Arc<dyn Keyspace>,
     entries: Arc<SegmentLog>,
     /// Whether an append past the end of the log (a gap) forgets the held entries instead of
-    /// failing. Only openraft's conformance suite appends that way; see [`LogStore::allow_gaps`].
+    /// failing. Only openraft's conformance suite appends that way (`LogStore::allow_gaps`, built
+    /// with the `test-gaps` feature only).
     gaps_allowed: Arc<AtomicBool>,
 }
 
@@ -116,51 +149,45 @@ struct Dirty {
 }
 
 impl Stores {
-    fn apply(&self, op: WriteOp, dirty: &mut Dirty) -> Result<(), String> {
+    fn apply(&self, op: WriteOp, dirty: &mut Dirty) -> Result<(), LogWriteError> {
         match op {
             WriteOp::Entries { first, records } => {
                 let next = self.entries.next_index();
                 let held = self.entries.first_index().is_some();
                 if held && first < next {
                     // Entries replacing a suffix: the append implies the truncation.
-                    self.entries
-                        .truncate_from(first)
-                        .map_err(|e| e.to_string())?;
+                    self.entries.truncate_from(first)?;
                 } else if held && first > next {
                     if !self.gaps_allowed.load(Ordering::Relaxed) {
-                        return Err(format!(
-                            "append at index {first} would leave a gap after the last entry {}",
-                            next - 1
-                        ));
+                        return Err(LogWriteError::Gap {
+                            first,
+                            last: next - 1,
+                        });
                     }
-                    self.entries.reset(first).map_err(|e| e.to_string())?;
+                    self.entries.reset(first)?;
                 }
                 let slices: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
-                self.entries
-                    .append(first, &slices)
-                    .map_err(|e| e.to_string())?;
+                self.entries.append(first, &slices)?;
                 dirty.entries = true;
             }
             WriteOp::Meta(batch) => {
-                self.meta.apply(batch).map_err(|e| e.to_string())?;
+                self.meta.apply(batch)?;
                 dirty.meta = true;
             }
             WriteOp::Truncate(from) => {
-                self.entries
-                    .truncate_from(from)
-                    .map_err(|e| e.to_string())?;
+                self.entries.truncate_from(from)?;
             }
-            WriteOp::Purge(to) => purge_segments(&self.entries, to).map_err(|e| e.to_string())?,
+            WriteOp::Purge(to) => purge_segments(&self.entries, to)?,
         }
         Ok(())
     }
 
-    fn flush(&self, dirty: &Dirty) -> Result<(), String> {
+    fn flush(&self, dirty: &Dirty) -> Result<(), LogWriteError> {
         if dirty.entries {
-            self.entries.sync().map_err(|e| e.to_string())?;
+            self.entries.sync()?;
         }
         if dirty.meta {
-            self.meta.flush().map_err(|e| e.to_string())?;
+            self.meta.flush()?;
         }
         Ok(())
     }
@@ -186,15 +213,12 @@ struct LogWriter {
 }
 
 impl LogWriter {
-    fn start(stores: Stores) -> Result<Self, EngineError> {
+    fn start(stores: Stores) -> Result<Self, LogStoreError> {
         let (tx, rx) = mpsc::channel::<WriteJob>();
         let thread = std::thread::Builder::new()
             .name("raft-log-writer".into())
             .spawn(move || run_writer(stores, rx))
-            .map_err(|e| EngineError::Io {
-                op: "spawn log writer",
-                reason: e.to_string(),
-            })?;
+            .map_err(LogStoreError::WriterThread)?;
         Ok(Self {
             queue: Some(tx),
             thread: Some(thread),
@@ -203,16 +227,17 @@ impl LogWriter {
 
     /// Queue `op`; returns once it is applied (readable). The durability part completes
     /// later, on the writer thread.
-    async fn submit(&self, op: WriteOp, durability: Durability) -> Result<(), String> {
+    async fn submit(&self, op: WriteOp, durability: Durability) -> WriteResult {
         let (applied, applied_rx) = oneshot::channel();
         let job = WriteJob {
             op,
             applied,
             durability,
         };
-        let queue = self.queue.as_ref().ok_or("log writer stopped")?;
-        queue.send(job).map_err(|_| "log writer stopped")?;
-        applied_rx.await.map_err(|_| "log writer stopped")?
+        let stopped = || Arc::new(LogWriteError::WriterStopped);
+        let queue = self.queue.as_ref().ok_or_else(stopped)?;
+        queue.send(job).map_err(|_| stopped())?;
+        applied_rx.await.map_err(|_| stopped())?
     }
 }
 
@@ -235,7 +260,7 @@ fn run_writer(stores: Stores, rx: mpsc::Receiver<WriteJob>) {
         let mut dirty = Dirty::default();
         let mut next = Some(first);
         while let Some(job) = next {
-            let result = stores.apply(job.op, &mut dirty);
+            let result = stores.apply(job.op, &mut dirty).map_err(Arc::new);
             let ok = result.is_ok();
             let _ = job.applied.send(result.clone());
             if ok {
@@ -252,14 +277,14 @@ fn run_writer(stores: Stores, rx: mpsc::Receiver<WriteJob>) {
         if pending.iter().all(|d| matches!(d, Durability::Lazy)) {
             continue;
         }
-        let flushed = stores.flush(&dirty);
+        let flushed = stores.flush(&dirty).map_err(Arc::new);
         for durability in pending {
             complete(durability, flushed.clone());
         }
     }
 }
 
-fn complete(durability: Durability, result: Result<(), String>) {
+fn complete(durability: Durability, result: WriteResult) {
     match durability {
         Durability::Lazy => {}
         Durability::Flush(tx) => {
@@ -270,10 +295,6 @@ fn complete(durability: Durability, result: Result<(), String>) {
         }
     }
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct WriterError(String);
 
 /// Reads of the log; a cheap clone handed to openraft's replication tasks.
 #[derive(Clone)]
@@ -353,6 +374,7 @@ impl LogSizeProbe {
 pub struct LogStore {
     reader: LogReader,
     writer: Arc<LogWriter>,
+    #[cfg(feature = "test-gaps")]
     gaps_allowed: Arc<AtomicBool>,
 }
 
@@ -381,6 +403,7 @@ impl LogStore {
         Ok(Self {
             reader: LogReader { meta, entries },
             writer: Arc::new(writer),
+            #[cfg(feature = "test-gaps")]
             gaps_allowed,
         })
     }
@@ -390,6 +413,11 @@ impl LogStore {
     /// but its conformance suite treats the log as a map and does (e.g. index 3 after 1); the
     /// suite's store builder calls this. A node never does: a gap there is a bug, and failing
     /// stops Raft rather than losing entries.
+    ///
+    /// Only built with the `test-gaps` feature, which nothing but this crate's own tests
+    /// enable: it is not part of the store's API.
+    #[cfg(feature = "test-gaps")]
+    #[doc(hidden)]
     pub fn allow_gaps(&self) {
         self.gaps_allowed.store(true, Ordering::Relaxed);
     }
@@ -400,19 +428,15 @@ impl LogStore {
         LogSizeProbe(self.reader.entries.clone())
     }
 
-    async fn write(&self, op: WriteOp, durability: Durability) -> Result<(), WriterError> {
-        self.writer
-            .submit(op, durability)
-            .await
-            .map_err(WriterError)
+    async fn write(&self, op: WriteOp, durability: Durability) -> WriteResult {
+        self.writer.submit(op, durability).await
     }
 
-    async fn write_durably(&self, op: WriteOp) -> Result<(), WriterError> {
+    async fn write_durably(&self, op: WriteOp) -> WriteResult {
         let (tx, rx) = oneshot::channel();
         self.write(op, Durability::Flush(tx)).await?;
         rx.await
-            .map_err(|_| WriterError("log writer stopped".into()))?
-            .map_err(WriterError)
+            .map_err(|_| Arc::new(LogWriteError::WriterStopped))?
     }
 }
 
@@ -563,5 +587,85 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write(WriteOp::Purge(log_id.index + 1), Durability::Lazy)
             .await
             .map_err(write_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{EngineConfig, SledEngine};
+    use crate::segments::test_support::write_damaged_segments;
+
+    fn meta(dir: &Path) -> Arc<dyn Keyspace> {
+        let engine = SledEngine::open(&EngineConfig::new(dir.join("engine"))).unwrap();
+        engine.keyspace(LOG_KEYSPACE).unwrap()
+    }
+
+    fn entries(first: u64, count: u64) -> WriteOp {
+        WriteOp::Entries {
+            first,
+            records: (first..first + count).map(|i| vec![i as u8; 40]).collect(),
+        }
+    }
+
+    /// The writer's answer, unwrapped from its `Arc` for matching.
+    async fn write_err(store: &LogStore, op: WriteOp) -> Arc<LogWriteError> {
+        store
+            .write_durably(op)
+            .await
+            .expect_err("the write should fail")
+    }
+
+    #[tokio::test]
+    async fn a_write_after_a_failed_sync_says_poisoned_not_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(meta(dir.path()), &dir.path().join("log")).unwrap();
+        store.write_durably(entries(1, 3)).await.unwrap();
+        store.reader.entries.poison_for_test();
+
+        let err = write_err(&store, entries(4, 1)).await;
+        assert!(
+            matches!(*err, LogWriteError::Segments(SegmentError::Poisoned)),
+            "{err:?}"
+        );
+        let err = write_err(&store, WriteOp::Truncate(2)).await;
+        assert!(
+            matches!(*err, LogWriteError::Segments(SegmentError::Poisoned)),
+            "{err:?}"
+        );
+        // At openraft's boundary the error keeps its description.
+        let storage = super::write_err(err);
+        assert!(storage.to_string().contains("poisoned"), "{storage}");
+    }
+
+    #[tokio::test]
+    async fn a_damaged_segment_at_open_says_corrupt_not_poisoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_dir = dir.path().join("log");
+        let damaged = write_damaged_segments(&log_dir, 1);
+
+        match LogStore::open(meta(dir.path()), &log_dir) {
+            Err(LogStoreError::Segments(SegmentError::Corrupt { path, .. })) => {
+                assert_eq!(path, damaged);
+            }
+            Err(other) => panic!("expected Corrupt, got {other:?}"),
+            Ok(_) => panic!("expected Corrupt, the store opened"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_append_past_the_end_is_a_typed_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LogStore::open(meta(dir.path()), &dir.path().join("log")).unwrap();
+        store.write_durably(entries(1, 3)).await.unwrap();
+
+        let err = write_err(&store, entries(6, 1)).await;
+        assert!(
+            matches!(*err, LogWriteError::Gap { first: 6, last: 3 }),
+            "{err:?}"
+        );
+        // The refused append changed nothing: the log still continues at 4.
+        store.write_durably(entries(4, 1)).await.unwrap();
+        assert_eq!(store.reader.entries.next_index(), 5);
     }
 }

@@ -691,6 +691,12 @@ impl SegmentLog {
         }
     }
 
+    /// Poison the log as a failed fsync would, for the owners' tests.
+    #[cfg(test)]
+    pub(crate) fn poison_for_test(&self) {
+        self.poison("test");
+    }
+
     fn poison(&self, what: &str) {
         tracing::error!(dir = %self.dir.display(), what, "segment log poisoned; it must be reopened");
         self.poisoned.store(true, Ordering::SeqCst);
@@ -1105,6 +1111,45 @@ fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Seg
         op,
         path: path.to_path_buf(),
         source,
+    }
+}
+
+/// Test support for the owners of segment logs (the log store, the entry files).
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::os::unix::fs::FileExt;
+    use std::path::{Path, PathBuf};
+
+    use super::{SegmentConfig, SegmentLog};
+
+    /// Fill `dir` with several small segments holding records `first..first + 19`, then damage
+    /// a payload byte of the first (sealed) segment, which a reopen must report as corrupt
+    /// rather than cut off as a torn tail. Returns the damaged file.
+    pub(crate) fn write_damaged_segments(dir: &Path, first: u64) -> PathBuf {
+        let log = SegmentLog::open(SegmentConfig {
+            dir: dir.to_path_buf(),
+            segment_bytes: 200,
+        })
+        .unwrap();
+        let records: Vec<Vec<u8>> = (1..20u8).map(|i| vec![i; 40]).collect();
+        let slices: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+        log.append(first, &slices).unwrap();
+        log.sync().unwrap();
+        drop(log);
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .collect();
+        files.sort();
+        assert!(files.len() > 2, "{files:?}");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&files[0])
+            .unwrap();
+        // Inside the first record's payload (after its 16-byte header).
+        file.write_all_at(&[0xFF], 20).unwrap();
+        files.swap_remove(0)
     }
 }
 

@@ -128,7 +128,11 @@ struct StoredSnapshot {
 pub(crate) const SNAPSHOT_FILE: &str = "snapshot";
 
 fn io_error(op: &'static str, path: &Path, e: std::io::Error) -> StateMachineError {
-    StateMachineError::Files(format!("{op} {}: {e}", path.display()))
+    StateMachineError::File {
+        op,
+        path: path.to_path_buf(),
+        source: e,
+    }
 }
 
 /// Replace the current snapshot durably: written beside it, fsynced, renamed over it, the
@@ -256,7 +260,7 @@ where
 {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StateMachineError::Task(e.to_string()))?
+        .map_err(StateMachineError::Task)?
 }
 
 /// Install a snapshot: pull and stage what this node lacks, check the root, then switch the
@@ -453,7 +457,7 @@ async fn backfill_from(
             stage_chunk(&stager.files, from, bodies, &mut range).map(|()| range)
         })
         .await
-        .map_err(|e| StateMachineError::Task(e.to_string()))??;
+        .map_err(StateMachineError::Task)??;
         backfill.pulled(to - from);
         let seconds = started.elapsed().as_secs_f64();
         info!(
@@ -471,7 +475,7 @@ async fn backfill_from(
         tail_matches(range, tail.leaves_from, &tail.leaves, &expected)
     })
     .await
-    .map_err(|e| StateMachineError::Task(e.to_string()))??;
+    .map_err(StateMachineError::Task)??;
     if !matches {
         return Err(PeerRejected::RootMismatch {
             from: start,
@@ -598,7 +602,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || build(&shared))
             .await
-            .map_err(|e| StateMachineError::Task(e.to_string()))
+            .map_err(StateMachineError::Task)
             .and_then(|r| r)
             .map_err(|e| StorageIOError::write_snapshot(None, AnyError::new(&e)).into())
     }

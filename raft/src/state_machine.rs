@@ -54,6 +54,8 @@ use crate::backfill::SnapshotBackfill;
 use crate::codec::{self, CodecError};
 use crate::engine::{index_key, EngineError, Keyspace, ScanOrder, WriteBatch};
 use crate::entry_files::EntryFiles;
+use crate::identity_index::IdentityIndexError;
+use crate::segments::SegmentError;
 use crate::snapshot;
 use crate::types::{
     identity_of, refusal_of, AppendOutcome, Command, CommandResponse, LogKey, NodeAddress, NodeId,
@@ -109,12 +111,27 @@ pub enum StateMachineError {
     /// A panic happened while the state lock was held; the in-memory state is not trusted.
     #[error("state machine lock poisoned")]
     Poisoned,
-    /// The leaf or identity files failed.
-    #[error("entry files: {0}")]
-    Files(String),
+    /// The leaf files failed; [`SegmentError::Poisoned`] means they must be reopened,
+    /// [`SegmentError::Corrupt`] that their bytes are damaged.
+    #[error("leaf files: {0}")]
+    Leaves(#[from] SegmentError),
+    /// The identity index files failed.
+    #[error("identity index: {0}")]
+    Identities(#[from] IdentityIndexError),
+    /// A file of the state machine's own (the snapshot) failed.
+    #[error("{op} {}: {source}", path.display())]
+    File {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: std::path::PathBuf,
+        /// The file system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A blocking task failed to run.
     #[error("blocking task failed: {0}")]
-    Task(String),
+    Task(#[from] tokio::task::JoinError),
     /// A snapshot payload of another format (format 1 carried the whole identity index).
     #[error("snapshot format {found} is not supported (this build reads format {expected}; format 1 carried the whole identity index and is no longer read)")]
     SnapshotFormat {
@@ -535,7 +552,7 @@ where
 {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StateMachineError::Task(e.to_string()))?
+        .map_err(StateMachineError::Task)?
 }
 
 /// The state machine store handed to `Raft::new`. Use [`StateMachineStore::reader`] for the
