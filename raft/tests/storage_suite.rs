@@ -19,6 +19,8 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for FreshSto
             SledEngine::open(&EngineConfig::new(dir.path().join("raft"))).expect("open sled");
         let (log, sm) = open_stores(&engine, dir.path()).expect("open stores");
         // The suite appends past the end of the log (a gap), which openraft itself never does.
+        // `allow_gaps` exists only with the `test-gaps` feature (raft's dev-dependency on
+        // itself turns it on for its tests); a node build cannot call it.
         log.allow_gaps();
         Ok((dir, log, sm))
     }
