@@ -45,6 +45,17 @@ pub struct Peers {
 }
 
 impl Peers {
+    /// Whether this node leads a cluster with other voters, which could lead instead of it.
+    pub fn leads_with_others(&self) -> bool {
+        let metrics = self.raft.metrics().borrow().clone();
+        metrics.current_leader == Some(self.self_id)
+            && metrics
+                .membership_config
+                .membership()
+                .voter_ids()
+                .any(|id| id != self.self_id)
+    }
+
     pub fn new(self_id: u64, raft: Raft) -> Result<Self> {
         Ok(Self {
             self_id,

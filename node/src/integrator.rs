@@ -263,6 +263,9 @@ impl Handler<Advance> for Integrator {
                     }
                     Ok(None) => {}
                     Err(error) => {
+                        if is_disk_full(&error) && act.peers.leads_with_others() {
+                            exit_on_full_disk(&error);
+                        }
                         error!(%error, "integration step failed; retrying");
                         act.metrics
                             .storage_errors_total
@@ -274,6 +277,32 @@ impl Handler<Advance> for Integrator {
             },
         )))
     }
+}
+
+/// Whether `error` comes from a full local disk (ENOSPC anywhere in its chain).
+fn is_disk_full(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::StorageFull)
+            || cause.to_string().contains("No space left on device")
+    })
+}
+
+/// A leader whose tile store's disk is full cannot integrate, so it publishes nothing, and
+/// openraft 0.9 cannot step down: it would keep the whole cluster from acknowledging writes. With
+/// other voters to take over, it exits as it does when Raft's own storage fails (EX_IOERR), so that
+/// they elect a leader at once and a supervisor or operator sees the failure; on restart with space
+/// it resumes from its durable state. A follower, or a single node, stays up: it serves reads and
+/// resumes integrating by itself once there is room.
+fn exit_on_full_disk(error: &anyhow::Error) -> ! {
+    error!(
+        %error,
+        "Integration stopped on a storage error (the disk is full); this leader cannot publish \
+         and exits now so that another node leads. Free space and restart it: it resumes from its \
+         durable state"
+    );
+    std::process::exit(74);
 }
 
 /// One step: integrate up to `MAX_LEAVES_PER_STEP` committed leaves, then recompute what this

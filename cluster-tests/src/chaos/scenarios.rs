@@ -688,8 +688,9 @@ pub async fn grow_shrink(options: &ScenarioOptions, remove_leader: bool) -> Resu
 /// machine and tiles, and quick to fill.
 pub const SMALL_DISK_MIB: u64 = 64;
 
-/// What a node logs when Raft fails on a storage error and it exits (`node/src/serve.rs`).
-pub const STORAGE_FAILURE_LINE: &str = "Raft stopped on a storage error";
+/// What a node logs when its storage fails and it exits: Raft's storage (`node/src/serve.rs`) or
+/// the tile store's disk (`node/src/integrator.rs`).
+pub const STORAGE_FAILURE_LINE: &str = "stopped on a storage error";
 
 /// Exit code of a node whose Raft failed on a storage error (EX_IOERR).
 pub const STORAGE_FAILURE_EXIT_CODE: i32 = 74;
