@@ -8,6 +8,7 @@ pub mod chaos;
 pub mod client;
 pub mod hostile;
 pub mod load;
+pub mod pki;
 pub mod process;
 
 pub use client::{check_logged_entry, EntryFactory, LogClient, SubmitResult};

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 use crate::chaos::disk::SmallFilesystem;
+use crate::pki::{ClusterPki, Identity};
 
 /// The `rekor-node` binary under test.
 pub fn node_binary() -> Result<PathBuf> {
@@ -232,6 +233,16 @@ pub struct Cluster {
     pub origin: String,
     /// Small filesystems under the nodes' data directories ([`Cluster::start_on_small_disks`]).
     pub mounts: Vec<SmallFilesystem>,
+    /// The certificates of the internal listeners' mutual TLS; `None` when they run plain HTTP
+    /// ([`Cluster::start_plain`]).
+    pub pki: Option<ClusterPki>,
+}
+
+/// How a cluster's nodes talk to each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Internal {
+    MutualTls,
+    Plain,
 }
 
 impl Drop for Cluster {
@@ -245,20 +256,30 @@ impl Drop for Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` nodes and forms a cluster of all of them. `extra_args` go to every node.
+    /// Starts `n` nodes and forms a cluster of all of them. `extra_args` go to every node. The
+    /// internal listeners run mutual TLS with certificates from a development CA (as a
+    /// deployment should); the public listeners plain HTTP.
     pub async fn start(n: usize, extra_args: &[&str]) -> Result<Self> {
         Self::start_advertising(n, extra_args, |_| None).await
     }
 
+    /// Like [`Cluster::start`], with plain HTTP between the nodes: for tests that speak raw HTTP
+    /// to an internal listener.
+    pub async fn start_plain(n: usize, extra_args: &[&str]) -> Result<Self> {
+        Self::start_inner(n, extra_args, |_| None, None, Internal::Plain).await
+    }
+
     /// Like [`Cluster::start`], but node `spec` advertises `advertise(spec)` (when `Some`) as its
     /// internal address: peers, and the membership formed by `init`, reach it there. The chaos
-    /// harness puts a fault-injection proxy at that address.
+    /// harness puts a fault-injection proxy at that address; such a node's peer connections come
+    /// from its own loopback address (`chaos::proxy::source_address`), so the proxy can tell
+    /// senders apart.
     pub async fn start_advertising(
         n: usize,
         extra_args: &[&str],
         advertise: impl FnMut(&NodeSpec) -> Option<String>,
     ) -> Result<Self> {
-        Self::start_inner(n, extra_args, advertise, None).await
+        Self::start_inner(n, extra_args, advertise, None, Internal::MutualTls).await
     }
 
     /// Like [`Cluster::start`], with every node's data directory (Raft log, state machine,
@@ -269,7 +290,7 @@ impl Cluster {
         extra_args: &[&str],
         size_mib: u64,
     ) -> Result<Self> {
-        Self::start_inner(n, extra_args, |_| None, Some(size_mib)).await
+        Self::start_inner(n, extra_args, |_| None, Some(size_mib), Internal::MutualTls).await
     }
 
     async fn start_inner(
@@ -277,8 +298,15 @@ impl Cluster {
         extra_args: &[&str],
         mut advertise: impl FnMut(&NodeSpec) -> Option<String>,
         small_disk_mib: Option<u64>,
+        internal: Internal,
     ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
+        let pki = match internal {
+            Internal::MutualTls => {
+                Some(ClusterPki::create(&dir.path().join("certs"), 1..=n as u64)?)
+            }
+            Internal::Plain => None,
+        };
         let origin = "cluster.test.local".to_owned();
         let secret_file = dir.path().join("cluster-secret");
         std::fs::write(&secret_file, "test-cluster-secret-0123456789abcdef")?;
@@ -303,6 +331,7 @@ impl Cluster {
             key_file,
             origin,
             mounts: Vec::new(),
+            pki,
         };
         let mut members = Vec::new();
         for id in 1..=n as u64 {
@@ -318,6 +347,9 @@ impl Cluster {
                     members.push(format!("{id}={address},{}", spec.public_addr()));
                     spec.extra_args.push("--advertise-internal".into());
                     spec.extra_args.push(address);
+                    spec.extra_args.push("--peer-source-address".into());
+                    spec.extra_args
+                        .push(crate::chaos::proxy::source_address(id).to_string());
                 }
                 None => members.push(spec.member_arg()),
             }
@@ -355,12 +387,39 @@ impl Cluster {
             self.secret_file.display().to_string(),
             "--bootstrap-single=false".into(),
         ];
+        if let Some(pki) = &self.pki {
+            args.extend(pki.serve_args(spec.id));
+        }
         args.extend(spec.extra_args.iter().cloned());
         args
     }
 
+    /// The flags every admin command of this cluster needs: the secret, and the operator
+    /// certificate under mutual TLS.
+    pub fn admin_args(&self) -> Vec<String> {
+        let mut args = vec![
+            "--cluster-secret-file".to_owned(),
+            self.secret_file.display().to_string(),
+        ];
+        if let Some(pki) = &self.pki {
+            args.extend(pki.operator_args());
+        }
+        args
+    }
+
+    /// A client of the internal listeners as `identity`, and the scheme they speak.
+    pub fn internal_client(&self, identity: Identity) -> Result<(reqwest::Client, &'static str)> {
+        match &self.pki {
+            Some(pki) => Ok((pki.client(identity)?, "https")),
+            None => Ok((reqwest::Client::builder().no_proxy().build()?, "http")),
+        }
+    }
+
     /// Starts a node process for `spec` (it is not a member until added).
     pub fn spawn_node(&mut self, spec: NodeSpec) -> Result<&mut NodeProcess> {
+        if let Some(pki) = &self.pki {
+            pki.ensure_node(spec.id)?;
+        }
         let args = self.serve_args(&spec);
         let node = NodeProcess::start(spec, args, self.dir.path())?;
         self.nodes.push(node);
@@ -372,9 +431,8 @@ impl Cluster {
             "init".into(),
             "--target".into(),
             self.nodes[0].spec.internal_addr(),
-            "--cluster-secret-file".into(),
-            self.secret_file.display().to_string(),
         ];
+        args.extend(self.admin_args());
         for member in members {
             args.push("--member".into());
             args.push(member.clone());
@@ -403,8 +461,7 @@ impl Cluster {
     pub async fn admin_output(&self, args: &[&str]) -> Result<(String, String)> {
         let output = tokio::process::Command::new(node_binary()?)
             .args(args)
-            .arg("--cluster-secret-file")
-            .arg(&self.secret_file)
+            .args(self.admin_args())
             .output()
             .await?;
         if !output.status.success() {
@@ -427,8 +484,7 @@ impl Cluster {
                 "--target",
                 &self.nodes[index].spec.internal_addr(),
             ])
-            .arg("--cluster-secret-file")
-            .arg(&self.secret_file)
+            .args(self.admin_args())
             .output()
             .await?;
         if !output.status.success() {

@@ -56,7 +56,9 @@ async fn sequenced_size(cluster: &Cluster) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_leader_refuses_forwarded_entries_the_public_api_would_not_produce() {
-    let cluster = Cluster::start(1, &[]).await.expect("a one-node cluster");
+    let cluster = Cluster::start_plain(1, &[])
+        .await
+        .expect("a one-node cluster");
     let client = LogClient::new(&cluster.nodes[0].base_url());
     let factory = EntryFactory::new();
     let logged = client.submit(&factory.request()).await.unwrap();

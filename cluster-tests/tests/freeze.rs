@@ -18,8 +18,7 @@ async fn freeze_seals_the_log() {
 
     let output = tokio::process::Command::new(node_binary().unwrap())
         .args(["freeze", "--target", &cluster.nodes[0].spec.internal_addr()])
-        .arg("--cluster-secret-file")
-        .arg(&cluster.secret_file)
+        .args(cluster.admin_args())
         .output()
         .await
         .unwrap();

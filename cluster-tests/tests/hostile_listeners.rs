@@ -23,7 +23,7 @@ async fn secret(cluster: &Cluster) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn internal_routes_refuse_a_request_without_the_secret_before_its_body() {
-    let cluster = Cluster::start(1, &[]).await.unwrap();
+    let cluster = Cluster::start_plain(1, &[]).await.unwrap();
     let addr = internal_addr(&cluster);
     // A Raft RPC, a forwarding route and an admin route; no secret, then a wrong one. The body is
     // never sent: the answer must come from the headers alone.
@@ -73,7 +73,7 @@ async fn internal_routes_refuse_a_request_without_the_secret_before_its_body() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_body_is_answered_408_at_the_deadline_on_both_listeners() {
-    let cluster = Cluster::start(
+    let cluster = Cluster::start_plain(
         1,
         &[
             "--body-timeout-ms",
@@ -122,7 +122,7 @@ async fn a_stalled_body_is_answered_408_at_the_deadline_on_both_listeners() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_beyond_the_budget_get_a_fast_503_and_the_budget_is_given_back() {
     const MIB: usize = 1024 * 1024;
-    let cluster = Cluster::start(
+    let cluster = Cluster::start_plain(
         1,
         &[
             "--max-request-body-size",
@@ -211,7 +211,7 @@ async fn bodies_beyond_the_budget_get_a_fast_503_and_the_budget_is_given_back() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_sends_no_request_is_closed_at_the_header_deadline() {
-    let cluster = Cluster::start(1, &["--header-timeout-ms", "500"])
+    let cluster = Cluster::start_plain(1, &["--header-timeout-ms", "500"])
         .await
         .unwrap();
     for addr in [public_addr(&cluster), internal_addr(&cluster)] {

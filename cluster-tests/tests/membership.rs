@@ -98,9 +98,12 @@ async fn admin_commands_sent_to_a_follower_follow_it_to_the_leader() {
     assert!(answer["frozen_at_size"].is_u64(), "{answer:#}");
 
     // The 421 itself names the leader in its JSON body.
-    let response = reqwest::Client::new()
+    let (operator, scheme) = cluster
+        .internal_client(rekor_cluster_tests::pki::Identity::Operator)
+        .unwrap();
+    let response = operator
         .post(format!(
-            "http://{follower_address}/internal/v1/admin/remove-node"
+            "{scheme}://{follower_address}/internal/v1/admin/remove-node"
         ))
         .header(
             rekor_raft::network::CLUSTER_SECRET_HEADER,

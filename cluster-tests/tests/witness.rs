@@ -161,6 +161,8 @@ async fn checkpoints_are_cosigned_and_a_down_witness_fails_open() {
         &[
             "--witness-policy",
             &policy_arg,
+            // The test witnesses listen on loopback without TLS.
+            "--witness-allow-http",
             "--witness-timeout-ms",
             "1000",
         ],
@@ -204,6 +206,8 @@ async fn required_quorum_holds_publication_until_the_witness_is_back() {
         &[
             "--witness-policy",
             &policy_arg,
+            // The test witnesses listen on loopback without TLS.
+            "--witness-allow-http",
             "--require-witness-quorum",
             "--witness-timeout-ms",
             "1000",
@@ -279,6 +283,8 @@ async fn a_witness_repeating_its_line_adds_one_line_and_the_log_goes_on() {
         &[
             "--witness-policy",
             &policy_arg,
+            // The test witnesses listen on loopback without TLS.
+            "--witness-allow-http",
             "--witness-timeout-ms",
             "1000",
         ],
@@ -331,6 +337,8 @@ async fn witnesses_at_the_quorum_claiming_a_larger_tree_halt_publication() {
         &[
             "--witness-policy",
             &policy_arg,
+            // The test witnesses listen on loopback without TLS.
+            "--witness-allow-http",
             "--witness-timeout-ms",
             "1000",
             "--submit-timeout-s",

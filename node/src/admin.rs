@@ -25,6 +25,16 @@ pub struct Target {
     /// File holding the cluster secret. Default: ./rekor-data/cluster-secret.
     #[arg(long, env = "REKOR_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
+    /// The cluster CA bundle, for a node whose internal listener runs mutual TLS (with
+    /// --tls-cert-file and --tls-key-file: an operator certificate from that CA).
+    #[arg(long, env = "REKOR_ADMIN_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Operator certificate (PEM; names `urn:rekor-raft:operator:<name>`).
+    #[arg(long, env = "REKOR_ADMIN_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key of --tls-cert-file.
+    #[arg(long, env = "REKOR_ADMIN_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Target {
@@ -41,8 +51,28 @@ impl Target {
         Ok(secret.trim().to_owned())
     }
 
+    /// The operator's TLS configuration, if the node runs mutual TLS.
+    fn tls(&self) -> Result<Option<rustls::ClientConfig>> {
+        match (&self.tls_ca_file, &self.tls_cert_file, &self.tls_key_file) {
+            (None, None, None) => Ok(None),
+            (Some(ca), Some(cert), Some(key)) => Ok(Some(crate::tls::operator_client_config(
+                ca,
+                &crate::tls::CertificateFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                },
+            )?)),
+            _ => bail!("--tls-ca-file, --tls-cert-file and --tls-key-file go together"),
+        }
+    }
+
     fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.target, path)
+        let scheme = if self.tls_ca_file.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}{}", self.target, path)
     }
 }
 
@@ -190,10 +220,14 @@ async fn send<B: Serialize>(
     body: Option<&B>,
     timeout: Duration,
 ) -> Result<(reqwest::StatusCode, String)> {
-    let client = reqwest::Client::builder()
+    let mut client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(3))
         .timeout(timeout)
-        .build()?;
+        .no_proxy();
+    if let Some(tls) = target.tls()? {
+        client = client.tls_backend_preconfigured(tls);
+    }
+    let client = client.build()?;
     let request = match body {
         Some(body) => client.post(target.url(path)).json(body),
         None => client.get(target.url(path)),

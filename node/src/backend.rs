@@ -229,7 +229,7 @@ impl NodeBackend {
         })
     }
 
-    async fn read_tile(&self, request: TileRequest) -> Result<Option<Bytes>, ReadError> {
+    pub(crate) async fn read_tile(&self, request: TileRequest) -> Result<Option<Bytes>, ReadError> {
         let served_size = self
             .served
             .borrow()

@@ -1,5 +1,7 @@
 //! Catch-up from peers (DESIGN.md, "Snapshots and catch-up"): entry bodies pulled as entry
-//! bundles from the other members' public read API.
+//! bundles from the other members' internal listeners (`GET /internal/v1/tile/entries/...`,
+//! the public read path behind the cluster's authentication: under mutual TLS each pull goes
+//! to the node whose certificate the membership names, see `rekor_raft::peers`).
 //!
 //! - [`SnapshotPeers`] is the node's [`rekor_raft::SnapshotBackfill`]: a node that installs a
 //!   Raft snapshot (which carries only the small state, see `rekor_raft::snapshot`) and has
@@ -21,7 +23,7 @@ use futures::{StreamExt, TryStreamExt};
 use prometheus::{IntCounter, IntGauge, Registry};
 use rekor_raft::types::Raft;
 use rekor_raft::{
-    BackfillError, BackfillPeer, PullFuture, SnapshotBackfill, SnapshotInstallReport,
+    BackfillError, BackfillPeer, PeerClients, PullFuture, SnapshotBackfill, SnapshotInstallReport,
 };
 use rekor_storage::tiles::{decode_bundle, BundleId, TILE_WIDTH};
 use tracing::{debug, info};
@@ -29,19 +31,18 @@ use tracing::{debug, info};
 /// Bundle requests in flight at once for one pull.
 const BUNDLE_FETCH_CONCURRENCY: usize = 8;
 
-fn http_client() -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(Duration::from_secs(30))
-        .build()?)
-}
+/// Longest one bundle request may take.
+const BUNDLE_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How to reach the other members' public listeners.
+/// A member to pull from: its id and internal address.
+type Member = (u64, String);
+
+/// How to reach the other members.
 #[derive(Clone)]
 pub struct Peers {
     self_id: u64,
     raft: Raft,
-    http: reqwest::Client,
+    peers: Arc<PeerClients>,
 }
 
 impl Peers {
@@ -56,42 +57,42 @@ impl Peers {
                 .any(|id| id != self.self_id)
     }
 
-    pub fn new(self_id: u64, raft: Raft) -> Result<Self> {
-        Ok(Self {
+    pub fn new(self_id: u64, raft: Raft, peers: Arc<PeerClients>) -> Self {
+        Self {
             self_id,
             raft,
-            http: http_client()?,
-        })
+            peers,
+        }
     }
 
-    /// Public base URLs of the other members, the leader first (it is the furthest along).
-    fn public_urls(&self) -> Vec<String> {
+    /// The other members, the leader first (it is the furthest along).
+    fn members(&self) -> Vec<Member> {
         let metrics = self.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
-        let mut nodes: Vec<(u64, String)> = membership
+        let mut nodes: Vec<Member> = membership
             .nodes()
             .filter(|(id, _)| **id != self.self_id)
-            .map(|(id, node)| (*id, format!("http://{}", node.public_addr)))
+            .map(|(id, node)| (*id, node.internal_addr.clone()))
             .collect();
         nodes.sort_by_key(|(id, _)| Some(*id) != metrics.current_leader);
-        nodes.into_iter().map(|(_, url)| url).collect()
+        nodes
     }
 
     /// The entries `from..to`, read from the first peer that serves all of them.
     pub async fn pull_entries(&self, from: u64, to: u64) -> Result<Vec<Vec<u8>>> {
-        let urls = self.public_urls();
-        if urls.is_empty() {
+        let members = self.members();
+        if members.is_empty() {
             bail!("no peer to pull entries {from}..{to} from");
         }
         let mut last_error = None;
-        for url in urls {
-            match pull_from(&self.http, &url, from, to).await {
+        for member in members {
+            match pull_from(&self.peers, &member, from, to).await {
                 Ok(entries) => {
-                    info!(peer = %url, from, to, "pulled entries from a peer");
+                    info!(peer = member.0, from, to, "pulled entries from a peer");
                     return Ok(entries);
                 }
                 Err(error) => {
-                    debug!(peer = %url, %error, "peer could not serve the entries");
+                    debug!(peer = member.0, %error, "peer could not serve the entries");
                     last_error = Some(error);
                 }
             }
@@ -104,7 +105,7 @@ impl Peers {
 /// store needs it); [`SnapshotPeers::set_raft`] adds the leader hint once Raft runs.
 pub struct SnapshotPeers {
     self_id: u64,
-    http: reqwest::Client,
+    peers: Arc<PeerClients>,
     raft: OnceLock<Raft>,
     entries_total: IntCounter,
     installs_total: IntCounter,
@@ -112,10 +113,10 @@ pub struct SnapshotPeers {
 }
 
 impl SnapshotPeers {
-    pub fn new(self_id: u64) -> Result<Arc<Self>> {
+    pub fn new(self_id: u64, peers: Arc<PeerClients>) -> Result<Arc<Self>> {
         Ok(Arc::new(Self {
             self_id,
-            http: http_client()?,
+            peers,
             raft: OnceLock::new(),
             entries_total: IntCounter::new(
                 "rekor_node_snapshot_backfill_entries_total",
@@ -162,10 +163,10 @@ impl SnapshotBackfill for SnapshotPeers {
 
     fn pull<'a>(&'a self, peer: &'a BackfillPeer, from: u64, to: u64) -> PullFuture<'a> {
         Box::pin(async move {
-            let base = format!("http://{}", peer.address.public_addr);
-            pull_from(&self.http, &base, from, to)
+            let member = (peer.id, peer.address.internal_addr.clone());
+            pull_from(&self.peers, &member, from, to)
                 .await
-                .map_err(|error| BackfillError(format!("{base}: {error:#}")))
+                .map_err(|error| BackfillError(format!("node {}: {error:#}", peer.id)))
         })
     }
 
@@ -180,8 +181,13 @@ impl SnapshotBackfill for SnapshotPeers {
     }
 }
 
-/// The entries `from..to` as the peer at `base` serves them in its entry bundles.
-async fn pull_from(http: &reqwest::Client, base: &str, from: u64, to: u64) -> Result<Vec<Vec<u8>>> {
+/// The entries `from..to` as `member` serves them in its entry bundles.
+async fn pull_from(
+    peers: &PeerClients,
+    member: &Member,
+    from: u64,
+    to: u64,
+) -> Result<Vec<Vec<u8>>> {
     if to <= from {
         return Ok(Vec::new());
     }
@@ -189,7 +195,7 @@ async fn pull_from(http: &reqwest::Client, base: &str, from: u64, to: u64) -> Re
     let bundles = (from / width..to.div_ceil(width)).map(|bundle_index| async move {
         let start = bundle_index * width;
         let needed_end = to.min(start + width);
-        let bundle = fetch_bundle(http, base, bundle_index, needed_end - start).await?;
+        let bundle = fetch_bundle(peers, member, bundle_index, needed_end - start).await?;
         let records = decode_bundle(&bundle).context("decoding a pulled bundle")?;
         let skip = from.saturating_sub(start) as usize;
         let take = (needed_end - start) as usize;
@@ -213,8 +219,8 @@ async fn pull_from(http: &reqwest::Client, base: &str, from: u64, to: u64) -> Re
 
 /// The full bundle if the peer has it, else the partial one of `width` entries.
 async fn fetch_bundle(
-    http: &reqwest::Client,
-    base: &str,
+    peers: &PeerClients,
+    (id, address): &Member,
     index: u64,
     width: u64,
 ) -> Result<bytes::Bytes> {
@@ -223,12 +229,16 @@ async fn fetch_bundle(
     if width < u64::from(TILE_WIDTH) {
         candidates.push(BundleId::new(index, u16::try_from(width)?)?);
     }
-    for id in candidates {
-        let url = format!("{base}/api/v2/{}", id.path());
-        let response = http.get(&url).send().await?;
+    for bundle in candidates {
+        let path = format!("{}/{}", crate::internal::paths::PREFIX, bundle.path());
+        let response = peers
+            .request(reqwest::Method::GET, *id, address, &path)?
+            .timeout(BUNDLE_FETCH_TIMEOUT)
+            .send()
+            .await?;
         if response.status().is_success() {
             return Ok(response.bytes().await?);
         }
     }
-    bail!("{base} serves no bundle {index} with {width} entries")
+    bail!("node {id} serves no bundle {index} with {width} entries")
 }

@@ -212,6 +212,47 @@ pub struct ServeArgs {
     /// publication; see docs/operations.md, "Witnessing". Default: false.
     #[arg(long, env = "REKOR_WITNESS_HALT_OVERRIDE", num_args = 0..=1, default_missing_value = "true")]
     pub witness_halt_override: Option<bool>,
+
+    /// Accept witnesses at plain http:// URLs. Cosignatures are verified either way, but a
+    /// witness's answers in clear text can be read and withheld by anyone on the path; use it
+    /// for a witness on loopback. Default: false (https only).
+    #[arg(long, env = "REKOR_WITNESS_ALLOW_HTTP", num_args = 0..=1, default_missing_value = "true")]
+    pub witness_allow_http: Option<bool>,
+
+    /// PEM certificate chain of the public listener. With --http-tls-key-file the listener
+    /// serves HTTPS (TLS 1.2 and 1.3, HTTP/2 by ALPN) instead of plain HTTP. Default: none.
+    #[arg(long, env = "REKOR_HTTP_TLS_CERT_FILE")]
+    pub http_tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --http-tls-cert-file (mode 0600).
+    #[arg(long, env = "REKOR_HTTP_TLS_KEY_FILE")]
+    pub http_tls_key_file: Option<PathBuf>,
+
+    /// PEM bundle of the cluster CA. With --internal-tls-cert-file and --internal-tls-key-file
+    /// the internal listener runs mutual TLS: every caller needs a certificate from this CA
+    /// naming a node (`urn:rekor-raft:node:<id>`) or an operator (`urn:rekor-raft:operator:<name>`)
+    /// as a URI SAN, and this node calls its peers over HTTPS with its own. Default: none.
+    #[arg(long, env = "REKOR_INTERNAL_TLS_CA_FILE")]
+    pub internal_tls_ca_file: Option<PathBuf>,
+
+    /// PEM certificate of this node for the internal listener and its calls to peers; it must
+    /// name this node's id and allow both server and client authentication.
+    #[arg(long, env = "REKOR_INTERNAL_TLS_CERT_FILE")]
+    pub internal_tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key of --internal-tls-cert-file (mode 0600).
+    #[arg(long, env = "REKOR_INTERNAL_TLS_KEY_FILE")]
+    pub internal_tls_key_file: Option<PathBuf>,
+
+    /// Seconds between checks of the certificate files for renewals; 0 checks only on SIGHUP.
+    /// Default: 60.
+    #[arg(long, env = "REKOR_TLS_RELOAD_INTERVAL_S")]
+    pub tls_reload_interval_s: Option<u64>,
+
+    /// Local IP address this node's connections to its peers come from (a multi-homed host's
+    /// cluster network). Default: the operating system's choice.
+    #[arg(long, env = "REKOR_PEER_SOURCE_ADDRESS")]
+    pub peer_source_address: Option<std::net::IpAddr>,
 }
 
 /// The resolved settings `serve` runs with.
@@ -253,6 +294,14 @@ pub struct ServeConfig {
     /// Connection and body bounds of the internal listener.
     pub internal_limits: rekor_api::limits::ListenerLimits,
     pub witness_halt_override: bool,
+    pub witness_allow_http: bool,
+    /// The public listener's certificate, when it serves HTTPS.
+    pub public_tls: Option<crate::tls::CertificateFiles>,
+    /// The internal listener's mutual TLS, when on.
+    pub internal_tls: Option<crate::tls::MutualTlsFiles>,
+    /// How often certificate files are checked for renewals (`None`: only on SIGHUP).
+    pub tls_reload_interval: Option<Duration>,
+    pub peer_source_address: Option<std::net::IpAddr>,
 }
 
 /// The Raft timing flags, resolved.
@@ -344,11 +393,20 @@ impl ServeArgs {
             internal_max_connections,
             internal_body_budget_mib,
             witness_halt_override,
+            witness_allow_http,
+            http_tls_cert_file,
+            http_tls_key_file,
+            internal_tls_ca_file,
+            internal_tls_cert_file,
+            internal_tls_key_file,
+            tls_reload_interval_s,
+            peer_source_address,
         )
     }
 
     fn into_config(self) -> Result<ServeConfig> {
         let (public_limits, internal_limits) = self.listener_limits()?;
+        let (public_tls, internal_tls) = self.tls_files()?;
         let node_id = self.node_id.unwrap_or(1);
         if node_id == 0 {
             bail!("--node-id must be greater than 0");
@@ -450,7 +508,51 @@ impl ServeArgs {
             public_limits,
             internal_limits,
             witness_halt_override: self.witness_halt_override.unwrap_or(false),
+            witness_allow_http: self.witness_allow_http.unwrap_or(false),
+            public_tls,
+            internal_tls,
+            tls_reload_interval: match self.tls_reload_interval_s.unwrap_or(60) {
+                0 => None,
+                seconds => Some(Duration::from_secs(seconds)),
+            },
+            peer_source_address: self.peer_source_address,
         })
+    }
+
+    /// The TLS files: each listener's set complete or absent.
+    fn tls_files(
+        &self,
+    ) -> Result<(
+        Option<crate::tls::CertificateFiles>,
+        Option<crate::tls::MutualTlsFiles>,
+    )> {
+        use crate::tls::{CertificateFiles, MutualTlsFiles};
+        let public = match (&self.http_tls_cert_file, &self.http_tls_key_file) {
+            (Some(cert), Some(key)) => Some(CertificateFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (None, None) => None,
+            _ => bail!("--http-tls-cert-file and --http-tls-key-file go together"),
+        };
+        let internal = match (
+            &self.internal_tls_ca_file,
+            &self.internal_tls_cert_file,
+            &self.internal_tls_key_file,
+        ) {
+            (Some(ca), Some(cert), Some(key)) => Some(MutualTlsFiles {
+                ca: ca.clone(),
+                identity: CertificateFiles {
+                    cert: cert.clone(),
+                    key: key.clone(),
+                },
+            }),
+            (None, None, None) => None,
+            _ => bail!(
+                "--internal-tls-ca-file, --internal-tls-cert-file and --internal-tls-key-file go together"
+            ),
+        };
+        Ok((public, internal))
     }
 
     /// The public and internal listeners' bounds: the flags over

@@ -45,9 +45,10 @@ pub struct Forwarder {
 
 /// How the sending task reaches the leader.
 pub struct ForwardClient {
-    pub http: reqwest::Client,
-    pub secret: rekor_raft::ClusterSecret,
-    pub node_id: u64,
+    /// The node's peer clients (shared with Raft and catch-up).
+    pub peers: Arc<rekor_raft::PeerClients>,
+    /// Longest one forwarded batch may take (the submit timeout).
+    pub timeout: std::time::Duration,
     pub metrics: NodeMetrics,
 }
 
@@ -116,11 +117,7 @@ async fn send_batches(mut jobs: mpsc::Receiver<Job>, client: Arc<ForwardClient>)
 
 async fn send_batch(client: &ForwardClient, batch: Vec<Job>) {
     let leader = batch[0].leader;
-    let url = format!(
-        "http://{}{}",
-        batch[0].node.internal_addr,
-        paths::SEQUENCE_BATCH
-    );
+    let address = batch[0].node.internal_addr.clone();
     let (entries, replies): (Vec<SequencedEntry>, Vec<oneshot::Sender<Outcome>>) =
         batch.into_iter().map(|job| (job.entry, job.reply)).unzip();
     client.metrics.forwarded_total.inc_by(entries.len() as u64);
@@ -128,7 +125,7 @@ async fn send_batch(client: &ForwardClient, batch: Vec<Job>) {
         .metrics
         .forward_batch_size
         .observe(entries.len() as f64);
-    let outcomes = request(client, leader, &url, &entries).await;
+    let outcomes = request(client, leader, &address, &entries).await;
     match outcomes {
         Ok(outcomes) if outcomes.len() == replies.len() => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -157,21 +154,20 @@ async fn send_batch(client: &ForwardClient, batch: Vec<Job>) {
 async fn request(
     client: &ForwardClient,
     leader: u64,
-    url: &str,
+    address: &str,
     entries: &[SequencedEntry],
 ) -> Result<Vec<Outcome>, SequenceError> {
     let body = bincode::serialize(entries).map_err(|e| SequenceError::Raft(e.to_string()))?;
     let response = client
-        .http
-        .post(url)
-        .header(
-            rekor_raft::network::CLUSTER_SECRET_HEADER,
-            client.secret.as_str(),
+        .peers
+        .request(
+            reqwest::Method::POST,
+            leader,
+            address,
+            paths::SEQUENCE_BATCH,
         )
-        .header(
-            rekor_raft::network::SOURCE_NODE_HEADER,
-            client.node_id.to_string(),
-        )
+        .map_err(|e| SequenceError::Raft(e.to_string()))?
+        .timeout(client.timeout)
         .body(body)
         .send()
         .await

@@ -1,7 +1,9 @@
 //! The node-to-node listener's own routes (next to the Raft RPCs that `rekor_raft::server` mounts):
-//! write forwarding from followers to the leader, and the admin calls behind `init`, `status`,
-//! `node add|remove|list` and `freeze`. Every route requires the cluster secret, checked from the
-//! headers by `rekor_raft::auth` before any body is read.
+//! write forwarding from followers to the leader, catch-up reads of tiles and entry bundles, and
+//! the admin calls behind `init`, `status`, `node add|remove|list` and `freeze`. Every route is
+//! authenticated by `rekor_raft::auth` before any body is read: the cluster secret, and under
+//! mutual TLS a node certificate for the peer routes and an operator certificate for the admin
+//! routes.
 //!
 //! The leader trusts nothing it cannot integrate: a forwarded entry was validated by the
 //! follower, but before it is sequenced the leader checks what it can without the request —
@@ -13,6 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use actix::Addr;
 use actix_web::middleware::from_fn;
 use actix_web::{web, HttpResponse};
+use rekor_raft::auth::{authenticate, InternalAuth, Role};
 use rekor_raft::types::{AppendOutcome, NodeAddress, Raft, SequencedEntry};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Mutex};
@@ -28,6 +31,10 @@ pub mod paths {
     pub const PREFIX: &str = "/internal/v1";
     pub const SEQUENCE: &str = "/internal/v1/sequence";
     pub const SEQUENCE_BATCH: &str = "/internal/v1/sequence-batch";
+    /// Catch-up reads: `{PREFIX}/tile/...` serves what the public `/api/v2/tile/...` serves.
+    pub const TILES: &str = "/internal/v1/tile";
+    /// The scope of the operators' routes.
+    pub const ADMIN_PREFIX: &str = "/internal/v1/admin";
     pub const INIT: &str = "/internal/v1/admin/init";
     pub const ADD_NODE: &str = "/internal/v1/admin/add-node";
     pub const REMOVE_NODE: &str = "/internal/v1/admin/remove-node";
@@ -86,30 +93,62 @@ pub struct InternalState {
     pub legacy_dsse: bool,
     /// Membership changes are serialised (openraft: concurrent changes can interleave).
     pub membership_lock: Mutex<()>,
+    /// The read path of the public API, for catch-up reads.
+    pub backend: std::sync::Arc<crate::backend::NodeBackend>,
 }
 
-/// The routes, to mount on the internal listener's `App`: one scope whose middleware refuses a
-/// request without the cluster secret before its body is read.
-pub fn configure(secret: rekor_raft::ClusterSecret) -> impl FnOnce(&mut web::ServiceConfig) {
+/// The routes, to mount on the internal listener's `App`: the admin scope for operators and the
+/// peer scope for nodes, each behind a middleware that authenticates the caller before its body
+/// is read.
+pub fn configure(auth: InternalAuth) -> impl FnOnce(&mut web::ServiceConfig) {
     move |config| {
-        let route = |path: &'static str| &path[paths::PREFIX.len()..];
+        let admin = |path: &'static str| &path[paths::ADMIN_PREFIX.len()..];
+        let peer = |path: &'static str| &path[paths::PREFIX.len()..];
+        let operator_auth = auth.clone();
+        config.service(
+            web::scope(paths::ADMIN_PREFIX)
+                .wrap(from_fn(move |request, next| {
+                    authenticate(operator_auth.clone(), Role::Operator, request, next)
+                }))
+                .route(admin(paths::INIT), web::post().to(init))
+                .route(admin(paths::ADD_NODE), web::post().to(add_node))
+                .route(admin(paths::REMOVE_NODE), web::post().to(remove_node))
+                .route(admin(paths::STATUS), web::get().to(status))
+                .route(admin(paths::FREEZE), web::post().to(freeze)),
+        );
         config.service(
             web::scope(paths::PREFIX)
                 .wrap(from_fn(move |request, next| {
-                    rekor_raft::auth::require_cluster_secret(secret.clone(), request, next)
+                    authenticate(auth.clone(), Role::Peer, request, next)
                 }))
-                .route(route(paths::SEQUENCE), web::post().to(sequence))
+                .route(peer(paths::SEQUENCE), web::post().to(sequence))
                 .service(
-                    web::resource(route(paths::SEQUENCE_BATCH))
+                    web::resource(peer(paths::SEQUENCE_BATCH))
                         .app_data(web::PayloadConfig::new(MAX_FORWARD_BATCH_BODY))
                         .route(web::post().to(sequence_batch)),
                 )
-                .route(route(paths::INIT), web::post().to(init))
-                .route(route(paths::ADD_NODE), web::post().to(add_node))
-                .route(route(paths::REMOVE_NODE), web::post().to(remove_node))
-                .route(route(paths::STATUS), web::get().to(status))
-                .route(route(paths::FREEZE), web::post().to(freeze)),
+                .route(
+                    &format!("{}/{{tail:.*}}", peer(paths::TILES)),
+                    web::get().to(tile),
+                ),
         );
+    }
+}
+
+/// A catch-up read: the tile or entry bundle at `tile/{tail}`, as the public API serves it.
+async fn tile(state: web::Data<InternalState>, tail: web::Path<String>) -> HttpResponse {
+    let Some(request) = rekor_api::backend::TileRequest::parse(&tail) else {
+        return error(actix_web::http::StatusCode::BAD_REQUEST, "not a tile path");
+    };
+    match state.backend.read_tile(request).await {
+        Ok(Some(bytes)) => HttpResponse::Ok()
+            .content_type("application/octet-stream")
+            .body(bytes),
+        Ok(None) => error(actix_web::http::StatusCode::NOT_FOUND, "no such tile"),
+        Err(e) => error(
+            actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+            format!("reading the tile: {e}"),
+        ),
     }
 }
 

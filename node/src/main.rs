@@ -1,8 +1,9 @@
 //! `rekor-node`: a Rekor v2 transparency log node that replicates with Raft.
 //!
 //! One binary: `serve` runs a node (with no arguments, a single node on loopback with embedded
-//! defaults), `init` forms a cluster once, `keygen` makes a checkpoint signing key, `status` asks a
-//! node how it is doing, `node` changes membership, `freeze` seals a shard.
+//! defaults), `init` forms a cluster once, `keygen` makes a checkpoint signing key, `certs` makes a
+//! development CA and certificates, `status` asks a node how it is doing, `node` changes
+//! membership, `freeze` seals a shard.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -26,6 +27,7 @@ mod serve;
 mod served;
 mod sign_check;
 mod status_page;
+mod tls;
 mod verify;
 mod witness;
 
@@ -59,6 +61,8 @@ enum Command {
     Init(admin::InitArgs),
     /// Generate a checkpoint signing key and print what clients need to trust it.
     Keygen(keys::KeygenArgs),
+    /// Make a development CA and certificates for nodes and operators (mutual TLS between nodes).
+    Certs(tls::dev_certs::CertsArgs),
     /// Print a node's view of the cluster and the log.
     Status(admin::StatusArgs),
     /// Membership changes: add, remove or list nodes.
@@ -84,6 +88,7 @@ fn main() -> Result<()> {
         Command::Serve(args) => serve::run(args.resolve()?),
         Command::Init(args) => admin::init(args),
         Command::Keygen(args) => keys::keygen(args),
+        Command::Certs(args) => tls::dev_certs::run(args),
         Command::Status(args) => admin::status(args),
         Command::Node(command) => admin::node(command),
         Command::Freeze(args) => admin::freeze(args),

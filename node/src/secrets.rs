@@ -50,6 +50,24 @@ pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// Replaces `path` (or creates it) with a file readable only by its owner, atomically: a
+/// reader sees the old bytes or the new ones, never a mix (renewed certificates are reloaded by
+/// running nodes).
+pub fn replace_private_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(format!(".new-{}", std::process::id()));
+    let staging = std::path::PathBuf::from(staging);
+    // A leftover of an interrupted run of ours.
+    let _ = std::fs::remove_file(&staging);
+    write_private_file(&staging, bytes)?;
+    std::fs::rename(&staging, path).with_context(|| format!("replacing {}", path.display()))?;
+    let parent = path
+        .parent()
+        .filter(|parent| !parent.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    sync_directory(parent).with_context(|| format!("syncing directory {}", parent.display()))
+}
+
 #[cfg(unix)]
 fn sync_directory(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
@@ -84,7 +102,11 @@ fn check_private(path: &Path, what: &str) -> Result<()> {
             "{what} {} is readable by other users (mode {mode:03o}); restrict it ({fix}) and \
              start again — anyone who can read it can {}",
             path.display(),
-            if what.contains("key") {
+            if what.contains("TLS") {
+                "impersonate this node or operator to the cluster"
+            } else if what.contains("CA") {
+                "issue certificates the cluster trusts"
+            } else if what.contains("key") {
                 "sign checkpoints as this log"
             } else {
                 "act as a member of this cluster"

@@ -221,7 +221,14 @@ mod tests {
         let engine = SledEngine::open(&EngineConfig::new(dir.join("raft"))).unwrap();
         let (log, sm) = open_stores(&engine, dir).unwrap();
         let reader = sm.reader();
-        let network = HttpNetwork::new(NetworkConfig::new(1, ClusterSecret::new("s"))).unwrap();
+        let peers = rekor_raft::PeerClients::plain(
+            1,
+            ClusterSecret::new("s"),
+            rekor_raft::PEER_CONNECT_TIMEOUT,
+            None,
+        )
+        .unwrap();
+        let network = HttpNetwork::new(NetworkConfig::new(1), std::sync::Arc::new(peers));
         let config = Arc::new(build_config(&RaftTuning::default()).unwrap());
         let raft = Raft::new(1, config, network, log, sm).await.unwrap();
         raft.initialize(BTreeMap::from([(1, NodeAddress::default())]))

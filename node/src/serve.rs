@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix::{Actor, Arbiter};
 use actix_web::middleware::from_fn;
@@ -78,14 +77,33 @@ async fn serve(config: ServeConfig) -> Result<()> {
         rekor_raft::SledEngine::open(&engine_config).context("opening the Raft database (sled)")?;
     let (log_store, state_machine_store) = rekor_raft::open_stores(&engine, &config.data_dir)?;
     let log_size = log_store.size_probe();
+    let registry = prometheus::Registry::new();
+    let tls = crate::tls::NodeTls::load(
+        config.public_tls.as_ref(),
+        config.internal_tls.as_ref(),
+        &registry,
+    )?;
+    warn_if_internal_traffic_is_plain(&config);
+    // Raft, forwarding and catch-up share one client per peer (and its TLS sessions).
+    let peers = Arc::new(match &tls.internal {
+        Some(internal) => {
+            internal.peer_clients(config.node_id, secret.clone(), config.peer_source_address)
+        }
+        None => rekor_raft::PeerClients::plain(
+            config.node_id,
+            secret.clone(),
+            rekor_raft::PEER_CONNECT_TIMEOUT,
+            config.peer_source_address,
+        )?,
+    });
     // Snapshots carry only the small state; installing one pulls the bodies below it from peers.
-    let snapshot_peers = crate::catch_up::SnapshotPeers::new(config.node_id)?;
+    let snapshot_peers = crate::catch_up::SnapshotPeers::new(config.node_id, peers.clone())?;
     let state_machine_store = state_machine_store.with_backfill(snapshot_peers.clone());
     let state_machine = state_machine_store.reader();
-    let network = rekor_raft::HttpNetwork::new(rekor_raft::NetworkConfig::new(
-        config.node_id,
-        secret.clone(),
-    ))?;
+    let network = rekor_raft::HttpNetwork::new(
+        rekor_raft::NetworkConfig::new(config.node_id),
+        peers.clone(),
+    );
     let mut tuning = config.raft_timing.apply(rekor_raft::RaftTuning::default());
     if let Some(every) = config.raft_snapshot_every {
         tuning.snapshot_logs_since_last = every;
@@ -119,7 +137,6 @@ async fn serve(config: ServeConfig) -> Result<()> {
         }
     }
 
-    let registry = prometheus::Registry::new();
     let metrics = NodeMetrics::register(&registry)?;
     crate::metrics::register_signing_key_info(
         &registry,
@@ -133,7 +150,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         state_machine.clone(),
         store.clone(),
         metrics.clone(),
-        crate::catch_up::Peers::new(config.node_id, raft.clone())?,
+        crate::catch_up::Peers::new(config.node_id, raft.clone(), peers.clone()),
     )
     .await?;
     tokio::spawn(crate::integrator::write_checkpoint_file(
@@ -188,11 +205,6 @@ async fn serve(config: ServeConfig) -> Result<()> {
         metrics.clone(),
     ));
 
-    let forward_client = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(2))
-        .timeout(config.submit_timeout)
-        .pool_max_idle_per_host(64)
-        .build()?;
     let backend = Arc::new(NodeBackend {
         node_id: config.node_id,
         raft: raft.clone(),
@@ -202,9 +214,8 @@ async fn serve(config: ServeConfig) -> Result<()> {
         sequencer: sequencer.clone(),
         pushback: pushback.clone(),
         forwarder: crate::forwarder::Forwarder::start(crate::forwarder::ForwardClient {
-            http: forward_client,
-            secret: secret.clone(),
-            node_id: config.node_id,
+            peers: peers.clone(),
+            timeout: config.submit_timeout,
             metrics: metrics.clone(),
         }),
         submit_timeout: config.submit_timeout,
@@ -227,7 +238,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         instance: Some(instance),
         ..rekor_api::ApiConfig::default()
     };
-    let api_state = rekor_api::ApiState::new(api_config, backend, &registry)?;
+    let api_state = rekor_api::ApiState::new(api_config, backend.clone(), &registry)?;
     let api_state = api_state.clone();
     let status_page = crate::status_page::StatusPage::start(
         config.node_id,
@@ -247,6 +258,22 @@ async fn serve(config: ServeConfig) -> Result<()> {
     let body_metrics = rekor_api::limits::BodyMetrics::register(&registry)?;
     let public_bodies =
         BodyGuard::new("public", &config.public_limits).with_metrics(body_metrics.clone());
+    let tls_metrics = tls.metrics.clone();
+    let public_tls = tls.public.clone();
+    let internal_tls = match &tls.internal {
+        Some(internal) => Some(internal.server_config()?),
+        None => None,
+    };
+    let refusals = tls_metrics.requests_refused.clone();
+    let internal_auth = if internal_tls.is_some() {
+        rekor_raft::InternalAuth::with_certificates(secret.clone())
+    } else {
+        rekor_raft::InternalAuth::secret_only(secret.clone())
+    }
+    .counting_refusals(Arc::new(move |refusal: rekor_raft::Refusal| {
+        refusals.with_label_values(&[refusal.label()]).inc();
+    }));
+    tls.start_reloading(config.tls_reload_interval)?;
     // The status page first: the API's catch-all scope answers every path it sees.
     let public = HttpServer::new(move || {
         let bodies = public_bodies.clone();
@@ -265,7 +292,11 @@ async fn serve(config: ServeConfig) -> Result<()> {
             .public_limits
             .max_connections_per_worker(http_workers),
     )
-    .bind(config.listen)
+    .on_connect(crate::tls::on_connect("public", tls_metrics.clone(), false));
+    let public = match public_tls {
+        Some(tls) => public.bind_rustls_0_23(config.listen, tls),
+        None => public.bind(config.listen),
+    }
     .with_context(|| format!("binding the public listener {}", config.listen))?
     .shutdown_timeout(10)
     .run();
@@ -280,14 +311,16 @@ async fn serve(config: ServeConfig) -> Result<()> {
         pushback,
         legacy_dsse: config.enable_dsse,
         membership_lock: tokio::sync::Mutex::new(()),
+        backend: backend.clone(),
     });
-    let raft_server_config = rekor_raft::RaftServerConfig::new(config.node_id, secret.clone());
+    let raft_server_config =
+        rekor_raft::RaftServerConfig::with_auth(config.node_id, internal_auth.clone());
     let raft_for_rpc = raft.clone();
     let internal_bodies =
         BodyGuard::new("internal", &config.internal_limits).with_metrics(body_metrics);
     let internal = HttpServer::new(move || {
         let bodies = internal_bodies.clone();
-        // Both scopes check the cluster secret before any body byte is read.
+        // Every scope authenticates its caller before any body byte is read.
         App::new()
             .wrap(from_fn(move |request, next| {
                 guard_body(bodies.clone(), request, next)
@@ -297,7 +330,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
                 raft_for_rpc.clone(),
                 raft_server_config.clone(),
             ))
-            .configure(crate::internal::configure(secret.clone()))
+            .configure(crate::internal::configure(internal_auth.clone()))
     })
     .workers(http_workers)
     .client_request_timeout(config.internal_limits.header_timeout)
@@ -307,14 +340,20 @@ async fn serve(config: ServeConfig) -> Result<()> {
             .internal_limits
             .max_connections_per_worker(http_workers),
     )
-    .bind(config.listen_internal)
+    .on_connect(crate::tls::on_connect("internal", tls_metrics, true));
+    let internal = match internal_tls {
+        Some(tls) => internal.bind_rustls_0_23(config.listen_internal, tls),
+        None => internal.bind(config.listen_internal),
+    }
     .with_context(|| format!("binding the internal listener {}", config.listen_internal))?
     .shutdown_timeout(5)
     .run();
 
     info!(
         public = %config.listen,
+        public_tls = config.public_tls.is_some(),
         internal = %config.listen_internal,
+        internal_mtls = config.internal_tls.is_some(),
         data_dir = %config.data_dir.display(),
         start_token,
         malloc_arena_max = std::env::var(crate::malloc_arenas::VARIABLE).as_deref().unwrap_or("glibc default"),
@@ -332,6 +371,21 @@ async fn serve(config: ServeConfig) -> Result<()> {
     internal_result?;
     info!("stopped");
     Ok(())
+}
+
+/// Node-to-node traffic in clear text carries the cluster secret and every entry: fine on
+/// loopback, a risk anywhere else.
+fn warn_if_internal_traffic_is_plain(config: &ServeConfig) {
+    if config.internal_tls.is_none() && !config.listen_internal.ip().is_loopback() {
+        warn!(
+            listen_internal = %config.listen_internal,
+            "the internal listener is not on loopback and runs without TLS: the cluster secret, \
+             Raft traffic and forwarded entries cross the network in clear text. Give it \
+             --internal-tls-ca-file, --internal-tls-cert-file and --internal-tls-key-file \
+             (`rekor-node certs` makes a development CA); see docs/operations.md, \
+             \"Transport security\""
+        );
+    }
 }
 
 /// A node about to form a new one-node cluster must not start a second tree where one exists:
@@ -417,6 +471,20 @@ fn witnessing(
         .with_context(|| format!("reading the witness policy {}", path.display()))?;
     let policy = crate::witness::WitnessPolicy::parse(&text)
         .with_context(|| format!("parsing the witness policy {}", path.display()))?;
+    if !config.witness_allow_http {
+        if let Some(plain) = policy
+            .witnesses()
+            .iter()
+            .find(|witness| witness.url.starts_with("http://"))
+        {
+            anyhow::bail!(
+                "witness {:?} is at a plain http:// URL ({}); witnesses are reached over https. \
+                 Pass --witness-allow-http for a witness on loopback or a trusted network",
+                plain.name,
+                plain.url
+            );
+        }
+    }
     info!(
         witnesses = policy.witnesses().len(),
         require_quorum = config.require_witness_quorum,

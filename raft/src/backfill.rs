@@ -41,7 +41,7 @@ pub type PullFuture<'a> =
 pub struct BackfillPeer {
     /// Its node id.
     pub id: NodeId,
-    /// Its addresses (the public one serves the read API).
+    /// Its addresses (catch-up reads go to the internal one).
     pub address: NodeAddress,
 }
 

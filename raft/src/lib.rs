@@ -25,12 +25,14 @@ mod entry_files;
 pub mod identity_index;
 pub mod log_store;
 pub mod network;
+pub mod peers;
 pub mod segments;
 pub mod server;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
+pub use auth::{AuthenticatedPeer, Caller, InternalAuth, Refusal, Role};
 pub use backfill::{
     BackfillError, BackfillPeer, PullFuture, SnapshotBackfill, SnapshotInstallReport,
     BACKFILL_CHUNK,
@@ -38,7 +40,8 @@ pub use backfill::{
 pub use config::{build_config, RaftTuning, TuningError};
 pub use engine::{EngineConfig, EngineError, Keyspace, SledEngine};
 pub use log_store::{LogSizeProbe, LogStore, LogStoreError, LogWriteError};
-pub use network::{ClusterSecret, HttpNetwork, NetworkConfig};
+pub use network::{ClusterSecret, HttpNetwork, NetworkConfig, PEER_CONNECT_TIMEOUT};
+pub use peers::{PeerClientError, PeerClients};
 pub use segments::SegmentError;
 pub use server::{raft_scope, RaftServerConfig};
 pub use state_machine::{

@@ -6,17 +6,18 @@
 //! - paths [`APPEND_PATH`], [`VOTE_PATH`], [`SNAPSHOT_PATH`] under [`RAFT_SCOPE`];
 //! - body: the openraft request, bincode 1.3.3 behind a version byte ([`crate::codec`]),
 //!   `content-type: application/octet-stream`;
-//! - header [`CLUSTER_SECRET_HEADER`]: the shared cluster secret, verbatim. The internal
-//!   listener is meant for a private network; the secret keeps strangers (and misrouted nodes of
-//!   another cluster) out, but it travels in clear text without TLS;
+//! - header [`CLUSTER_SECRET_HEADER`]: the shared cluster secret, verbatim (checked by
+//!   [`crate::auth`]; without TLS on the internal listener it travels in clear text);
 //! - header [`TARGET_NODE_HEADER`]: the node id the sender means to reach. The server refuses
 //!   a request for another id with 421: a wrong address in the membership would otherwise make
 //!   a leader replicate to itself and panic (rust-stack.md §2.11 #4);
-//! - header [`SOURCE_NODE_HEADER`]: the sender's node id. Informational only (the server does
-//!   not trust or check it); it lets a fault-injection proxy between nodes cut one direction of
-//!   one link (cluster-tests `chaos::proxy`);
-//! - answer 200 with the encoded `Result<Response, RaftError>`; 401 without the right secret;
-//!   421 for another node; 400 for an undecodable body; 413 for an oversized one.
+//! - header [`SOURCE_NODE_HEADER`]: the sender's node id. Under mutual TLS it must be the id the
+//!   sender's certificate names, and the RPC's vote must name it too ([`crate::auth`],
+//!   [`crate::server`]); without TLS it is informational (a fault-injection proxy between nodes
+//!   uses it to cut one direction of one link, cluster-tests `chaos::proxy`);
+//! - answer 200 with the encoded `Result<Response, RaftError>`; 401 without the right secret or
+//!   certificate; 403 for a sender that is not who it claims; 421 for another node; 400 for an
+//!   undecodable body; 413 for an oversized one.
 //!
 //! Payload size: an AppendEntries is never sent larger than [`NetworkConfig::max_append_body`]
 //! (the peer's cap), and a 413 from the peer is answered the same way: the client returns
@@ -24,9 +25,10 @@
 //! at once instead of retrying the same oversized request forever. One Raft entry (one
 //! sequencer batch, bounded in bytes) always fits the cap on its own.
 //!
-//! One shared `reqwest::Client` (keep-alive pool, connect timeout) serves every peer; each RPC
-//! is bounded by openraft's `RPCOption::hard_ttl`. Connection failures and refusals (401, 421)
-//! become `RPCError::Unreachable`, so openraft backs off instead of retrying hot.
+//! Requests go through the node's [`PeerClients`] (kept-alive connections, the scheme, the
+//! headers); each RPC is bounded by openraft's `RPCOption::hard_ttl`. Connection failures and
+//! refusals (401, 403, 421) become `RPCError::Unreachable`, so openraft backs off instead of
+//! retrying hot.
 
 use std::fmt;
 use std::sync::Arc;
@@ -47,6 +49,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::codec;
+use crate::peers::{PeerClientError, PeerClients};
 use crate::types::{NodeAddress, NodeId, TypeConfig};
 
 /// Prefix of the Raft RPC routes on the internal listener.
@@ -103,11 +106,6 @@ impl fmt::Debug for ClusterSecret {
 pub struct NetworkConfig {
     /// This node's id (reported in timeouts).
     pub node_id: NodeId,
-    /// The shared cluster secret.
-    pub secret: ClusterSecret,
-    /// TCP connect timeout. Keep it below the heartbeat interval so an unreachable peer fails
-    /// as `Unreachable` before openraft's TTL cuts the RPC.
-    pub connect_timeout: Duration,
     /// Upper bound of any one RPC (the per-RPC TTL from openraft is applied on top).
     pub request_timeout: Duration,
     /// Largest AppendEntries body sent: the peers' body cap
@@ -117,12 +115,10 @@ pub struct NetworkConfig {
 }
 
 impl NetworkConfig {
-    /// Defaults: 200 ms connect timeout, 30 s request ceiling, the default server body cap.
-    pub fn new(node_id: NodeId, secret: ClusterSecret) -> Self {
+    /// Defaults: 30 s request ceiling, the default server body cap.
+    pub fn new(node_id: NodeId) -> Self {
         Self {
             node_id,
-            secret,
-            connect_timeout: Duration::from_millis(200),
             request_timeout: Duration::from_secs(30),
             max_append_body: crate::server::DEFAULT_MAX_RPC_BODY,
         }
@@ -136,35 +132,24 @@ fn entries_hint(entries: u64, size: usize, cap: usize) -> u64 {
     proportional.min(entries.saturating_sub(1)).max(1)
 }
 
-/// Why the Raft network could not be built.
-#[derive(Debug, thiserror::Error)]
-#[error("cannot build the Raft HTTP client: {0}")]
-pub struct NetworkBuildError(String);
+/// TCP connect timeout of peer clients. Keep it below the heartbeat interval so an unreachable
+/// peer fails as `Unreachable` before openraft's TTL cuts the RPC.
+pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 
-/// The network factory handed to `Raft::new`: one shared HTTP client for every peer.
+/// The network factory handed to `Raft::new`: the node's peer clients.
 #[derive(Clone)]
 pub struct HttpNetwork {
-    client: reqwest::Client,
+    peers: Arc<PeerClients>,
     config: Arc<NetworkConfig>,
 }
 
 impl HttpNetwork {
-    /// Build the shared client.
-    pub fn new(config: NetworkConfig) -> Result<Self, NetworkBuildError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_keepalive(Duration::from_secs(30))
-            .tcp_nodelay(true)
-            // Internal traffic goes straight to the peer, never through an environment proxy.
-            .no_proxy()
-            .build()
-            .map_err(|e| NetworkBuildError(e.to_string()))?;
-        Ok(Self {
-            client,
+    /// The network over `peers` (shared with the node's other node-to-node traffic).
+    pub fn new(config: NetworkConfig, peers: Arc<PeerClients>) -> Self {
+        Self {
+            peers,
             config: Arc::new(config),
-        })
+        }
     }
 }
 
@@ -173,20 +158,20 @@ impl RaftNetworkFactory<TypeConfig> for HttpNetwork {
 
     async fn new_client(&mut self, target: NodeId, node: &NodeAddress) -> Self::Network {
         PeerClient {
-            client: self.client.clone(),
+            peers: self.peers.clone(),
             config: self.config.clone(),
             target,
-            base_url: format!("http://{}{}", node.internal_addr, RAFT_SCOPE),
+            internal_addr: node.internal_addr.clone(),
         }
     }
 }
 
 /// The client of one peer.
 pub struct PeerClient {
-    client: reqwest::Client,
+    peers: Arc<PeerClients>,
     config: Arc<NetworkConfig>,
     target: NodeId,
-    base_url: String,
+    internal_addr: String,
 }
 
 /// What went wrong on the wire (wrapped in openraft's `Unreachable` / `NetworkError`).
@@ -210,6 +195,8 @@ enum WireError {
     },
     #[error("{0}")]
     Http(reqwest::Error),
+    #[error(transparent)]
+    Client(PeerClientError),
 }
 
 fn encode<Req: Serialize, E: std::error::Error>(
@@ -268,11 +255,14 @@ impl PeerClient {
             }
         };
         let response = self
-            .client
-            .post(format!("{}{}", self.base_url, path))
-            .header(CLUSTER_SECRET_HEADER, self.config.secret.as_str())
-            .header(TARGET_NODE_HEADER, self.target.to_string())
-            .header(SOURCE_NODE_HEADER, self.config.node_id.to_string())
+            .peers
+            .request(
+                reqwest::Method::POST,
+                self.target,
+                &self.internal_addr,
+                &format!("{RAFT_SCOPE}{path}"),
+            )
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&WireError::Client(e))))?
             .header("content-type", "application/octet-stream")
             .timeout(ttl)
             .body(body)
@@ -293,8 +283,8 @@ impl PeerClient {
                     }),
                 ));
             }
-            // A refusal is a configuration problem (secret, address): back off.
-            return Err(if status == 401 || status == 421 {
+            // A refusal is a configuration problem (secret, certificate, address): back off.
+            return Err(if matches!(status, 401 | 403 | 421) {
                 RPCError::Unreachable(Unreachable::new(&WireError::Refused {
                     target: self.target,
                     status,
@@ -415,9 +405,11 @@ mod tests {
     }
 
     async fn client(addr: &str, max_append_body: usize) -> PeerClient {
-        let mut config = NetworkConfig::new(1, ClusterSecret::new("secret"));
+        let mut config = NetworkConfig::new(1);
         config.max_append_body = max_append_body;
-        let mut network = HttpNetwork::new(config).unwrap();
+        let peers = PeerClients::plain(1, ClusterSecret::new("secret"), PEER_CONNECT_TIMEOUT, None)
+            .unwrap();
+        let mut network = HttpNetwork::new(config, Arc::new(peers));
         let node = NodeAddress {
             internal_addr: addr.to_owned(),
             public_addr: addr.to_owned(),

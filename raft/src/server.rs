@@ -1,10 +1,12 @@
 //! The server side of the Raft network: actix-web handlers for the internal listener
 //! (rust-stack.md §2.3 "Server side", §4). The wire contract is in [`crate::network`].
 //!
-//! [`raft_scope`] returns a `Scope` mounted at [`RAFT_SCOPE`]. The cluster secret is checked by
-//! [`crate::auth`] from the headers, before a body byte is read (401 otherwise); each handler
-//! then checks the target node id (421 otherwise), decodes the bincode body (400 if it does not
-//! decode; bodies are capped, 413 beyond), calls the `Raft` handle and answers with the encoded
+//! [`raft_scope`] returns a `Scope` mounted at [`RAFT_SCOPE`]. The caller is authenticated by
+//! [`crate::auth`] from the connection and the headers, before a body byte is read (401/403
+//! otherwise); each handler then checks the target node id (421 otherwise), decodes the bincode
+//! body (400 if it does not decode; bodies are capped, 413 beyond), checks under mutual TLS that
+//! the vote the RPC carries names the authenticated sender (403 otherwise: node 2 cannot ask for
+//! votes or append entries as node 3), calls the `Raft` handle and answers with the encoded
 //! `Result`.
 
 use actix_web::dev::HttpServiceFactory;
@@ -14,12 +16,14 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::auth::require_cluster_secret;
+use crate::auth::{authenticate, AuthenticatedPeer, InternalAuth, Role};
 use crate::codec;
 use crate::network::{
     ClusterSecret, APPEND_PATH, RAFT_SCOPE, SNAPSHOT_PATH, TARGET_NODE_HEADER, VOTE_PATH,
 };
 use crate::types::{NodeId, Raft};
+use actix_web::HttpMessage;
+use openraft::Vote;
 
 /// Default cap of AppendEntries and Vote bodies: 64 MiB. The client never sends a larger
 /// AppendEntries of several entries (`NetworkConfig::max_append_body`, the same default) and
@@ -36,8 +40,8 @@ pub const DEFAULT_MAX_SNAPSHOT_BODY: usize = 16 * 1024 * 1024;
 pub struct RaftServerConfig {
     /// This node's id: requests for another id are refused.
     pub node_id: NodeId,
-    /// The shared cluster secret.
-    pub secret: ClusterSecret,
+    /// Who may call: the cluster secret, and under mutual TLS a node certificate.
+    pub auth: InternalAuth,
     /// Body cap of `append` and `vote`.
     pub max_rpc_body: usize,
     /// Body cap of `snapshot`.
@@ -45,11 +49,16 @@ pub struct RaftServerConfig {
 }
 
 impl RaftServerConfig {
-    /// Settings with the default body caps.
+    /// Settings with the default body caps, for a listener without TLS (the secret only).
     pub fn new(node_id: NodeId, secret: ClusterSecret) -> Self {
+        Self::with_auth(node_id, InternalAuth::secret_only(secret))
+    }
+
+    /// Settings with the default body caps and the given authentication.
+    pub fn with_auth(node_id: NodeId, auth: InternalAuth) -> Self {
         Self {
             node_id,
-            secret,
+            auth,
             max_rpc_body: DEFAULT_MAX_RPC_BODY,
             max_snapshot_body: DEFAULT_MAX_SNAPSHOT_BODY,
         }
@@ -68,10 +77,10 @@ pub fn raft_scope(raft: Raft, config: RaftServerConfig) -> impl HttpServiceFacto
         raft,
         node_id: config.node_id,
     });
-    let secret = config.secret;
+    let auth = config.auth;
     web::scope(RAFT_SCOPE)
         .wrap(from_fn(move |request, next| {
-            require_cluster_secret(secret.clone(), request, next)
+            authenticate(auth.clone(), Role::Peer, request, next)
         }))
         .app_data(state)
         .service(
@@ -97,8 +106,58 @@ fn plain(status: StatusCode, message: String) -> HttpResponse {
         .body(message)
 }
 
-/// Check the target id, then decode the body (the secret was checked by the scope's middleware).
-fn admit<T: DeserializeOwned>(
+/// An RPC that names its sender in its vote (the candidate, or the leader appending).
+trait ClaimsSender {
+    fn vote(&self) -> &Vote<NodeId>;
+}
+
+impl ClaimsSender for openraft::raft::VoteRequest<NodeId> {
+    fn vote(&self) -> &Vote<NodeId> {
+        &self.vote
+    }
+}
+
+impl ClaimsSender for openraft::raft::AppendEntriesRequest<crate::types::TypeConfig> {
+    fn vote(&self) -> &Vote<NodeId> {
+        &self.vote
+    }
+}
+
+impl ClaimsSender for openraft::raft::InstallSnapshotRequest<crate::types::TypeConfig> {
+    fn vote(&self) -> &Vote<NodeId> {
+        &self.vote
+    }
+}
+
+/// Check the target id, decode the body, and (under mutual TLS) check that the RPC's vote names
+/// the sender the certificate authenticated. The secret and certificate were checked by the
+/// scope's middleware.
+fn admit<T: DeserializeOwned + ClaimsSender>(
+    state: &RaftRpcState,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<T, HttpResponse> {
+    let rpc: T = decode_for_this_node(state, req, body)?;
+    let authenticated = req.extensions().get::<AuthenticatedPeer>().copied();
+    if let Some(AuthenticatedPeer(sender)) = authenticated {
+        let claimed = rpc.vote().leader_id().voted_for();
+        if claimed != Some(sender) {
+            tracing::warn!(
+                sender,
+                ?claimed,
+                "Raft RPC refused: its vote names another node than the sender's certificate"
+            );
+            return Err(plain(
+                StatusCode::FORBIDDEN,
+                format!("node {sender} cannot send a Raft RPC on behalf of {claimed:?}"),
+            ));
+        }
+    }
+    Ok(rpc)
+}
+
+/// Check the target id, then decode the body.
+fn decode_for_this_node<T: DeserializeOwned>(
     state: &RaftRpcState,
     req: &HttpRequest,
     body: &[u8],

@@ -10,8 +10,8 @@ use actix_web::{App, HttpServer};
 use rekor_raft::network::{CLUSTER_SECRET_HEADER, RAFT_SCOPE, TARGET_NODE_HEADER, VOTE_PATH};
 use rekor_raft::{
     build_config, open_stores, raft_scope, AppendOutcome, ClusterSecret, Command, CommandResponse,
-    EngineConfig, HttpNetwork, NetworkConfig, NodeAddress, Raft, RaftServerConfig, RaftTuning,
-    SequencedEntry, SledEngine, StateReader,
+    EngineConfig, HttpNetwork, NetworkConfig, NodeAddress, PeerClients, Raft, RaftServerConfig,
+    RaftTuning, SequencedEntry, SledEngine, StateReader, PEER_CONNECT_TIMEOUT,
 };
 use rekor_storage::merkle::{leaf_hash, CompactRange};
 
@@ -35,7 +35,8 @@ async fn start_node(id: u64) -> TestNode {
     let (log, sm) = open_stores(&engine, dir.path()).unwrap();
     let reader = sm.reader();
     let secret = ClusterSecret::new(SECRET);
-    let network = HttpNetwork::new(NetworkConfig::new(id, secret.clone())).unwrap();
+    let peers = PeerClients::plain(id, secret.clone(), PEER_CONNECT_TIMEOUT, None).unwrap();
+    let network = HttpNetwork::new(NetworkConfig::new(id), Arc::new(peers));
     let config = Arc::new(build_config(&RaftTuning::default()).unwrap());
     let raft = Raft::new(id, config, network, log, sm).await.unwrap();
 

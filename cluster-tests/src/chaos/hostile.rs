@@ -221,13 +221,17 @@ pub async fn run_hostile(options: &HostileOptions) -> Result<HostileReport> {
         args.extend([
             "--witness-policy".to_owned(),
             policy.display().to_string(),
+            // The test witness listens on loopback without TLS.
+            "--witness-allow-http".to_owned(),
             "--witness-timeout-ms".to_owned(),
             "1000".to_owned(),
         ]);
         witness_process = Some((witness.clone(), port));
     }
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let cluster = Cluster::start(3, &arg_refs).await?;
+    // Plain HTTP between the nodes: the attack is on the internal listener's HTTP layer, which
+    // under mutual TLS no one without a cluster certificate reaches.
+    let cluster = Cluster::start_plain(3, &arg_refs).await?;
     let _witness = match witness_process {
         Some((witness, port)) => Some(start_witness(&witness, port, &cluster, dir.path()).await?),
         None => None,

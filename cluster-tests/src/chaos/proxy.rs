@@ -1,15 +1,16 @@
 //! A controllable TCP proxy between nodes, for network partitions and slow links.
 //!
 //! Each node advertises a proxy listener as its internal address, so every node-to-node request
-//! (Raft RPCs, write forwarding) to node `to` passes through `to`'s listener. The sender is read
-//! from the informational `x-rekor-source-node` header of the first request on a connection
-//! (`rekor_raft::network::SOURCE_NODE_HEADER`; one connection never carries two senders' requests,
-//! as each node has its own client pool). Each directed link `from → to` is then
+//! (Raft RPCs, write forwarding, catch-up reads) to node `to` passes through `to`'s listener.
+//! The sender is told by the connection's source address: each node's peer connections come
+//! from its own loopback address ([`source_address`], the node's `--peer-source-address`), which
+//! works as well for TLS traffic the proxy cannot read. Each directed link `from → to` is then
 //! [`LinkState::Open`], [`LinkState::Cut`] (new connections are dropped at once, open ones are torn
 //! down when the link is cut) or [`LinkState::Delayed`] (every chunk waits before it is passed on).
-//! Connections without the header (operator tools) are always passed.
+//! Connections from other addresses (operator tools) are always passed.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,8 +28,21 @@ pub enum LinkState {
     Delayed(Duration),
 }
 
-/// Longest request head read to find the sender.
-const MAX_HEAD: usize = 64 * 1024;
+/// The loopback address node `id`'s peer connections come from (`--peer-source-address`).
+pub fn source_address(id: u64) -> IpAddr {
+    let last = u8::try_from(10 + id).unwrap_or(u8::MAX);
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+}
+
+/// The node whose peer connections come from `address`, if any.
+fn sender_at(address: IpAddr) -> Option<u64> {
+    match address {
+        IpAddr::V4(v4) if v4.octets()[..3] == [127, 0, 0] && v4.octets()[3] > 10 => {
+            Some(u64::from(v4.octets()[3]) - 10)
+        }
+        _ => None,
+    }
+}
 
 #[derive(Default)]
 struct Table {
@@ -77,12 +91,12 @@ impl LinkProxy {
         let proxy = self.clone();
         tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
+                let Ok((stream, peer)) = listener.accept().await else {
                     continue;
                 };
                 let proxy = proxy.clone();
                 tokio::spawn(async move {
-                    let _ = proxy.serve(stream, to).await;
+                    let _ = proxy.serve(stream, sender_at(peer.ip()), to).await;
                 });
             }
         });
@@ -120,32 +134,14 @@ impl LinkProxy {
         self.changes.send_modify(|generation| *generation += 1);
     }
 
-    async fn serve(&self, mut client: TcpStream, to: u64) -> Result<()> {
-        let mut head = Vec::new();
-        let mut buffer = [0u8; 8192];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
-            let read = client.read(&mut buffer).await?;
-            if read == 0 {
-                return Ok(());
-            }
-            head.extend_from_slice(&buffer[..read]);
-        }
-        let Some(from) = source_node(&head) else {
-            return self.pump(client, to, None, head).await;
-        };
-        if self.link(from, to) == LinkState::Cut {
+    async fn serve(&self, client: TcpStream, from: Option<u64>, to: u64) -> Result<()> {
+        if from.is_some_and(|from| self.link(from, to) == LinkState::Cut) {
             return Ok(());
         }
-        self.pump(client, to, Some(from), head).await
+        self.pump(client, to, from).await
     }
 
-    async fn pump(
-        &self,
-        client: TcpStream,
-        to: u64,
-        from: Option<u64>,
-        head: Vec<u8>,
-    ) -> Result<()> {
+    async fn pump(&self, client: TcpStream, to: u64, from: Option<u64>) -> Result<()> {
         let upstream_address = self.table().upstreams.get(&to).cloned();
         let Some(upstream_address) = upstream_address else {
             return Ok(());
@@ -154,9 +150,7 @@ impl LinkProxy {
         upstream.set_nodelay(true)?;
         client.set_nodelay(true)?;
         let (client_read, client_write) = client.into_split();
-        let (upstream_read, mut upstream_write) = upstream.into_split();
-        self.delay(from, to).await;
-        upstream_write.write_all(&head).await?;
+        let (upstream_read, upstream_write) = upstream.into_split();
         let mut changes = self.changes.subscribe();
         let cut = async {
             let Some(from) = from else {
@@ -210,28 +204,17 @@ impl LinkProxy {
     }
 }
 
-/// The `x-rekor-source-node` value in an HTTP request head.
-fn source_node(head: &[u8]) -> Option<u64> {
-    let text = String::from_utf8_lossy(head);
-    text.split("\r\n").find_map(|line| {
-        let (name, value) = line.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case(rekor_raft::network::SOURCE_NODE_HEADER)
-            .then(|| value.trim().parse().ok())
-            .flatten()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_source_header_case_insensitively() {
-        let head =
-            b"POST /internal/raft/append HTTP/1.1\r\nX-Rekor-Source-Node: 3\r\nhost: x\r\n\r\n";
-        assert_eq!(source_node(head), Some(3));
-        assert_eq!(source_node(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n"), None);
+    fn each_node_has_its_own_source_address() {
+        for id in [1, 2, 3, 7] {
+            assert_eq!(sender_at(source_address(id)), Some(id));
+        }
+        assert_eq!(sender_at("127.0.0.1".parse().unwrap()), None);
+        assert_eq!(sender_at("10.0.0.11".parse().unwrap()), None);
     }
 
     /// A cut link refuses new connections from that sender only, and healing reopens it.
@@ -263,10 +246,12 @@ mod tests {
         let ask = |from: u64| {
             let address = address.clone();
             async move {
-                let mut stream = TcpStream::connect(address).await.unwrap();
-                let request = format!(
-                    "POST /x HTTP/1.1\r\nx-rekor-source-node: {from}\r\ncontent-length: 0\r\n\r\n"
-                );
+                let socket = tokio::net::TcpSocket::new_v4().unwrap();
+                socket
+                    .bind(std::net::SocketAddr::new(source_address(from), 0))
+                    .unwrap();
+                let mut stream = socket.connect(address.parse().unwrap()).await.unwrap();
+                let request = "POST /x HTTP/1.1\r\ncontent-length: 0\r\n\r\n";
                 stream.write_all(request.as_bytes()).await.unwrap();
                 let mut answer = Vec::new();
                 let _ =

@@ -1,0 +1,154 @@
+//! How a node reaches the other members' internal listeners: one place that knows the scheme,
+//! holds an HTTP client per peer and puts the cluster headers on every request. The Raft
+//! network, write forwarding and catch-up reads all go through it, so they share connections
+//! (and TLS sessions) to each peer and cannot disagree on how a peer is authenticated.
+//!
+//! Without TLS every peer shares one plain client. With mutual TLS the node supplies a
+//! [`ClientFactory`] that builds a client per peer whose certificate check expects that peer's
+//! node id: a server that presents another node's certificate is refused during the handshake,
+//! whatever address the membership lists for it.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::network::{
+    ClusterSecret, CLUSTER_SECRET_HEADER, SOURCE_NODE_HEADER, TARGET_NODE_HEADER,
+};
+use crate::types::NodeId;
+
+/// Builds the client for one peer (TLS mode), from [`PeerClients::client_builder`].
+pub type ClientFactory = dyn Fn(NodeId) -> Result<reqwest::Client, String> + Send + Sync;
+
+/// Why a peer client could not be built.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the HTTP client for node {target}: {reason}")]
+pub struct PeerClientError {
+    target: NodeId,
+    reason: String,
+}
+
+enum Clients {
+    Plain(reqwest::Client),
+    PerPeer {
+        factory: Box<ClientFactory>,
+        built: Mutex<HashMap<NodeId, reqwest::Client>>,
+    },
+}
+
+/// The clients of this node's peers. Share it (`Arc`) between the Raft network, the forwarder
+/// and catch-up.
+pub struct PeerClients {
+    self_id: NodeId,
+    secret: ClusterSecret,
+    scheme: &'static str,
+    clients: Clients,
+}
+
+impl PeerClients {
+    /// The settings every peer client starts from: a connect timeout, kept-alive connections,
+    /// no environment proxy (internal traffic goes straight to the peer), HTTP/1.1 (one
+    /// request per connection at a time keeps a large AppendEntries from stalling a vote).
+    /// `source`: the local address outgoing connections bind to (default: the OS's choice).
+    pub fn client_builder(
+        connect_timeout: Duration,
+        source: Option<std::net::IpAddr>,
+    ) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
+            .local_address(source)
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .tcp_keepalive(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .http1_only()
+            .no_proxy()
+    }
+
+    /// Plain HTTP to every peer, one shared client.
+    pub fn plain(
+        self_id: NodeId,
+        secret: ClusterSecret,
+        connect_timeout: Duration,
+        source: Option<std::net::IpAddr>,
+    ) -> Result<Self, PeerClientError> {
+        let client = Self::client_builder(connect_timeout, source)
+            .build()
+            .map_err(|e| PeerClientError {
+                target: self_id,
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            self_id,
+            secret,
+            scheme: "http",
+            clients: Clients::Plain(client),
+        })
+    }
+
+    /// HTTPS, with a client per peer made by `factory` on first use.
+    pub fn tls(self_id: NodeId, secret: ClusterSecret, factory: Box<ClientFactory>) -> Self {
+        Self {
+            self_id,
+            secret,
+            scheme: "https",
+            clients: Clients::PerPeer {
+                factory,
+                built: Mutex::new(HashMap::new()),
+            },
+        }
+    }
+
+    /// This node's id (sent as the source of every request).
+    pub fn self_id(&self) -> NodeId {
+        self.self_id
+    }
+
+    /// The URL of `path` on the internal listener at `internal_addr` (host:port).
+    pub fn url(&self, internal_addr: &str, path: &str) -> String {
+        format!("{}://{internal_addr}{path}", self.scheme)
+    }
+
+    /// The client for `target`.
+    pub fn client(&self, target: NodeId) -> Result<reqwest::Client, PeerClientError> {
+        match &self.clients {
+            Clients::Plain(client) => Ok(client.clone()),
+            Clients::PerPeer { factory, built } => {
+                let mut built = built.lock().unwrap_or_else(PoisonError::into_inner);
+                if let Some(client) = built.get(&target) {
+                    return Ok(client.clone());
+                }
+                let client =
+                    factory(target).map_err(|reason| PeerClientError { target, reason })?;
+                built.insert(target, client.clone());
+                Ok(client)
+            }
+        }
+    }
+
+    /// A request to `path` on peer `target` at `internal_addr`, carrying the cluster secret,
+    /// the target's id and ours.
+    pub fn request(
+        &self,
+        method: reqwest::Method,
+        target: NodeId,
+        internal_addr: &str,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, PeerClientError> {
+        Ok(self
+            .client(target)?
+            .request(method, self.url(internal_addr, path))
+            .header(CLUSTER_SECRET_HEADER, self.secret.as_str())
+            .header(TARGET_NODE_HEADER, target.to_string())
+            .header(SOURCE_NODE_HEADER, self.self_id.to_string()))
+    }
+}
+
+impl std::fmt::Debug for PeerClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerClients")
+            .field("self_id", &self.self_id)
+            .field("scheme", &self.scheme)
+            .finish_non_exhaustive()
+    }
+}
