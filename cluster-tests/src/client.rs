@@ -87,9 +87,23 @@ pub struct LogClient {
 
 impl LogClient {
     pub fn new(base: &str) -> Self {
-        let http = reqwest::Client::builder()
+        Self::with_roots(base, None)
+    }
+
+    /// A client of an HTTPS listener whose certificate chains to the CA in `ca` (PEM) and to
+    /// nothing else; `None`: the platform's roots.
+    pub fn with_roots(base: &str, ca: Option<&std::path::Path>) -> Self {
+        let mut http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(60))
+            .timeout(Duration::from_secs(60));
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca)
+                .unwrap_or_else(|error| panic!("reading {}: {error}", ca.display()));
+            let root = reqwest::Certificate::from_pem(&pem)
+                .unwrap_or_else(|error| panic!("parsing {}: {error}", ca.display()));
+            http = http.tls_certs_only([root]);
+        }
+        let http = http
             .build()
             .unwrap_or_else(|error| panic!("building an HTTP client: {error}"));
         Self {
@@ -100,6 +114,18 @@ impl LogClient {
 
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The node's Prometheus exposition (`/metrics`).
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        Ok(self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?)
     }
 
     pub async fn healthy(&self) -> bool {

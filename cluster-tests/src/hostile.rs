@@ -103,13 +103,17 @@ pub async fn metric(base_url: &str, name: &str, labels: &[&str]) -> Result<Optio
         .await?
         .text()
         .await?;
-    Ok(text
-        .lines()
+    Ok(metric_value(&text, name, labels))
+}
+
+/// The value of metric `name` with `labels` in a Prometheus text exposition (see [`metric`]).
+pub fn metric_value(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    text.lines()
         .filter(|line| {
             line.strip_prefix(name)
                 .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
         })
         .find(|line| labels.iter().all(|label| line.contains(label)))
         .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse::<f64>().ok()))
+        .and_then(|value| value.parse::<f64>().ok())
 }

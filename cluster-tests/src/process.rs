@@ -91,6 +91,8 @@ pub struct NodeProcess {
     log_path: PathBuf,
     /// The start token handed to the running process; a new one at every spawn.
     start_token: String,
+    /// The CA of the public listener's certificate when it serves HTTPS.
+    public_ca: Option<PathBuf>,
 }
 
 impl NodeProcess {
@@ -103,6 +105,7 @@ impl NodeProcess {
             args,
             log_path,
             start_token: String::new(),
+            public_ca: None,
         };
         process.spawn(cwd)?;
         Ok(process)
@@ -153,7 +156,22 @@ impl NodeProcess {
     }
 
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.spec.public_addr())
+        let scheme = if self.public_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.spec.public_addr())
+    }
+
+    /// Marks the public listener as HTTPS with a certificate from the CA in `ca`.
+    pub fn serving_https(&mut self, ca: PathBuf) {
+        self.public_ca = Some(ca);
+    }
+
+    /// A client of this node's public listener (trusting its CA when it serves HTTPS).
+    pub fn client(&self) -> crate::LogClient {
+        crate::LogClient::with_roots(&self.base_url(), self.public_ca.as_deref())
     }
 
     /// SIGKILL, and reap.
@@ -236,6 +254,9 @@ pub struct Cluster {
     /// The certificates of the internal listeners' mutual TLS; `None` when they run plain HTTP
     /// ([`Cluster::start_plain`]).
     pub pki: Option<ClusterPki>,
+    /// Whether the public listeners serve HTTPS with the nodes' certificates
+    /// ([`Cluster::start_https`]).
+    pub public_https: bool,
 }
 
 /// How a cluster's nodes talk to each other.
@@ -243,6 +264,8 @@ pub struct Cluster {
 enum Internal {
     MutualTls,
     Plain,
+    /// Mutual TLS between nodes and HTTPS on the public listeners.
+    PublicHttps,
 }
 
 impl Drop for Cluster {
@@ -267,6 +290,12 @@ impl Cluster {
     /// to an internal listener.
     pub async fn start_plain(n: usize, extra_args: &[&str]) -> Result<Self> {
         Self::start_inner(n, extra_args, |_| None, None, Internal::Plain).await
+    }
+
+    /// Like [`Cluster::start`], with the public listeners on HTTPS too, each with its node's
+    /// certificate from the cluster's development CA (valid for 127.0.0.1 and localhost).
+    pub async fn start_https(n: usize, extra_args: &[&str]) -> Result<Self> {
+        Self::start_inner(n, extra_args, |_| None, None, Internal::PublicHttps).await
     }
 
     /// Like [`Cluster::start`], but node `spec` advertises `advertise(spec)` (when `Some`) as its
@@ -302,7 +331,7 @@ impl Cluster {
     ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let pki = match internal {
-            Internal::MutualTls => {
+            Internal::MutualTls | Internal::PublicHttps => {
                 Some(ClusterPki::create(&dir.path().join("certs"), 1..=n as u64)?)
             }
             Internal::Plain => None,
@@ -332,6 +361,7 @@ impl Cluster {
             origin,
             mounts: Vec::new(),
             pki,
+            public_https: internal == Internal::PublicHttps,
         };
         let mut members = Vec::new();
         for id in 1..=n as u64 {
@@ -389,6 +419,14 @@ impl Cluster {
         ];
         if let Some(pki) = &self.pki {
             args.extend(pki.serve_args(spec.id));
+            if self.public_https {
+                args.extend([
+                    "--http-tls-cert-file".to_owned(),
+                    pki.node_cert(spec.id).display().to_string(),
+                    "--http-tls-key-file".to_owned(),
+                    pki.node_key(spec.id).display().to_string(),
+                ]);
+            }
         }
         args.extend(spec.extra_args.iter().cloned());
         args
@@ -421,7 +459,10 @@ impl Cluster {
             pki.ensure_node(spec.id)?;
         }
         let args = self.serve_args(&spec);
-        let node = NodeProcess::start(spec, args, self.dir.path())?;
+        let mut node = NodeProcess::start(spec, args, self.dir.path())?;
+        if let (true, Some(pki)) = (self.public_https, &self.pki) {
+            node.serving_https(pki.ca());
+        }
         self.nodes.push(node);
         self.nodes.last_mut().context("just pushed")
     }
@@ -514,10 +555,7 @@ impl Cluster {
     }
 
     pub fn clients(&self) -> Vec<crate::LogClient> {
-        self.nodes
-            .iter()
-            .map(|node| crate::LogClient::new(&node.base_url()))
-            .collect()
+        self.nodes.iter().map(NodeProcess::client).collect()
     }
 
     /// Every node's log, for failure messages.
@@ -536,7 +574,7 @@ impl NodeProcess {
     /// example because it could not bind its port).
     pub async fn wait_healthy(&self, timeout: Duration) -> Result<()> {
         let id = self.spec.id;
-        let client = crate::LogClient::new(&self.base_url());
+        let client = self.client();
         let deadline = Instant::now() + timeout;
         let mut last = String::from("no answer yet");
         loop {

@@ -46,8 +46,13 @@ async fn run_harness(
     key_type: &str,
     spki: &str,
     fresh: bool,
+    ca: Option<&Path>,
 ) {
     let mut command = tokio::process::Command::new(python);
+    if let Some(ca) = ca {
+        // requests (under sigstore-python) trusts exactly this bundle.
+        command.env("REQUESTS_CA_BUNDLE", ca);
+    }
     command
         .arg(harness_path())
         .args([
@@ -125,6 +130,7 @@ async fn embedded_default_node_with_sigstore_python() {
         "ed25519",
         &spki,
         true,
+        None,
     )
     .await;
     check_served_tree(
@@ -190,15 +196,19 @@ async fn ecdsa_p256_log_key_with_sigstore_python() {
         "ecdsa-p256",
         &spki,
         true,
+        None,
     )
     .await;
     check_served_tree(&LogClient::new(&base), "ecdsa.test.local", &spki).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_node_cluster_through_a_follower_with_sigstore_python() {
+async fn three_node_cluster_over_https_through_a_follower_with_sigstore_python() {
     let Some(python) = python() else { return };
-    let cluster = Cluster::start(3, &[]).await.unwrap();
+    // HTTPS on the public listeners (the development CA in the client's trust store) and mutual
+    // TLS between the nodes.
+    let cluster = Cluster::start_https(3, &[]).await.unwrap();
+    let ca = cluster.pki.as_ref().expect("a TLS cluster").ca();
     let leader = cluster
         .wait_for_leader(Duration::from_secs(20))
         .await
@@ -206,7 +216,17 @@ async fn three_node_cluster_through_a_follower_with_sigstore_python() {
     let follower = (leader + 1) % 3;
     let spki = logged_public_key(&cluster.nodes[follower].log());
     let base = cluster.nodes[follower].base_url();
-    run_harness(&python, &base, &cluster.origin, "ed25519", &spki, true).await;
+    assert!(base.starts_with("https://"), "{base}");
+    run_harness(
+        &python,
+        &base,
+        &cluster.origin,
+        "ed25519",
+        &spki,
+        true,
+        Some(&ca),
+    )
+    .await;
     for client in cluster.clients() {
         check_served_tree(&client, &cluster.origin, &spki).await;
     }
