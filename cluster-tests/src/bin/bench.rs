@@ -53,6 +53,10 @@ struct Args {
     /// Skip the nginx comparison.
     #[arg(long)]
     no_nginx: bool,
+    /// Skip the plain-HTTP run of each multi-node write scenario (by default each runs with
+    /// mutual TLS between the nodes, then again without, to show what TLS costs).
+    #[arg(long)]
+    no_plain_comparison: bool,
     /// Skip the read scenarios.
     #[arg(long)]
     no_reads: bool,
@@ -118,6 +122,7 @@ fn main() -> Result<()> {
         proof_sample_every: args.proof_sample_every,
         reads: !args.no_reads,
         growth: growth_settings(&args)?,
+        plain_comparison: !args.no_plain_comparison,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -57,6 +57,9 @@ pub struct BenchSettings {
     pub reads: bool,
     /// The growth scenario; `None` skips it.
     pub growth: Option<GrowthSettings>,
+    /// Also run each multi-node write scenario with plain HTTP between the nodes, right after
+    /// the mutual-TLS run, to show what TLS costs.
+    pub plain_comparison: bool,
 }
 
 impl Default for BenchSettings {
@@ -75,6 +78,7 @@ impl Default for BenchSettings {
             proof_sample_every: 100,
             reads: true,
             growth: Some(GrowthSettings::default()),
+            plain_comparison: true,
         }
     }
 }
@@ -121,6 +125,8 @@ pub struct NodeFigures {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct WriteFigures {
     pub nodes: usize,
+    /// Between the nodes: `mutual TLS` (the default) or `plain HTTP` (the comparison run).
+    pub transport: &'static str,
     pub load: LoadReport,
     /// Write throughput over the ceiling's entries/s.
     pub ratio_to_ceiling: Option<f64>,
@@ -210,10 +216,19 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
 
     let mut writes = Vec::new();
     let mut reads = None;
-    for (position, &nodes) in settings.node_counts.iter().enumerate() {
-        eprintln!("write scenario: {nodes} node(s)…");
+    let runs = settings.node_counts.iter().flat_map(|&nodes| {
+        let plain = settings.plain_comparison && nodes > 1;
+        std::iter::once((nodes, false)).chain(plain.then_some((nodes, true)))
+    });
+    for (position, (nodes, plain)) in runs.enumerate() {
         let node_args: Vec<&str> = settings.node_args.iter().map(String::as_str).collect();
-        let cluster = Cluster::start(nodes, &node_args).await?;
+        let cluster = if plain {
+            eprintln!("write scenario: {nodes} node(s), plain HTTP between them…");
+            Cluster::start_plain(nodes, &node_args).await?
+        } else {
+            eprintln!("write scenario: {nodes} node(s), mutual TLS between them…");
+            Cluster::start(nodes, &node_args).await?
+        };
         let figures = write_scenario(&cluster, settings, &bodies, ceiling.per_second).await;
         let figures = match figures {
             Ok(figures) => figures,
@@ -252,6 +267,14 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
         growth,
         notes,
     })
+}
+
+fn transport_of(cluster: &Cluster) -> &'static str {
+    if cluster.pki.is_some() {
+        "mutual TLS"
+    } else {
+        "plain HTTP"
+    }
 }
 
 /// The last lines of every node's log, for an error message.
@@ -384,6 +407,7 @@ async fn write_scenario(
         .then(|| disk.iter().sum::<u64>() as f64 / disk.len() as f64 / tree_size as f64);
     Ok(WriteFigures {
         nodes: cluster.nodes.len(),
+        transport: transport_of(cluster),
         ratio_to_ceiling: (ceiling_per_second > 0.0)
             .then(|| load.throughput_per_s / ceiling_per_second),
         load,
@@ -722,16 +746,17 @@ impl BenchReport {
         push(&mut md, String::new());
         push(
             &mut md,
-            "| nodes | entries/s | ratio to ceiling | p50 ms | p90 ms | p99 ms | max ms | logged | errors | proofs checked |"
+            "| nodes | between nodes | entries/s | ratio to ceiling | p50 ms | p90 ms | p99 ms | max ms | logged | errors | proofs checked |"
                 .into(),
         );
-        push(&mut md, "|---|---|---|---|---|---|---|---|---|---|".into());
+        push(&mut md, "|---|---|---|---|---|---|---|---|---|---|---|".into());
         for w in &self.writes {
             push(
                 &mut md,
                 format!(
-                    "| {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} ({} failed) |",
+                    "| {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} ({} failed) |",
                     w.nodes,
+                    w.transport,
                     w.load.throughput_per_s,
                     fmt_opt(w.ratio_to_ceiling, 2),
                     w.load.latency.p50_ms,
@@ -769,8 +794,9 @@ impl BenchReport {
                 push(
                     &mut md,
                     format!(
-                        "| {} nodes | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        "| {} nodes, {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                         w.nodes,
+                        w.transport,
                         n.id,
                         if n.is_leader { "yes" } else { "" },
                         mib(n.peak_rss_bytes),
