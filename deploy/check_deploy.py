@@ -4,7 +4,8 @@
 Each check states a property that `docker compose up` or `kubectl apply -k` would otherwise only
 reveal at run time: references between objects resolve, probes hit /healthz, the StatefulSet's
 headless service exists, the PDB and services select the pods, the one-shot services run in the
-right order, the alert rules and the dashboard queries are well formed. Exit status 0 only if
+right order, every node gets its own certificate for mutual TLS (and nothing gets the CA key), the
+alert rules and the dashboard queries are well formed. Exit status 0 only if
 every check passed; the last line is "N passed, M failed".
 """
 
@@ -92,13 +93,84 @@ def check_kubernetes() -> None:
     job_args = " ".join(job["spec"]["template"]["spec"]["containers"][0]["args"])
     check("the init Job names one member per replica", job_args.count("--member") == spec["replicas"])
     check("the pods run as non-root", spec["template"]["spec"]["securityContext"].get("runAsNonRoot") is True)
+    check_kubernetes_tls(k8s, spec, container, config, job, secrets)
+
+
+def projected_files(volume: dict) -> dict[str, str]:
+    """File name in a projected volume -> "secret/key" it comes from."""
+    files = {}
+    for source in volume.get("projected", {}).get("sources", []):
+        secret = source.get("secret", {})
+        for item in secret.get("items", []):
+            files[item["path"]] = f"{secret['name']}/{item['key']}"
+    return files
+
+
+def tls_volume(pod_spec: dict, container: dict, mount_path: str) -> dict:
+    names = [m["name"] for m in container.get("volumeMounts", []) if m["mountPath"] == mount_path]
+    volumes = [v for v in pod_spec.get("volumes", []) if v["name"] in names]
+    return volumes[0] if volumes else {}
+
+
+def check_kubernetes_tls(k8s: Path, spec: dict, container: dict, config: dict, job: dict, secrets: list[dict]) -> None:
+    """Mutual TLS: each pod finds its own node's certificate, the init Job an operator's, and the
+    example cert-manager Certificates issue exactly those."""
+    pod_spec = spec["template"]["spec"]
+    ca_file = config.get("REKOR_INTERNAL_TLS_CA_FILE", "")
+    mount = str(Path(ca_file).parent)
+    volume = tls_volume(pod_spec, container, mount)
+    files = projected_files(volume)
+    check("the pods mount the CA bundle REKOR_INTERNAL_TLS_CA_FILE names",
+          files.get(Path(ca_file).name) == "rekor-node-ca/ca.pem", f"{ca_file}: {files}")
+    check("the TLS volume is not readable by others (0440)", volume.get("projected", {}).get("defaultMode") == 0o440)
+    args = " ".join(container["args"])
+    check("serve gets the pod's own certificate and key",
+          f'--internal-tls-cert-file "{mount}/node-${{id}}.pem"' in args
+          and f'--internal-tls-key-file "{mount}/node-${{id}}-key.pem"' in args
+          and 'id="$((ordinal + 1))"' in args)
+    node_secrets = {}
+    for node_id in range(1, spec["replicas"] + 1):
+        cert, key = files.get(f"node-{node_id}.pem", ""), files.get(f"node-{node_id}-key.pem", "")
+        check(f"the TLS volume holds node {node_id}'s certificate and key from one Secret",
+              cert.endswith("/tls.crt") and key.endswith("/tls.key") and cert.split("/")[0] == key.split("/")[0],
+              f"{cert} {key}")
+        node_secrets[node_id] = cert.split("/")[0]
+    job_spec = job["spec"]["template"]["spec"]
+    job_container = job_spec["containers"][0]
+    job_env = {e["name"]: e.get("value") for e in job_container.get("env", [])}
+    job_files = projected_files(tls_volume(job_spec, job_container, mount))
+    for variable in ("REKOR_ADMIN_TLS_CA_FILE", "REKOR_ADMIN_TLS_CERT_FILE", "REKOR_ADMIN_TLS_KEY_FILE"):
+        path = job_env.get(variable) or ""
+        check(f"the init Job's {variable} is a file of its TLS volume",
+              Path(path).parent == Path(mount) and Path(path).name in job_files, f"{path}: {job_files}")
+    operator_secret = job_files.get(Path(job_env.get("REKOR_ADMIN_TLS_CERT_FILE") or "x").name, "/").split("/")[0]
+    check("the CA bundle has a Secret of its own (no CA key in it)",
+          any(d["kind"] == "Secret" and d["metadata"]["name"] == "rekor-node-ca" and "ca.pem" in d.get("stringData", {})
+              and not any("key" in name for name in d.get("stringData", {})) for d in secrets))
+
+    examples = load_all(k8s / "certificates.example.yaml")
+    issuers = {d["metadata"]["name"] for d in examples if d["kind"] == "Issuer"}
+    certificates = {d["spec"]["secretName"]: d["spec"] for d in examples if d["kind"] == "Certificate"}
+    for doc in examples:
+        if doc["kind"] == "Certificate":
+            check(f"Certificate {doc['metadata']['name']} is issued by an Issuer of the file",
+                  doc["spec"]["issuerRef"]["name"] in issuers)
+    for node_id, secret in node_secrets.items():
+        cert = certificates.get(secret, {})
+        check(f"a Certificate writes {secret} naming node {node_id} for server and client auth",
+              cert.get("uris") == [f"urn:rekor-raft:node:{node_id}"]
+              and {"server auth", "client auth"} <= set(cert.get("usages", [])), str(cert))
+    operator = certificates.get(operator_secret, {})
+    check(f"a Certificate writes {operator_secret} naming an operator for client auth",
+          len(operator.get("uris", [])) == 1 and operator["uris"][0].startswith("urn:rekor-raft:operator:")
+          and "client auth" in operator.get("usages", []), str(operator))
 
 
 def check_compose() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     services = compose["services"]
     volumes = set(compose.get("volumes", {}))
-    for name in ("s3", "setup", "node1", "node2", "node3", "init"):
+    for name in ("s3", "setup", "certs", "node1", "node2", "node3", "init"):
         check(f"compose service {name} exists", name in services)
     for name, service in services.items():
         for volume in service.get("volumes", []):
@@ -115,6 +187,31 @@ def check_compose() -> None:
               all(not str(port).endswith(":3001") for port in service.get("ports", [])))
         check(f"compose {node} has its own tile-store prefix",
               f"s3://rekor/{node}" in service["command"])
+        node_id = node[-1]
+        check(f"compose {node} waits for its certificates",
+              service["depends_on"]["certs"]["condition"] == "service_completed_successfully")
+        check(f"compose {node} mounts only its own certificate volume (not the CA key's)",
+              f"{node}-tls:/etc/rekor-tls:ro" in service["volumes"]
+              and not any(v.startswith(("cluster-ca:", "admin-tls:")) for v in service["volumes"]))
+        command = service["command"]
+        check(f"compose {node} serves with node {node_id}'s certificate",
+              command[command.index("--node-id") + 1] == node_id
+              and f"/etc/rekor-tls/node-{node_id}.pem" in command
+              and f"/etc/rekor-tls/node-{node_id}-key.pem" in command)
+        check(f"compose {node} trusts the cluster CA",
+              service["environment"].get("REKOR_INTERNAL_TLS_CA_FILE") == "/etc/rekor-tls/ca.pem")
+    certs = services["certs"]
+    certs_command = certs["command"][0]
+    check("compose certs issues node 1-3 and the operator admin",
+          "rekor-node certs --dir /ca --node-ids 1,2,3 --operator admin" in certs_command)
+    check("compose certs fills each node's volume",
+          all(f"{node}-tls:/tls/{node}" in certs["volumes"] for node in ("node1", "node2", "node3")))
+    init_env = services["init"]["environment"]
+    check("compose init calls the nodes with the operator certificate",
+          "admin-tls:/etc/rekor-tls:ro" in services["init"]["volumes"]
+          and init_env.get("REKOR_ADMIN_TLS_CERT_FILE") == "/etc/rekor-tls/operator-admin.pem"
+          and init_env.get("REKOR_ADMIN_TLS_KEY_FILE") == "/etc/rekor-tls/operator-admin-key.pem"
+          and init_env.get("REKOR_ADMIN_TLS_CA_FILE") == "/etc/rekor-tls/ca.pem")
     for node in ("node1", "node2", "node3"):
         check(f"compose init waits for {node} to be healthy",
               services["init"]["depends_on"][node]["condition"] == "service_healthy")

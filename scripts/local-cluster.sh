@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
 # A Raft cluster of 3 or 5 rekor-node processes on loopback, for trying the log on one machine.
 #
-#   scripts/local-cluster.sh start [3|5]   start the nodes (and form the cluster on first start)
-#   scripts/local-cluster.sh status        each node: pid, ports, `rekor-node status`
-#   scripts/local-cluster.sh logs          follow every node's log (Ctrl-C to stop following)
-#   scripts/local-cluster.sh stop          SIGTERM every node and wait for it to exit
-#   scripts/local-cluster.sh clean         stop, then delete the cluster's directory
+#   scripts/local-cluster.sh start [3|5] [--plain]  start the nodes (and form the cluster on first start)
+#   scripts/local-cluster.sh status                 each node: pid, ports, `rekor-node status`
+#   scripts/local-cluster.sh logs                   follow every node's log (Ctrl-C to stop following)
+#   scripts/local-cluster.sh stop                   SIGTERM every node and wait for it to exit
+#   scripts/local-cluster.sh clean                  stop, then delete the cluster's directory
 #
 # Node i (1-based) serves the public API on 127.0.0.1:(BASE + 10·(i-1)) and its node-to-node
 # listener on the next port: with the default base, node 1 is http://127.0.0.1:3000 (3001),
 # node 2 http://127.0.0.1:3010 (3011), node 3 http://127.0.0.1:3020 (3021), ...
 #
+# The node-to-node listeners run mutual TLS: the first start makes a development CA, a
+# certificate per node and an operator certificate `admin` with `rekor-node certs` in tls/ of
+# the cluster's directory (each start renews them; docs/operations.md, "Transport security").
+# `start --plain` on first start makes a cluster without TLS instead; a cluster keeps the
+# setting it was formed with. The public API is plain HTTP on loopback either way.
+#
 # Everything lives under ./local-cluster (one data directory and log per node, the shared
-# checkpoint signing key, the cluster secret, and `keygen.txt` with what clients need to trust
-# the log). `stop` keeps it; `start` again resumes the same log.
+# checkpoint signing key, the cluster secret, the certificates, `keygen.txt` with what clients
+# need to trust the log, and `admin.env`, which sets what `rekor-node status`, `node` and
+# `freeze` need to reach node 1: `. local-cluster/admin.env && rekor-node status`). `stop` keeps
+# it; `start` again resumes the same log.
 #
 # Environment:
 #   REKOR_NODE_BIN      the binary (default: the newer of target/release/rekor-node and
@@ -30,7 +38,7 @@ base_port=${REKOR_BASE_PORT:-3000}
 origin=${REKOR_ORIGIN:-rekor.local}
 
 usage() {
-  sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -86,18 +94,52 @@ wait_for() {
 
 healthy() { curl -fsS "http://127.0.0.1:$(public_port "$1")/healthz"; }
 
+# The cluster's transport, `tls` or `plain`: what it was formed with (a cluster formed before
+# this script made certificates is plain), else what this start asks for.
+transport() {
+  if [ -f "$dir/transport" ]; then
+    cat "$dir/transport"
+  elif [ -f "$dir/initialized" ]; then
+    echo plain
+  else
+    echo "${1:-tls}"
+  fi
+}
+
+# Sets `admin_tls`: the operator certificate flags of `rekor-node init`, `status`, `node` and
+# `freeze` (none for a plain cluster).
+load_transport() {
+  admin_tls=()
+  if [ "$(transport)" = tls ]; then
+    admin_tls=(--tls-ca-file "$dir/tls/ca.pem" --tls-cert-file "$dir/tls/operator-admin.pem"
+      --tls-key-file "$dir/tls/operator-admin-key.pem")
+  fi
+}
+
+admin() {
+  "$bin" "$@" --cluster-secret-file "$dir/cluster-secret" ${admin_tls[@]+"${admin_tls[@]}"}
+}
+
 has_leader() {
-  "$bin" status --target "127.0.0.1:$(internal_port 1)" --cluster-secret-file "$dir/cluster-secret" \
-    | grep -Eq '"leader": [0-9]+'
+  admin status --target "127.0.0.1:$(internal_port 1)" | grep -Eq '"leader": [0-9]+'
 }
 
 start() {
-  local requested=${1:-}
-  if [ -n "$requested" ] && [ "$requested" != 3 ] && [ "$requested" != 5 ]; then
-    die "the cluster size must be 3 or 5, not $requested"
-  fi
+  local requested="" wanted_transport=tls
+  for arg in "$@"; do
+    case "$arg" in
+      --plain) wanted_transport=plain ;;
+      3 | 5) requested=$arg ;;
+      *) die "the cluster size must be 3 or 5, not $arg" ;;
+    esac
+  done
   if [ -f "$dir/nodes" ] && [ -n "$requested" ] && [ "$requested" != "$(cat "$dir/nodes")" ]; then
     die "$dir holds a $(cat "$dir/nodes")-node cluster; run '$0 clean' first to start over with $requested"
+  fi
+  local cluster_transport
+  cluster_transport=$(transport "$wanted_transport")
+  if [ "$wanted_transport" = plain ] && [ "$cluster_transport" = tls ]; then
+    die "$dir holds a cluster with TLS between its nodes; run '$0 clean' first to start over without"
   fi
   local n
   n=$(node_count "$requested")
@@ -118,10 +160,35 @@ start() {
     echo "$origin" >"$dir/origin"
   fi
   echo "$n" >"$dir/nodes"
+  echo "$cluster_transport" >"$dir/transport"
+  load_transport
   local cluster_origin
   cluster_origin=$(cat "$dir/origin")
 
+  local node_tls=()
+  if [ "$cluster_transport" = tls ]; then
+    # Reuses the CA made on first start; renews the node and operator certificates.
+    "$bin" certs --dir "$dir/tls" --node-ids "$(seq -s, 1 "$n")" --operator admin >/dev/null
+  fi
+  local abs_dir
+  abs_dir=$(cd "$dir" && pwd)
+  {
+    echo "# . $dir/admin.env && rekor-node status   (node 1; any node's internal port works)"
+    echo "export REKOR_TARGET=127.0.0.1:$(internal_port 1)"
+    echo "export REKOR_CLUSTER_SECRET_FILE=$abs_dir/cluster-secret"
+    if [ "$cluster_transport" = tls ]; then
+      echo "export REKOR_ADMIN_TLS_CA_FILE=$abs_dir/tls/ca.pem"
+      echo "export REKOR_ADMIN_TLS_CERT_FILE=$abs_dir/tls/operator-admin.pem"
+      echo "export REKOR_ADMIN_TLS_KEY_FILE=$abs_dir/tls/operator-admin-key.pem"
+    fi
+  } >"$dir/admin.env"
+
   for i in $(seq 1 "$n"); do
+    node_tls=()
+    if [ "$cluster_transport" = tls ]; then
+      node_tls=(--internal-tls-ca-file "$dir/tls/ca.pem" --internal-tls-cert-file "$dir/tls/node-$i.pem"
+        --internal-tls-key-file "$dir/tls/node-$i-key.pem")
+    fi
     # setsid: the node must not die with this shell (or with a Ctrl-C in it).
     setsid "$bin" serve \
       --node-id "$i" \
@@ -132,6 +199,7 @@ start() {
       --signing-key "$dir/signing-key.pem" \
       --cluster-secret-file "$dir/cluster-secret" \
       --bootstrap-single=false \
+      ${node_tls[@]+"${node_tls[@]}"} \
       </dev/null >>"$dir/node$i.log" 2>&1 &
     echo $! >"$dir/node$i.pid"
   done
@@ -144,17 +212,19 @@ start() {
     for i in $(seq 1 "$n"); do
       members+=(--member "$i=127.0.0.1:$(internal_port "$i"),127.0.0.1:$(public_port "$i")")
     done
-    "$bin" init --target "127.0.0.1:$(internal_port 1)" --cluster-secret-file "$dir/cluster-secret" \
-      "${members[@]}" >/dev/null
+    admin init --target "127.0.0.1:$(internal_port 1)" "${members[@]}" >/dev/null
     touch "$dir/initialized"
   fi
   wait_for 60 "a leader" has_leader
 
-  echo "started $n nodes of $cluster_origin (binary: $bin, data: $dir)"
+  local between="mutual TLS between nodes, certificates in $dir/tls"
+  [ "$cluster_transport" = tls ] || between="no TLS between nodes"
+  echo "started $n nodes of $cluster_origin (binary: $bin, data: $dir, $between)"
   for i in $(seq 1 "$n"); do
     echo "  node $i: http://127.0.0.1:$(public_port "$i")  (internal 127.0.0.1:$(internal_port "$i"), pid $(cat "$dir/node$i.pid"))"
   done
   echo "status page: http://127.0.0.1:$(public_port 1)/    trust: $dir/keygen.txt"
+  echo "admin: . $dir/admin.env && $bin status"
 }
 
 stop() {
@@ -178,13 +248,13 @@ stop() {
 status() {
   [ -f "$dir/nodes" ] || die "no cluster in $dir ('$0 start' first)"
   bin=$(find_binary)
+  load_transport
   local n pid
   n=$(node_count)
   for i in $(seq 1 "$n"); do
     if pid=$(running_pid "$i"); then
       echo "== node $i: pid $pid, public 127.0.0.1:$(public_port "$i"), internal 127.0.0.1:$(internal_port "$i")"
-      "$bin" status --target "127.0.0.1:$(internal_port "$i")" \
-        --cluster-secret-file "$dir/cluster-secret" 2>&1 | sed 's/^/   /' || true
+      admin status --target "127.0.0.1:$(internal_port "$i")" 2>&1 | sed 's/^/   /' || true
     else
       echo "== node $i: not running (log: $dir/node$i.log)"
     fi
@@ -202,7 +272,7 @@ logs() {
 }
 
 case "$command" in
-  start) start "${2:-}" ;;
+  start) shift; start "$@" ;;
   stop) stop ;;
   status) status ;;
   logs) logs ;;

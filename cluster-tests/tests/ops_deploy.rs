@@ -60,6 +60,8 @@ const FOREIGN_FLAGS: &[(&str, &[&str])] = &[
         "yamllint/pip",
         &["--strict", "--quiet", "--disable-pip-version-check"],
     ),
+    // Its own option (a cluster without TLS between the nodes), named in its header.
+    ("scripts/local-cluster.sh", &["--plain"]),
 ];
 
 fn help(args: &[&str]) -> String {
@@ -134,6 +136,7 @@ fn every_flag_env_var_and_config_key_in_deploy_exists() {
         &["serve"],
         &["init"],
         &["keygen"],
+        &["certs"],
         &["status"],
         &["freeze"],
         &["verify"],
@@ -294,6 +297,21 @@ async fn dashboards_and_alerts_query_exported_metrics() {
         ("rekor_node_storage_errors_total", "node/src/metrics.rs"),
         ("rekor_raft_replication_lag", "node/src/metrics.rs"),
         ("rekor_http_body_refused_total", "api/src/limits.rs"),
+        // Only a node with TLS has samples of these.
+        (
+            "rekor_tls_certificate_expiry_timestamp_seconds",
+            "node/src/tls/metrics.rs",
+        ),
+        ("rekor_tls_handshakes_total", "node/src/tls/metrics.rs"),
+        (
+            "rekor_tls_client_certificates_refused_total",
+            "node/src/tls/metrics.rs",
+        ),
+        ("rekor_tls_reloads_total", "node/src/tls/metrics.rs"),
+        (
+            "rekor_internal_requests_refused_total",
+            "node/src/tls/metrics.rs",
+        ),
     ] {
         let registered = std::fs::read_to_string(repo_root().join(file)).unwrap();
         assert!(
