@@ -388,3 +388,66 @@ async fn peers_send_only_tls_records_and_never_the_secret_in_clear() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_listener_speaks_tls_1_2_and_1_3_and_http_2() {
+    let cluster = Cluster::start_https(1, &[]).await.unwrap();
+    let pki = pki(&cluster);
+    let url = format!("{}/api/v2/checkpoint", cluster.nodes[0].base_url());
+    let ca = || reqwest::Certificate::from_pem(&std::fs::read(pki.ca()).unwrap()).unwrap();
+    for (max, min) in [
+        (
+            reqwest::tls::Version::TLS_1_2,
+            reqwest::tls::Version::TLS_1_2,
+        ),
+        (
+            reqwest::tls::Version::TLS_1_3,
+            reqwest::tls::Version::TLS_1_3,
+        ),
+    ] {
+        let client = reqwest::Client::builder()
+            .tls_certs_only([ca()])
+            .max_tls_version(max)
+            .min_tls_version(min)
+            .no_proxy()
+            .build()
+            .unwrap();
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{max:?}");
+        assert_eq!(
+            response.version(),
+            reqwest::Version::HTTP_2,
+            "{max:?}: h2 by ALPN"
+        );
+    }
+    let http1 = reqwest::Client::builder()
+        .tls_certs_only([ca()])
+        .http1_only()
+        .no_proxy()
+        .build()
+        .unwrap();
+    let response = http1.get(&url).send().await.unwrap();
+    assert_eq!(response.version(), reqwest::Version::HTTP_11);
+    // A client that trusts only the platform's roots does not trust the development CA.
+    let stranger = reqwest::Client::builder().no_proxy().build().unwrap();
+    assert!(stranger.get(&url).send().await.is_err());
+
+    let metrics = cluster.nodes[0].client().metrics().await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    for labels in [
+        ["listener=\"public\"", "kind=\"certificate\""],
+        ["listener=\"internal\"", "kind=\"certificate\""],
+        ["listener=\"internal\"", "kind=\"ca\""],
+    ] {
+        let expiry = metric_value(
+            &metrics,
+            "rekor_tls_certificate_expiry_timestamp_seconds",
+            &labels,
+        )
+        .unwrap_or_else(|| panic!("{labels:?} missing\n{metrics}"));
+        assert!(expiry > now + 80.0 * 86_400.0, "{labels:?}: {expiry}");
+    }
+}

@@ -119,6 +119,9 @@ pub struct NodeFigures {
     pub mean_validation_ms: Option<f64>,
     pub checkpoints_published: Option<f64>,
     pub pushback: Option<f64>,
+    /// TLS connections its internal listener accepted (kept-alive connections keep this far
+    /// below the number of node-to-node requests).
+    pub internal_tls_handshakes: Option<f64>,
 }
 
 /// A write scenario.
@@ -400,6 +403,10 @@ async fn write_scenario(
                 "rekor_node_checkpoints_published_total",
             ),
             pushback: system::metric_value(&metrics, "rekor_node_pushback_total"),
+            internal_tls_handshakes: system::metric_value(
+                &metrics,
+                "rekor_tls_handshakes_total{listener=\"internal\"}",
+            ),
         });
     }
     let disk: Vec<u64> = per_node.iter().filter_map(|n| n.data_dir_bytes).collect();
@@ -749,7 +756,10 @@ impl BenchReport {
             "| nodes | between nodes | entries/s | ratio to ceiling | p50 ms | p90 ms | p99 ms | max ms | logged | errors | proofs checked |"
                 .into(),
         );
-        push(&mut md, "|---|---|---|---|---|---|---|---|---|---|---|".into());
+        push(
+            &mut md,
+            "|---|---|---|---|---|---|---|---|---|---|---|".into(),
+        );
         for w in &self.writes {
             push(
                 &mut md,
@@ -778,12 +788,12 @@ impl BenchReport {
         push(&mut md, String::new());
         push(
             &mut md,
-            "| cluster | node | leader | peak RSS MiB | data dir MiB | tiles MiB | disk bytes/entry | batches | mean batch | mean commit ms | integrate steps | mean integrate ms | mean validation ms | checkpoints | pushback |"
+            "| cluster | node | leader | peak RSS MiB | data dir MiB | tiles MiB | disk bytes/entry | batches | mean batch | mean commit ms | integrate steps | mean integrate ms | mean validation ms | checkpoints | pushback | internal TLS handshakes |"
                 .into(),
         );
         push(
             &mut md,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".into(),
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".into(),
         );
         for w in &self.writes {
             for n in &w.per_node {
@@ -794,7 +804,7 @@ impl BenchReport {
                 push(
                     &mut md,
                     format!(
-                        "| {} nodes, {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        "| {} nodes, {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                         w.nodes,
                         w.transport,
                         n.id,
@@ -811,6 +821,7 @@ impl BenchReport {
                         fmt_opt(n.mean_validation_ms, 3),
                         fmt_opt(n.checkpoints_published, 0),
                         fmt_opt(n.pushback, 0),
+                        fmt_opt(n.internal_tls_handshakes, 0),
                     ),
                 );
             }

@@ -22,11 +22,35 @@ use super::material::ReloadingRoots;
 use super::metrics::TlsMetrics;
 use rekor_raft::Caller;
 
+/// The provider's signature algorithms, checking the handshake signatures of either end.
+#[derive(Debug, Clone, Copy)]
+struct HandshakeSignatures(WebPkiSupportedAlgorithms);
+
+impl HandshakeSignatures {
+    fn tls12(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
+    }
+
+    fn tls13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
+    }
+}
+
 /// The internal listener's verifier of client certificates.
 #[derive(Debug)]
 pub struct ClusterClientVerifier {
     roots: Arc<ReloadingRoots>,
-    algorithms: WebPkiSupportedAlgorithms,
+    algorithms: HandshakeSignatures,
     metrics: Option<(TlsMetrics, &'static str)>,
 }
 
@@ -38,7 +62,7 @@ impl ClusterClientVerifier {
     ) -> Self {
         Self {
             roots,
-            algorithms: provider.signature_verification_algorithms,
+            algorithms: HandshakeSignatures(provider.signature_verification_algorithms),
             metrics,
         }
     }
@@ -79,7 +103,7 @@ impl ClientCertVerifier for ClusterClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        self.algorithms.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -88,11 +112,11 @@ impl ClientCertVerifier for ClusterClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        self.algorithms.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        self.algorithms.0.supported_schemes()
     }
 }
 
@@ -110,7 +134,7 @@ pub enum ExpectedPeer {
 pub struct PeerServerVerifier {
     roots: Arc<ReloadingRoots>,
     expected: ExpectedPeer,
-    algorithms: WebPkiSupportedAlgorithms,
+    algorithms: HandshakeSignatures,
 }
 
 impl PeerServerVerifier {
@@ -122,7 +146,7 @@ impl PeerServerVerifier {
         Self {
             roots,
             expected,
-            algorithms: provider.signature_verification_algorithms,
+            algorithms: HandshakeSignatures(provider.signature_verification_algorithms),
         }
     }
 }
@@ -142,7 +166,7 @@ impl ServerCertVerifier for PeerServerVerifier {
             &self.roots.roots(),
             intermediates,
             now,
-            self.algorithms.all,
+            self.algorithms.0.all,
         )?;
         let caller = super::identity::caller_of(end_entity);
         let expected = match (self.expected, &caller) {
@@ -170,7 +194,7 @@ impl ServerCertVerifier for PeerServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+        self.algorithms.tls12(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -179,10 +203,10 @@ impl ServerCertVerifier for PeerServerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+        self.algorithms.tls13(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
+        self.algorithms.0.supported_schemes()
     }
 }
