@@ -15,7 +15,7 @@ fn bench_produces_a_report_with_throughput_and_no_errors() {
         .args(["--nodes", "1", "--duration", "3", "--concurrency", "32"])
         .args(["--read-duration", "0.5", "--read-concurrency", "8"])
         .args(["--requests", "2000", "--ceiling-duration", "0.5"])
-        .args(["--proof-sample-every", "10"])
+        .args(["--proof-sample-every", "10", "--allow-debug-node"])
         .args(["--growth-sizes", "0,20000", "--growth-window", "5000"])
         .args(["--growth-proofs", "200"])
         .arg("--node-bin")

@@ -451,3 +451,43 @@ async fn the_public_listener_speaks_tls_1_2_and_1_3_and_http_2() {
         assert!(expiry > now + 80.0 * 86_400.0, "{labels:?}: {expiry}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_that_does_not_load_is_refused_and_the_old_certificate_kept() {
+    let cluster = Cluster::start_https(1, &["--tls-reload-interval-s", "0"])
+        .await
+        .unwrap();
+    let pki = pki(&cluster).clone();
+    let url = format!("{}/healthz", cluster.nodes[0].base_url());
+    let before = served_certificate(&pki, &url).await;
+    // A key that does not fit the certificate, as a half-done renewal would leave it.
+    pki.ensure_node(2).unwrap();
+    std::fs::copy(pki.node_key(2), pki.node_key(1)).unwrap();
+    cluster.nodes[0].signal("HUP").unwrap();
+    let client = cluster.nodes[0].client();
+    wait_until(
+        "the failed reload to be counted",
+        Duration::from_secs(20),
+        || async {
+            let metrics = client.metrics().await?;
+            let failed = metric_value(
+                &metrics,
+                "rekor_tls_reloads_total",
+                &["listener=\"public\"", "result=\"error\""],
+            );
+            Ok(failed.is_some_and(|count| count >= 1.0).then_some(()))
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(served_certificate(&pki, &url).await, before);
+    let result = client.submit(&EntryFactory::new().request()).await.unwrap();
+    assert_eq!(result.status, 201, "{}", result.body);
+    assert!(
+        cluster.nodes[0]
+            .log()
+            .contains("renewed TLS material does not load; still using the previous one"),
+        "{}",
+        cluster.logs()
+    );
+}

@@ -57,6 +57,10 @@ struct Args {
     /// mutual TLS between the nodes, then again without, to show what TLS costs).
     #[arg(long)]
     no_plain_comparison: bool,
+    /// Run against a debug build of rekor-node (for smoke tests; its figures are not
+    /// comparable).
+    #[arg(long)]
+    allow_debug_node: bool,
     /// Skip the read scenarios.
     #[arg(long)]
     no_reads: bool,
@@ -105,6 +109,15 @@ fn main() -> Result<()> {
     });
     if let Some(bin) = node_bin {
         std::env::set_var("REKOR_NODE_BIN", bin);
+    }
+    // A debug node is several times slower: its figures would read as a regression.
+    let chosen = rekor_cluster_tests::node_binary()?;
+    if chosen.components().any(|part| part.as_os_str() == "debug") && !args.allow_debug_node {
+        anyhow::bail!(
+            "the node binary {} is a debug build; build the release one \
+             (`cargo build --release -p rekor-node`) or pass --allow-debug-node",
+            chosen.display()
+        );
     }
     let settings = BenchSettings {
         node_counts: args.nodes.clone(),
