@@ -471,20 +471,9 @@ fn witnessing(
         .with_context(|| format!("reading the witness policy {}", path.display()))?;
     let policy = crate::witness::WitnessPolicy::parse(&text)
         .with_context(|| format!("parsing the witness policy {}", path.display()))?;
-    if !config.witness_allow_http {
-        if let Some(plain) = policy
-            .witnesses()
-            .iter()
-            .find(|witness| witness.url.starts_with("http://"))
-        {
-            anyhow::bail!(
-                "witness {:?} is at a plain http:// URL ({}); witnesses are reached over https. \
-                 Pass --witness-allow-http for a witness on loopback or a trusted network",
-                plain.name,
-                plain.url
-            );
-        }
-    }
+    policy
+        .require_https(config.witness_allow_http)
+        .map_err(|refusal| anyhow::anyhow!(refusal))?;
     info!(
         witnesses = policy.witnesses().len(),
         require_quorum = config.require_witness_quorum,

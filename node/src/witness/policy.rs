@@ -266,6 +266,23 @@ impl WitnessPolicy {
     }
 
     /// Every witness defined in the file (whether or not the quorum mentions it), in file order.
+    /// Refuses a witness at a plain `http://` URL unless `allow_http`: its answers could be
+    /// read and withheld by anyone on the path (cosignatures are verified either way).
+    pub fn require_https(&self, allow_http: bool) -> Result<(), String> {
+        match self
+            .witnesses()
+            .iter()
+            .find(|w| w.url.starts_with("http://"))
+        {
+            Some(plain) if !allow_http => Err(format!(
+                "witness {:?} is at a plain http:// URL ({}); witnesses are reached over https. \
+                 Pass --witness-allow-http for a witness on loopback or a trusted network",
+                plain.name, plain.url
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub fn witnesses(&self) -> &[PolicyWitness] {
         &self.witnesses
     }
@@ -317,6 +334,13 @@ mod tests {
         );
         assert!(!policy.is_satisfied(&set(&[])));
         assert!(policy.is_satisfied(&set(&[0])));
+        // Its witness is at http://: refused unless plain HTTP is allowed.
+        let refusal = policy.require_https(false).unwrap_err();
+        assert!(refusal.contains("--witness-allow-http"), "{refusal}");
+        assert_eq!(policy.require_https(true), Ok(()));
+        let https = UPSTREAM_POLICY.replace("http://witness:8100", "https://witness:8100");
+        let policy = WitnessPolicy::parse(&https).unwrap();
+        assert_eq!(policy.require_https(false), Ok(()));
     }
 
     #[test]
