@@ -57,9 +57,9 @@
 //!
 //! - this file: the log itself — its state, appending, syncing, cutting, purging, resetting
 //!   and reading, and the small file helpers they share;
-//! - [`format`]: the bytes on disk — record headers and their checksums, segment file names,
+//! - `format`: the bytes on disk — record headers and their checksums, segment file names,
 //!   the reset intent's encoding;
-//! - [`recovery`]: [`SegmentLog::open`] — finishing an interrupted reset, scanning segments,
+//! - `recovery`: [`SegmentLog::open`] — finishing an interrupted reset, scanning segments,
 //!   cutting a torn tail — and the reset protocol it completes;
 //! - `tests`: the unit and property tests.
 
