@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use tokio::io::AsyncWriteExt;
 
-use super::checker::{check_cluster, LogVerifier, NodeView, Observations, SeenCheckpoint};
+use super::checker::{check_cluster, LogVerifier, NodeView, Observations};
 use super::load::{submit_recorded, CheckpointPoller, Outcome};
 use crate::hostile::{closed_within, read_answer, send_head, Answer};
-use crate::{Cluster, EntryFactory, LogClient};
+use crate::{Cluster, EntryFactory};
 
 const MIB: usize = 1024 * 1024;
 
@@ -278,14 +278,7 @@ pub async fn run_hostile(options: &HostileOptions) -> Result<HostileReport> {
         )));
     }
 
-    let views: Vec<NodeView> = cluster
-        .nodes
-        .iter()
-        .map(|node| NodeView {
-            id: node.spec.id,
-            client: LogClient::new(&node.base_url()),
-        })
-        .collect();
+    let views = NodeView::all(&cluster);
     let poller = CheckpointPoller::start(views.clone(), Duration::from_millis(200));
     let honest = honest_load(&views, options).await;
     stop.store(true, Ordering::Relaxed);
@@ -309,12 +302,7 @@ pub async fn run_hostile(options: &HostileOptions) -> Result<HostileReport> {
         }
         observations.extend(observed);
     }
-    observations
-        .checkpoints
-        .extend(poller.stop().await.into_iter().map(|seen| SeenCheckpoint {
-            text: seen.text,
-            node: seen.node,
-        }));
+    poller.stop_into(&mut observations).await;
     latencies.sort_unstable();
     let quantile = |q: f64| -> Duration {
         latencies
