@@ -59,14 +59,19 @@ async fn checkpoint_signatures(client: &LogClient) -> (usize, bool) {
     (note.signatures.len(), cosigned)
 }
 
-/// The value of the metric line that starts with `series ` (0 if absent).
-async fn metric(client: &LogClient, series: &str) -> u64 {
-    let metrics = reqwest::get(format!("{}/metrics", client.base()))
+/// The node's `/metrics` page.
+async fn metrics_text(client: &LogClient) -> String {
+    reqwest::get(format!("{}/metrics", client.base()))
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The value of the metric line that starts with `series ` (0 if absent).
+async fn metric(client: &LogClient, series: &str) -> u64 {
+    let metrics = metrics_text(client).await;
     let prefix = format!("{series} ");
     metrics
         .lines()
@@ -152,12 +157,7 @@ async fn required_quorum_holds_publication_until_the_witness_is_back() {
     assert_eq!(checkpoint_signatures(client).await, (2, true));
 
     // The metrics saw the refused exchanges while the witness was down, and the resync.
-    let metrics = reqwest::get(format!("{}/metrics", client.base()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(client).await;
     let count = |outcome: &str| -> u64 {
         let prefix =
             format!("rekor_node_witness_requests_total{{outcome=\"{outcome}\",witness=\"w1\"}} ");
