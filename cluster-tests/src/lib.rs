@@ -10,6 +10,7 @@ pub mod hostile;
 pub mod load;
 pub mod pki;
 pub mod process;
+pub mod witness;
 
 pub use client::{check_logged_entry, EntryFactory, LogClient, SubmitResult};
 pub use process::{free_port, node_binary, wait_until, Cluster, NodeProcess, NodeSpec};

@@ -9,21 +9,14 @@ use rekor_cluster_tests::chaos::checker::{Acknowledged, Conflict, SeenCheckpoint
 use rekor_cluster_tests::chaos::{
     check_cluster, Load, LoadConfig, LogVerifier, NodeView, Observations, Violation,
 };
-use rekor_cluster_tests::{wait_until, Cluster, EntryFactory, LogClient};
+use rekor_cluster_tests::{wait_until, Cluster, EntryFactory};
 use rekor_storage::checkpoint::Checkpoint;
 use rekor_storage::note;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checker_passes_a_healthy_cluster_and_catches_planted_lies() {
     let cluster = Cluster::start(3, &[]).await.expect("cluster starts");
-    let views: Vec<NodeView> = cluster
-        .nodes
-        .iter()
-        .map(|node| NodeView {
-            id: node.spec.id,
-            client: LogClient::new(&node.base_url()),
-        })
-        .collect();
+    let views = NodeView::all(&cluster);
     let load = Load::start(
         views.clone(),
         Arc::new(EntryFactory::new()),

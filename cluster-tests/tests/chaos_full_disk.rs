@@ -22,15 +22,16 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use rekor_cluster_tests::chaos::checker::{Acknowledged, SeenCheckpoint};
+use rekor_cluster_tests::chaos::checker::Acknowledged;
 use rekor_cluster_tests::chaos::disk::{mount_permitted, running_as_root, SmallFilesystem};
 use rekor_cluster_tests::chaos::scenarios::{
     wait_for_exit, SMALL_DISK_MIB, STORAGE_FAILURE_EXIT_CODE, STORAGE_FAILURE_LINE,
 };
 use rekor_cluster_tests::chaos::{
-    check_cluster, run, CheckpointPoller, Load, LoadConfig, LogVerifier, NodeView, ScenarioOptions,
+    assert_scenario_passes, check_cluster, CheckpointPoller, Load, LoadConfig, LogVerifier,
+    NodeView,
 };
-use rekor_cluster_tests::{check_logged_entry, wait_until, Cluster, EntryFactory, LogClient};
+use rekor_cluster_tests::{check_logged_entry, wait_until, Cluster, EntryFactory};
 
 /// False (after saying why, loudly) when tmpfs cannot be mounted and we are not root; panics when
 /// root cannot mount, since there the test must run for real.
@@ -54,12 +55,7 @@ async fn full_disk_scenario(scenario: &str) {
     if !can_mount() {
         return;
     }
-    let report = run(scenario, &ScenarioOptions::from_env())
-        .await
-        .expect("scenario runs");
-    println!("{report}");
-    assert!(report.passed, "{report}\n{}", report.logs);
-    assert!(report.acknowledged > 0, "no entry was acknowledged");
+    assert_scenario_passes(scenario).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,10 +87,7 @@ async fn single_node_with_a_full_disk_refuses_writes_then_recovers() {
     .await
     .expect("node starts");
     let verifier = LogVerifier::from_key_file(&cluster.origin, &cluster.key_file).unwrap();
-    let views = vec![NodeView {
-        id: cluster.nodes[0].spec.id,
-        client: LogClient::new(&cluster.nodes[0].base_url()),
-    }];
+    let views = NodeView::all(&cluster);
     let client = views[0].client.clone();
     let factory = Arc::new(EntryFactory::new());
     let load_config = LoadConfig {
@@ -227,12 +220,7 @@ async fn single_node_with_a_full_disk_refuses_writes_then_recovers() {
     .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
     let (_, more) = load.stop().await;
     observations.extend(more);
-    observations
-        .checkpoints
-        .extend(poller.stop().await.into_iter().map(|seen| SeenCheckpoint {
-            text: seen.text,
-            node: seen.node,
-        }));
+    poller.stop_into(&mut observations).await;
     assert!(observations.acknowledged.len() >= before + 20);
     let report = check_cluster(&views, &verifier, &observations, Duration::from_secs(30))
         .await

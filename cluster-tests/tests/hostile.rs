@@ -8,19 +8,13 @@
 use std::time::Duration;
 
 use rekor_cluster_tests::chaos::hostile::{run_hostile, HostileOptions, HostileWitness};
-
-const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata");
-/// The upstream e2e witness key (testdata/rekor-tiles/witness/policy.yaml and private.key).
-const WITNESS_VKEY: &str =
-    "rekor-witness-test+a478f5cd+AUtKAvrTeY7srtAMfP5JCUOkZoU+A7F5VA094y5LGr89";
+use rekor_cluster_tests::witness::WitnessProgram;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn honest_writes_survive_attackers() {
     let options = HostileOptions {
         witness: Some(HostileWitness {
-            binary: env!("CARGO_BIN_EXE_test-witness").into(),
-            key_arg: format!("@{TESTDATA}/rekor-tiles/witness/private.key"),
-            vkey: WITNESS_VKEY.to_owned(),
+            program: WitnessProgram::with_test_key(env!("CARGO_BIN_EXE_test-witness")),
             copies: 200,
         }),
         ..HostileOptions::from_env()

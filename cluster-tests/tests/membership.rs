@@ -8,26 +8,17 @@
 
 use std::time::Duration;
 
-use rekor_cluster_tests::chaos::{run, ScenarioOptions};
+use rekor_cluster_tests::chaos::assert_scenario_passes;
 use rekor_cluster_tests::{free_port, Cluster, NodeSpec};
-
-async fn grow_shrink(scenario: &str) {
-    let report = run(scenario, &ScenarioOptions::from_env())
-        .await
-        .expect("scenario runs");
-    println!("{report}");
-    assert!(report.passed, "{report}\n{}", report.logs);
-    assert!(report.acknowledged > 0, "no entry was acknowledged");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_two_nodes_under_load_then_remove_two_followers() {
-    grow_shrink("grow-shrink").await;
+    assert_scenario_passes("grow-shrink").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_two_nodes_under_load_then_remove_the_leader_and_a_follower() {
-    grow_shrink("grow-shrink-leader").await;
+    assert_scenario_passes("grow-shrink-leader").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,103 +5,37 @@
 //! A witness answering with its line 200 times adds one line and does not stop the log; witnesses
 //! at the quorum that have cosigned a larger tree than the log committed halt publication.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
-use rekor_cluster_tests::{
-    check_logged_entry, free_port, wait_until, Cluster, EntryFactory, LogClient,
-};
+use rekor_cluster_tests::witness::{TestWitness, WitnessPolicy, WitnessProgram, TEST_WITNESS_VKEY};
+use rekor_cluster_tests::{check_logged_entry, wait_until, Cluster, EntryFactory, LogClient};
 use rekor_storage::cosignature::CosignatureVerifier;
-use rekor_storage::note::{Ed25519NoteSigner, Note};
+use rekor_storage::note::Note;
 
-/// The repository's test vectors (sources and licences in its README).
-const TESTDATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../testdata");
-/// The upstream e2e witness key (testdata/rekor-tiles/witness/policy.yaml and private.key).
-const WITNESS_VKEY: &str =
-    "rekor-witness-test+a478f5cd+AUtKAvrTeY7srtAMfP5JCUOkZoU+A7F5VA094y5LGr89";
-
-/// A `test-witness` process; killed when dropped.
-struct TestWitness {
-    child: Child,
-    log_path: PathBuf,
+/// A one-node cluster whose witness policy names one test witness (not started yet), with
+/// `extra` node flags.
+async fn witnessed_node(dir: &Path, extra: &[&str]) -> (Cluster, WitnessPolicy) {
+    let policy = WitnessPolicy::write(dir, TEST_WITNESS_VKEY).unwrap();
+    let mut args = policy.node_args();
+    args.extend(extra.iter().map(|arg| arg.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cluster = Cluster::start(1, &args).await.expect("node starts");
+    (cluster, policy)
 }
 
-impl TestWitness {
-    async fn start(port: u16, log_vkey: &str, dir: &Path) -> Self {
-        Self::start_with(port, log_vkey, dir, &[]).await
-    }
-
-    /// With extra flags (the adversarial modes `--copies`, `--claim-size`).
-    async fn start_with(port: u16, log_vkey: &str, dir: &Path, extra: &[&str]) -> Self {
-        let log_path = dir.join(format!("witness-{port}.log"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_test-witness"))
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args([
-                "--key",
-                &format!("@{TESTDATA}/rekor-tiles/witness/private.key"),
-            ])
-            .args(["--log-vkey", log_vkey])
-            .args(extra)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawning test-witness");
-        let witness = Self { child, log_path };
-        wait_until(
-            "the test witness to listen",
-            Duration::from_secs(10),
-            || async {
-                Ok(tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .ok()
-                    .map(|_| ()))
-            },
-        )
+/// Starts the test witness `policy` names, with `extra` flags (the adversarial modes
+/// `--copies`, `--claim-size`).
+async fn start_witness(
+    cluster: &Cluster,
+    policy: &WitnessPolicy,
+    dir: &Path,
+    extra: &[&str],
+) -> TestWitness {
+    let program = WitnessProgram::with_test_key(env!("CARGO_BIN_EXE_test-witness"));
+    TestWitness::start(&program, policy.port, cluster, dir, extra)
         .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", witness.log()));
-        witness
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for TestWitness {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// Writes a one-witness policy for `port`; returns its path.
-fn write_policy(dir: &Path, port: u16) -> PathBuf {
-    let path = dir.join("witness-policy.txt");
-    std::fs::write(
-        &path,
-        format!("# test witness\nwitness w1 {WITNESS_VKEY} http://127.0.0.1:{port}\nquorum w1\n"),
-    )
-    .unwrap();
-    path
-}
-
-/// The node's log vkey, from the cluster's signing key.
-fn log_vkey(cluster: &Cluster) -> String {
-    let pem = std::fs::read_to_string(&cluster.key_file).unwrap();
-    Ed25519NoteSigner::from_pkcs8_pem(&cluster.origin, &pem)
-        .unwrap()
-        .verifier_key()
+        .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// Submits a fresh entry and returns the HTTP status (and checks the entry when it is 201).
@@ -117,7 +51,7 @@ async fn submit(client: &LogClient, factory: &EntryFactory) -> u16 {
 async fn checkpoint_signatures(client: &LogClient) -> (usize, bool) {
     let text = client.checkpoint().await.unwrap().expect("a checkpoint");
     let note = Note::parse(text.as_bytes()).unwrap();
-    let verifier = CosignatureVerifier::from_vkey(WITNESS_VKEY).unwrap();
+    let verifier = CosignatureVerifier::from_vkey(TEST_WITNESS_VKEY).unwrap();
     let cosigned = note
         .signatures
         .iter()
@@ -125,14 +59,19 @@ async fn checkpoint_signatures(client: &LogClient) -> (usize, bool) {
     (note.signatures.len(), cosigned)
 }
 
-/// The value of the metric line that starts with `series ` (0 if absent).
-async fn metric(client: &LogClient, series: &str) -> u64 {
-    let metrics = reqwest::get(format!("{}/metrics", client.base()))
+/// The node's `/metrics` page.
+async fn metrics_text(client: &LogClient) -> String {
+    reqwest::get(format!("{}/metrics", client.base()))
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The value of the metric line that starts with `series ` (0 if absent).
+async fn metric(client: &LogClient, series: &str) -> u64 {
+    let metrics = metrics_text(client).await;
     let prefix = format!("{series} ");
     metrics
         .lines()
@@ -153,23 +92,8 @@ async fn status_json(client: &LogClient) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkpoints_are_cosigned_and_a_down_witness_fails_open() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port().unwrap();
-    let policy = write_policy(dir.path(), port);
-    let policy_arg = policy.display().to_string();
-    let cluster = Cluster::start(
-        1,
-        &[
-            "--witness-policy",
-            &policy_arg,
-            // The test witnesses listen on loopback without TLS.
-            "--witness-allow-http",
-            "--witness-timeout-ms",
-            "1000",
-        ],
-    )
-    .await
-    .expect("node starts");
-    let mut witness = TestWitness::start(port, &log_vkey(&cluster), dir.path()).await;
+    let (cluster, policy) = witnessed_node(dir.path(), &[]).await;
+    let mut witness = start_witness(&cluster, &policy, dir.path(), &[]).await;
     let client = &cluster.clients()[0];
     let factory = EntryFactory::new();
 
@@ -198,27 +122,12 @@ async fn checkpoints_are_cosigned_and_a_down_witness_fails_open() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn required_quorum_holds_publication_until_the_witness_is_back() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port().unwrap();
-    let policy = write_policy(dir.path(), port);
-    let policy_arg = policy.display().to_string();
-    let cluster = Cluster::start(
-        1,
-        &[
-            "--witness-policy",
-            &policy_arg,
-            // The test witnesses listen on loopback without TLS.
-            "--witness-allow-http",
-            "--require-witness-quorum",
-            "--witness-timeout-ms",
-            "1000",
-            "--submit-timeout-s",
-            "2",
-        ],
+    let (cluster, policy) = witnessed_node(
+        dir.path(),
+        &["--require-witness-quorum", "--submit-timeout-s", "2"],
     )
-    .await
-    .expect("node starts");
-    let log_vkey = log_vkey(&cluster);
-    let mut witness = TestWitness::start(port, &log_vkey, dir.path()).await;
+    .await;
+    let mut witness = start_witness(&cluster, &policy, dir.path(), &[]).await;
     let client = &cluster.clients()[0];
     let factory = EntryFactory::new();
 
@@ -237,7 +146,7 @@ async fn required_quorum_holds_publication_until_the_witness_is_back() {
     assert_eq!(checkpoint_signatures(client).await, (2, true));
 
     // A restarted test witness starts from size 0: the node resyncs on its 409 and publishes.
-    let witness = TestWitness::start(port, &log_vkey, dir.path()).await;
+    let witness = start_witness(&cluster, &policy, dir.path(), &[]).await;
     wait_until(
         "a 201 with the witness back",
         Duration::from_secs(20),
@@ -248,12 +157,7 @@ async fn required_quorum_holds_publication_until_the_witness_is_back() {
     assert_eq!(checkpoint_signatures(client).await, (2, true));
 
     // The metrics saw the refused exchanges while the witness was down, and the resync.
-    let metrics = reqwest::get(format!("{}/metrics", client.base()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(client).await;
     let count = |outcome: &str| -> u64 {
         let prefix =
             format!("rekor_node_witness_requests_total{{outcome=\"{outcome}\",witness=\"w1\"}} ");
@@ -275,28 +179,12 @@ async fn required_quorum_holds_publication_until_the_witness_is_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_witness_repeating_its_line_adds_one_line_and_the_log_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port().unwrap();
-    let policy = write_policy(dir.path(), port);
-    let policy_arg = policy.display().to_string();
-    let cluster = Cluster::start(
-        1,
-        &[
-            "--witness-policy",
-            &policy_arg,
-            // The test witnesses listen on loopback without TLS.
-            "--witness-allow-http",
-            "--witness-timeout-ms",
-            "1000",
-        ],
-    )
-    .await
-    .expect("node starts");
+    let (cluster, policy) = witnessed_node(dir.path(), &[]).await;
     // 200 copies of its line, a junk line and a stranger's cosignature in every answer.
-    let witness =
-        TestWitness::start_with(port, &log_vkey(&cluster), dir.path(), &["--copies", "200"]).await;
+    let witness = start_witness(&cluster, &policy, dir.path(), &["--copies", "200"]).await;
     let client = &cluster.clients()[0];
     let factory = EntryFactory::new();
-    let verifier = CosignatureVerifier::from_vkey(WITNESS_VKEY).unwrap();
+    let verifier = CosignatureVerifier::from_vkey(TEST_WITNESS_VKEY).unwrap();
 
     for _ in 0..3 {
         let result = client.submit(&factory.request()).await.unwrap();
@@ -329,26 +217,8 @@ async fn a_witness_repeating_its_line_adds_one_line_and_the_log_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn witnesses_at_the_quorum_claiming_a_larger_tree_halt_publication() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port().unwrap();
-    let policy = write_policy(dir.path(), port);
-    let policy_arg = policy.display().to_string();
-    let cluster = Cluster::start(
-        1,
-        &[
-            "--witness-policy",
-            &policy_arg,
-            // The test witnesses listen on loopback without TLS.
-            "--witness-allow-http",
-            "--witness-timeout-ms",
-            "1000",
-            "--submit-timeout-s",
-            "2",
-        ],
-    )
-    .await
-    .expect("node starts");
-    let log_vkey = log_vkey(&cluster);
-    let mut witness = TestWitness::start(port, &log_vkey, dir.path()).await;
+    let (cluster, policy) = witnessed_node(dir.path(), &["--submit-timeout-s", "2"]).await;
+    let mut witness = start_witness(&cluster, &policy, dir.path(), &[]).await;
     let client = &cluster.clients()[0];
     let factory = EntryFactory::new();
 
@@ -359,8 +229,7 @@ async fn witnesses_at_the_quorum_claiming_a_larger_tree_halt_publication() {
     // The witness (the whole quorum) now says it has cosigned a million leaves of this origin:
     // this log was rolled back, or someone else signs for it.
     witness.stop();
-    let witness =
-        TestWitness::start_with(port, &log_vkey, dir.path(), &["--claim-size", "1000000"]).await;
+    let witness = start_witness(&cluster, &policy, dir.path(), &["--claim-size", "1000000"]).await;
     let status = submit(client, &factory).await;
     assert_ne!(status, 201, "{}\n{}", cluster.logs(), witness.log());
     wait_until("the publication halt", Duration::from_secs(20), || async {

@@ -30,7 +30,7 @@ use rekor_storage::note::{self, NoteVerifier};
 use rekor_storage::proof::{self, TileSet};
 use rekor_storage::tiles;
 
-use crate::{wait_until, LogClient};
+use crate::{wait_until, Cluster, LogClient};
 
 /// A 201: the entry the log promised to hold at `index`.
 #[derive(Debug, Clone)]
@@ -176,6 +176,26 @@ impl LogVerifier {
 pub struct NodeView {
     pub id: u64,
     pub client: LogClient,
+}
+
+impl NodeView {
+    /// Views of every node of `cluster`.
+    pub fn all(cluster: &Cluster) -> Vec<Self> {
+        let all: Vec<usize> = (0..cluster.nodes.len()).collect();
+        Self::of(cluster, &all)
+    }
+
+    /// Views of the nodes at `positions` in `cluster.nodes` (positions past the end are skipped).
+    pub fn of(cluster: &Cluster, positions: &[usize]) -> Vec<Self> {
+        positions
+            .iter()
+            .filter_map(|&position| cluster.nodes.get(position))
+            .map(|node| Self {
+                id: node.spec.id,
+                client: LogClient::new(&node.base_url()),
+            })
+            .collect()
+    }
 }
 
 /// Runs every check against the final cluster. Waits up to `convergence_timeout` for the nodes

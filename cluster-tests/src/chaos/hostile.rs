@@ -14,30 +14,26 @@
 //! The honest load is open-loop (a request every `1/rate` seconds whatever the answers), so a
 //! stall shows up as latency and timeouts rather than as a slower request rate.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use tokio::io::AsyncWriteExt;
 
-use super::checker::{check_cluster, LogVerifier, NodeView, Observations, SeenCheckpoint};
+use super::checker::{check_cluster, LogVerifier, NodeView, Observations};
 use super::load::{submit_recorded, CheckpointPoller, Outcome};
 use crate::hostile::{closed_within, read_answer, send_head, Answer};
-use crate::{Cluster, EntryFactory, LogClient};
+use crate::witness::{TestWitness, WitnessPolicy, WitnessProgram};
+use crate::{Cluster, EntryFactory};
 
 const MIB: usize = 1024 * 1024;
 
 /// A witness that cosigns and repeats its line: the `test-witness` binary and its key.
 #[derive(Debug, Clone)]
 pub struct HostileWitness {
-    /// The `test-witness` binary.
-    pub binary: PathBuf,
-    /// Its `--key` argument (`@file` with the witness's private key).
-    pub key_arg: String,
-    /// The witness's verifier key (for the policy file).
-    pub vkey: String,
+    /// The `test-witness` binary and its key.
+    pub program: WitnessProgram,
     /// How many copies of its cosignature line it answers with.
     pub copies: usize,
 }
@@ -206,34 +202,30 @@ impl Counters {
 /// then checks.
 pub async fn run_hostile(options: &HostileOptions) -> Result<HostileReport> {
     let dir = tempfile::tempdir()?;
-    let mut witness_process = None;
-    let mut args: Vec<String> = Vec::new();
-    if let Some(witness) = &options.witness {
-        let port = crate::free_port()?;
-        let policy = dir.path().join("witness-policy.txt");
-        std::fs::write(
-            &policy,
-            format!(
-                "witness w1 {} http://127.0.0.1:{port}\nquorum w1\n",
-                witness.vkey
-            ),
-        )?;
-        args.extend([
-            "--witness-policy".to_owned(),
-            policy.display().to_string(),
-            // The test witness listens on loopback without TLS.
-            "--witness-allow-http".to_owned(),
-            "--witness-timeout-ms".to_owned(),
-            "1000".to_owned(),
-        ]);
-        witness_process = Some((witness.clone(), port));
-    }
+    let witness = match &options.witness {
+        Some(witness) => Some((
+            witness,
+            WitnessPolicy::write(dir.path(), &witness.program.vkey)?,
+        )),
+        None => None,
+    };
+    let args: Vec<String> = witness
+        .iter()
+        .flat_map(|(_, policy)| policy.node_args())
+        .collect();
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
     // Plain HTTP between the nodes: the attack is on the internal listener's HTTP layer, which
     // under mutual TLS no one without a cluster certificate reaches.
     let cluster = Cluster::start_plain(3, &arg_refs).await?;
-    let _witness = match witness_process {
-        Some((witness, port)) => Some(start_witness(&witness, port, &cluster, dir.path()).await?),
+    let _witness = match witness {
+        Some((witness, policy)) => {
+            let copies = witness.copies.to_string();
+            let extra = ["--copies", copies.as_str()];
+            Some(
+                TestWitness::start(&witness.program, policy.port, &cluster, dir.path(), &extra)
+                    .await?,
+            )
+        }
         None => None,
     };
 
@@ -278,14 +270,7 @@ pub async fn run_hostile(options: &HostileOptions) -> Result<HostileReport> {
         )));
     }
 
-    let views: Vec<NodeView> = cluster
-        .nodes
-        .iter()
-        .map(|node| NodeView {
-            id: node.spec.id,
-            client: LogClient::new(&node.base_url()),
-        })
-        .collect();
+    let views = NodeView::all(&cluster);
     let poller = CheckpointPoller::start(views.clone(), Duration::from_millis(200));
     let honest = honest_load(&views, options).await;
     stop.store(true, Ordering::Relaxed);
@@ -309,12 +294,7 @@ pub async fn run_hostile(options: &HostileOptions) -> Result<HostileReport> {
         }
         observations.extend(observed);
     }
-    observations
-        .checkpoints
-        .extend(poller.stop().await.into_iter().map(|seen| SeenCheckpoint {
-            text: seen.text,
-            node: seen.node,
-        }));
+    poller.stop_into(&mut observations).await;
     latencies.sort_unstable();
     let quantile = |q: f64| -> Duration {
         latencies
@@ -495,46 +475,4 @@ pub fn peak_rss_mib(pid: u32) -> u64 {
                 .and_then(|kib| kib.parse::<u64>().ok())
         })
         .map_or(0, |kib| kib / 1024)
-}
-
-/// A `test-witness` process; killed when dropped.
-struct WitnessProcess(std::process::Child);
-
-impl Drop for WitnessProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn start_witness(
-    witness: &HostileWitness,
-    port: u16,
-    cluster: &Cluster,
-    dir: &std::path::Path,
-) -> Result<WitnessProcess> {
-    let pem = std::fs::read_to_string(&cluster.key_file)?;
-    let log_vkey = rekor_storage::note::Ed25519NoteSigner::from_pkcs8_pem(&cluster.origin, &pem)
-        .context("the cluster's key")?
-        .verifier_key();
-    let log = std::fs::File::create(dir.join("witness.log"))?;
-    let child = std::process::Command::new(&witness.binary)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--key", &witness.key_arg])
-        .args(["--log-vkey", &log_vkey])
-        .args(["--copies", &witness.copies.to_string()])
-        .stdin(std::process::Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("spawning test-witness")?;
-    let process = WitnessProcess(child);
-    crate::wait_until("the witness to listen", Duration::from_secs(10), || async {
-        Ok(tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .ok()
-            .map(|_| ()))
-    })
-    .await?;
-    Ok(process)
 }

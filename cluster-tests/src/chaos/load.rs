@@ -401,4 +401,15 @@ impl CheckpointPoller {
         let seen = lock(&self.seen).clone();
         seen
     }
+
+    /// Stops polling and hands every checkpoint seen to the checker's `observations`.
+    pub async fn stop_into(self, observations: &mut Observations) {
+        let served = self.stop().await;
+        observations
+            .checkpoints
+            .extend(served.into_iter().map(|seen| SeenCheckpoint {
+                text: seen.text,
+                node: seen.node,
+            }));
+    }
 }

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
-use super::checker::{check_cluster, LogVerifier, NodeView, SeenCheckpoint, Violation};
+use super::checker::{check_cluster, LogVerifier, NodeView, Violation};
 use super::load::{Answer, CheckpointPoller, Load, LoadConfig, Outcome, ServedObservation};
 use super::proxy::LinkProxy;
-use crate::{free_port, wait_until, Cluster, EntryFactory, LogClient, NodeSpec};
+use crate::{free_port, wait_until, Cluster, EntryFactory, NodeSpec};
 
 /// Every scenario, by name.
 pub const SCENARIOS: &[&str] = &[
@@ -121,6 +121,18 @@ pub async fn run(name: &str, options: &ScenarioOptions) -> Result<ScenarioReport
     }
 }
 
+/// Runs the scenario called `name` at the size [`ScenarioOptions::from_env`] picks, prints its
+/// report, and panics (with the report and the nodes' log tails) unless every invariant held and
+/// at least one entry was acknowledged. The whole body of a `chaos_*` test.
+pub async fn assert_scenario_passes(name: &str) {
+    let report = run(name, &ScenarioOptions::from_env())
+        .await
+        .unwrap_or_else(|error| panic!("scenario {name} could not run: {error:#}"));
+    println!("{report}");
+    assert!(report.passed, "{report}\n{}", report.logs);
+    assert!(report.acknowledged > 0, "no entry was acknowledged");
+}
+
 /// A cluster under load, with its observers.
 struct Run {
     name: String,
@@ -173,7 +185,7 @@ impl Run {
         proxy: Option<LinkProxy>,
     ) -> Result<Self> {
         let verifier = LogVerifier::from_key_file(&cluster.origin, &cluster.key_file)?;
-        let views = views(&cluster);
+        let views = NodeView::all(&cluster);
         let load = Load::start(
             views.clone(),
             Arc::new(EntryFactory::new()),
@@ -243,7 +255,7 @@ impl Run {
     /// Membership changed: the load, the poller and the final check follow `members`.
     fn set_members(&mut self, members: Vec<usize>) {
         self.members = members;
-        let views = views_of(&self.cluster, &self.members);
+        let views = NodeView::of(&self.cluster, &self.members);
         self.load.set_targets(views.clone());
         self.poller.set_targets(views);
     }
@@ -296,16 +308,10 @@ impl Run {
         if let Some(dir) = &options.keep_logs {
             keep_logs(&cluster, &name, dir)?;
         }
-        let served = poller.stop().await;
-        observations
-            .checkpoints
-            .extend(served.into_iter().map(|seen| SeenCheckpoint {
-                text: seen.text,
-                node: seen.node,
-            }));
+        poller.stop_into(&mut observations).await;
         let acknowledged = observations.acknowledged.len();
         let report = check_cluster(
-            &views_of(&cluster, &members),
+            &NodeView::of(&cluster, &members),
             &verifier,
             &observations,
             options.convergence_timeout,
@@ -328,23 +334,6 @@ impl Run {
             },
         })
     }
-}
-
-fn views(cluster: &Cluster) -> Vec<NodeView> {
-    let all: Vec<usize> = (0..cluster.nodes.len()).collect();
-    views_of(cluster, &all)
-}
-
-/// The views of the nodes at `positions`.
-fn views_of(cluster: &Cluster, positions: &[usize]) -> Vec<NodeView> {
-    positions
-        .iter()
-        .filter_map(|&position| cluster.nodes.get(position))
-        .map(|node| NodeView {
-            id: node.spec.id,
-            client: LogClient::new(&node.base_url()),
-        })
-        .collect()
 }
 
 /// Copies every node's log into `dir` (created if missing).

@@ -1,0 +1,214 @@
+//! The benchmark scenarios and their report (the performance issue's "benchmark command").
+//!
+//! [`run_bench`] starts the system under test itself — real `rekor-node` processes on loopback
+//! through [`crate::Cluster`] — and measures, in one run on one machine:
+//! - the same-run ceiling: decoding and validating (signature verification included) the very
+//!   requests of the write scenarios on all cores, with no HTTP, Raft or storage;
+//! - writes: sustained entries/s and submit-to-201 latency for each cluster size;
+//! - reads: tiles, entry bundles and the checkpoint from a node, next to nginx serving the same
+//!   files from the node's tile directory;
+//! - per node: peak RSS, bytes on disk per entry, and the node's own batch, commit, integrate and
+//!   validation timings from `/metrics` (where the time goes).
+//!
+//! - growth: integration rate, proof latency, disk bytes per entry and peak RSS at 0, 1 M and
+//!   10 M entries, through the node's integration code in process ([`super::growth`]); it runs
+//!   first, before the request pool takes memory.
+//!
+//! # Parts
+//!
+//! - this file: what to run ([`BenchSettings`]) and [`run_bench`], which runs the scenarios in
+//!   order and stamps the report with the machine and commit;
+//! - `scenarios`: the ceiling, write and read scenario runners;
+//! - `nginx`: the nginx server the read scenarios compare against;
+//! - `report`: the report's figures and its Markdown rendering ([`BenchReport::to_markdown`]).
+
+mod nginx;
+mod report;
+mod scenarios;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+pub use report::{
+    BenchReport, CeilingFigures, NodeFigures, PoolFigures, ReadFigures, ReadsReport, WriteFigures,
+};
+pub use scenarios::measure_ceiling;
+
+use super::growth::{run_growth, GrowthSettings};
+use super::requests::{RequestMix, RequestPool};
+use crate::Cluster;
+use report::short_path;
+use scenarios::{read_scenarios, write_scenario};
+
+/// What to run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchSettings {
+    /// Cluster sizes to measure writes on, in order (the first one also serves the reads).
+    pub node_counts: Vec<usize>,
+    /// How long each write scenario issues requests.
+    pub write_duration: Duration,
+    /// Closed-loop clients for writes (each POST waits for a checkpoint, so it takes many
+    /// clients to keep a node busy: throughput ≈ clients / latency).
+    pub write_concurrency: usize,
+    /// How long each read scenario runs.
+    pub read_duration: Duration,
+    pub read_concurrency: usize,
+    /// Pre-signed requests (a write scenario stops early if it uses them all).
+    pub requests: usize,
+    pub mix: RequestMix,
+    /// Extra `serve` flags for every node.
+    pub node_args: Vec<String>,
+    /// nginx binary (name on PATH or path); `None` skips the nginx comparison.
+    pub nginx: Option<String>,
+    /// Upper bound on the ceiling measurement.
+    pub ceiling_duration: Duration,
+    /// Check the inclusion proof of every n-th 201.
+    pub proof_sample_every: u64,
+    /// Run the read scenarios.
+    pub reads: bool,
+    /// The growth scenario; `None` skips it.
+    pub growth: Option<GrowthSettings>,
+    /// Also run each multi-node write scenario with plain HTTP between the nodes, right after
+    /// the mutual-TLS run, to show what TLS costs.
+    pub plain_comparison: bool,
+}
+
+impl Default for BenchSettings {
+    fn default() -> Self {
+        Self {
+            node_counts: vec![1, 3],
+            write_duration: Duration::from_secs(60),
+            write_concurrency: 1024,
+            read_duration: Duration::from_secs(10),
+            read_concurrency: 64,
+            requests: 400_000,
+            mix: RequestMix::default(),
+            node_args: Vec::new(),
+            nginx: Some("nginx".into()),
+            ceiling_duration: Duration::from_secs(10),
+            proof_sample_every: 100,
+            reads: true,
+            growth: Some(GrowthSettings::default()),
+            plain_comparison: true,
+        }
+    }
+}
+
+/// Runs every scenario of `settings`. Progress goes to stderr.
+pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut notes = Vec::new();
+
+    // Growth first: its peak RSS is then free of the request pool.
+    let growth = match &settings.growth {
+        Some(growth) if !growth.sizes.is_empty() => {
+            eprintln!("growth scenario: sizes {:?}…", growth.sizes);
+            Some(run_growth(growth).await.context("growth scenario")?)
+        }
+        _ => None,
+    };
+
+    eprintln!("signing {} requests on {cores} threads…", settings.requests);
+    let started = Instant::now();
+    let (requests, mix) = (settings.requests, settings.mix.clone());
+    let pool =
+        tokio::task::spawn_blocking(move || RequestPool::generate(requests, &mix, cores)).await??;
+    let pool_figures = PoolFigures {
+        requests: pool.bodies.len(),
+        by_key: pool.counts.clone(),
+        certificates: pool.certificates,
+        mean_body_bytes: pool.mean_body_bytes(),
+        signing_s: started.elapsed().as_secs_f64(),
+    };
+    let bodies = Arc::new(pool.bodies);
+
+    eprintln!("measuring the validation ceiling…");
+    let ceiling = {
+        let (bodies, budget) = (bodies.clone(), settings.ceiling_duration);
+        tokio::task::spawn_blocking(move || measure_ceiling(&bodies, cores, budget)).await?
+    };
+    if ceiling.failures > 0 {
+        bail!(
+            "{} pre-signed requests failed validation: the generator is broken",
+            ceiling.failures
+        );
+    }
+
+    let mut writes = Vec::new();
+    let mut reads = None;
+    let runs = settings.node_counts.iter().flat_map(|&nodes| {
+        let plain = settings.plain_comparison && nodes > 1;
+        std::iter::once((nodes, false)).chain(plain.then_some((nodes, true)))
+    });
+    for (position, (nodes, plain)) in runs.enumerate() {
+        let node_args: Vec<&str> = settings.node_args.iter().map(String::as_str).collect();
+        let cluster = if plain {
+            eprintln!("write scenario: {nodes} node(s), plain HTTP between them…");
+            Cluster::start_plain(nodes, &node_args).await?
+        } else {
+            eprintln!("write scenario: {nodes} node(s), mutual TLS between them…");
+            Cluster::start(nodes, &node_args).await?
+        };
+        let figures = write_scenario(&cluster, settings, &bodies, ceiling.per_second).await;
+        let figures = match figures {
+            Ok(figures) => figures,
+            Err(error) => bail!("{nodes}-node write scenario: {error:#}\n{}", tail(&cluster)),
+        };
+        if figures.load.exhausted {
+            notes.push(format!(
+                "{nodes}-node writes used all {} pre-signed requests before the duration ended; \
+                 raise --requests for a full-length run.",
+                bodies.len()
+            ));
+        }
+        if position == 0 && settings.reads {
+            eprintln!("read scenarios…");
+            reads = Some(read_scenarios(&cluster, settings, figures.tree_size).await?);
+        }
+        writes.push(figures);
+    }
+
+    Ok(BenchReport {
+        generated_unix_s: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        commit: command_output("git", &["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into()),
+        cores,
+        cpu_model: cpu_model().unwrap_or_else(|| "unknown".into()),
+        // Relative to the workspace (`target/…`): a report names no path of the machine it ran on.
+        node_binary: crate::node_binary()
+            .map(|p| short_path(&p.display().to_string()))
+            .unwrap_or_default(),
+        settings: settings.clone(),
+        pool: pool_figures,
+        ceiling,
+        writes,
+        reads,
+        growth,
+        notes,
+    })
+}
+
+/// The last lines of every node's log, for an error message.
+fn tail(cluster: &Cluster) -> String {
+    let logs = cluster.logs();
+    let lines: Vec<&str> = logs.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+fn command_output(program: &str, args: &[&str]) -> Option<String> {
+    let output = Command::new(program).args(args).output().ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("model name"))?;
+    Some(line.split_once(':')?.1.trim().to_owned())
+}
