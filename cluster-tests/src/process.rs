@@ -453,6 +453,29 @@ impl Cluster {
         }
     }
 
+    /// Starts node `id`, not yet a member, with `extra_args` on top of the cluster's, on free
+    /// ports under the cluster's directory, and waits until it is healthy. Returns its
+    /// `ID=INTERNAL,PUBLIC` member argument for `node add` and its position in `nodes`.
+    pub async fn start_new_node(
+        &mut self,
+        id: u64,
+        extra_args: &[&str],
+        timeout: Duration,
+    ) -> Result<(String, usize)> {
+        let spec = NodeSpec {
+            id,
+            public_port: free_port()?,
+            internal_port: free_port()?,
+            data_dir: self.dir.path().join(format!("node{id}")),
+            extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
+        };
+        let member = spec.member_arg();
+        self.spawn_node(spec)?;
+        let position = self.nodes.len() - 1;
+        self.nodes[position].wait_healthy(timeout).await?;
+        Ok((member, position))
+    }
+
     /// Starts a node process for `spec` (it is not a member until added).
     pub fn spawn_node(&mut self, spec: NodeSpec) -> Result<&mut NodeProcess> {
         if let Some(pki) = &self.pki {

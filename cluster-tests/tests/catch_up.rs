@@ -5,9 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use rekor_cluster_tests::{
-    check_logged_entry, free_port, wait_until, Cluster, EntryFactory, NodeSpec,
-};
+use rekor_cluster_tests::{check_logged_entry, wait_until, Cluster, EntryFactory};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_node_catches_up_from_a_snapshot_by_pulling_bundles() {
@@ -42,17 +40,8 @@ async fn new_node_catches_up_from_a_snapshot_by_pulling_bundles() {
         .unwrap();
     let target = cluster.nodes[leader].spec.internal_addr();
 
-    let spec = NodeSpec {
-        id: 4,
-        public_port: free_port().unwrap(),
-        internal_port: free_port().unwrap(),
-        data_dir: cluster.dir.path().join("node4"),
-        extra_args: vec!["--raft-snapshot-every".into(), "8".into()],
-    };
-    let member = spec.member_arg();
-    cluster.spawn_node(spec).unwrap();
-    cluster.nodes[3]
-        .wait_healthy(Duration::from_secs(30))
+    let (member, _) = cluster
+        .start_new_node(4, &["--raft-snapshot-every", "8"], Duration::from_secs(30))
         .await
         .unwrap();
     let started = Instant::now();

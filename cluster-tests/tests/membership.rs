@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use rekor_cluster_tests::chaos::assert_scenario_passes;
-use rekor_cluster_tests::{free_port, Cluster, NodeSpec};
+use rekor_cluster_tests::Cluster;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn add_two_nodes_under_load_then_remove_two_followers() {
@@ -32,17 +32,8 @@ async fn admin_commands_sent_to_a_follower_follow_it_to_the_leader() {
     let follower_address = cluster.nodes[follower].spec.internal_addr();
     let leader_address = cluster.nodes[leader].spec.internal_addr();
 
-    let spec = NodeSpec {
-        id: 4,
-        public_port: free_port().unwrap(),
-        internal_port: free_port().unwrap(),
-        data_dir: cluster.dir.path().join("node4"),
-        extra_args: Vec::new(),
-    };
-    let member = spec.member_arg();
-    cluster.spawn_node(spec).unwrap();
-    cluster.nodes[3]
-        .wait_healthy(Duration::from_secs(30))
+    let (member, _) = cluster
+        .start_new_node(4, &[], Duration::from_secs(30))
         .await
         .unwrap();
 

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use super::checker::{check_cluster, LogVerifier, NodeView, Violation};
 use super::load::{Answer, CheckpointPoller, Load, LoadConfig, Outcome, ServedObservation};
 use super::proxy::LinkProxy;
-use crate::{free_port, wait_until, Cluster, EntryFactory, NodeSpec};
+use crate::{wait_until, Cluster, EntryFactory};
 
 /// Every scenario, by name.
 pub const SCENARIOS: &[&str] = &[
@@ -582,18 +582,9 @@ pub async fn grow_shrink(options: &ScenarioOptions, remove_leader: bool) -> Resu
         let via = (0..original)
             .find(|&p| p != leader)
             .context("a follower to send the admin call to")?;
-        let spec = NodeSpec {
-            id,
-            public_port: free_port()?,
-            internal_port: free_port()?,
-            data_dir: run.cluster.dir.path().join(format!("node{id}")),
-            extra_args: Vec::new(),
-        };
-        let member = spec.member_arg();
-        run.cluster.spawn_node(spec)?;
-        let position = run.cluster.nodes.len() - 1;
-        run.cluster.nodes[position]
-            .wait_healthy(Duration::from_secs(60))
+        let (member, _) = run
+            .cluster
+            .start_new_node(id, &[], Duration::from_secs(60))
             .await?;
         let via_address = run.cluster.nodes[via].spec.internal_addr();
         run.cluster
