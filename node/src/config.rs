@@ -2,7 +2,10 @@
 //! file, and the defaults that make a bare `serve` a working single-node log on loopback.
 //!
 //! Precedence: a flag (or its environment variable) beats the TOML file, which beats the default.
-//! Every field is optional on the command line so that we can tell "not given" from "given".
+//! Every field is optional on the command line so that we can tell "not given" from "given", so
+//! clap cannot show the defaults itself (its `default_value` would make every flag "given"):
+//! each default is written once, in [`defaults`] or where the setting lives, `into_config` falls
+//! back to it, and the `{default}` in the flag's help is filled in from it ([`help_default`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,32 +15,132 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Deserialize;
 
+use rekor_api::limits::ListenerLimits;
+
 /// Largest `--batch-max-bytes`: a quarter of the peers' AppendEntries body cap, so one Raft
 /// entry (a batch plus its framing and one entry over the bound) always fits an AppendEntries.
 pub const MAX_BATCH_MAX_BYTES: usize = rekor_raft::server::DEFAULT_MAX_RPC_BODY / 4;
 
-/// Flags of `serve`. Field docs are the `--help` text.
+const MIB: usize = 1024 * 1024;
+
+/// The defaults of the `serve` flags that this module owns, in each flag's unit. The others come
+/// from where their setting lives: `--batch-max-bytes` from the sequencer, the body size from the
+/// API, the Raft timing and snapshot interval from `rekor_raft`, the listeners' timeouts and caps
+/// from [`ListenerLimits`]. Switches (`--read-only` and the like) are off unless given.
+pub mod defaults {
+    use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+
+    pub const NODE_ID: u64 = 1;
+    /// Relative to the working directory.
+    pub const DATA_DIR: &str = "rekor-data";
+    pub const LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 3000));
+    pub const LISTEN_INTERNAL: SocketAddr =
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 3001));
+    pub const ORIGIN: &str = "rekor.local";
+    /// In the data directory.
+    pub const SIGNING_KEY_FILE: &str = "signing-key.pem";
+    /// In the data directory.
+    pub const CLUSTER_SECRET_FILE: &str = "cluster-secret";
+    /// In the data directory.
+    pub const TILE_STORE_DIR: &str = "tiles";
+    pub const BATCH_MAX_SIZE: usize = 512;
+    pub const BATCH_MAX_AGE_MS: u64 = 20;
+    pub const CHECKPOINT_INTERVAL_MS: u64 = 25;
+    pub const REPUBLISH_INTERVAL_S: u64 = 600;
+    pub const PUSHBACK_MAX_OUTSTANDING: u64 = 8192;
+    pub const SUBMIT_TIMEOUT_S: u64 = 20;
+    pub const CACHE_MIB: u64 = 64;
+    pub const TILE_CACHE_MIB: u64 = 64;
+    pub const WITNESS_TIMEOUT_MS: u64 = 5000;
+    pub const TLS_RELOAD_INTERVAL_S: u64 = 60;
+}
+
+/// What `{default}` stands for in the help of the flag with argument id `id` (the field name):
+/// the value [`ServeArgs::resolve`] falls back to, written as the flag takes it.
+fn help_default(id: &str) -> Option<String> {
+    use rekor_raft::config as raft;
+    let (public, internal) = (ListenerLimits::PUBLIC, ListenerLimits::INTERNAL);
+    let in_data_dir = |name: &str| format!("<data-dir>/{name}");
+    Some(match id {
+        "node_id" => defaults::NODE_ID.to_string(),
+        "data_dir" => format!("./{}", defaults::DATA_DIR),
+        "listen" => defaults::LISTEN.to_string(),
+        "listen_internal" => defaults::LISTEN_INTERNAL.to_string(),
+        "origin" => defaults::ORIGIN.to_owned(),
+        "signing_key" => in_data_dir(defaults::SIGNING_KEY_FILE),
+        "cluster_secret_file" => in_data_dir(defaults::CLUSTER_SECRET_FILE),
+        "tile_store" => in_data_dir(defaults::TILE_STORE_DIR),
+        "batch_max_size" => defaults::BATCH_MAX_SIZE.to_string(),
+        "batch_max_bytes" => crate::sequencer::DEFAULT_MAX_BATCH_BYTES.to_string(),
+        "batch_max_age_ms" => defaults::BATCH_MAX_AGE_MS.to_string(),
+        "checkpoint_interval_ms" => defaults::CHECKPOINT_INTERVAL_MS.to_string(),
+        "republish_interval_s" => defaults::REPUBLISH_INTERVAL_S.to_string(),
+        "pushback_max_outstanding" => defaults::PUSHBACK_MAX_OUTSTANDING.to_string(),
+        "submit_timeout_s" => defaults::SUBMIT_TIMEOUT_S.to_string(),
+        "max_request_body_size" => rekor_api::http::DEFAULT_MAX_REQUEST_BODY_SIZE.to_string(),
+        "raft_snapshot_every" => rekor_raft::RaftTuning::default()
+            .snapshot_logs_since_last
+            .to_string(),
+        "raft_heartbeat_ms" => raft::DEFAULT_HEARTBEAT_MS.to_string(),
+        "raft_election_timeout_min_ms" => raft::DEFAULT_ELECTION_TIMEOUT_MIN_MS.to_string(),
+        "raft_election_timeout_max_ms" => raft::DEFAULT_ELECTION_TIMEOUT_MAX_MS.to_string(),
+        "cache_mib" => defaults::CACHE_MIB.to_string(),
+        "tile_cache_mib" => defaults::TILE_CACHE_MIB.to_string(),
+        "witness_timeout_ms" => defaults::WITNESS_TIMEOUT_MS.to_string(),
+        // One flag for both listeners; a test checks that their defaults agree.
+        "header_timeout_ms" => public.header_timeout.as_millis().to_string(),
+        "keep_alive_s" => public.keep_alive.as_secs().to_string(),
+        "body_timeout_ms" => public.body_timeout.as_millis().to_string(),
+        "max_connections" => public.max_connections.to_string(),
+        "body_budget_mib" => (public.body_budget_bytes / MIB).to_string(),
+        "internal_body_timeout_ms" => internal.body_timeout.as_millis().to_string(),
+        "internal_max_connections" => internal.max_connections.to_string(),
+        "internal_body_budget_mib" => (internal.body_budget_bytes / MIB).to_string(),
+        "tls_reload_interval_s" => defaults::TLS_RELOAD_INTERVAL_S.to_string(),
+        _ => return None,
+    })
+}
+
+/// Replaces `{default}` in a flag's help with [`help_default`]; clap applies it to every flag of
+/// `serve` as it builds the command.
+fn fill_in_default(mut arg: clap::Arg) -> clap::Arg {
+    let Some(value) = help_default(arg.get_id().as_str()) else {
+        return arg;
+    };
+    let fill = |help: &clap::builder::StyledStr| help.to_string().replace("{default}", &value);
+    if let Some(help) = arg.get_help().map(fill) {
+        arg = arg.help(help);
+    }
+    if let Some(long_help) = arg.get_long_help().map(fill) {
+        arg = arg.long_help(long_help);
+    }
+    arg
+}
+
+/// Flags of `serve`. Field docs are the `--help` text, `{default}` filled in by
+/// [`fill_in_default`].
 #[derive(Debug, Clone, Default, Args, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[command(mut_args = fill_in_default)]
 pub struct ServeArgs {
     /// TOML file with any of these settings (keys are the flag names without `--`).
     #[arg(long, env = "REKOR_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
 
-    /// This node's Raft id (unique in the cluster, > 0). Default: 1.
+    /// This node's Raft id (unique in the cluster, > 0). Default: {default}.
     #[arg(long, env = "REKOR_NODE_ID")]
     pub node_id: Option<u64>,
 
-    /// Directory for the Raft log, the state machine and (by default) the tiles. Default: ./rekor-data.
+    /// Directory for the Raft log, the state machine and (by default) the tiles. Default: {default}.
     #[arg(long, env = "REKOR_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Public listener (Rekor v2 API, tiles, /healthz, /metrics). Default: 127.0.0.1:3000.
+    /// Public listener (Rekor v2 API, tiles, /healthz, /metrics). Default: {default}.
     #[arg(long, env = "REKOR_LISTEN")]
     pub listen: Option<SocketAddr>,
 
-    /// Node-to-node listener (Raft RPCs, write forwarding, admin). Default: 127.0.0.1:3001.
+    /// Node-to-node listener (Raft RPCs, write forwarding, admin). Default: {default}.
     #[arg(long, env = "REKOR_LISTEN_INTERNAL")]
     pub listen_internal: Option<SocketAddr>,
 
@@ -49,11 +152,11 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_ADVERTISE")]
     pub advertise: Option<String>,
 
-    /// Checkpoint origin and signature key name: a bare host name. Default: rekor.local.
+    /// Checkpoint origin and signature key name: a bare host name. Default: {default}.
     #[arg(long, env = "REKOR_ORIGIN")]
     pub origin: Option<String>,
 
-    /// PEM (PKCS#8) Ed25519 or ECDSA P-256 checkpoint signing key. Default: <data-dir>/signing-key.pem,
+    /// PEM (PKCS#8) Ed25519 or ECDSA P-256 checkpoint signing key. Default: {default},
     /// generated (Ed25519) on first start when no key is configured.
     #[arg(long, env = "REKOR_SIGNING_KEY")]
     pub signing_key: Option<PathBuf>,
@@ -62,44 +165,44 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_CLUSTER_SECRET", hide_env_values = true)]
     pub cluster_secret: Option<String>,
 
-    /// File holding the shared cluster secret. Default: <data-dir>/cluster-secret, generated for a
+    /// File holding the shared cluster secret. Default: {default}, generated for a
     /// single node.
     #[arg(long, env = "REKOR_CLUSTER_SECRET_FILE")]
     pub cluster_secret_file: Option<PathBuf>,
 
     /// Where tiles, bundles and the checkpoint go: a directory, file://, s3://, gs:// or az:// URL.
-    /// Default: <data-dir>/tiles.
+    /// Default: {default}.
     #[arg(long, env = "REKOR_TILE_STORE")]
     pub tile_store: Option<String>,
 
-    /// Most entries per Raft command. Default: 512.
+    /// Most entries per Raft command. Default: {default}.
     #[arg(long, env = "REKOR_BATCH_MAX_SIZE")]
     pub batch_max_size: Option<usize>,
 
     /// Most entry-body bytes per Raft command (a batch; one larger entry still goes alone).
     /// At most 16777216, so one command stays far below the peers' AppendEntries body cap.
-    /// Default: 4194304.
+    /// Default: {default}.
     #[arg(long, env = "REKOR_BATCH_MAX_BYTES")]
     pub batch_max_bytes: Option<usize>,
 
-    /// Longest an entry waits for its batch to fill, in milliseconds. Default: 20.
+    /// Longest an entry waits for its batch to fill, in milliseconds. Default: {default}.
     #[arg(long, env = "REKOR_BATCH_MAX_AGE_MS")]
     pub batch_max_age_ms: Option<u64>,
 
     /// Least time between two checkpoints, in milliseconds: the leader signs one as soon as the
-    /// tree grew and this much time passed since the last. Default: 25.
+    /// tree grew and this much time passed since the last. Default: {default}.
     #[arg(long, env = "REKOR_CHECKPOINT_INTERVAL_MS")]
     pub checkpoint_interval_ms: Option<u64>,
 
-    /// How often an unchanged tree is re-signed, in seconds. Default: 600.
+    /// How often an unchanged tree is re-signed, in seconds. Default: {default}.
     #[arg(long, env = "REKOR_REPUBLISH_INTERVAL_S")]
     pub republish_interval_s: Option<u64>,
 
-    /// Entries sequenced but not yet integrated before new writes get 503. Default: 8192.
+    /// Entries sequenced but not yet integrated before new writes get 503. Default: {default}.
     #[arg(long, env = "REKOR_PUSHBACK_MAX_OUTSTANDING")]
     pub pushback_max_outstanding: Option<u64>,
 
-    /// Longest a POST waits for a checkpoint covering its entry, in seconds. Default: 20.
+    /// Longest a POST waits for a checkpoint covering its entry, in seconds. Default: {default}.
     #[arg(long, env = "REKOR_SUBMIT_TIMEOUT_S")]
     pub submit_timeout_s: Option<u64>,
 
@@ -111,7 +214,7 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_ENABLE_DSSE", num_args = 0..=1, default_missing_value = "true")]
     pub enable_dsse: Option<bool>,
 
-    /// Maximum request body in bytes. Default: 4194304.
+    /// Maximum request body in bytes. Default: {default}.
     #[arg(long, env = "REKOR_MAX_REQUEST_BODY_SIZE")]
     pub max_request_body_size: Option<usize>,
 
@@ -125,34 +228,34 @@ pub struct ServeArgs {
     pub bootstrap_single: Option<bool>,
 
     /// Take a Raft snapshot (and compact the Raft log) every this many Raft entries (batches).
-    /// Default: 250 (snapshots are small, and each one lets the node purge the Raft log's
+    /// Default: {default} (snapshots are small, and each one lets the node purge the Raft log's
     /// segment files behind it, up to 512 entries a batch). Nodes that fall behind a snapshot
     /// catch up by pulling entry bundles.
     #[arg(long, env = "REKOR_RAFT_SNAPSHOT_EVERY")]
     pub raft_snapshot_every: Option<u64>,
 
     /// Raft heartbeat interval in milliseconds; also the time limit of one AppendEntries RPC, so
-    /// it must cover a round trip plus a follower's fsync. At least 20. Default: 150.
+    /// it must cover a round trip plus a follower's fsync. At least 20. Default: {default}.
     #[arg(long, env = "REKOR_RAFT_HEARTBEAT_MS")]
     pub raft_heartbeat_ms: Option<u64>,
 
     /// Lower bound of the Raft election timeout in milliseconds (at least 3 heartbeats).
     /// A follower stands for election after max + a draw from [min, max) without hearing from
-    /// the leader. Default: 500.
+    /// the leader. Default: {default}.
     #[arg(long, env = "REKOR_RAFT_ELECTION_TIMEOUT_MIN_MS")]
     pub raft_election_timeout_min_ms: Option<u64>,
 
     /// Upper bound of the Raft election timeout in milliseconds (greater than the minimum; also
-    /// the leader lease during which a follower refuses other candidates). Default: 1000.
+    /// the leader lease during which a follower refuses other candidates). Default: {default}.
     #[arg(long, env = "REKOR_RAFT_ELECTION_TIMEOUT_MAX_MS")]
     pub raft_election_timeout_max_ms: Option<u64>,
 
-    /// sled page-cache size in MiB. Default: 64.
+    /// sled page-cache size in MiB. Default: {default}.
     #[arg(long, env = "REKOR_CACHE_MIB")]
     pub cache_mib: Option<u64>,
 
     /// In-memory cache of immutable tiles and bundles served from the tile store, in MiB
-    /// (0 turns it off, so every read goes to the store). Default: 64.
+    /// (0 turns it off, so every read goes to the store). Default: {default}.
     #[arg(long, env = "REKOR_TILE_CACHE_MIB")]
     pub tile_cache_mib: Option<u64>,
 
@@ -161,44 +264,44 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_WITNESS_POLICY")]
     pub witness_policy: Option<PathBuf>,
 
-    /// Longest one witness may take to cosign one checkpoint, in milliseconds. Default: 5000.
+    /// Longest one witness may take to cosign one checkpoint, in milliseconds. Default: {default}.
     #[arg(long, env = "REKOR_WITNESS_TIMEOUT_MS")]
     pub witness_timeout_ms: Option<u64>,
 
     /// Longest a client may take to send a request's headers, in milliseconds (both listeners).
-    /// Default: 5000.
+    /// Default: {default}.
     #[arg(long, env = "REKOR_HEADER_TIMEOUT_MS")]
     pub header_timeout_ms: Option<u64>,
 
     /// How long an idle keep-alive connection stays open, in seconds (both listeners).
-    /// Default: 75 (above the 60 s idle timeout of common client pools and load balancers).
+    /// Default: {default} (above the 60 s idle timeout of common client pools and load balancers).
     #[arg(long, env = "REKOR_KEEP_ALIVE_S")]
     pub keep_alive_s: Option<u64>,
 
     /// Longest a client may take to send a whole request body to the public listener, in
-    /// milliseconds; later, 408 and the connection is closed. Default: 10000.
+    /// milliseconds; later, 408 and the connection is closed. Default: {default}.
     #[arg(long, env = "REKOR_BODY_TIMEOUT_MS")]
     pub body_timeout_ms: Option<u64>,
 
-    /// Most connections the public listener holds open. Default: 4096.
+    /// Most connections the public listener holds open. Default: {default}.
     #[arg(long, env = "REKOR_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
     /// Most MiB of request bodies the public listener holds at once (bodies being read and the
-    /// requests holding them); beyond it a request gets a fast 503. Default: 256.
+    /// requests holding them); beyond it a request gets a fast 503. Default: {default}.
     #[arg(long, env = "REKOR_BODY_BUDGET_MIB")]
     pub body_budget_mib: Option<usize>,
 
     /// Longest a peer may take to send a whole request body to the internal listener, in
-    /// milliseconds. Default: 30000.
+    /// milliseconds. Default: {default}.
     #[arg(long, env = "REKOR_INTERNAL_BODY_TIMEOUT_MS")]
     pub internal_body_timeout_ms: Option<u64>,
 
-    /// Most connections the internal listener holds open. Default: 1024.
+    /// Most connections the internal listener holds open. Default: {default}.
     #[arg(long, env = "REKOR_INTERNAL_MAX_CONNECTIONS")]
     pub internal_max_connections: Option<usize>,
 
-    /// Most MiB of request bodies the internal listener holds at once. Default: 512.
+    /// Most MiB of request bodies the internal listener holds at once. Default: {default}.
     #[arg(long, env = "REKOR_INTERNAL_BODY_BUDGET_MIB")]
     pub internal_body_budget_mib: Option<usize>,
 
@@ -245,7 +348,7 @@ pub struct ServeArgs {
     pub internal_tls_key_file: Option<PathBuf>,
 
     /// Seconds between checks of the certificate files for renewals; 0 checks only on SIGHUP.
-    /// Default: 60.
+    /// Default: {default}.
     #[arg(long, env = "REKOR_TLS_RELOAD_INTERVAL_S")]
     pub tls_reload_interval_s: Option<u64>,
 
@@ -290,9 +393,9 @@ pub struct ServeConfig {
     pub witness_timeout: Duration,
     pub require_witness_quorum: bool,
     /// Connection and body bounds of the public listener.
-    pub public_limits: rekor_api::limits::ListenerLimits,
+    pub public_limits: ListenerLimits,
     /// Connection and body bounds of the internal listener.
-    pub internal_limits: rekor_api::limits::ListenerLimits,
+    pub internal_limits: ListenerLimits,
     pub witness_halt_override: bool,
     pub witness_allow_http: bool,
     /// The public listener's certificate, when it serves HTTPS.
@@ -407,21 +510,21 @@ impl ServeArgs {
     fn into_config(self) -> Result<ServeConfig> {
         let (public_limits, internal_limits) = self.listener_limits()?;
         let (public_tls, internal_tls) = self.tls_files()?;
-        let node_id = self.node_id.unwrap_or(1);
+        let node_id = self.node_id.unwrap_or(defaults::NODE_ID);
         if node_id == 0 {
             bail!("--node-id must be greater than 0");
         }
-        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("rekor-data"));
-        let listen = self.listen.unwrap_or_else(|| ([127, 0, 0, 1], 3000).into());
-        let listen_internal = self
-            .listen_internal
-            .unwrap_or_else(|| ([127, 0, 0, 1], 3001).into());
-        let origin = self.origin.unwrap_or_else(|| "rekor.local".to_owned());
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(defaults::DATA_DIR));
+        let listen = self.listen.unwrap_or(defaults::LISTEN);
+        let listen_internal = self.listen_internal.unwrap_or(defaults::LISTEN_INTERNAL);
+        let origin = self.origin.unwrap_or_else(|| defaults::ORIGIN.to_owned());
         validate_origin(&origin)?;
         let signing_key_is_default = self.signing_key.is_none();
         let signing_key = self
             .signing_key
-            .unwrap_or_else(|| data_dir.join("signing-key.pem"));
+            .unwrap_or_else(|| data_dir.join(defaults::SIGNING_KEY_FILE));
         let cluster_secret = match (self.cluster_secret, self.cluster_secret_file) {
             (Some(_), Some(_)) => bail!("give --cluster-secret or --cluster-secret-file, not both"),
             (Some(secret), None) => SecretSource::Literal(secret),
@@ -430,14 +533,17 @@ impl ServeArgs {
                 generate_if_missing: false,
             },
             (None, None) => SecretSource::File {
-                path: data_dir.join("cluster-secret"),
+                path: data_dir.join(defaults::CLUSTER_SECRET_FILE),
                 generate_if_missing: true,
             },
         };
-        let tile_store = self
-            .tile_store
-            .unwrap_or_else(|| data_dir.join("tiles").display().to_string());
-        let batch_max_size = self.batch_max_size.unwrap_or(512);
+        let tile_store = self.tile_store.unwrap_or_else(|| {
+            data_dir
+                .join(defaults::TILE_STORE_DIR)
+                .display()
+                .to_string()
+        });
+        let batch_max_size = self.batch_max_size.unwrap_or(defaults::BATCH_MAX_SIZE);
         if batch_max_size == 0 {
             bail!("--batch-max-size must be at least 1");
         }
@@ -481,15 +587,26 @@ impl ServeArgs {
             tile_store,
             batch_max_size,
             batch_max_bytes,
-            batch_max_age: Duration::from_millis(self.batch_max_age_ms.unwrap_or(20)),
-            checkpoint_interval: Duration::from_millis(
-                self.checkpoint_interval_ms.unwrap_or(25).max(1),
+            batch_max_age: Duration::from_millis(
+                self.batch_max_age_ms.unwrap_or(defaults::BATCH_MAX_AGE_MS),
             ),
-            republish_interval: Duration::from_secs(self.republish_interval_s.unwrap_or(600)),
-            pushback_max_outstanding: self.pushback_max_outstanding.unwrap_or(8192),
-            submit_timeout: Duration::from_secs(self.submit_timeout_s.unwrap_or(20)),
-            read_only: self.read_only.unwrap_or(false),
-            enable_dsse: self.enable_dsse.unwrap_or(false),
+            checkpoint_interval: Duration::from_millis(
+                self.checkpoint_interval_ms
+                    .unwrap_or(defaults::CHECKPOINT_INTERVAL_MS)
+                    .max(1),
+            ),
+            republish_interval: Duration::from_secs(
+                self.republish_interval_s
+                    .unwrap_or(defaults::REPUBLISH_INTERVAL_S),
+            ),
+            pushback_max_outstanding: self
+                .pushback_max_outstanding
+                .unwrap_or(defaults::PUSHBACK_MAX_OUTSTANDING),
+            submit_timeout: Duration::from_secs(
+                self.submit_timeout_s.unwrap_or(defaults::SUBMIT_TIMEOUT_S),
+            ),
+            read_only: self.read_only.unwrap_or_default(),
+            enable_dsse: self.enable_dsse.unwrap_or_default(),
             max_request_body_size: self
                 .max_request_body_size
                 .unwrap_or(rekor_api::http::DEFAULT_MAX_REQUEST_BODY_SIZE),
@@ -498,20 +615,27 @@ impl ServeArgs {
                     && listen.ip().is_loopback()
                     && listen_internal.ip().is_loopback()
             }),
-            cache_bytes: self.cache_mib.unwrap_or(64) * 1024 * 1024,
-            tile_cache_bytes: self.tile_cache_mib.unwrap_or(64) * 1024 * 1024,
+            cache_bytes: self.cache_mib.unwrap_or(defaults::CACHE_MIB) * MIB as u64,
+            tile_cache_bytes: self.tile_cache_mib.unwrap_or(defaults::TILE_CACHE_MIB) * MIB as u64,
             raft_snapshot_every: self.raft_snapshot_every.filter(|every| *every > 0),
             raft_timing,
             witness_policy: self.witness_policy,
-            witness_timeout: Duration::from_millis(self.witness_timeout_ms.unwrap_or(5000).max(1)),
-            require_witness_quorum: self.require_witness_quorum.unwrap_or(false),
+            witness_timeout: Duration::from_millis(
+                self.witness_timeout_ms
+                    .unwrap_or(defaults::WITNESS_TIMEOUT_MS)
+                    .max(1),
+            ),
+            require_witness_quorum: self.require_witness_quorum.unwrap_or_default(),
             public_limits,
             internal_limits,
-            witness_halt_override: self.witness_halt_override.unwrap_or(false),
-            witness_allow_http: self.witness_allow_http.unwrap_or(false),
+            witness_halt_override: self.witness_halt_override.unwrap_or_default(),
+            witness_allow_http: self.witness_allow_http.unwrap_or_default(),
             public_tls,
             internal_tls,
-            tls_reload_interval: match self.tls_reload_interval_s.unwrap_or(60) {
+            tls_reload_interval: match self
+                .tls_reload_interval_s
+                .unwrap_or(defaults::TLS_RELOAD_INTERVAL_S)
+            {
                 0 => None,
                 seconds => Some(Duration::from_secs(seconds)),
             },
@@ -556,23 +680,16 @@ impl ServeArgs {
     }
 
     /// The public and internal listeners' bounds: the flags over
-    /// [`ListenerLimits::PUBLIC`](rekor_api::limits::ListenerLimits::PUBLIC) and `INTERNAL`.
-    fn listener_limits(
-        &self,
-    ) -> Result<(
-        rekor_api::limits::ListenerLimits,
-        rekor_api::limits::ListenerLimits,
-    )> {
-        use rekor_api::limits::ListenerLimits;
-        const MIB: usize = 1024 * 1024;
-        let shared = |defaults: ListenerLimits| ListenerLimits {
+    /// [`ListenerLimits::PUBLIC`] and `INTERNAL`.
+    fn listener_limits(&self) -> Result<(ListenerLimits, ListenerLimits)> {
+        let shared = |listener: ListenerLimits| ListenerLimits {
             header_timeout: self
                 .header_timeout_ms
-                .map_or(defaults.header_timeout, Duration::from_millis),
+                .map_or(listener.header_timeout, Duration::from_millis),
             keep_alive: self
                 .keep_alive_s
-                .map_or(defaults.keep_alive, Duration::from_secs),
-            ..defaults
+                .map_or(listener.keep_alive, Duration::from_secs),
+            ..listener
         };
         let public = ListenerLimits {
             body_timeout: self
@@ -643,6 +760,7 @@ fn validate_origin(origin: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
     fn defaults_give_a_single_loopback_node() {
@@ -815,6 +933,203 @@ mod tests {
                 "accepted heartbeat {heartbeat:?} min {min:?} max {max:?}"
             );
         }
+    }
+
+    /// The `Default:` of every flag in `serve --help`, as operators read it: the text after
+    /// `Default: ` up to the end of its phrase.
+    fn defaults_in_help() -> BTreeMap<String, String> {
+        use clap::CommandFactory as _;
+        let mut command = crate::Cli::command()
+            .find_subcommand("serve")
+            .unwrap()
+            .clone();
+        let rendered = command.render_long_help().to_string();
+        assert!(
+            !rendered.contains("{default}"),
+            "unfilled default in:\n{rendered}"
+        );
+        let mut found = BTreeMap::new();
+        for arg in command.get_arguments() {
+            let help = arg
+                .get_long_help()
+                .or(arg.get_help())
+                .map(ToString::to_string);
+            let Some((_, after)) = help.as_deref().and_then(|h| h.split_once("Default: ")) else {
+                continue;
+            };
+            let end = [". ", ", ", " ("]
+                .iter()
+                .filter_map(|stop| after.find(stop))
+                .min()
+                .unwrap_or(after.len());
+            let value = after[..end].trim_end_matches('.');
+            assert!(rendered.contains(&format!("Default: {value}")));
+            found.insert(arg.get_long().unwrap().to_owned(), value.to_owned());
+        }
+        found
+    }
+
+    /// Every default `serve --help` states is the one a bare `serve` runs with.
+    #[test]
+    fn help_states_the_defaults_the_node_runs_with() {
+        let config = ServeArgs::default().resolve().unwrap();
+        let (public, internal) = (&config.public_limits, &config.internal_limits);
+        // One flag sets these for both listeners.
+        assert_eq!(public.header_timeout, internal.header_timeout);
+        assert_eq!(public.keep_alive, internal.keep_alive);
+        let in_data_dir = |path: &Path| {
+            let name = path.strip_prefix(&config.data_dir).unwrap();
+            format!("<data-dir>/{}", name.display())
+        };
+        let SecretSource::File { path: secret, .. } = &config.cluster_secret else {
+            panic!("the default cluster secret is a file");
+        };
+        let or_flag = |value: &str, flag: &str, flag_value: String| {
+            if value == flag_value {
+                flag.to_owned()
+            } else {
+                value.to_owned()
+            }
+        };
+        let none_unless = |set: bool| if set { "set" } else { "none" }.to_owned();
+        let mib = |bytes: usize| (bytes / MIB).to_string();
+        let expected: BTreeMap<String, String> = [
+            ("node-id", config.node_id.to_string()),
+            ("data-dir", format!("./{}", config.data_dir.display())),
+            ("listen", config.listen.to_string()),
+            ("listen-internal", config.listen_internal.to_string()),
+            (
+                "advertise-internal",
+                or_flag(
+                    &config.advertise_internal,
+                    "--listen-internal",
+                    config.listen_internal.to_string(),
+                ),
+            ),
+            (
+                "advertise",
+                or_flag(&config.advertise, "--listen", config.listen.to_string()),
+            ),
+            ("origin", config.origin.clone()),
+            ("signing-key", in_data_dir(&config.signing_key)),
+            ("cluster-secret-file", in_data_dir(secret)),
+            ("tile-store", in_data_dir(Path::new(&config.tile_store))),
+            ("batch-max-size", config.batch_max_size.to_string()),
+            ("batch-max-bytes", config.batch_max_bytes.to_string()),
+            (
+                "batch-max-age-ms",
+                config.batch_max_age.as_millis().to_string(),
+            ),
+            (
+                "checkpoint-interval-ms",
+                config.checkpoint_interval.as_millis().to_string(),
+            ),
+            (
+                "republish-interval-s",
+                config.republish_interval.as_secs().to_string(),
+            ),
+            (
+                "pushback-max-outstanding",
+                config.pushback_max_outstanding.to_string(),
+            ),
+            (
+                "submit-timeout-s",
+                config.submit_timeout.as_secs().to_string(),
+            ),
+            (
+                "max-request-body-size",
+                config.max_request_body_size.to_string(),
+            ),
+            (
+                "bootstrap-single",
+                format!(
+                    "{} only for the embedded development default",
+                    config.bootstrap_single
+                ),
+            ),
+            (
+                "raft-snapshot-every",
+                // Not set: Raft's own interval.
+                config
+                    .raft_snapshot_every
+                    .unwrap_or(rekor_raft::RaftTuning::default().snapshot_logs_since_last)
+                    .to_string(),
+            ),
+            (
+                "raft-heartbeat-ms",
+                config.raft_timing.heartbeat_ms.to_string(),
+            ),
+            (
+                "raft-election-timeout-min-ms",
+                config.raft_timing.election_timeout_min_ms.to_string(),
+            ),
+            (
+                "raft-election-timeout-max-ms",
+                config.raft_timing.election_timeout_max_ms.to_string(),
+            ),
+            ("cache-mib", mib(config.cache_bytes as usize)),
+            ("tile-cache-mib", mib(config.tile_cache_bytes as usize)),
+            (
+                "witness-policy",
+                none_unless(config.witness_policy.is_some()),
+            ),
+            (
+                "witness-timeout-ms",
+                config.witness_timeout.as_millis().to_string(),
+            ),
+            (
+                "header-timeout-ms",
+                public.header_timeout.as_millis().to_string(),
+            ),
+            ("keep-alive-s", public.keep_alive.as_secs().to_string()),
+            (
+                "body-timeout-ms",
+                public.body_timeout.as_millis().to_string(),
+            ),
+            ("max-connections", public.max_connections.to_string()),
+            ("body-budget-mib", mib(public.body_budget_bytes)),
+            (
+                "internal-body-timeout-ms",
+                internal.body_timeout.as_millis().to_string(),
+            ),
+            (
+                "internal-max-connections",
+                internal.max_connections.to_string(),
+            ),
+            ("internal-body-budget-mib", mib(internal.body_budget_bytes)),
+            (
+                "witness-halt-override",
+                config.witness_halt_override.to_string(),
+            ),
+            ("witness-allow-http", config.witness_allow_http.to_string()),
+            (
+                "http-tls-cert-file",
+                none_unless(config.public_tls.is_some()),
+            ),
+            (
+                "internal-tls-ca-file",
+                none_unless(config.internal_tls.is_some()),
+            ),
+            (
+                "tls-reload-interval-s",
+                config
+                    .tls_reload_interval
+                    .map_or(0, |interval| interval.as_secs())
+                    .to_string(),
+            ),
+            (
+                "peer-source-address",
+                config
+                    .peer_source_address
+                    .map_or("the operating system's choice".to_owned(), |address| {
+                        address.to_string()
+                    }),
+            ),
+        ]
+        .into_iter()
+        .map(|(flag, value)| (flag.to_owned(), value))
+        .collect();
+        assert_eq!(defaults_in_help(), expected);
     }
 
     #[test]

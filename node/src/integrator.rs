@@ -21,9 +21,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::prelude::*;
-use futures::{StreamExt, TryStreamExt};
 use rekor_raft::StateReader;
-use rekor_storage::integrate::TreeBuilder;
+use rekor_storage::integrate::{TreeBuilder, MAX_LEAVES_PER_STEP};
 use rekor_storage::repair::{self, Diagnosis};
 use rekor_storage::tile_store::TileStore;
 use tokio::sync::watch;
@@ -32,11 +31,6 @@ use tracing::{error, info, warn};
 use crate::catch_up::Peers;
 use crate::metrics::NodeMetrics;
 use crate::served::{Served, ServedCheckpoint};
-
-/// Most leaves integrated in one step: bounds memory and the latency of one step.
-const MAX_LEAVES_PER_STEP: u64 = 16_384;
-/// Tile and bundle writes in flight at once.
-const WRITE_CONCURRENCY: usize = 32;
 
 pub struct Integrator {
     /// Taken out while a step runs, put back when it ends.
@@ -443,33 +437,18 @@ async fn write_step(
             leaves.len()
         );
     }
-    // Build on a copy so that a failed write leaves the builder at the durable size.
-    let mut next = builder.clone();
-    let output = next.append(&leaves)?;
+    // Staged on a copy, so that a failed write leaves the builder at the durable size.
+    let staged = builder.stage(&leaves)?;
     drop(leaves);
     if pulled {
         let expected = state_machine.root_at(to)?.ok_or_else(|| {
             anyhow::anyhow!("no committed root known at {to} to check pulled entries against")
         })?;
-        if next.root() != expected {
+        if staged.root() != expected {
             anyhow::bail!("entries pulled for {from}..{to} do not reproduce the committed root");
         }
     }
-    let (tiles, bundles) = (output.tiles, output.bundles);
-    let tile_writes = tiles
-        .into_iter()
-        .map(|(id, bytes)| async move { store.put_tile(id, bytes).await });
-    futures::stream::iter(tile_writes)
-        .buffer_unordered(WRITE_CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await?;
-    let bundle_writes = bundles
-        .into_iter()
-        .map(|(id, bytes)| async move { store.put_bundle(id.index, id.width, bytes).await });
-    futures::stream::iter(bundle_writes)
-        .buffer_unordered(WRITE_CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await?;
+    let next = staged.write(store).await?;
     // Every tile and bundle is durable: now the size may move.
     state_machine.mark_integrated(to).await?;
     *builder = next;

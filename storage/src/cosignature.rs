@@ -7,8 +7,8 @@
 //! followed by the 64-byte Ed25519 signature.
 
 use crate::note::{
-    self, NoteError, NotePrivateKey, NoteSignature, NoteVerifier, VerifierKey, ALG_COSIGNATURE_V1,
-    ALG_ED25519,
+    self, ed25519_public_key, type_and_key, NoteError, NoteKeyVerifier, NotePrivateKey,
+    NotePublicKey, NoteSignature, NoteVerifier, VerifierKey, ALG_COSIGNATURE_V1, ALG_ED25519,
 };
 use signature::Signer;
 
@@ -21,18 +21,37 @@ pub fn cosignature_message(timestamp: u64, checkpoint_text: &str) -> Vec<u8> {
 }
 
 fn cosigner_key_id(name: &str, key: &ed25519_dalek::VerifyingKey) -> u32 {
-    let mut tk = vec![ALG_COSIGNATURE_V1];
-    tk.extend_from_slice(key.as_bytes());
-    note::key_id(name, &tk)
+    note::key_id(name, &type_and_key(ALG_COSIGNATURE_V1, key.as_bytes()))
 }
 
 /// Verifies `cosignature/v1` lines for one witness key. As a [`NoteVerifier`] it
 /// takes the line payload (timestamp ‖ signature) and the checkpoint text.
+pub type CosignatureVerifier = NoteKeyVerifier<CosignerKey>;
+
+/// A witness's Ed25519 key, as what checks `cosignature/v1` payloads.
 #[derive(Debug, Clone)]
-pub struct CosignatureVerifier {
-    name: String,
-    key_id: u32,
-    key: ed25519_dalek::VerifyingKey,
+pub struct CosignerKey(ed25519_dalek::VerifyingKey);
+
+impl CosignerKey {
+    /// The timestamp of `payload` (timestamp ‖ signature) if it is a valid cosignature of
+    /// `checkpoint_text` by this key.
+    fn verify_cosignature(&self, checkpoint_text: &str, payload: &[u8]) -> Option<u64> {
+        let (ts, s) = split_payload(payload)?;
+        let s = ed25519_dalek::Signature::from_slice(s).ok()?;
+        self.0
+            .verify_strict(&cosignature_message(ts, checkpoint_text), &s)
+            .ok()?;
+        Some(ts)
+    }
+}
+
+impl NotePublicKey for CosignerKey {
+    fn verify_note(&self, msg: &[u8], sig: &[u8]) -> bool {
+        std::str::from_utf8(msg)
+            .ok()
+            .and_then(|text| self.verify_cosignature(text, sig))
+            .is_some()
+    }
 }
 
 impl CosignatureVerifier {
@@ -46,16 +65,9 @@ impl CosignatureVerifier {
         if *alg != ALG_COSIGNATURE_V1 && *alg != ALG_ED25519 {
             return Err(NoteError::UnsupportedKey);
         }
-        let raw: [u8; 32] = raw
-            .try_into()
-            .map_err(|_| NoteError::MalformedKey("Ed25519 key must be 32 bytes"))?;
-        let key = ed25519_dalek::VerifyingKey::from_bytes(&raw)
-            .map_err(|_| NoteError::MalformedKey("invalid Ed25519 key"))?;
-        Ok(Self {
-            key_id: cosigner_key_id(&vk.name, &key),
-            name: vk.name,
-            key,
-        })
+        let key = ed25519_public_key(raw)?;
+        let key_id = cosigner_key_id(&vk.name, &key);
+        Ok(Self::from_parts(vk.name, key_id, CosignerKey(key)))
     }
 
     /// Verifies one cosignature over `checkpoint_text`, returning its timestamp.
@@ -67,15 +79,12 @@ impl CosignatureVerifier {
         let bad = || NoteError::BadSignature {
             name: sig.name.clone(),
         };
-        if sig.name != self.name || sig.key_id != self.key_id {
+        if sig.name != self.name() || sig.key_id != self.key_id() {
             return Err(bad());
         }
-        let (ts, s) = split_payload(&sig.signature).ok_or_else(bad)?;
-        let s = ed25519_dalek::Signature::from_slice(s).map_err(|_| bad())?;
-        self.key
-            .verify_strict(&cosignature_message(ts, checkpoint_text), &s)
-            .map_err(|_| bad())?;
-        Ok(ts)
+        self.key()
+            .verify_cosignature(checkpoint_text, &sig.signature)
+            .ok_or_else(bad)
     }
 
     /// Verifies a cosignature line (with or without its trailing newline).
@@ -92,26 +101,6 @@ fn split_payload(payload: &[u8]) -> Option<(u64, &[u8])> {
     let (ts, sig) = payload.split_at(8);
     let ts = u64::from_be_bytes(ts.try_into().ok()?);
     (ts <= MAX_TIMESTAMP).then_some((ts, sig))
-}
-
-impl NoteVerifier for CosignatureVerifier {
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn key_id(&self) -> u32 {
-        self.key_id
-    }
-    fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
-        let Ok(text) = std::str::from_utf8(msg) else {
-            return false;
-        };
-        let s = NoteSignature {
-            name: self.name.clone(),
-            key_id: self.key_id,
-            signature: sig.to_vec(),
-        };
-        self.verify_signature(text, &s).is_ok()
-    }
 }
 
 /// Produces `cosignature/v1` lines with an Ed25519 key.
@@ -136,8 +125,7 @@ impl CosignatureSigner {
     pub fn from_note_key(skey: &str) -> Result<Self, NoteError> {
         let parsed = NotePrivateKey::parse(skey)?;
         let key = ed25519_dalek::SigningKey::from_bytes(&parsed.seed);
-        let mut tk = vec![parsed.alg];
-        tk.extend_from_slice(key.verifying_key().as_bytes());
+        let tk = type_and_key(parsed.alg, key.verifying_key().as_bytes());
         let stated_ok = match parsed.alg {
             ALG_ED25519 | ALG_COSIGNATURE_V1 => note::key_id(&parsed.name, &tk) == parsed.key_id,
             _ => return Err(NoteError::UnsupportedKey),
@@ -150,12 +138,10 @@ impl CosignatureSigner {
 
     /// The witness vkey (type 0x04).
     pub fn verifier_key(&self) -> String {
-        let mut tk = vec![ALG_COSIGNATURE_V1];
-        tk.extend_from_slice(self.key.verifying_key().as_bytes());
         VerifierKey {
             name: self.name.clone(),
             key_id: self.key_id,
-            type_and_key: tk,
+            type_and_key: type_and_key(ALG_COSIGNATURE_V1, self.key.verifying_key().as_bytes()),
         }
         .to_vkey()
     }

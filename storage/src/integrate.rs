@@ -17,6 +17,10 @@ use bytes::Bytes;
 /// Tile levels needed for a u64-sized tree (8 levels × 8 = 64 tree levels).
 const TILE_LEVELS: usize = 8;
 
+/// Most leaves one integration step takes: bounds the memory and the latency of a step. The
+/// node's integrator steps by it, and so does the growth benchmark that measures it.
+pub const MAX_LEAVES_PER_STEP: u64 = 16_384;
+
 /// The result of one [`TreeBuilder::append`]: the new tree head and the objects to
 /// write (full and partial), sorted by id.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +33,35 @@ pub struct Integration {
     pub tiles: Vec<(TileId, Bytes)>,
     /// Entry bundles to write, sorted by (index, width).
     pub bundles: Vec<(BundleId, Bytes)>,
+}
+
+/// One integration step, hashed but not written yet: the builder after the step's entries and
+/// every tile and bundle they produce. The builder it was staged from is left as it was, so a
+/// write that fails leaves its owner at the durable size (and a retry writes identical bytes).
+#[derive(Debug)]
+pub struct StagedStep {
+    next: TreeBuilder,
+    integration: Integration,
+}
+
+impl StagedStep {
+    /// The tree size after the step.
+    pub fn size(&self) -> u64 {
+        self.integration.size
+    }
+
+    /// The RFC 6962 root after the step (to check entries from elsewhere before writing them).
+    pub fn root(&self) -> Hash {
+        self.integration.root
+    }
+
+    /// Writes every tile, then every bundle, of the step ([`TileStore::put_integration`]) and,
+    /// once all are durable, returns the builder at the new size.
+    pub async fn write(self, store: &TileStore) -> Result<TreeBuilder, TileStoreError> {
+        let Integration { tiles, bundles, .. } = self.integration;
+        store.put_objects(tiles, bundles).await?;
+        Ok(self.next)
+    }
 }
 
 /// Why an append or a resume failed.
@@ -210,6 +243,13 @@ impl TreeBuilder {
         Ok(builder)
     }
 
+    /// Stages one integration step: [`Self::append`] of `entries` on a copy of this builder.
+    pub fn stage<E: AsRef<[u8]>>(&self, entries: &[E]) -> Result<StagedStep, IntegrateError> {
+        let mut next = self.clone();
+        let integration = next.append(entries)?;
+        Ok(StagedStep { next, integration })
+    }
+
     /// Appends a batch of entries (the leaf data, e.g. canonical bodies) and returns
     /// the new tree head and every tile and bundle to write. On error nothing changes.
     pub fn append<E: AsRef<[u8]>>(&mut self, entries: &[E]) -> Result<Integration, IntegrateError> {
@@ -293,5 +333,46 @@ impl TreeBuilder {
             tiles: out_tiles,
             bundles: out_bundles,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A staged step leaves its builder alone until written, writes what `append` returns, and
+    /// hands back a builder the store resumes to.
+    #[tokio::test]
+    async fn a_staged_step_is_append_then_a_durable_write() {
+        let store = TileStore::in_memory();
+        let entries: Vec<Vec<u8>> = (0..700)
+            .map(|i| format!("entry {i}").into_bytes())
+            .collect();
+        let builder = TreeBuilder::new();
+        let staged = builder.stage(&entries).unwrap();
+        assert_eq!(builder.size(), 0);
+        let appended = builder.clone().append(&entries).unwrap();
+        assert_eq!((staged.size(), staged.root()), (700, appended.root));
+
+        let next = staged.write(&store).await.unwrap();
+        assert_eq!(next.root(), appended.root);
+        for (id, bytes) in &appended.tiles {
+            assert_eq!(store.get_tile(*id).await.unwrap().as_ref(), Some(bytes));
+        }
+        for (id, bytes) in &appended.bundles {
+            let stored = store.get_bundle(id.index, id.width).await.unwrap();
+            assert_eq!(stored.as_ref(), Some(bytes));
+        }
+        let resumed = TreeBuilder::resume_checked(&store, 700, &appended.root)
+            .await
+            .unwrap();
+        // A step staged again from the old builder (a retry after a crash) writes the same bytes.
+        builder
+            .stage(&entries)
+            .unwrap()
+            .write(&store)
+            .await
+            .unwrap();
+        assert_eq!(resumed.root(), next.root());
     }
 }

@@ -17,8 +17,8 @@
 //!
 //! ```text
 //! integrator:  TreeBuilder::resume_checked(&store, size, &root)   // reads the right edge only
-//!              builder.append(&entries) -> Integration { size, root, tiles, bundles }
-//!              store.put_integration(&out)                        // concurrent, durable, idempotent
+//!              builder.stage(&entries) -> StagedStep              // hashed on a copy; .root()
+//!              staged.write(&store) -> TreeBuilder                // concurrent, durable, idempotent
 //! proofs:      proof::tiles_for_inclusion(index, size) -> store.fetch_tile_set(&ids)
 //!              proof::build_inclusion_proof(index, size, &set) -> merkle::verify_inclusion(..)
 //! checkpoints: Checkpoint::new(origin, size, root).sign(&signer)  // one log signature line

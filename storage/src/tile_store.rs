@@ -22,6 +22,7 @@ use crate::integrate::Integration;
 use crate::proof::TileSet;
 use crate::tiles::{BundleId, TileError, TileId, TILE_WIDTH};
 use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
 use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
@@ -38,6 +39,9 @@ pub const CHECKPOINT_PATH: &str = "checkpoint";
 
 /// Default bound of a store's read cache, in bytes of cached objects.
 pub const DEFAULT_CACHE_CAPACITY: usize = 64 * 1024 * 1024;
+
+/// Tile and bundle writes in flight at once while an integration is written.
+pub const WRITE_CONCURRENCY: usize = 32;
 
 /// Why a tile-store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -498,20 +502,36 @@ impl TileStore {
         self.get_opt(CHECKPOINT_PATH).await
     }
 
-    /// Writes every tile and bundle of an integration concurrently; returns once all
-    /// are durable. Safe to repeat after a crash (identical bytes are accepted).
+    /// Writes every tile, then every bundle, of an integration, [`WRITE_CONCURRENCY`] at a
+    /// time; returns once all are durable. Safe to repeat after a crash (identical bytes are
+    /// accepted).
     pub async fn put_integration(&self, out: &Integration) -> Result<(), TileStoreError> {
-        let tiles = out
-            .tiles
-            .iter()
-            .map(|(id, b)| self.put_tile(*id, b.clone()));
-        let bundles = out
-            .bundles
-            .iter()
-            .map(|(id, b)| self.put_bundle(id.index, id.width, b.clone()));
-        futures::future::try_join_all(tiles).await?;
-        futures::future::try_join_all(bundles).await?;
-        Ok(())
+        self.put_objects(out.tiles.clone(), out.bundles.clone())
+            .await
+    }
+
+    /// [`Self::put_integration`] of objects handed over, each dropped once it is durable.
+    pub(crate) async fn put_objects(
+        &self,
+        tiles: Vec<(TileId, Bytes)>,
+        bundles: Vec<(BundleId, Bytes)>,
+    ) -> Result<(), TileStoreError> {
+        futures::stream::iter(
+            tiles
+                .into_iter()
+                .map(|(id, bytes)| self.put_tile(id, bytes)),
+        )
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .try_collect::<()>()
+        .await?;
+        futures::stream::iter(
+            bundles
+                .into_iter()
+                .map(|(id, bytes)| self.put_bundle(id.index, id.width, bytes)),
+        )
+        .buffer_unordered(WRITE_CONCURRENCY)
+        .try_collect::<()>()
+        .await
     }
 
     /// Fetches the tiles a proof needs (from [`crate::proof::tiles_for_inclusion`] and

@@ -4,19 +4,20 @@
 //! is within 20% of the rate at 0").
 //!
 //! Filling a real node to 10 M entries through HTTP would take hours of signing, so the log is
-//! grown through an in-process path that runs exactly the code of the node's integrator
-//! (`node/src/integrator.rs`, `write_step`): a step takes at most [`STEP_LEAVES`] committed
-//! leaves and ends on a batch boundary (batches of [`BATCH_SIZE`], as a saturated sequencer cuts
-//! them), one [`TreeBuilder::append`] hashes them, and every tile, then every bundle, of the step
-//! (partial objects only where it ends) is written through [`TileStore::put_tile`] /
-//! [`TileStore::put_bundle`] (create-once, fsynced) [`WRITE_CONCURRENCY`] at a time before the
-//! next step starts. Before that, the step's leaves go through the node's real Raft storage
-//! ([`RaftStorage`]): appended to the Raft log in batches (durably), applied by the state
-//! machine (dedup through the identity index, leaf bodies held until integrated), read back
-//! from it for the step, then marked integrated; a snapshot is built and the log purged behind
-//! it every [`SNAPSHOT_EVERY`] Raft entries, as openraft does with the node's defaults. Left out
-//! are the Raft network and checkpoints (the node also writes the partial objects of a
-//! checkpoint's size when no step ended there).
+//! grown through an in-process path that runs the node integrator's own step
+//! (`node/src/integrator.rs`, `write_step`): a step takes at most [`MAX_LEAVES_PER_STEP`]
+//! committed leaves and ends on a batch boundary (batches of [`BATCH_SIZE`], as a saturated
+//! sequencer cuts them), [`TreeBuilder::stage`] hashes them, and [`StagedStep::write`] writes
+//! every tile, then every bundle, of the step (partial objects only where it ends), create-once
+//! and fsynced, [`WRITE_CONCURRENCY`] at a time, before the next step starts. Before that, the
+//! step's leaves go through the node's real Raft storage ([`RaftStorage`]): appended to the Raft
+//! log in batches (durably), applied by the state machine (dedup through the identity index,
+//! leaf bodies held until integrated), read back from it for the step, then marked integrated;
+//! a snapshot is built and the log purged behind it every [`SNAPSHOT_EVERY`] Raft entries, as
+//! openraft does with the node's defaults. Left out are the Raft network and checkpoints (the
+//! node also writes the partial objects of a checkpoint's size when no step ended there).
+//!
+//! [`StagedStep::write`]: rekor_storage::integrate::StagedStep::write
 //!
 //! The entries are synthetic but realistic: canonical hashedrekord v0.0.2 bodies produced by
 //! the node's validator from a few really signed requests, each copy with its own digest bytes
@@ -34,13 +35,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use base64::Engine as _;
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt};
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
-use rekor_storage::integrate::TreeBuilder;
+use rekor_storage::integrate::{TreeBuilder, MAX_LEAVES_PER_STEP};
 use rekor_storage::merkle;
 use rekor_storage::proof::{build_inclusion_proof, tiles_for_inclusion, HashedTileCache, TileSet};
-use rekor_storage::tile_store::{TileStore, DEFAULT_CACHE_CAPACITY};
+use rekor_storage::tile_store::{TileStore, DEFAULT_CACHE_CAPACITY, WRITE_CONCURRENCY};
 
 use super::requests::{RequestMix, RequestPool};
 use super::system;
@@ -48,10 +48,6 @@ use super::system;
 /// Entries per committed Raft batch, as the node's sequencer cuts them by default: steps end
 /// on a multiple of it.
 pub const BATCH_SIZE: usize = 512;
-/// Most leaves in one integration step (`MAX_LEAVES_PER_STEP` of the node's integrator).
-pub const STEP_LEAVES: u64 = 16_384;
-/// Tile and bundle writes in flight at once (`WRITE_CONCURRENCY` of the node's integrator).
-pub const WRITE_CONCURRENCY: usize = 32;
 /// Hashed tiles kept for proof building (`HASHED_TILE_CACHE_TILES` of the node's backend).
 pub const HASHED_TILE_CACHE_TILES: usize = 1024;
 /// Raft entries between snapshots (the node's `--raft-snapshot-every` default)...
@@ -134,7 +130,7 @@ pub struct GrowthPoint {
     pub raft_ratio_to_first: Option<f64>,
     /// Both parts one after the other: entries over the window's wall time.
     pub pipeline_entries_per_s: f64,
-    /// Slowest integration step in the window (a step is up to [`STEP_LEAVES`] leaves).
+    /// Slowest integration step in the window (a step is up to [`MAX_LEAVES_PER_STEP`] leaves).
     pub max_step_ms: f64,
     /// CPU time of this process (all threads, user and system) per entry in the window: less
     /// sensitive than the rate to other processes sharing the cores.
@@ -372,23 +368,20 @@ impl Filler {
         self.builder.root()
     }
 
-    /// One integration step to `to` (at most [`STEP_LEAVES`] past the current size): the
-    /// leaves are appended in one go on the calling thread, then every tile and every bundle of
+    /// One integration step to `to` (at most [`MAX_LEAVES_PER_STEP`] past the current size): the
+    /// leaves are staged in one go on the calling thread, then every tile and every bundle of
     /// the step (partial ones only at `to`) is written, durably, before this returns.
     pub async fn step(&mut self, to: u64) -> Result<()> {
         let from = self.builder.size();
         if to <= from {
             return Ok(());
         }
-        if to - from > STEP_LEAVES {
-            bail!("a step integrates at most {STEP_LEAVES} leaves");
+        if to - from > MAX_LEAVES_PER_STEP {
+            bail!("a step integrates at most {MAX_LEAVES_PER_STEP} leaves");
         }
-        // Built on a copy, as the node does, so that a failed write leaves the builder at the
-        // durable size.
         // Leaves are made and hashed on this task's thread, as the node's integrator does on its
         // own arbiter thread (not on the blocking pool: see node/src/integrator.rs).
-        let mut next = self.builder.clone();
-        let output = {
+        let staged = {
             let made: Vec<Vec<u8>> = (from..to).map(|index| self.entries.entry(index)).collect();
             let leaves = match &mut self.raft {
                 Some(raft) => {
@@ -400,31 +393,9 @@ impl Filler {
                 }
                 None => made,
             };
-            next.append(&leaves)
+            self.builder.stage(&leaves)?
         };
-        // Sorted and distinct already.
-        let (tiles, bundles) = {
-            let output = output?;
-            (output.tiles, output.bundles)
-        };
-        let store = &*self.store;
-        futures::stream::iter(
-            tiles
-                .into_iter()
-                .map(|(id, bytes)| async move { store.put_tile(id, bytes).await }),
-        )
-        .buffer_unordered(WRITE_CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await?;
-        futures::stream::iter(
-            bundles.into_iter().map(|(id, bytes)| async move {
-                store.put_bundle(id.index, id.width, bytes).await
-            }),
-        )
-        .buffer_unordered(WRITE_CONCURRENCY)
-        .try_collect::<Vec<_>>()
-        .await?;
-        self.builder = next;
+        self.builder = staged.write(&self.store).await?;
         if let Some(raft) = &self.raft {
             let started = Instant::now();
             raft.reader.mark_integrated(to).await?;
@@ -444,7 +415,7 @@ impl Filler {
             // Steps end on a batch boundary, like the node's (which ends them at Raft batch
             // boundaries).
             let aligned = self.size() / BATCH_SIZE as u64 * BATCH_SIZE as u64;
-            let to = target.min(aligned + STEP_LEAVES);
+            let to = target.min(aligned + MAX_LEAVES_PER_STEP);
             let step_started = Instant::now();
             self.step(to).await?;
             slowest = slowest.max(step_started.elapsed());
@@ -655,7 +626,7 @@ pub async fn run_growth(settings: &GrowthSettings) -> Result<GrowthReport> {
     let report = GrowthReport {
         settings: settings.clone(),
         batch_size: BATCH_SIZE,
-        step_leaves: STEP_LEAVES,
+        step_leaves: MAX_LEAVES_PER_STEP,
         write_concurrency: WRITE_CONCURRENCY,
         mean_entry_bytes: entries.mean_bytes(),
         baseline_rss_bytes,
