@@ -17,7 +17,7 @@ use crate::internal::{paths, ChangeMembershipRequest, InitRequest, Member, NotLe
 #[derive(Debug, Clone, Args)]
 pub struct Target {
     /// Internal (node-to-node) address of the node to ask, host:port.
-    #[arg(long, env = "REKOR_TARGET", default_value = "127.0.0.1:3001")]
+    #[arg(long, env = "REKOR_TARGET", default_value_t = crate::config::defaults::LISTEN_INTERNAL.to_string())]
     pub target: String,
     /// The cluster secret.
     #[arg(long, env = "REKOR_CLUSTER_SECRET", hide_env_values = true)]
@@ -42,10 +42,10 @@ impl Target {
         if let Some(secret) = &self.cluster_secret {
             return Ok(secret.clone());
         }
-        let path = self
-            .cluster_secret_file
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("rekor-data").join("cluster-secret"));
+        let path = self.cluster_secret_file.clone().unwrap_or_else(|| {
+            PathBuf::from(crate::config::defaults::DATA_DIR)
+                .join(crate::config::defaults::CLUSTER_SECRET_FILE)
+        });
         let secret = std::fs::read_to_string(&path)
             .with_context(|| format!("reading the cluster secret from {}", path.display()))?;
         Ok(secret.trim().to_owned())

@@ -30,7 +30,7 @@ pub struct KeygenArgs {
     #[arg(long, value_enum, default_value = "ed25519")]
     pub algorithm: Algorithm,
     /// The log's origin (checkpoint key name): a bare host name.
-    #[arg(long, default_value = "rekor.local")]
+    #[arg(long, default_value = crate::config::defaults::ORIGIN)]
     pub origin: String,
     /// Where to write the private key (PEM, PKCS#8, mode 0600). Refuses to overwrite.
     #[arg(long)]
