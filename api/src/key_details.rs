@@ -337,6 +337,19 @@ impl AlgorithmPolicy {
         Self::new(list)
     }
 
+    /// The flag values of the allowed algorithms, in configuration order.
+    pub fn flag_values(&self) -> Vec<&'static str> {
+        self.allowed
+            .iter()
+            .filter_map(|details| {
+                DEFAULT_ALGORITHMS
+                    .iter()
+                    .find(|(d, _)| d == details)
+                    .map(|(_, flag)| *flag)
+            })
+            .collect()
+    }
+
     /// Whether `details` is on the list.
     pub fn allows(&self, details: PublicKeyDetails) -> bool {
         self.allowed.contains(&details)

@@ -97,6 +97,9 @@ fn help_default(id: &str) -> Option<String> {
         "internal_max_connections" => internal.max_connections.to_string(),
         "internal_body_budget_mib" => (internal.body_budget_bytes / MIB).to_string(),
         "tls_reload_interval_s" => defaults::TLS_RELOAD_INTERVAL_S.to_string(),
+        "client_signing_algorithms" => rekor_api::AlgorithmPolicy::default()
+            .flag_values()
+            .join(","),
         _ => return None,
     })
 }
@@ -213,6 +216,11 @@ pub struct ServeArgs {
     /// Accept the legacy dsse v0.0.2 entry type (off by default, as upstream removed it).
     #[arg(long, env = "REKOR_ENABLE_DSSE", num_args = 0..=1, default_missing_value = "true")]
     pub enable_dsse: Option<bool>,
+
+    /// Signing algorithms accepted in entries, comma-separated upstream names (as upstream's
+    /// flag of the same name); it may only narrow the default set. Default: {default}.
+    #[arg(long, env = "REKOR_CLIENT_SIGNING_ALGORITHMS", value_delimiter = ',')]
+    pub client_signing_algorithms: Option<Vec<String>>,
 
     /// Maximum request body in bytes. Default: {default}.
     #[arg(long, env = "REKOR_MAX_REQUEST_BODY_SIZE")]
@@ -405,6 +413,8 @@ pub struct ServeConfig {
     /// How often certificate files are checked for renewals (`None`: only on SIGHUP).
     pub tls_reload_interval: Option<Duration>,
     pub peer_source_address: Option<std::net::IpAddr>,
+    /// The entry signing algorithms accepted (`--client-signing-algorithms`).
+    pub client_signing_algorithms: rekor_api::AlgorithmPolicy,
 }
 
 /// The Raft timing flags, resolved.
@@ -504,6 +514,7 @@ impl ServeArgs {
             internal_tls_key_file,
             tls_reload_interval_s,
             peer_source_address,
+            client_signing_algorithms,
         )
     }
 
@@ -640,6 +651,11 @@ impl ServeArgs {
                 seconds => Some(Duration::from_secs(seconds)),
             },
             peer_source_address: self.peer_source_address,
+            client_signing_algorithms: match &self.client_signing_algorithms {
+                Some(values) => rekor_api::AlgorithmPolicy::from_flag_values(values)
+                    .context("--client-signing-algorithms")?,
+                None => rekor_api::AlgorithmPolicy::default(),
+            },
         })
     }
 
@@ -1116,6 +1132,10 @@ mod tests {
                     .tls_reload_interval
                     .map_or(0, |interval| interval.as_secs())
                     .to_string(),
+            ),
+            (
+                "client-signing-algorithms",
+                config.client_signing_algorithms.flag_values().join(","),
             ),
             (
                 "peer-source-address",

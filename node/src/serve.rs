@@ -234,6 +234,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         log_id: signer.log_id(),
         read_only: config.read_only,
         enable_dsse: config.enable_dsse,
+        algorithms: config.client_signing_algorithms.clone(),
         max_request_body_size: config.max_request_body_size,
         instance: Some(instance),
         ..rekor_api::ApiConfig::default()
