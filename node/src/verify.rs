@@ -189,7 +189,7 @@ fn load_verifier(args: &VerifyArgs) -> Result<(String, Box<dyn NoteVerifier>)> {
         }
         let verifier: Box<dyn NoteVerifier> = match parsed.type_and_key.split_first() {
             Some((&note::ALG_ED25519, _)) => Box::new(note::Ed25519NoteVerifier::from_vkey(vkey)?),
-            // transparency-dev convention: 0x02 ‖ DER SPKI (see note.rs).
+            // transparency-dev convention: 0x02 ‖ DER SPKI (see rekor_storage::note::ecdsa_p256).
             Some((&note::ALG_ECDSA, der)) => note::verifier_from_spki_der(&parsed.name, der)?,
             Some((&note::ALG_UNASSIGNED, rest)) if rest.starts_with(note::RSA_PKCS1V15_ID) => {
                 note::verifier_from_spki_der(&parsed.name, &rest[note::RSA_PKCS1V15_ID.len()..])?
