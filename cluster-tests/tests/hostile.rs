@@ -12,12 +12,28 @@ use rekor_cluster_tests::witness::WitnessProgram;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn honest_writes_survive_attackers() {
+    // Mutual TLS between the nodes, as deployed: the internal attackers fail the handshake.
+    survive_attackers(HostileOptions::from_env()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honest_writes_survive_attackers_that_reach_the_internal_http_layer() {
+    // Plain HTTP between the nodes: the internal attackers reach the HTTP layer and must be
+    // refused from their headers.
+    survive_attackers(HostileOptions {
+        internal_tls: false,
+        ..HostileOptions::from_env()
+    })
+    .await;
+}
+
+async fn survive_attackers(options: HostileOptions) {
     let options = HostileOptions {
         witness: Some(HostileWitness {
             program: WitnessProgram::with_test_key(env!("CARGO_BIN_EXE_test-witness")),
             copies: 200,
         }),
-        ..HostileOptions::from_env()
+        ..options
     };
     let report = run_hostile(&options).await.expect("the scenario runs");
     println!("{report}");

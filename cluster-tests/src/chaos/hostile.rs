@@ -8,7 +8,9 @@
 //! - **stalled bodies**: connections that send a request head and a little of the body, then
 //!   nothing (reconnecting when the node gives up on them);
 //! - **idle connections**: connections that send nothing at all;
-//! - **unauthenticated bulk**: 64 MiB bodies without the cluster secret to the internal listener;
+//! - **unauthenticated bulk**: 64 MiB bodies without the cluster secret (or a certificate) to the
+//!   internal listener: refused at the TLS handshake under mutual TLS (the default), or from the
+//!   headers alone with plain HTTP between the nodes ([`HostileOptions::internal_tls`]);
 //! - **a lying witness**: the witness policy's only witness answers with 200 copies of its line.
 //!
 //! The honest load is open-loop (a request every `1/rate` seconds whatever the answers), so a
@@ -56,6 +58,10 @@ pub struct HostileOptions {
     pub idle: usize,
     /// Concurrent senders of unauthenticated 64 MiB bodies to the internal listener.
     pub internal_senders: usize,
+    /// Mutual TLS between the nodes (the default). The internal attackers then never get past
+    /// the handshake (a refusal is a closed connection); without it they reach the HTTP layer
+    /// and must get a 401 from the headers alone.
+    pub internal_tls: bool,
     /// The lying witness, if any.
     pub witness: Option<HostileWitness>,
 }
@@ -73,6 +79,7 @@ impl HostileOptions {
             stalled: 300,
             idle: 2000,
             internal_senders: 2,
+            internal_tls: true,
             witness: None,
         }
     }
@@ -96,7 +103,8 @@ pub struct HostileReport {
     pub stalled_closed: u64,
     /// Idle connections the nodes closed (each then reopened).
     pub idle_closed: u64,
-    /// Unauthenticated internal requests, and how many got a 401.
+    /// Unauthenticated internal requests, and how many were refused: a 401 from the headers
+    /// (plain HTTP between the nodes) or a closed connection (mutual TLS).
     pub internal_sent: u64,
     pub internal_refused: u64,
     /// Invariant violations found by the checker.
@@ -158,7 +166,7 @@ impl std::fmt::Display for HostileReport {
         writeln!(
             f,
             "attack: floods answered {:?}; stalled closed {}; idle closed {}; internal {} sent, \
-             {} refused 401",
+             {} refused (401 from the headers, or the TLS handshake)",
             self.flood_answers,
             self.stalled_closed,
             self.idle_closed,
@@ -214,9 +222,11 @@ pub async fn run_hostile(options: &HostileOptions) -> Result<HostileReport> {
         .flat_map(|(_, policy)| policy.node_args())
         .collect();
     let arg_refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    // Plain HTTP between the nodes: the attack is on the internal listener's HTTP layer, which
-    // under mutual TLS no one without a cluster certificate reaches.
-    let cluster = Cluster::start_plain(3, &arg_refs).await?;
+    let cluster = if options.internal_tls {
+        Cluster::start(3, &arg_refs).await?
+    } else {
+        Cluster::start_plain(3, &arg_refs).await?
+    };
     let _witness = match witness {
         Some((witness, policy)) => {
             let copies = witness.copies.to_string();
@@ -265,6 +275,7 @@ pub async fn run_hostile(options: &HostileOptions) -> Result<HostileReport> {
     for i in 0..options.internal_senders {
         attackers.push(tokio::spawn(unauthenticated_bulk(
             internals[i % internals.len()].clone(),
+            options.internal_tls,
             stop.clone(),
             counters.clone(),
         )));
@@ -440,7 +451,12 @@ async fn idle_connection(addr: String, stop: Arc<AtomicBool>, counters: Arc<Coun
     }
 }
 
-async fn unauthenticated_bulk(addr: String, stop: Arc<AtomicBool>, counters: Arc<Counters>) {
+async fn unauthenticated_bulk(
+    addr: String,
+    tls: bool,
+    stop: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+) {
     let chunk = vec![0u8; MIB];
     while !stop.load(Ordering::Relaxed) {
         let Ok(mut stream) = send_head(&addr, "POST", "/internal/raft/append", &[], 64 * MIB).await
@@ -454,9 +470,14 @@ async fn unauthenticated_bulk(addr: String, stop: Arc<AtomicBool>, counters: Arc
                 break;
             }
         }
-        if let Ok(Answer::Response { status: 401, .. }) =
-            read_answer(&mut stream, Duration::from_secs(5)).await
-        {
+        // Clear text to a mutual-TLS listener ends in a closed connection, never an answer.
+        let refused = match read_answer(&mut stream, Duration::from_secs(5)).await {
+            Ok(Answer::Response { status: 401, .. }) => !tls,
+            Ok(Answer::Closed) => tls,
+            Err(_) if tls => true,
+            _ => false,
+        };
+        if refused {
             counters.internal_refused.fetch_add(1, Ordering::Relaxed);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
