@@ -378,6 +378,7 @@ impl Reloader {
         }
         let mut hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("listening for SIGHUP")?;
+        let reloader = Arc::new(self);
         tokio::spawn(async move {
             let mut ticks = interval.map(|every| {
                 let mut ticks =
@@ -403,7 +404,9 @@ impl Reloader {
                     }
                     () = tick => {}
                 }
-                self.reload_now();
+                // File reads and parsing: off the async workers.
+                let reloader = reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || reloader.reload_now()).await;
             }
         });
         Ok(())
