@@ -25,10 +25,24 @@ pub fn node_binary() -> Result<PathBuf> {
     Ok(path)
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests on one machine).
+/// A free TCP port on 127.0.0.1, bound and released, and never one this process has handed out
+/// before. The kernel reuses a released port soon, so without that memory a port reserved for a
+/// process that is not running yet (a witness started later, a node restarted on its old port)
+/// could be handed to another node, which would then answer in its place.
 pub fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
+    static HANDED_OUT: Mutex<Option<std::collections::HashSet<u16>>> = Mutex::new(None);
+    // Held until the end, so that each try gets a port different from the ones before it.
+    let mut tried = Vec::new();
+    for _ in 0..1000 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        tried.push(listener);
+        let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+        if handed_out.get_or_insert_with(Default::default).insert(port) {
+            return Ok(port);
+        }
+    }
+    bail!("no unused loopback port after 1000 tries")
 }
 
 /// Polls `condition` until it returns `Ok(Some(value))` or `deadline` passes.
