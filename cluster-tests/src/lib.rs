@@ -13,4 +13,4 @@ pub mod process;
 pub mod witness;
 
 pub use client::{check_logged_entry, EntryFactory, LogClient, SubmitResult};
-pub use process::{free_port, node_binary, wait_until, Cluster, NodeProcess, NodeSpec};
+pub use process::{free_port, node_binary, wait_until, Cluster, NodeProcess, NodeSpec, Signer};

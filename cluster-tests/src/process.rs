@@ -107,11 +107,23 @@ pub struct NodeProcess {
     start_token: String,
     /// The CA of the public listener's certificate when it serves HTTPS.
     public_ca: Option<PathBuf>,
+    /// Environment variables set for the process on top of this one's (a signer's credentials).
+    env: Vec<(String, String)>,
 }
 
 impl NodeProcess {
     /// Starts `rekor-node` with `args`, logging to `<data_dir>.log`.
     pub fn start(spec: NodeSpec, args: Vec<String>, cwd: &Path) -> Result<Self> {
+        Self::start_with_env(spec, args, Vec::new(), cwd)
+    }
+
+    /// Like [`NodeProcess::start`], with `env` set for this process and its restarts.
+    pub fn start_with_env(
+        spec: NodeSpec,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        cwd: &Path,
+    ) -> Result<Self> {
         let log_path = spec.data_dir.with_extension("log");
         let mut process = Self {
             spec,
@@ -120,6 +132,7 @@ impl NodeProcess {
             log_path,
             start_token: String::new(),
             public_ca: None,
+            env,
         };
         process.spawn(cwd)?;
         Ok(process)
@@ -139,6 +152,7 @@ impl NodeProcess {
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
             )
             .env(START_TOKEN_VARIABLE, &start_token)
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
@@ -271,6 +285,18 @@ pub struct Cluster {
     /// Whether the public listeners serve HTTPS with the nodes' certificates
     /// ([`Cluster::start_https`]).
     pub public_https: bool,
+    /// The `--signing-key` every node gets, and the environment it needs
+    /// ([`Cluster::start_with_signer`]); by default the generated `key_file`.
+    pub signer: Signer,
+}
+
+/// Where a cluster's nodes sign checkpoints: a `--signing-key` value (a path or a key URI) and
+/// the environment variables its backend reads (credentials, endpoints).
+#[derive(Debug, Clone, Default)]
+pub struct Signer {
+    /// `None`: the key file the harness generates.
+    pub key: Option<String>,
+    pub env: Vec<(String, String)>,
 }
 
 /// How a cluster's nodes talk to each other.
@@ -325,6 +351,12 @@ impl Cluster {
         Self::start_inner(n, extra_args, advertise, None, Internal::MutualTls).await
     }
 
+    /// Like [`Cluster::start`], with every node signing through `signer` (a remote signer's key
+    /// URI and credentials) instead of the generated key file.
+    pub async fn start_with_signer(n: usize, extra_args: &[&str], signer: Signer) -> Result<Self> {
+        Self::start_full(n, extra_args, |_| None, None, Internal::MutualTls, signer).await
+    }
+
     /// Like [`Cluster::start`], with every node's data directory (Raft log, state machine,
     /// tiles) on its own tmpfs of `size_mib` MiB (`mounts[i]` for `nodes[i]`), for full-disk
     /// tests. Needs permission to mount.
@@ -339,9 +371,28 @@ impl Cluster {
     async fn start_inner(
         n: usize,
         extra_args: &[&str],
+        advertise: impl FnMut(&NodeSpec) -> Option<String>,
+        small_disk_mib: Option<u64>,
+        internal: Internal,
+    ) -> Result<Self> {
+        Self::start_full(
+            n,
+            extra_args,
+            advertise,
+            small_disk_mib,
+            internal,
+            Signer::default(),
+        )
+        .await
+    }
+
+    async fn start_full(
+        n: usize,
+        extra_args: &[&str],
         mut advertise: impl FnMut(&NodeSpec) -> Option<String>,
         small_disk_mib: Option<u64>,
         internal: Internal,
+        signer: Signer,
     ) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let pki = match internal {
@@ -376,6 +427,7 @@ impl Cluster {
             mounts: Vec::new(),
             pki,
             public_https: internal == Internal::PublicHttps,
+            signer,
         };
         let mut members = Vec::new();
         for id in 1..=n as u64 {
@@ -426,7 +478,10 @@ impl Cluster {
             "--origin".into(),
             self.origin.clone(),
             "--signing-key".into(),
-            self.key_file.display().to_string(),
+            self.signer
+                .key
+                .clone()
+                .unwrap_or_else(|| self.key_file.display().to_string()),
             "--cluster-secret-file".into(),
             self.secret_file.display().to_string(),
             "--bootstrap-single=false".into(),
@@ -496,7 +551,8 @@ impl Cluster {
             pki.ensure_node(spec.id)?;
         }
         let args = self.serve_args(&spec);
-        let mut node = NodeProcess::start(spec, args, self.dir.path())?;
+        let mut node =
+            NodeProcess::start_with_env(spec, args, self.signer.env.clone(), self.dir.path())?;
         if let (true, Some(pki)) = (self.public_https, &self.pki) {
             node.serving_https(pki.ca());
         }
