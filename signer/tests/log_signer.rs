@@ -38,9 +38,20 @@ fn assert_signed_by(signer: &LogSigner, text: &str, signed: &str) {
 async fn key_files_of_both_types_sign_verifiable_checkpoints() {
     let dir = tempfile::tempdir().unwrap();
     let ed = dir.path().join("ed25519.pem");
-    std::fs::write(&ed, ed25519_key().to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes()).unwrap();
+    std::fs::write(
+        &ed,
+        ed25519_key()
+            .to_pkcs8_pem(LineEnding::LF)
+            .unwrap()
+            .as_bytes(),
+    )
+    .unwrap();
     let ec = dir.path().join("p256.pem");
-    std::fs::write(&ec, p256_key().to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes()).unwrap();
+    std::fs::write(
+        &ec,
+        p256_key().to_pkcs8_pem(LineEnding::LF).unwrap().as_bytes(),
+    )
+    .unwrap();
 
     for (path, algorithm) in [(ed, KeyAlgorithm::Ed25519), (ec, KeyAlgorithm::EcdsaP256)] {
         let uri = KeyUri::parse(&format!("file://{}", path.display())).unwrap();
@@ -79,7 +90,10 @@ async fn an_encrypted_key_file_opens_only_with_its_password() {
         std::fs::write(&path, pem.as_bytes()).unwrap();
         let uri = KeyUri::File(path);
 
-        let without = open(&uri, ORIGIN, &OpenOptions::default()).await.err().unwrap();
+        let without = open(&uri, ORIGIN, &OpenOptions::default())
+            .await
+            .err()
+            .unwrap();
         assert!(without.to_string().contains("password"), "{without}");
 
         let wrong = OpenOptions {
