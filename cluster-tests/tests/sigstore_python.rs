@@ -32,7 +32,7 @@ fn harness_path() -> std::path::PathBuf {
 /// The base64 DER SPKI the node logs at start-up.
 fn logged_public_key(log: &str) -> String {
     log.lines()
-        .find(|line| line.contains("checkpoint signing key loaded"))
+        .find(|line| line.contains("checkpoint signer ready"))
         .and_then(|line| line.split("public_key=").nth(1))
         .and_then(|rest| rest.split_whitespace().next())
         .map(|key| key.trim_matches(|c: char| !c.is_ascii_graphic()).to_owned())
@@ -47,6 +47,7 @@ async fn run_harness(
     spki: &str,
     fresh: bool,
     ca: Option<&Path>,
+    entry_lookup_urls: &[String],
 ) {
     let mut command = tokio::process::Command::new(python);
     if let Some(ca) = ca {
@@ -66,6 +67,9 @@ async fn run_harness(
         .args(["--log-key-spki-b64", spki, "--entries", "40"]);
     if fresh {
         command.arg("--expect-fresh");
+    }
+    for url in entry_lookup_urls {
+        command.args(["--entry-lookup-url", url]);
     }
     let output = tokio::time::timeout(Duration::from_secs(300), command.output())
         .await
@@ -131,6 +135,7 @@ async fn embedded_default_node_with_sigstore_python() {
         &spki,
         true,
         None,
+        &[],
     )
     .await;
     check_served_tree(
@@ -197,6 +202,7 @@ async fn ecdsa_p256_log_key_with_sigstore_python() {
         &spki,
         true,
         None,
+        &[],
     )
     .await;
     check_served_tree(&LogClient::new(&base), "ecdsa.test.local", &spki).await;
@@ -207,7 +213,9 @@ async fn three_node_cluster_over_https_through_a_follower_with_sigstore_python()
     let Some(python) = python() else { return };
     // HTTPS on the public listeners (the development CA in the client's trust store) and mutual
     // TLS between the nodes.
-    let cluster = Cluster::start_https(3, &[]).await.unwrap();
+    let cluster = Cluster::start_https(3, &["--enable-entry-lookup"])
+        .await
+        .unwrap();
     let ca = cluster.pki.as_ref().expect("a TLS cluster").ca();
     let leader = cluster
         .wait_for_leader(Duration::from_secs(20))
@@ -225,6 +233,12 @@ async fn three_node_cluster_over_https_through_a_follower_with_sigstore_python()
         &spki,
         true,
         Some(&ca),
+        // The entry behind a 409, read from the leader and from both followers.
+        &cluster
+            .nodes
+            .iter()
+            .map(|node| node.base_url())
+            .collect::<Vec<_>>(),
     )
     .await;
     for client in cluster.clients() {
