@@ -39,16 +39,30 @@ fn logged_public_key(log: &str) -> String {
         .unwrap_or_else(|| panic!("no public key in the node log:\n{log}"))
 }
 
+/// What a harness run checks besides the basics.
+#[derive(Default)]
+struct Checks<'a> {
+    /// The log is empty at start.
+    fresh: bool,
+    /// The CA bundle of an HTTPS listener.
+    ca: Option<&'a Path>,
+    /// Nodes serving the entry lookup route, each asked for the entry behind a 409.
+    entry_lookup_urls: &'a [String],
+}
+
 async fn run_harness(
     python: &str,
     base_url: &str,
     origin: &str,
     key_type: &str,
     spki: &str,
-    fresh: bool,
-    ca: Option<&Path>,
-    entry_lookup_urls: &[String],
+    checks: Checks<'_>,
 ) {
+    let Checks {
+        fresh,
+        ca,
+        entry_lookup_urls,
+    } = checks;
     let mut command = tokio::process::Command::new(python);
     if let Some(ca) = ca {
         // requests (under sigstore-python) trusts exactly this bundle.
@@ -133,9 +147,10 @@ async fn embedded_default_node_with_sigstore_python() {
         "rekor.local",
         "ed25519",
         &spki,
-        true,
-        None,
-        &[],
+        Checks {
+            fresh: true,
+            ..Checks::default()
+        },
     )
     .await;
     check_served_tree(
@@ -200,9 +215,10 @@ async fn ecdsa_p256_log_key_with_sigstore_python() {
         "ecdsa.test.local",
         "ecdsa-p256",
         &spki,
-        true,
-        None,
-        &[],
+        Checks {
+            fresh: true,
+            ..Checks::default()
+        },
     )
     .await;
     check_served_tree(&LogClient::new(&base), "ecdsa.test.local", &spki).await;
@@ -231,14 +247,16 @@ async fn three_node_cluster_over_https_through_a_follower_with_sigstore_python()
         &cluster.origin,
         "ed25519",
         &spki,
-        true,
-        Some(&ca),
-        // The entry behind a 409, read from the leader and from both followers.
-        &cluster
-            .nodes
-            .iter()
-            .map(|node| node.base_url())
-            .collect::<Vec<_>>(),
+        Checks {
+            fresh: true,
+            ca: Some(&ca),
+            // The entry behind a 409, read from the leader and from both followers.
+            entry_lookup_urls: &cluster
+                .nodes
+                .iter()
+                .map(|node| node.base_url())
+                .collect::<Vec<_>>(),
+        },
     )
     .await;
     for client in cluster.clients() {
