@@ -28,6 +28,7 @@ mod served;
 mod sign_check;
 mod status_page;
 mod tls;
+mod trust_files;
 mod verify;
 mod witness;
 
@@ -61,6 +62,8 @@ enum Command {
     Init(admin::InitArgs),
     /// Generate a checkpoint signing key and print what clients need to trust it.
     Keygen(keys::KeygenArgs),
+    /// Write the trusted root, signing config and client trust config for this log.
+    TrustFiles(trust_files::TrustFilesArgs),
     /// Make a development CA and certificates for nodes and operators (mutual TLS between nodes).
     Certs(tls::dev_certs::CertsArgs),
     /// Print a node's view of the cluster and the log.
@@ -89,6 +92,7 @@ fn main() -> Result<()> {
         Command::Init(args) => admin::init(args),
         Command::Keygen(args) => keys::keygen(args),
         Command::Certs(args) => tls::dev_certs::run(args),
+        Command::TrustFiles(args) => trust_files::run(args),
         Command::Status(args) => admin::status(args),
         Command::Node(command) => admin::node(command),
         Command::Freeze(args) => admin::freeze(args),
