@@ -1,9 +1,10 @@
 //! `rekor-node`: a Rekor v2 transparency log node that replicates with Raft.
 //!
 //! One binary: `serve` runs a node (with no arguments, a single node on loopback with embedded
-//! defaults), `init` forms a cluster once, `keygen` makes a checkpoint signing key, `certs` makes a
-//! development CA and certificates, `status` asks a node how it is doing, `node` changes
-//! membership, `freeze` seals a shard.
+//! defaults), `init` forms a cluster once, `keygen` makes a checkpoint signing key (or reads an
+//! existing one's public half), `trust-files` writes what Sigstore clients need to use the log,
+//! `certs` makes a development CA and certificates, `status` asks a node how it is doing, `node`
+//! changes membership, `freeze` seals a shard, `verify` audits any tlog-tiles log.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
