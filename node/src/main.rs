@@ -40,9 +40,11 @@ mod witness;
     about = "A Rekor v2 transparency log node on Raft"
 )]
 struct Cli {
-    /// Log filter (tracing-subscriber EnvFilter syntax). Also RUST_LOG.
+    /// Log filter (tracing-subscriber EnvFilter syntax: a level such as `debug`, or per module).
+    /// Also RUST_LOG. `--log-level` is upstream's name for it.
     #[arg(
         long,
+        alias = "log-level",
         global = true,
         env = "REKOR_LOG",
         default_value = "info,openraft=warn"
