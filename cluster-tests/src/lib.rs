@@ -10,6 +10,7 @@ pub mod hostile;
 pub mod load;
 pub mod pki;
 pub mod process;
+pub mod softhsm;
 pub mod witness;
 
 pub use client::{check_logged_entry, EntryFactory, LogClient, SubmitResult};
