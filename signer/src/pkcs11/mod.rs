@@ -16,6 +16,7 @@ mod spki;
 mod token;
 pub mod uri;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, TryLockError};
 
@@ -32,7 +33,7 @@ pub const MODULE_ENV: &str = "REKOR_PKCS11_MODULE";
 /// Opens the key `uri` names.
 pub async fn open(uri: &str, options: &OpenOptions) -> Result<Arc<dyn KeyBackend>, SignerError> {
     let parsed = Pkcs11Uri::parse(uri)?;
-    let module_path = module_path(&parsed)?;
+    let module_path = module_path(&parsed, std::env::var_os(MODULE_ENV))?;
     let describe = parsed.redacted.clone();
     let opening = tokio::task::spawn_blocking(move || {
         let context = token::module(&module_path)?;
@@ -52,12 +53,12 @@ pub async fn open(uri: &str, options: &OpenOptions) -> Result<Arc<dyn KeyBackend
     }))
 }
 
-/// The module to load: the URI's `module-path`, else `$REKOR_PKCS11_MODULE`.
-fn module_path(uri: &Pkcs11Uri) -> Result<PathBuf, SignerError> {
+/// The module to load: the URI's `module-path`, else `from_env` (`$REKOR_PKCS11_MODULE`).
+fn module_path(uri: &Pkcs11Uri, from_env: Option<OsString>) -> Result<PathBuf, SignerError> {
     if let Some(path) = &uri.module_path {
         return Ok(path.clone());
     }
-    match std::env::var_os(MODULE_ENV) {
+    match from_env {
         Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
         _ => Err(SignerError::InvalidUri {
             uri: uri.redacted.clone(),
@@ -118,5 +119,28 @@ impl KeyBackend for Pkcs11Backend {
                 ))),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_module_is_the_uris_or_the_environments() {
+        let with = Pkcs11Uri::parse("pkcs11:object=k?module-path=/uri.so").unwrap();
+        let without = Pkcs11Uri::parse("pkcs11:object=k").unwrap();
+        assert_eq!(
+            module_path(&with, Some("/env.so".into())).unwrap(),
+            PathBuf::from("/uri.so")
+        );
+        assert_eq!(
+            module_path(&without, Some("/env.so".into())).unwrap(),
+            PathBuf::from("/env.so")
+        );
+        for unset in [None, Some(OsString::new())] {
+            let error = module_path(&without, unset).unwrap_err();
+            assert!(error.to_string().contains(MODULE_ENV), "{error}");
+        }
     }
 }

@@ -250,7 +250,7 @@ fn percent_decode(raw: &str) -> Result<Vec<u8>, String> {
 }
 
 /// `uri` without its `pin-value` attribute (wherever it was put), for messages and `describe()`.
-fn redact(uri: &str) -> String {
+pub(crate) fn redact(uri: &str) -> String {
     let keep = |attributes: &str, separator: char| {
         attributes
             .split(separator)
