@@ -53,9 +53,23 @@ install_browser() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium chromium-driver >/dev/null
 }
 
+# SoftHSM2: the PKCS#11 token of the PKCS#11 signer tests (signer/tests/pkcs11_softhsm.rs,
+# cluster-tests/tests/signer_pkcs11.rs); they fail under CI without it.
+install_softhsm() {
+  if command -v softhsm2-util >/dev/null; then
+    return
+  fi
+  log "installing softhsm2 (Debian package) for the PKCS#11 signer tests"
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq softhsm2 >/dev/null
+}
+
 install_s3s_fs
 install_python_client
 install_browser
+install_softhsm
 export S3S_FS_BIN="$root/.tools/bin/s3s-fs"
 export REKOR_TEST_PYTHON="$root/.venv/bin/python"
 [ "$setup_only" = 1 ] && { log "tools ready"; exit 0; }

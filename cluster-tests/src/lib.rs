@@ -11,6 +11,7 @@ pub mod kms_fakes;
 pub mod load;
 pub mod pki;
 pub mod process;
+pub mod softhsm;
 pub mod witness;
 
 pub use client::{check_logged_entry, EntryFactory, LogClient, SubmitResult};

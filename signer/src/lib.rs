@@ -108,8 +108,9 @@ impl std::fmt::Display for KeyUri {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::File(path) => write!(f, "{}", path.display()),
-            Self::Pkcs11(uri)
-            | Self::AwsKms(uri)
+            // A pin-value is a secret: never in a message or a log line.
+            Self::Pkcs11(uri) => f.write_str(&pkcs11::uri::redact(uri)),
+            Self::AwsKms(uri)
             | Self::GcpKms(uri)
             | Self::AzureKeyVault(uri)
             | Self::VaultTransit(uri) => f.write_str(uri),
@@ -201,6 +202,8 @@ mod tests {
             KeyUri::parse("hashivault://rekor").unwrap().backend_label(),
             "hashivault"
         );
+        let with_pin = KeyUri::parse("pkcs11:object=k?pin-value=1234&module-path=/m.so").unwrap();
+        assert_eq!(with_pin.to_string(), "pkcs11:object=k?module-path=/m.so");
         assert!(KeyUri::parse("tink://x").is_err());
         assert!(KeyUri::parse("").is_err());
     }
