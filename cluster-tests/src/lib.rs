@@ -8,6 +8,7 @@ pub mod chaos;
 pub mod client;
 pub mod hostile;
 pub mod load;
+pub mod moto;
 pub mod pki;
 pub mod process;
 pub mod witness;

@@ -53,7 +53,9 @@ impl KmsClient {
         if !status.is_success() {
             return Err(classify_error(status.as_u16(), &answer, &what));
         }
-        serde_json::from_slice(&answer).map_err(|error| {
+        // Some operations (CreateAlias) answer with an empty body.
+        let answer: &[u8] = if answer.is_empty() { b"null" } else { &answer };
+        serde_json::from_slice(answer).map_err(|error| {
             SignerError::Unavailable(format!("{what}: unexpected answer: {error}"))
         })
     }

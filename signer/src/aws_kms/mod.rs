@@ -106,9 +106,11 @@ impl AwsKmsBackend {
         let algorithm = match spec {
             "ECC_NIST_P256" => KeyAlgorithm::EcdsaP256,
             "ECC_NIST_EDWARDS25519" => KeyAlgorithm::Ed25519,
-            other => return Err(unsupported(format!(
+            other => {
+                return Err(unsupported(format!(
                 "its key spec is {other}; a log signs with ECC_NIST_P256 or ECC_NIST_EDWARDS25519"
-            ))),
+            )))
+            }
         };
         if let Some(algorithms) = &answer.signing_algorithms {
             let wanted = signing_algorithm(algorithm);
