@@ -7,6 +7,7 @@
 pub mod chaos;
 pub mod client;
 pub mod hostile;
+pub mod kms_fakes;
 pub mod load;
 pub mod moto;
 pub mod pki;

@@ -231,6 +231,16 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_ENABLE_DSSE", num_args = 0..=1, default_missing_value = "true")]
     pub enable_dsse: Option<bool>,
 
+    /// Serve `GET /api/v2/log/entries/{index}`, our extension: the TransparencyLogEntry of an
+    /// entry already in the log (the one a 409 points at), read from local tiles. Off by default.
+    #[arg(
+        long,
+        env = "REKOR_ENABLE_ENTRY_LOOKUP",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub enable_entry_lookup: Option<bool>,
+
     /// Signing algorithms accepted in entries, comma-separated upstream names (as upstream's
     /// flag of the same name); it may only narrow the default set. Default: {default}.
     #[arg(long, env = "REKOR_CLIENT_SIGNING_ALGORITHMS", value_delimiter = ',')]
@@ -406,6 +416,7 @@ pub struct ServeConfig {
     pub submit_timeout: Duration,
     pub read_only: bool,
     pub enable_dsse: bool,
+    pub enable_entry_lookup: bool,
     pub max_request_body_size: usize,
     pub bootstrap_single: bool,
     pub cache_bytes: u64,
@@ -504,6 +515,7 @@ impl ServeArgs {
             submit_timeout_s,
             read_only,
             enable_dsse,
+            enable_entry_lookup,
             max_request_body_size,
             bootstrap_single,
             raft_snapshot_every,
@@ -643,6 +655,7 @@ impl ServeArgs {
             ),
             read_only: self.read_only.unwrap_or_default(),
             enable_dsse: self.enable_dsse.unwrap_or_default(),
+            enable_entry_lookup: self.enable_entry_lookup.unwrap_or_default(),
             max_request_body_size: self
                 .max_request_body_size
                 .unwrap_or(rekor_api::http::DEFAULT_MAX_REQUEST_BODY_SIZE),

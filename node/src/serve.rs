@@ -237,6 +237,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         log_id: signer.log_id(),
         read_only: config.read_only,
         enable_dsse: config.enable_dsse,
+        entry_lookup: config.enable_entry_lookup,
         algorithms: config.client_signing_algorithms.clone(),
         max_request_body_size: config.max_request_body_size,
         instance: Some(instance),

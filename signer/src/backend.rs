@@ -75,3 +75,16 @@ pub fn ecdsa_p256_fixed_to_der(fixed: &[u8]) -> Result<Vec<u8>, SignerError> {
     })?;
     Ok(signature.to_der().as_bytes().to_vec())
 }
+
+/// A PEM `PUBLIC KEY` (SubjectPublicKeyInfo, as cloud KMS and Vault hand public keys out) as DER.
+pub fn spki_der_from_pem(pem: &str) -> Result<Vec<u8>, SignerError> {
+    let (label, der) = spki::der::pem::decode_vec(pem.trim().as_bytes()).map_err(|error| {
+        SignerError::UnsupportedKey(format!("the public key is not PEM: {error}"))
+    })?;
+    if label != "PUBLIC KEY" {
+        return Err(SignerError::UnsupportedKey(format!(
+            "the public key is a PEM {label:?}, not a PUBLIC KEY"
+        )));
+    }
+    Ok(der)
+}

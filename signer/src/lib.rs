@@ -14,6 +14,7 @@ pub mod file;
 pub mod http;
 mod log_signer;
 mod metrics;
+mod token;
 
 pub mod aws_kms;
 pub mod azure_key_vault;
@@ -25,7 +26,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use backend::{ecdsa_p256_fixed_to_der, KeyAlgorithm, KeyBackend, SignFuture};
+pub use backend::{
+    ecdsa_p256_fixed_to_der, spki_der_from_pem, KeyAlgorithm, KeyBackend, SignFuture,
+};
 pub use error::SignerError;
 pub use log_signer::{LogSigner, RetryPolicy};
 pub use metrics::SignerMetrics;
