@@ -6,7 +6,8 @@
 #   scripts/test.sh --soak     also run the long soak/chaos variants (minutes to hours)
 #
 # Tools land inside the repository (git-ignored): `.tools/bin/s3s-fs` (a real S3 server for the
-# object-store tests) and `.venv/` (sigstore-python for the client tests).
+# object-store tests), `.venv/` (sigstore-python for the client tests) and `.venv-moto/` (moto's
+# server, a local AWS KMS API for the AWS KMS signer tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -42,6 +43,17 @@ install_python_client() {
   "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/client/requirements.txt
 }
 
+install_moto() {
+  local venv="$root/.venv-moto" want
+  want=$(sed -n 's/^moto==//p' scripts/moto/requirements.txt)
+  if [ -x "$venv/bin/moto_server" ] && "$venv/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version("moto") != sys.argv[1])' "$want" 2>/dev/null; then
+    return
+  fi
+  log "creating .venv-moto with moto $want's server (scripts/moto/requirements.txt): a local AWS KMS API"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/moto/requirements.txt
+}
+
 install_browser() {
   if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then
     return
@@ -68,10 +80,12 @@ install_softhsm() {
 
 install_s3s_fs
 install_python_client
+install_moto
 install_browser
 install_softhsm
 export S3S_FS_BIN="$root/.tools/bin/s3s-fs"
 export REKOR_TEST_PYTHON="$root/.venv/bin/python"
+export MOTO_SERVER_BIN="$root/.venv-moto/bin/moto_server"
 [ "$setup_only" = 1 ] && { log "tools ready"; exit 0; }
 
 log "building the workspace"

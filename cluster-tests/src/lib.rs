@@ -9,6 +9,7 @@ pub mod client;
 pub mod hostile;
 pub mod kms_fakes;
 pub mod load;
+pub mod moto;
 pub mod pki;
 pub mod process;
 pub mod softhsm;

@@ -54,19 +54,35 @@ impl HttpClient {
         request: reqwest::RequestBuilder,
         what: &str,
     ) -> Result<Vec<u8>, SignerError> {
+        let (status, body) = self.send(request, what).await?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = format!("{what}: HTTP {status}: {}", error_detail(&body));
+        Err(classify_status(status.as_u16(), message))
+    }
+
+    /// Sends `request` and returns the status and the body, read up to [`MAX_RESPONSE_BYTES`],
+    /// whatever the status: for services whose error bodies say more than their statuses
+    /// (AWS KMS answers throttling with 400 and the reason in the body).
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        what: &str,
+    ) -> Result<(reqwest::StatusCode, Vec<u8>), SignerError> {
         let response = request
             .send()
             .await
             .map_err(|error| SignerError::Unavailable(format!("{what}: {error}")))?;
         let status = response.status();
         let body = read_capped(response, what).await?;
-        if status.is_success() {
-            return Ok(body);
-        }
-        let detail = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-        let message = format!("{what}: HTTP {status}: {detail}");
-        Err(classify_status(status.as_u16(), message))
+        Ok((status, body))
     }
+}
+
+/// The start of an error answer, for a message.
+pub fn error_detail(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned()
 }
 
 /// 5xx, 408 and 429 are worth retrying; any other refusal is not.
