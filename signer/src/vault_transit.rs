@@ -155,9 +155,11 @@ pub async fn open_with(
     let algorithm = match key.key_type.as_str() {
         "ed25519" => KeyAlgorithm::Ed25519,
         "ecdsa-p256" => KeyAlgorithm::EcdsaP256,
-        other => return Err(SignerError::UnsupportedKey(format!(
+        other => {
+            return Err(SignerError::UnsupportedKey(format!(
             "transit key {mount}/{name} is of type {other}; a log signs with ed25519 or ecdsa-p256"
-        ))),
+        )))
+        }
     };
     let version = key.latest_version;
     let public_key = key
