@@ -26,6 +26,48 @@ pub trait LogBackend: Send + Sync + 'static {
     /// A hash tile or entry bundle by its parsed id; `None` when absent or beyond the served
     /// checkpoint (use [`TileRequest::is_within`]).
     fn tile(&self, id: TileRequest) -> BoxFuture<'_, Result<Option<Bytes>, ReadError>>;
+
+    /// The entry at `index` as a POST would have answered it, with an inclusion proof in the
+    /// tree of the checkpoint this node serves; `None` when that checkpoint does not cover it.
+    /// Read from this node's own tiles: no round trip to the leader.
+    fn entry(&self, index: u64) -> BoxFuture<'_, Result<Option<StoredEntry>, ReadError>>;
+}
+
+/// An entry already in the log: what the entry lookup route answers with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEntry {
+    pub kind: EntryKind,
+    pub canonical_body: Vec<u8>,
+    pub logged: LoggedEntry,
+}
+
+/// The entry bundle that holds `index` in a tree of `size` entries (the full bundle, or the
+/// partial one at the right edge), and the entry's position in it; `None` past the tree.
+pub fn bundle_holding(index: u64, size: u64) -> Option<(TileRequest, usize)> {
+    if index >= size {
+        return None;
+    }
+    let width = u64::from(TILE_WIDTH);
+    let bundle = index / width;
+    let entries = (size - bundle * width).min(width);
+    let id = BundleId::new(bundle, u16::try_from(entries).ok()?).ok()?;
+    let position = usize::try_from(index % width).ok()?;
+    Some((TileRequest(TilePath::Entries(id)), position))
+}
+
+/// The entry at `position` of an entry bundle, and its kind (read from its canonical body).
+pub fn entry_in_bundle(bundle: &[u8], position: usize) -> Result<(EntryKind, Vec<u8>), ReadError> {
+    let entries = rekor_storage::tiles::decode_bundle(bundle)
+        .map_err(|e| ReadError::Storage(format!("undecodable entry bundle: {e}")))?;
+    let body = entries.get(position).ok_or_else(|| {
+        ReadError::Storage(format!(
+            "entry bundle of {} entries has no entry {position}",
+            entries.len()
+        ))
+    })?;
+    let kind = EntryKind::of_canonical_body(body)
+        .ok_or_else(|| ReadError::Storage("stored entry of an unknown kind".into()))?;
+    Ok((kind, body.to_vec()))
 }
 
 /// The entry types the log accepts (rekor-v2-api.md §4, §12).
@@ -49,6 +91,24 @@ impl EntryKind {
     /// `kindVersion.version`.
     pub fn version(self) -> &'static str {
         "0.0.2"
+    }
+
+    /// The kind a canonical body declares (`"kind"`, at `"apiVersion": "0.0.2"`).
+    pub fn of_canonical_body(body: &[u8]) -> Option<Self> {
+        #[derive(Deserialize)]
+        struct Header<'a> {
+            #[serde(rename = "apiVersion", borrow)]
+            api_version: &'a str,
+            #[serde(borrow)]
+            kind: &'a str,
+        }
+        let header: Header<'_> = serde_json::from_slice(body).ok()?;
+        if header.api_version != "0.0.2" {
+            return None;
+        }
+        [EntryKind::HashedRekord, EntryKind::Dsse]
+            .into_iter()
+            .find(|kind| kind.kind() == header.kind)
     }
 }
 

@@ -52,6 +52,9 @@ pub struct ApiConfig {
     pub verify_queue: usize,
     /// Who answers `/healthz`, named in its body; `None` answers with the status alone.
     pub instance: Option<Instance>,
+    /// Serve `GET /api/v2/log/entries/{index}` (our extension, off by default): the
+    /// TransparencyLogEntry of an entry already in the log, e.g. the one a 409 points at.
+    pub entry_lookup: bool,
 }
 
 /// The process behind a listener: its node id and a token fixed when the process started. A
@@ -74,6 +77,7 @@ impl Default for ApiConfig {
             enable_dsse: false,
             algorithms: AlgorithmPolicy::default(),
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
+            entry_lookup: false,
             verifier: Arc::new(AwsLcVerifier),
             verify_queue: DEFAULT_VERIFY_QUEUE,
             instance: None,
@@ -191,6 +195,11 @@ impl ApiState {
                 .service(
                     web::resource("/api/v2/log/entries")
                         .route(web::post().to(create_entry))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/api/v2/log/entries/{index}")
+                        .route(web::get().to(get_entry))
                         .default_service(web::to(method_not_allowed)),
                 )
                 .service(
@@ -483,6 +492,64 @@ async fn create_entry(
             kind,
             &canonical_body,
             &logged,
+        ))
+}
+
+/// `GET /api/v2/log/entries/{index}` (our extension, opt-in): the TransparencyLogEntry of the
+/// entry at `index`, byte-compatible with a 201 answer, its proof in the tree of the checkpoint
+/// this node serves. What a client given a 409 and `x-log-index` needs to rebuild its bundle.
+async fn get_entry(state: web::Data<ApiState>, index: web::Path<String>) -> HttpResponse {
+    let inner = &state.inner;
+    if !inner.config.entry_lookup {
+        return not_found().await;
+    }
+    // Digits only: no sign, no spaces, no leading zeros but "0".
+    let index = index.into_inner();
+    let parsed = (!index.is_empty()
+        && index.len() <= 20
+        && index.bytes().all(|b| b.is_ascii_digit())
+        && (index == "0" || !index.starts_with('0')))
+    .then(|| index.parse::<u64>().ok())
+    .flatten();
+    let Some(index) = parsed else {
+        return status_response(
+            StatusCode::BAD_REQUEST,
+            GrpcCode::InvalidArgument,
+            "the log index must be a decimal number",
+        );
+    };
+    let stored = match inner.backend.entry(index).await {
+        Ok(Some(stored)) => stored,
+        Ok(None) => {
+            return status_response(
+                StatusCode::NOT_FOUND,
+                GrpcCode::NotFound,
+                &format!("no entry at index {index} in the checkpoint this node serves"),
+            )
+        }
+        Err(e) => {
+            error!(index, error = %e, "reading a stored entry failed");
+            return status_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                GrpcCode::Internal,
+                "error reading the entry",
+            );
+        }
+    };
+    let leaf_hash = rekor_storage::merkle::leaf_hash(&stored.canonical_body);
+    if let Err(reason) = check_logged_entry(&leaf_hash, &stored.logged) {
+        inner.metrics.inclusion_proof_failure_total.inc();
+        error!(index, size = stored.logged.tree_size, %reason, "inclusion proof self-check failed");
+        return integration_failure();
+    }
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(transparency_log_entry(
+            &inner.config.log_id,
+            stored.kind,
+            &stored.canonical_body,
+            &stored.logged,
         ))
 }
 

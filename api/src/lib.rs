@@ -38,7 +38,8 @@ pub mod verifier;
 pub mod verifier_aws_lc;
 
 pub use backend::{
-    EntryKind, LogBackend, LoggedEntry, ReadError, SubmitError, TileRequest, ValidatedEntry,
+    bundle_holding, entry_in_bundle, EntryKind, LogBackend, LoggedEntry, ReadError, StoredEntry,
+    SubmitError, TileRequest, ValidatedEntry,
 };
 pub use entry::{EntryError, EntryValidator};
 pub use http::{ApiConfig, ApiSetupError, ApiState, Instance};

@@ -19,7 +19,8 @@ use rekor_storage::tiles::TilePath;
 use tokio::sync::Mutex;
 
 use crate::backend::{
-    BoxFuture, LogBackend, LoggedEntry, ReadError, SubmitError, TileRequest, ValidatedEntry,
+    bundle_holding, entry_in_bundle, BoxFuture, LogBackend, LoggedEntry, ReadError, StoredEntry,
+    SubmitError, TileRequest, ValidatedEntry,
 };
 
 /// Why the in-process log could not start.
@@ -186,6 +187,40 @@ impl MemoryLog {
         build_inclusion_proof(index, size, &tiles).map_err(|e| internal(&e))
     }
 
+    async fn read_entry(&self, index: u64) -> Result<Option<StoredEntry>, ReadError> {
+        let (size, root, checkpoint) = {
+            let state = self.state.lock().await;
+            (
+                state.tree.size(),
+                state.tree.root(),
+                state.checkpoint.clone(),
+            )
+        };
+        let Some((bundle, position)) = bundle_holding(index, size) else {
+            return Ok(None);
+        };
+        let bytes = self
+            .read_tile(bundle)
+            .await?
+            .ok_or_else(|| ReadError::Storage(format!("bundle {bundle} is missing")))?;
+        let (kind, canonical_body) = entry_in_bundle(&bytes, position)?;
+        let inclusion_proof = self
+            .inclusion_proof(index, size)
+            .await
+            .map_err(|e| ReadError::Storage(e.to_string()))?;
+        Ok(Some(StoredEntry {
+            kind,
+            canonical_body,
+            logged: LoggedEntry {
+                log_index: index,
+                tree_size: size,
+                root_hash: root,
+                inclusion_proof,
+                checkpoint: String::from_utf8_lossy(&checkpoint).into_owned(),
+            },
+        }))
+    }
+
     async fn read_tile(&self, request: TileRequest) -> Result<Option<Bytes>, ReadError> {
         let size = self.state.lock().await.tree.size();
         if !request.is_within(size) {
@@ -210,5 +245,9 @@ impl LogBackend for MemoryLog {
 
     fn tile(&self, id: TileRequest) -> BoxFuture<'_, Result<Option<Bytes>, ReadError>> {
         Box::pin(self.read_tile(id))
+    }
+
+    fn entry(&self, index: u64) -> BoxFuture<'_, Result<Option<StoredEntry>, ReadError>> {
+        Box::pin(self.read_entry(index))
     }
 }

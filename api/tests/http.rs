@@ -746,3 +746,79 @@ async fn a_validly_signed_entry_too_large_to_log_is_a_400() {
     );
     assert_eq!(log.size().await, 0);
 }
+
+fn get(uri: &str) -> test::TestRequest {
+    test::TestRequest::get().uri(uri)
+}
+
+/// `GET /api/v2/log/entries/{index}` (our extension): off unless configured; then the entry
+/// behind a 409 comes back as the 201's exact bytes, and bad or absent indices are refused.
+#[actix_web::test]
+async fn the_entry_lookup_route_answers_the_201_bytes_when_enabled() {
+    let (_log, off) = log_and_state(upstream_ed25519_signer(), ApiConfig::default()).await;
+    let app = app!(off);
+    let created =
+        test::call_service(&app, post(section_15_1_request().to_string()).to_request()).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let response = test::call_service(&app, get("/api/v2/log/entries/0").to_request()).await;
+    assert_eq!(response.status(), StatusCode::NOT_FOUND, "off by default");
+
+    let config = ApiConfig {
+        entry_lookup: true,
+        ..ApiConfig::default()
+    };
+    let (_log, state) = log_and_state(upstream_ed25519_signer(), config).await;
+    let app = app!(state);
+    let created =
+        test::call_service(&app, post(section_15_1_request().to_string()).to_request()).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let created = test::read_body(created).await;
+    let duplicate =
+        test::call_service(&app, post(section_15_1_request().to_string()).to_request()).await;
+    assert_eq!(duplicate.status(), StatusCode::CONFLICT);
+    let index = header_str(&duplicate, "x-log-index").unwrap();
+
+    let response = test::call_service(
+        &app,
+        get(&format!("/api/v2/log/entries/{index}")).to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        header_str(&response, "content-type").unwrap(),
+        "application/json"
+    );
+    let body = test::read_body(response).await;
+    assert_eq!(body, created, "the same bytes as the 201");
+    assert_eq!(std::str::from_utf8(&body).unwrap(), SECTION_15_3_COMPACT);
+
+    for (uri, status, code) in [
+        ("/api/v2/log/entries/1", StatusCode::NOT_FOUND, 5),
+        (
+            "/api/v2/log/entries/18446744073709551615",
+            StatusCode::NOT_FOUND,
+            5,
+        ),
+        ("/api/v2/log/entries/-1", StatusCode::BAD_REQUEST, 3),
+        ("/api/v2/log/entries/00", StatusCode::BAD_REQUEST, 3),
+        ("/api/v2/log/entries/1e3", StatusCode::BAD_REQUEST, 3),
+        (
+            "/api/v2/log/entries/18446744073709551616",
+            StatusCode::BAD_REQUEST,
+            3,
+        ),
+    ] {
+        let response = test::call_service(&app, get(uri).to_request()).await;
+        assert_eq!(response.status(), status, "{uri}");
+        let body: Value = serde_json::from_slice(&test::read_body(response).await).unwrap();
+        assert_eq!(body["code"], code, "{uri}: {body}");
+    }
+    let response = test::call_service(
+        &app,
+        test::TestRequest::delete()
+            .uri("/api/v2/log/entries/0")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::NOT_IMPLEMENTED);
+}

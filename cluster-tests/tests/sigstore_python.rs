@@ -32,11 +32,22 @@ fn harness_path() -> std::path::PathBuf {
 /// The base64 DER SPKI the node logs at start-up.
 fn logged_public_key(log: &str) -> String {
     log.lines()
-        .find(|line| line.contains("checkpoint signing key loaded"))
+        .find(|line| line.contains("checkpoint signer ready"))
         .and_then(|line| line.split("public_key=").nth(1))
         .and_then(|rest| rest.split_whitespace().next())
         .map(|key| key.trim_matches(|c: char| !c.is_ascii_graphic()).to_owned())
         .unwrap_or_else(|| panic!("no public key in the node log:\n{log}"))
+}
+
+/// What a harness run checks besides the basics.
+#[derive(Default)]
+struct Checks<'a> {
+    /// The log is empty at start.
+    fresh: bool,
+    /// The CA bundle of an HTTPS listener.
+    ca: Option<&'a Path>,
+    /// Nodes serving the entry lookup route, each asked for the entry behind a 409.
+    entry_lookup_urls: &'a [String],
 }
 
 async fn run_harness(
@@ -45,9 +56,13 @@ async fn run_harness(
     origin: &str,
     key_type: &str,
     spki: &str,
-    fresh: bool,
-    ca: Option<&Path>,
+    checks: Checks<'_>,
 ) {
+    let Checks {
+        fresh,
+        ca,
+        entry_lookup_urls,
+    } = checks;
     let mut command = tokio::process::Command::new(python);
     if let Some(ca) = ca {
         // requests (under sigstore-python) trusts exactly this bundle.
@@ -66,6 +81,9 @@ async fn run_harness(
         .args(["--log-key-spki-b64", spki, "--entries", "40"]);
     if fresh {
         command.arg("--expect-fresh");
+    }
+    for url in entry_lookup_urls {
+        command.args(["--entry-lookup-url", url]);
     }
     let output = tokio::time::timeout(Duration::from_secs(300), command.output())
         .await
@@ -129,8 +147,10 @@ async fn embedded_default_node_with_sigstore_python() {
         "rekor.local",
         "ed25519",
         &spki,
-        true,
-        None,
+        Checks {
+            fresh: true,
+            ..Checks::default()
+        },
     )
     .await;
     check_served_tree(
@@ -195,8 +215,10 @@ async fn ecdsa_p256_log_key_with_sigstore_python() {
         "ecdsa.test.local",
         "ecdsa-p256",
         &spki,
-        true,
-        None,
+        Checks {
+            fresh: true,
+            ..Checks::default()
+        },
     )
     .await;
     check_served_tree(&LogClient::new(&base), "ecdsa.test.local", &spki).await;
@@ -207,7 +229,9 @@ async fn three_node_cluster_over_https_through_a_follower_with_sigstore_python()
     let Some(python) = python() else { return };
     // HTTPS on the public listeners (the development CA in the client's trust store) and mutual
     // TLS between the nodes.
-    let cluster = Cluster::start_https(3, &[]).await.unwrap();
+    let cluster = Cluster::start_https(3, &["--enable-entry-lookup"])
+        .await
+        .unwrap();
     let ca = cluster.pki.as_ref().expect("a TLS cluster").ca();
     let leader = cluster
         .wait_for_leader(Duration::from_secs(20))
@@ -223,8 +247,16 @@ async fn three_node_cluster_over_https_through_a_follower_with_sigstore_python()
         &cluster.origin,
         "ed25519",
         &spki,
-        true,
-        Some(&ca),
+        Checks {
+            fresh: true,
+            ca: Some(&ca),
+            // The entry behind a 409, read from the leader and from both followers.
+            entry_lookup_urls: &cluster
+                .nodes
+                .iter()
+                .map(|node| node.base_url())
+                .collect::<Vec<_>>(),
+        },
     )
     .await;
     for client in cluster.clients() {

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use actix::Addr;
 use bytes::Bytes;
 use rekor_api::backend::{
-    BoxFuture, LogBackend, LoggedEntry, ReadError, SubmitError, TileRequest, ValidatedEntry,
+    BoxFuture, LogBackend, LoggedEntry, ReadError, StoredEntry, SubmitError, TileRequest,
+    ValidatedEntry,
 };
 use rekor_raft::types::{AppendOutcome, NodeAddress, Raft, SequencedEntry};
 use rekor_raft::StateReader;
@@ -229,6 +230,37 @@ impl NodeBackend {
         })
     }
 
+    /// The entry at `index` with its proof in the tree of the served checkpoint, from this
+    /// node's own tiles (no Raft round trip).
+    async fn read_entry(&self, index: u64) -> Result<Option<StoredEntry>, ReadError> {
+        let Some(checkpoint) = self.served.borrow().checkpoint.clone() else {
+            return Ok(None);
+        };
+        let Some((bundle, position)) = rekor_api::bundle_holding(index, checkpoint.size) else {
+            return Ok(None);
+        };
+        let bytes = self
+            .read_tile(bundle)
+            .await?
+            .ok_or_else(|| ReadError::Storage(format!("bundle {bundle} is missing")))?;
+        let (kind, canonical_body) = rekor_api::entry_in_bundle(&bytes, position)?;
+        let inclusion_proof =
+            inclusion_proof_from_store(&self.store, &self.hashed_tiles, index, checkpoint.size)
+                .await
+                .map_err(|e| ReadError::Storage(e.to_string()))?;
+        Ok(Some(StoredEntry {
+            kind,
+            canonical_body,
+            logged: LoggedEntry {
+                log_index: index,
+                tree_size: checkpoint.size,
+                root_hash: checkpoint.root,
+                inclusion_proof,
+                checkpoint: checkpoint.text.to_string(),
+            },
+        }))
+    }
+
     pub(crate) async fn read_tile(&self, request: TileRequest) -> Result<Option<Bytes>, ReadError> {
         let served_size = self
             .served
@@ -273,6 +305,10 @@ impl LogBackend for NodeBackend {
 
     fn tile(&self, request: TileRequest) -> BoxFuture<'_, Result<Option<Bytes>, ReadError>> {
         Box::pin(self.read_tile(request))
+    }
+
+    fn entry(&self, index: u64) -> BoxFuture<'_, Result<Option<StoredEntry>, ReadError>> {
+        Box::pin(self.read_entry(index))
     }
 }
 

@@ -33,6 +33,9 @@ const BUNDLE_FETCH_CONCURRENCY: usize = 8;
 
 /// Longest one bundle request may take.
 const BUNDLE_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most bytes of one bundle a peer may send: a full bundle of the largest entries a bundle
+/// can hold (a two-byte length prefix bounds each entry to 65,535 bytes).
+const MAX_BUNDLE_BYTES: usize = TILE_WIDTH as usize * (u16::MAX as usize + 2);
 
 /// A member to pull from: its id and internal address.
 type Member = (u64, String);
@@ -237,7 +240,8 @@ async fn fetch_bundle(
             .send()
             .await?;
         if response.status().is_success() {
-            return Ok(response.bytes().await?);
+            let body = rekor_raft::read_answer(response, MAX_BUNDLE_BYTES).await?;
+            return Ok(bytes::Bytes::from(body));
         }
     }
     bail!("node {id} serves no bundle {index} with {width} entries")

@@ -52,6 +52,8 @@ pub mod defaults {
     pub const CACHE_MIB: u64 = 64;
     pub const TILE_CACHE_MIB: u64 = 64;
     pub const WITNESS_TIMEOUT_MS: u64 = 5000;
+    /// One request to a remote signer; a failed signature is retried within twice this.
+    pub const SIGNER_TIMEOUT_MS: u64 = 5000;
     pub const TLS_RELOAD_INTERVAL_S: u64 = 60;
 }
 
@@ -87,6 +89,7 @@ fn help_default(id: &str) -> Option<String> {
         "cache_mib" => defaults::CACHE_MIB.to_string(),
         "tile_cache_mib" => defaults::TILE_CACHE_MIB.to_string(),
         "witness_timeout_ms" => defaults::WITNESS_TIMEOUT_MS.to_string(),
+        "signer_timeout_ms" => defaults::SIGNER_TIMEOUT_MS.to_string(),
         // One flag for both listeners; a test checks that their defaults agree.
         "header_timeout_ms" => public.header_timeout.as_millis().to_string(),
         "keep_alive_s" => public.keep_alive.as_secs().to_string(),
@@ -159,10 +162,21 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_ORIGIN")]
     pub origin: Option<String>,
 
-    /// PEM (PKCS#8) Ed25519 or ECDSA P-256 checkpoint signing key. Default: {default},
-    /// generated (Ed25519) on first start when no key is configured.
+    /// The checkpoint signing key: a PEM file (PKCS#8 Ed25519 or ECDSA P-256, optionally
+    /// encrypted) or a key URI: `pkcs11:...`, `awskms:///...`, `gcpkms://...`, `azurekms://...`,
+    /// `hashivault://...` (docs/operations.md, "Key custody"). Default: {default}, generated
+    /// (Ed25519) on first start when no key is configured.
     #[arg(long, env = "REKOR_SIGNING_KEY")]
-    pub signing_key: Option<PathBuf>,
+    pub signing_key: Option<String>,
+
+    /// Password file of an encrypted PKCS#8 --signing-key (its first line). Default: none.
+    #[arg(long, env = "REKOR_SIGNING_KEY_PASSWORD_FILE")]
+    pub signing_key_password_file: Option<PathBuf>,
+
+    /// Longest one request to a remote signer may take, in milliseconds; a failed signature is
+    /// retried with backoff for up to twice this. Default: {default}.
+    #[arg(long, env = "REKOR_SIGNER_TIMEOUT_MS")]
+    pub signer_timeout_ms: Option<u64>,
 
     /// Shared secret that authenticates node-to-node requests. Prefer --cluster-secret-file.
     #[arg(long, env = "REKOR_CLUSTER_SECRET", hide_env_values = true)]
@@ -216,6 +230,16 @@ pub struct ServeArgs {
     /// Accept the legacy dsse v0.0.2 entry type (off by default, as upstream removed it).
     #[arg(long, env = "REKOR_ENABLE_DSSE", num_args = 0..=1, default_missing_value = "true")]
     pub enable_dsse: Option<bool>,
+
+    /// Serve `GET /api/v2/log/entries/{index}`, our extension: the TransparencyLogEntry of an
+    /// entry already in the log (the one a 409 points at), read from local tiles. Off by default.
+    #[arg(
+        long,
+        env = "REKOR_ENABLE_ENTRY_LOOKUP",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub enable_entry_lookup: Option<bool>,
 
     /// Signing algorithms accepted in entries, comma-separated upstream names (as upstream's
     /// flag of the same name); it may only narrow the default set. Default: {default}.
@@ -376,9 +400,11 @@ pub struct ServeConfig {
     pub advertise_internal: String,
     pub advertise: String,
     pub origin: String,
-    pub signing_key: PathBuf,
+    pub signing_key: rekor_signer::KeyUri,
     /// True when the signing key path was not configured (a development key may be generated).
     pub signing_key_is_default: bool,
+    pub signing_key_password_file: Option<PathBuf>,
+    pub signer_timeout: Duration,
     pub cluster_secret: SecretSource,
     pub tile_store: String,
     pub batch_max_size: usize,
@@ -390,6 +416,7 @@ pub struct ServeConfig {
     pub submit_timeout: Duration,
     pub read_only: bool,
     pub enable_dsse: bool,
+    pub enable_entry_lookup: bool,
     pub max_request_body_size: usize,
     pub bootstrap_single: bool,
     pub cache_bytes: u64,
@@ -474,6 +501,8 @@ impl ServeArgs {
             advertise,
             origin,
             signing_key,
+            signing_key_password_file,
+            signer_timeout_ms,
             cluster_secret,
             cluster_secret_file,
             tile_store,
@@ -486,6 +515,7 @@ impl ServeArgs {
             submit_timeout_s,
             read_only,
             enable_dsse,
+            enable_entry_lookup,
             max_request_body_size,
             bootstrap_single,
             raft_snapshot_every,
@@ -533,9 +563,10 @@ impl ServeArgs {
         let origin = self.origin.unwrap_or_else(|| defaults::ORIGIN.to_owned());
         validate_origin(&origin)?;
         let signing_key_is_default = self.signing_key.is_none();
-        let signing_key = self
-            .signing_key
-            .unwrap_or_else(|| data_dir.join(defaults::SIGNING_KEY_FILE));
+        let signing_key = match &self.signing_key {
+            Some(value) => rekor_signer::KeyUri::parse(value)?,
+            None => rekor_signer::KeyUri::File(data_dir.join(defaults::SIGNING_KEY_FILE)),
+        };
         let cluster_secret = match (self.cluster_secret, self.cluster_secret_file) {
             (Some(_), Some(_)) => bail!("give --cluster-secret or --cluster-secret-file, not both"),
             (Some(secret), None) => SecretSource::Literal(secret),
@@ -594,6 +625,12 @@ impl ServeArgs {
             origin,
             signing_key,
             signing_key_is_default,
+            signing_key_password_file: self.signing_key_password_file,
+            signer_timeout: Duration::from_millis(
+                self.signer_timeout_ms
+                    .unwrap_or(defaults::SIGNER_TIMEOUT_MS)
+                    .max(1),
+            ),
             cluster_secret,
             tile_store,
             batch_max_size,
@@ -618,6 +655,7 @@ impl ServeArgs {
             ),
             read_only: self.read_only.unwrap_or_default(),
             enable_dsse: self.enable_dsse.unwrap_or_default(),
+            enable_entry_lookup: self.enable_entry_lookup.unwrap_or_default(),
             max_request_body_size: self
                 .max_request_body_size
                 .unwrap_or(rekor_api::http::DEFAULT_MAX_REQUEST_BODY_SIZE),
@@ -800,7 +838,7 @@ mod tests {
     #[test]
     fn bootstrap_defaults_to_true_only_for_the_embedded_development_default() {
         let with_key = ServeArgs {
-            signing_key: Some(PathBuf::from("key.pem")),
+            signing_key: Some("key.pem".to_owned()),
             ..Default::default()
         };
         assert!(!with_key.resolve().unwrap().bootstrap_single);
@@ -815,7 +853,7 @@ mod tests {
         };
         assert!(!public_internal.resolve().unwrap().bootstrap_single);
         let asked = ServeArgs {
-            signing_key: Some(PathBuf::from("key.pem")),
+            signing_key: Some("key.pem".to_owned()),
             bootstrap_single: Some(true),
             ..Default::default()
         };
@@ -1027,7 +1065,10 @@ mod tests {
                 or_flag(&config.advertise, "--listen", config.listen.to_string()),
             ),
             ("origin", config.origin.clone()),
-            ("signing-key", in_data_dir(&config.signing_key)),
+            (
+                "signing-key",
+                in_data_dir(Path::new(&config.signing_key.to_string())),
+            ),
             ("cluster-secret-file", in_data_dir(secret)),
             ("tile-store", in_data_dir(Path::new(&config.tile_store))),
             ("batch-max-size", config.batch_max_size.to_string()),
@@ -1092,6 +1133,14 @@ mod tests {
             (
                 "witness-timeout-ms",
                 config.witness_timeout.as_millis().to_string(),
+            ),
+            (
+                "signer-timeout-ms",
+                config.signer_timeout.as_millis().to_string(),
+            ),
+            (
+                "signing-key-password-file",
+                none_unless(config.signing_key_password_file.is_some()),
             ),
             (
                 "header-timeout-ms",

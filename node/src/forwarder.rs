@@ -21,6 +21,9 @@ use crate::sequencer::SequenceError;
 
 /// Most entries in one forwarded request.
 pub const MAX_FORWARD_BATCH: usize = 256;
+/// Most bytes of the leader's answer to one forwarded batch that are read: one small outcome
+/// per entry.
+const MAX_FORWARD_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 /// Most body bytes in one forwarded request (the leader's route accepts a little more).
 pub const MAX_FORWARD_BATCH_BYTES: usize = 2 * 1024 * 1024;
 /// Forwarded requests in flight at once.
@@ -178,8 +181,7 @@ async fn request(
             response.status()
         )));
     }
-    let bytes = response
-        .bytes()
+    let bytes = rekor_raft::read_answer(response, MAX_FORWARD_ANSWER_BYTES)
         .await
         .map_err(|e| SequenceError::Raft(format!("reading leader {leader}'s answer: {e}")))?;
     bincode::deserialize::<Vec<Outcome>>(&bytes)

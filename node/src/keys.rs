@@ -1,16 +1,17 @@
-//! Checkpoint signing keys: loading (PEM PKCS#8, Ed25519 or ECDSA P-256), generating a development
-//! key for the embedded default, and `rekor-node keygen`, which prints everything a client needs
-//! to trust the log (public key, note verifier key, log ID, a trusted-root `tlogs` entry).
+//! Checkpoint signing keys: opening the configured signer (a key file or a remote signer, through
+//! `rekor-signer`), generating a development key for the embedded default, and `rekor-node
+//! keygen`, which makes a key file or reads an existing key's public half and prints everything a
+//! client needs to trust the log (public key, note verifier key, log ID, a trusted-root `tlogs`
+//! entry).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use clap::{Args, ValueEnum};
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use rekor_storage::note::{EcdsaP256NoteSigner, Ed25519NoteSigner, NoteSigner};
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use rekor_signer::{KeyUri, LogSigner, OpenOptions, RetryPolicy};
 use tracing::warn;
 
 use crate::config::ServeConfig;
@@ -26,21 +27,29 @@ pub enum Algorithm {
 
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
-    /// Key type.
+    /// Key type of a new key file.
     #[arg(long, value_enum, default_value = "ed25519")]
     pub algorithm: Algorithm,
     /// The log's origin (checkpoint key name): a bare host name.
     #[arg(long, default_value = crate::config::defaults::ORIGIN)]
     pub origin: String,
-    /// Where to write the private key (PEM, PKCS#8, mode 0600). Refuses to overwrite.
+    /// Where to write a new private key (PEM, PKCS#8, mode 0600). Refuses to overwrite.
+    #[arg(long, required_unless_present = "key_uri", conflicts_with = "key_uri")]
+    pub out: Option<PathBuf>,
+    /// Instead of making a key: print the trust outputs of an existing one, a key file or a key
+    /// URI (pkcs11:, awskms://, gcpkms://, azurekms://, hashivault://), whose public key is read
+    /// from the service with the same credentials `serve` uses.
     #[arg(long)]
-    pub out: PathBuf,
+    pub key_uri: Option<String>,
+    /// Password file of an encrypted --key-uri key file.
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
     /// The log's public URL for the trusted-root entry. Default: https://<origin>.
     #[arg(long)]
     pub base_url: Option<String>,
 }
 
-/// A signing key in memory, before it is bound to an origin.
+/// A new signing key in memory.
 enum SigningKey {
     Ed25519(ed25519_dalek::SigningKey),
     EcdsaP256(p256::ecdsa::SigningKey),
@@ -55,16 +64,6 @@ impl SigningKey {
         }
     }
 
-    fn from_pem(pem: &str) -> Result<Self> {
-        if let Ok(key) = ed25519_dalek::SigningKey::from_pkcs8_pem(pem) {
-            return Ok(Self::Ed25519(key));
-        }
-        if let Ok(key) = p256::SecretKey::from_pkcs8_pem(pem) {
-            return Ok(Self::EcdsaP256(key.into()));
-        }
-        bail!("not a PKCS#8 PEM Ed25519 or ECDSA P-256 private key")
-    }
-
     fn to_pem(&self) -> Result<String> {
         let pem = match self {
             Self::Ed25519(key) => key.to_pkcs8_pem(Default::default())?,
@@ -72,41 +71,41 @@ impl SigningKey {
         };
         Ok(pem.to_string())
     }
-
-    fn into_signer(self, origin: &str) -> Result<Arc<dyn NoteSigner>> {
-        Ok(match self {
-            Self::Ed25519(key) => Arc::new(Ed25519NoteSigner::new(origin, key)?),
-            Self::EcdsaP256(key) => Arc::new(EcdsaP256NoteSigner::new(origin, key)?),
-        })
-    }
-
-    fn key_details(&self) -> &'static str {
-        match self {
-            Self::Ed25519(_) => "PKIX_ED25519",
-            Self::EcdsaP256(_) => "PKIX_ECDSA_P256_SHA_256",
-        }
-    }
 }
 
-/// The serve-time signer: the configured key, or for the embedded default a development key
-/// generated on first start.
-pub fn load_or_generate(config: &ServeConfig) -> Result<Arc<dyn NoteSigner>> {
-    let path = &config.signing_key;
-    if !path.exists() {
-        if !config.signing_key_is_default {
-            bail!("signing key {} does not exist", path.display());
+/// The serve-time signer: the configured key (a file or a remote signer, opened and its public
+/// key read), or for the embedded default a development key generated on first start.
+pub async fn load_or_generate(config: &ServeConfig) -> Result<LogSigner> {
+    if let KeyUri::File(path) = &config.signing_key {
+        if !path.exists() {
+            if !config.signing_key_is_default {
+                bail!("signing key {} does not exist", path.display());
+            }
+            let key = SigningKey::generate(Algorithm::Ed25519);
+            write_private_file(path, key.to_pem()?.as_bytes())?;
+            warn!(
+                path = %path.display(),
+                "generated a development signing key (Ed25519); use `rekor-node keygen` and --signing-key for a real log"
+            );
         }
-        let key = SigningKey::generate(Algorithm::Ed25519);
-        write_private_file(path, key.to_pem()?.as_bytes())?;
-        warn!(
-            path = %path.display(),
-            "generated a development signing key (Ed25519); use `rekor-node keygen` and --signing-key for a real log"
-        );
+        // The node refuses a key file, or its password file, other users could read.
+        read_private_file(path, "the signing key")?;
     }
-    let pem = read_private_file(path, "the signing key")?;
-    SigningKey::from_pem(&pem)
-        .with_context(|| format!("parsing signing key {}", path.display()))?
-        .into_signer(&config.origin)
+    if let Some(password_file) = &config.signing_key_password_file {
+        read_private_file(password_file, "the signing key's password file")?;
+    }
+    let options = OpenOptions {
+        password_file: config.signing_key_password_file.clone(),
+        request_timeout: config.signer_timeout,
+    };
+    let signer = rekor_signer::open(&config.signing_key, &config.origin, &options)
+        .await
+        .with_context(|| format!("opening the checkpoint signer {}", config.signing_key))?;
+    Ok(signer.with_retry(RetryPolicy {
+        attempt_timeout: config.signer_timeout,
+        total_timeout: config.signer_timeout * 2,
+        ..RetryPolicy::default()
+    }))
 }
 
 /// The start-up banner of a node signing with a generated development key: loud, because a log
@@ -125,17 +124,33 @@ pub fn warn_development_key(path: &Path) {
 }
 
 pub fn keygen(args: KeygenArgs) -> Result<()> {
-    if args.out.exists() {
-        bail!("{} exists; refusing to overwrite a key", args.out.display());
-    }
-    let key = SigningKey::generate(args.algorithm);
-    let key_details = key.key_details();
-    let type_byte = match key {
-        SigningKey::Ed25519(_) => rekor_storage::note::ALG_ED25519,
-        SigningKey::EcdsaP256(_) => rekor_storage::note::ALG_ECDSA,
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building a runtime")?;
+    runtime.block_on(keygen_async(args))
+}
+
+async fn keygen_async(args: KeygenArgs) -> Result<()> {
+    let (uri, wrote) = match (&args.key_uri, &args.out) {
+        (Some(uri), _) => (KeyUri::parse(uri)?, None),
+        (None, Some(out)) => {
+            if out.exists() {
+                bail!("{} exists; refusing to overwrite a key", out.display());
+            }
+            let key = SigningKey::generate(args.algorithm);
+            write_private_file(out, key.to_pem()?.as_bytes())?;
+            (KeyUri::File(out.clone()), Some(out.clone()))
+        }
+        (None, None) => bail!("give --out (a new key file) or --key-uri (an existing key)"),
     };
-    write_private_file(&args.out, key.to_pem()?.as_bytes())?;
-    let signer = key.into_signer(&args.origin)?;
+    let options = OpenOptions {
+        password_file: args.password_file.clone(),
+        ..OpenOptions::default()
+    };
+    let signer = rekor_signer::open(&uri, &args.origin, &options)
+        .await
+        .with_context(|| format!("opening {uri}"))?;
     let public_key = STANDARD.encode(signer.public_key_der());
     let log_id = STANDARD.encode(signer.log_id());
     let base_url = args
@@ -146,41 +161,22 @@ pub fn keygen(args: KeygenArgs) -> Result<()> {
         "hashAlgorithm": "SHA2_256",
         "publicKey": {
             "rawBytes": public_key,
-            "keyDetails": key_details,
+            "keyDetails": signer.algorithm().key_details(),
             "validFor": {"start": rfc3339_now()},
         },
         "logId": {"keyId": log_id},
         "checkpointKeyId": {"keyId": log_id},
     });
-    println!("private key:   {}", args.out.display());
+    match wrote {
+        Some(path) => println!("private key:   {}", path.display()),
+        None => println!("key:           {}", signer.describe()),
+    }
     println!("public key:    {public_key}");
-    println!(
-        "verifier key:  {}",
-        verifier_key(signer.as_ref(), type_byte)
-    );
+    println!("verifier key:  {}", signer.verifier_key());
     println!("log ID:        {log_id}");
     println!("trusted-root tlogs entry:");
     println!("{}", serde_json::to_string_pretty(&tlog)?);
     Ok(())
-}
-
-/// The C2SP note verifier key (`<name>+<key id>+<base64(type ‖ key)>`): Ed25519 carries the raw
-/// 32-byte key, ECDSA (transparency-dev convention) the DER SPKI.
-fn verifier_key(signer: &dyn NoteSigner, type_byte: u8) -> String {
-    let der = signer.public_key_der();
-    let key = if type_byte == rekor_storage::note::ALG_ED25519 {
-        der[der.len().saturating_sub(32)..].to_vec()
-    } else {
-        der
-    };
-    let mut type_and_key = vec![type_byte];
-    type_and_key.extend_from_slice(&key);
-    rekor_storage::note::VerifierKey {
-        name: signer.name().to_owned(),
-        key_id: signer.key_id(),
-        type_and_key,
-    }
-    .to_vkey()
 }
 
 /// The current UTC time as RFC 3339 (seconds precision), without a date-time dependency.
@@ -228,9 +224,19 @@ mod tests {
         for algorithm in [Algorithm::Ed25519, Algorithm::EcdsaP256] {
             let key = SigningKey::generate(algorithm);
             let pem = key.to_pem().unwrap();
-            let again = SigningKey::from_pem(&pem).unwrap();
-            assert_eq!(key.key_details(), again.key_details());
+            let parsed = rekor_signer::file::parse_pem(&pem, None).unwrap();
+            let same_type = matches!(
+                (&key, &parsed),
+                (
+                    SigningKey::Ed25519(_),
+                    rekor_signer::file::FileKey::Ed25519(_)
+                ) | (
+                    SigningKey::EcdsaP256(_),
+                    rekor_signer::file::FileKey::EcdsaP256(_)
+                )
+            );
+            assert!(same_type);
         }
-        assert!(SigningKey::from_pem("-----BEGIN NONSENSE-----").is_err());
+        assert!(rekor_signer::file::parse_pem("-----BEGIN NONSENSE-----", None).is_err());
     }
 }

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use rekor_raft::types::{Command, CommandResponse, Raft};
 use rekor_raft::StateReader;
+use rekor_signer::LogSigner;
 use rekor_storage::checkpoint::Checkpoint;
-use rekor_storage::note::NoteSigner;
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 
@@ -51,7 +51,7 @@ pub struct Publisher {
     /// The committed order and the log's key, checked before signing.
     state: StateReader,
     origin: String,
-    signer: Arc<dyn NoteSigner>,
+    signer: Arc<LogSigner>,
     served: watch::Receiver<Served>,
     /// Least time between the starts of two publications.
     interval: Duration,
@@ -85,7 +85,7 @@ impl Publisher {
         raft: Raft,
         state: StateReader,
         origin: String,
-        signer: Arc<dyn NoteSigner>,
+        signer: Arc<LogSigner>,
         served: watch::Receiver<Served>,
         interval: Duration,
         republish_interval: Duration,
@@ -142,7 +142,7 @@ impl Publisher {
 async fn sign_after_checks(
     raft: &Raft,
     state: &StateReader,
-    signer: &dyn NoteSigner,
+    signer: &LogSigner,
     checkpoint: &Checkpoint,
 ) -> Result<String, Refusal> {
     let own = sign_check::own_key(signer, &checkpoint.origin);
@@ -159,7 +159,7 @@ async fn sign_after_checks(
             });
         }
     }
-    sign_check::sign_checked(state, signer, checkpoint)
+    sign_check::sign_checked(state, signer, checkpoint).await
 }
 
 /// Signs a checkpoint for `(size, root)`, has it cosigned (if there is a witness policy) and
@@ -170,7 +170,7 @@ async fn sign_and_commit(
     state: StateReader,
     metrics: NodeMetrics,
     origin: String,
-    signer: Arc<dyn NoteSigner>,
+    signer: Arc<LogSigner>,
     witnessing: Option<Arc<Witnessing>>,
     size: u64,
     root: [u8; 32],

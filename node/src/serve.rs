@@ -6,6 +6,7 @@
 //! factories; reqwest for node-to-node calls.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use actix::{Actor, Arbiter};
@@ -46,17 +47,18 @@ async fn serve(config: ServeConfig) -> Result<()> {
     let secret = rekor_raft::ClusterSecret::new(crate::secrets::load_cluster_secret(
         &config.cluster_secret,
     )?);
-    let signer = crate::keys::load_or_generate(&config)?;
+    let signer = crate::keys::load_or_generate(&config).await?;
     info!(
         node_id = config.node_id,
         origin = %config.origin,
         key_name = signer.name(),
+        signer = %signer.describe(),
         log_id = %base64_std(&signer.log_id()),
-        public_key = %base64_std(&signer.public_key_der()),
-        "checkpoint signing key loaded"
+        public_key = %base64_std(signer.public_key_der()),
+        "checkpoint signer ready"
     );
     if config.signing_key_is_default {
-        crate::keys::warn_development_key(&config.signing_key);
+        crate::keys::warn_development_key(Path::new(&config.signing_key.to_string()));
     }
 
     let store = Arc::new(
@@ -138,6 +140,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
     }
 
     let metrics = NodeMetrics::register(&registry)?;
+    let signer = Arc::new(signer.with_metrics(rekor_signer::SignerMetrics::register(&registry)?));
     crate::metrics::register_signing_key_info(
         &registry,
         &base64_std(&signer.log_id()),
@@ -234,6 +237,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         log_id: signer.log_id(),
         read_only: config.read_only,
         enable_dsse: config.enable_dsse,
+        entry_lookup: config.enable_entry_lookup,
         algorithms: config.client_signing_algorithms.clone(),
         max_request_body_size: config.max_request_body_size,
         instance: Some(instance),

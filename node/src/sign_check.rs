@@ -9,8 +9,8 @@
 //! publish rather than propose checkpoints nobody can verify.
 
 use rekor_raft::{LogKey, StateReader};
+use rekor_signer::LogSigner;
 use rekor_storage::checkpoint::Checkpoint;
-use rekor_storage::note::NoteSigner;
 
 /// Why the publisher did not sign.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -54,10 +54,10 @@ impl Refusal {
 }
 
 /// This node's key as the state machine records it.
-pub fn own_key(signer: &dyn NoteSigner, origin: &str) -> LogKey {
+pub fn own_key(signer: &LogSigner, origin: &str) -> LogKey {
     LogKey {
         origin: origin.to_owned(),
-        public_key: signer.public_key_der(),
+        public_key: signer.public_key_der().to_vec(),
     }
 }
 
@@ -79,9 +79,9 @@ pub fn key_status(state: &StateReader, own: &LogKey) -> Result<bool, Refusal> {
 
 /// Signs `checkpoint` only if the log's recorded key is this signer's and the state machine's
 /// committed order implies `checkpoint.root` at `checkpoint.size`; returns the signed note.
-pub fn sign_checked(
+pub async fn sign_checked(
     state: &StateReader,
-    signer: &dyn NoteSigner,
+    signer: &LogSigner,
     checkpoint: &Checkpoint,
 ) -> Result<String, Refusal> {
     if !key_status(state, &own_key(signer, &checkpoint.origin))? {
@@ -98,10 +98,10 @@ pub fn sign_checked(
         }
         Some(_) => {}
     }
-    let signed = checkpoint
-        .sign(signer)
-        .map_err(|error| Refusal::Signing(error.to_string()))?;
-    String::from_utf8(signed).map_err(|error| Refusal::Signing(error.to_string()))
+    signer
+        .sign_checkpoint(checkpoint)
+        .await
+        .map_err(|error| Refusal::Signing(error.to_string()))
 }
 
 #[cfg(test)]
@@ -110,41 +110,42 @@ mod tests {
 
     use openraft::storage::RaftStateMachine;
     use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+    use std::sync::Arc;
+
     use rekor_raft::{Command, SequencedEntry, StateMachineStore, TypeConfig};
-    use rekor_storage::note::{Ed25519NoteSigner, NoteError};
+    use rekor_signer::file::{FileBackend, FileKey};
+    use rekor_signer::{KeyBackend, SignFuture};
 
     use super::*;
 
-    /// Counts signatures made through it.
-    struct CountingSigner {
-        inner: Ed25519NoteSigner,
+    /// A key file backend that counts the signatures made through it.
+    struct CountingBackend {
+        inner: FileBackend,
         signed: AtomicUsize,
     }
 
-    impl NoteSigner for CountingSigner {
-        fn name(&self) -> &str {
-            self.inner.name()
+    impl KeyBackend for CountingBackend {
+        fn describe(&self) -> String {
+            self.inner.describe()
         }
-        fn key_id(&self) -> u32 {
-            self.inner.key_id()
-        }
-        fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, NoteError> {
-            self.signed.fetch_add(1, Ordering::SeqCst);
-            self.inner.sign(msg)
-        }
-        fn log_id(&self) -> [u8; 32] {
-            self.inner.log_id()
-        }
-        fn public_key_der(&self) -> Vec<u8> {
+        fn public_key_der(&self) -> &[u8] {
             self.inner.public_key_der()
+        }
+        fn sign<'a>(&'a self, text: &'a [u8]) -> SignFuture<'a> {
+            self.signed.fetch_add(1, Ordering::SeqCst);
+            self.inner.sign(text)
         }
     }
 
-    fn counting(origin: &str) -> CountingSigner {
-        CountingSigner {
-            inner: Ed25519NoteSigner::generate(origin).unwrap(),
+    /// A signer for `origin` with a new key, and its signature count.
+    fn counting(origin: &str) -> (LogSigner, Arc<CountingBackend>) {
+        let key = ed25519_dalek::SigningKey::generate(&mut rand_core::OsRng);
+        let backend = Arc::new(CountingBackend {
+            inner: FileBackend::from_key("test".into(), FileKey::Ed25519(key)),
             signed: AtomicUsize::new(0),
-        }
+        });
+        let signer = LogSigner::new(origin, backend.clone(), "file").unwrap();
+        (signer, backend)
     }
 
     fn entry(index: u64, command: Command) -> Entry<TypeConfig> {
@@ -165,7 +166,7 @@ mod tests {
     async fn a_root_the_committed_order_does_not_imply_is_never_signed() {
         let dir = tempfile::tempdir().unwrap();
         let (_engine, mut sm) = state_machine(dir.path()).await;
-        let signer = counting("log.example");
+        let (signer, backend) = counting("log.example");
         let bodies = ["a", "b", "c"].map(|b| SequencedEntry::new(b.as_bytes().to_vec()));
         sm.apply([
             entry(
@@ -183,20 +184,20 @@ mod tests {
 
         let wrong = Checkpoint::new("log.example", 3, [9; 32]);
         assert_eq!(
-            sign_checked(&state, &signer, &wrong),
+            sign_checked(&state, &signer, &wrong).await,
             Err(Refusal::RootMismatch { size: 3 })
         );
         // A size inside a batch: no committed root is known there, so nothing is signed.
         let inside = Checkpoint::new("log.example", 2, committed);
         assert_eq!(
-            sign_checked(&state, &signer, &inside),
+            sign_checked(&state, &signer, &inside).await,
             Err(Refusal::UnknownRoot { size: 2 })
         );
-        assert_eq!(signer.signed.load(Ordering::SeqCst), 0);
+        assert_eq!(backend.signed.load(Ordering::SeqCst), 0);
 
         let right = Checkpoint::new("log.example", 3, committed);
-        let text = sign_checked(&state, &signer, &right).unwrap();
-        assert_eq!(signer.signed.load(Ordering::SeqCst), 1);
+        let text = sign_checked(&state, &signer, &right).await.unwrap();
+        assert_eq!(backend.signed.load(Ordering::SeqCst), 1);
         assert!(state
             .log_key()
             .unwrap()
@@ -208,30 +209,34 @@ mod tests {
     async fn a_node_whose_key_is_not_the_recorded_one_never_signs() {
         let dir = tempfile::tempdir().unwrap();
         let (_engine, mut sm) = state_machine(dir.path()).await;
-        let log_signer = counting("log.example");
-        let foreign = counting("log.example");
+        let (log_signer, log_backend) = counting("log.example");
+        let (foreign, foreign_backend) = counting("log.example");
         let state = sm.reader();
         let empty = Checkpoint::new("log.example", 0, state.applied().root);
         // No key recorded yet: nothing is signed until one is.
-        assert_eq!(sign_checked(&state, &foreign, &empty), Err(Refusal::NoKey));
+        assert_eq!(
+            sign_checked(&state, &foreign, &empty).await,
+            Err(Refusal::NoKey)
+        );
         sm.apply([entry(
             1,
             Command::SetLogKey(own_key(&log_signer, "log.example")),
         )])
         .await
         .unwrap();
-        let refusal = sign_checked(&state, &foreign, &empty).unwrap_err();
+        let refusal = sign_checked(&state, &foreign, &empty).await.unwrap_err();
         assert_eq!(refusal.reason(), "foreign_key");
         // The same key under another origin is another log.
         let other_origin = Checkpoint::new("other.example", 0, state.applied().root);
         assert_eq!(
             sign_checked(&state, &log_signer, &other_origin)
+                .await
                 .unwrap_err()
                 .reason(),
             "foreign_key"
         );
-        assert_eq!(foreign.signed.load(Ordering::SeqCst), 0);
-        assert_eq!(log_signer.signed.load(Ordering::SeqCst), 0);
-        sign_checked(&state, &log_signer, &empty).unwrap();
+        assert_eq!(foreign_backend.signed.load(Ordering::SeqCst), 0);
+        assert_eq!(log_backend.signed.load(Ordering::SeqCst), 0);
+        sign_checked(&state, &log_signer, &empty).await.unwrap();
     }
 }

@@ -41,7 +41,7 @@ pub use config::{build_config, RaftTuning, TuningError};
 pub use engine::{EngineConfig, EngineError, Keyspace, SledEngine};
 pub use log_store::{LogSizeProbe, LogStore, LogStoreError, LogWriteError};
 pub use network::{ClusterSecret, HttpNetwork, NetworkConfig, PEER_CONNECT_TIMEOUT};
-pub use peers::{PeerClientError, PeerClients};
+pub use peers::{read_answer, AnswerError, PeerClientError, PeerClients};
 pub use segments::SegmentError;
 pub use server::{raft_scope, RaftServerConfig};
 pub use state_machine::{

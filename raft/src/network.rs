@@ -49,7 +49,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::codec;
-use crate::peers::{PeerClientError, PeerClients};
+use crate::peers::{read_answer, AnswerError, PeerClientError, PeerClients};
 use crate::types::{NodeAddress, NodeId, TypeConfig};
 
 /// Prefix of the Raft RPC routes on the internal listener.
@@ -66,6 +66,9 @@ pub const CLUSTER_SECRET_HEADER: &str = "x-rekor-cluster-secret";
 pub const TARGET_NODE_HEADER: &str = "x-rekor-target-node";
 /// Header carrying the sender's node id (informational; never used for authorisation).
 pub const SOURCE_NODE_HEADER: &str = "x-rekor-source-node";
+/// The most bytes of a peer's answer to a Raft RPC that are read: the answers (vote, append and
+/// snapshot acknowledgements) are a few hundred bytes.
+pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
 
 /// The shared secret every internal request carries. Its `Debug` does not print it.
 #[derive(Clone)]
@@ -196,6 +199,8 @@ enum WireError {
     #[error("{0}")]
     Http(reqwest::Error),
     #[error(transparent)]
+    Answer(AnswerError),
+    #[error(transparent)]
     Client(PeerClientError),
 }
 
@@ -270,7 +275,15 @@ impl PeerClient {
             .await
             .map_err(http_error)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(http_error)?;
+        let bytes = match read_answer(response, MAX_ANSWER_BYTES).await {
+            Ok(bytes) => bytes,
+            Err(AnswerError::Http(error)) => return Err(http_error(error)),
+            Err(error @ AnswerError::TooLarge { .. }) => {
+                return Err(RPCError::Network(NetworkError::new(&WireError::Answer(
+                    error,
+                ))))
+            }
+        };
         if !status.is_success() {
             let body = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
             let status = status.as_u16();

@@ -20,6 +20,40 @@ use crate::types::NodeId;
 /// Builds the client for one peer (TLS mode), from [`PeerClients::client_builder`].
 pub type ClientFactory = dyn Fn(NodeId) -> Result<reqwest::Client, String> + Send + Sync;
 
+/// Why a peer's answer could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    /// The connection failed or timed out while the answer was read.
+    #[error("reading the answer: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The peer sent (or announced) more than the caller's bound.
+    #[error("the answer is larger than {max} bytes")]
+    TooLarge { max: usize },
+}
+
+/// Reads a peer's answer, refusing it past `max` bytes (announced or sent). A peer is
+/// authenticated but not trusted: a broken or compromised one must not make this node buffer
+/// without bound.
+pub async fn read_answer(
+    mut response: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, AnswerError> {
+    if response
+        .content_length()
+        .is_some_and(|length| length > max as u64)
+    {
+        return Err(AnswerError::TooLarge { max });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > max {
+            return Err(AnswerError::TooLarge { max });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// Why a peer client could not be built.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot build the HTTP client for node {target}: {reason}")]
@@ -150,5 +184,70 @@ impl std::fmt::Debug for PeerClients {
             .field("self_id", &self.self_id)
             .field("scheme", &self.scheme)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A one-shot HTTP server answering `head` then `body_bytes` bytes; its URL.
+    async fn answering(head: String, body_bytes: usize) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await;
+            stream.write_all(head.as_bytes()).await.unwrap();
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut left = body_bytes;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if stream.write_all(&chunk[..n]).await.is_err() {
+                    return;
+                }
+                left -= n;
+            }
+        });
+        format!("http://{address}/")
+    }
+
+    async fn read(url: &str, max: usize) -> Result<Vec<u8>, AnswerError> {
+        let response = reqwest::Client::new().get(url).send().await.unwrap();
+        read_answer(response, max).await
+    }
+
+    #[tokio::test]
+    async fn answers_past_the_bound_are_refused_announced_or_not() {
+        let small = answering(
+            "HTTP/1.1 200 OK\r\ncontent-length: 100\r\nconnection: close\r\n\r\n".into(),
+            100,
+        )
+        .await;
+        assert_eq!(read(&small, 1000).await.unwrap().len(), 100);
+
+        let announced = answering(
+            "HTTP/1.1 200 OK\r\ncontent-length: 10000000\r\nconnection: close\r\n\r\n".into(),
+            0,
+        )
+        .await;
+        assert!(matches!(
+            read(&announced, 1000).await,
+            Err(AnswerError::TooLarge { max: 1000 })
+        ));
+
+        // No length announced: the body is cut off at the bound, not read to its end.
+        let unannounced = answering(
+            "HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n".into(),
+            10_000_000,
+        )
+        .await;
+        assert!(matches!(
+            read(&unannounced, 1000).await,
+            Err(AnswerError::TooLarge { max: 1000 })
+        ));
     }
 }

@@ -33,6 +33,7 @@ import hashlib
 import json
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -255,6 +256,30 @@ class Harness:
             assert "an equivalent entry already exists" in str(e), str(e)
         else:
             raise AssertionError("duplicate accepted")
+        self.duplicate_index = int(first._inner.log_index)
+        self.duplicate_request = req
+
+    def entry_lookup(self, urls: list[str]) -> None:
+        """Our extension: the TLE behind a 409, from `GET /api/v2/log/entries/{index}` on each
+        node, verifies with the client's own `_verify` and keeps the 201's contract."""
+        index, req = self.duplicate_index, self.duplicate_request
+        for url in urls:
+            deadline = time.monotonic() + 20
+            while True:
+                resp = requests.get(f"{url.rstrip('/')}/api/v2/log/entries/{index}", timeout=CALL_TIMEOUT_SECONDS)
+                # A node that has not yet integrated the entry answers 404 until it has.
+                if resp.status_code != 404 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert resp.status_code == 200, f"{url}: HTTP {resp.status_code}: {resp.text[:300]}"
+            assert resp.headers["content-type"] == "application/json"
+            raw = resp.json()
+            assert raw["logIndex"] == str(index), raw["logIndex"]
+            verify_raw(raw, self.keyring)
+            self.assert_contract(raw, req)
+            missing = requests.get(f"{url.rstrip('/')}/api/v2/log/entries/{2**62}", timeout=CALL_TIMEOUT_SECONDS)
+            assert missing.status_code == 404, missing.status_code
+            assert missing.json()["code"] == 5, missing.text
 
     def public_key_verifier(self) -> None:
         req = self.request()
@@ -448,6 +473,12 @@ def main() -> int:
     parser.add_argument("--entries", type=int, default=300)
     parser.add_argument("--expect-fresh", action="store_true", help="the log is empty at start")
     parser.add_argument("--frozen-url", help="a read-only server to check the 405 answer")
+    parser.add_argument(
+        "--entry-lookup-url",
+        action="append",
+        default=[],
+        help="a node serving GET /api/v2/log/entries/{index} (repeatable): the 409's entry is read from each",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -458,6 +489,11 @@ def main() -> int:
             check("fresh log: zero values emitted", harness.fresh_log_zero_values)
         check(f"{args.entries} entries verified", lambda: harness.many_entries(args.entries))
         check("duplicate: 409 + x-log-index", harness.duplicate)
+        if args.entry_lookup_url:
+            check(
+                "entry lookup: the TLE behind a 409 verifies on every node",
+                lambda: harness.entry_lookup(args.entry_lookup_url),
+            )
         check("publicKey verifier", harness.public_key_verifier)
         check("tampered responses rejected", harness.tampering)
         check("bad requests refused", harness.bad_requests)

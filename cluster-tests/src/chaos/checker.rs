@@ -163,6 +163,15 @@ impl LogVerifier {
         })
     }
 
+    /// From the log's public key (DER SubjectPublicKeyInfo), for a log whose key is held by a
+    /// remote signer.
+    pub fn from_public_key_der(origin: &str, public_key: &[u8]) -> Result<Self> {
+        Ok(Self {
+            origin: origin.to_owned(),
+            verifier: note::verifier_from_spki_der(origin, public_key)?,
+        })
+    }
+
     /// Opens a signed checkpoint, checking origin and log signature.
     pub fn open(&self, text: &str) -> Result<Checkpoint, String> {
         Checkpoint::open(text.as_bytes(), &self.origin, self.verifier.as_ref())
