@@ -81,6 +81,48 @@ fn bench_produces_a_report_with_throughput_and_no_errors() {
     assert!(text.contains("<!-- analysis -->"));
 }
 
+/// The remote-signer comparison: three nodes with a key file, then three signing through the
+/// Vault transit fake with 30 ms per signature; the report compares the two.
+#[test]
+fn bench_compares_a_slow_remote_signer_with_the_key_file() {
+    let node = node_binary().expect("rekor-node is built");
+    let out = tempfile::tempdir().unwrap();
+    let (markdown, json) = (out.path().join("bench.md"), out.path().join("bench.json"));
+    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--nodes", "3", "--duration", "2", "--concurrency", "32"])
+        .args(["--requests", "2000", "--ceiling-duration", "0.2"])
+        .args(["--no-reads", "--no-growth", "--no-plain-comparison"])
+        .args(["--remote-signer-delay-ms", "30", "--allow-debug-node"])
+        .arg("--node-bin")
+        .arg(&node)
+        .arg("--markdown")
+        .arg(&markdown)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("bench runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench failed:\n{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let writes = report["writes"].as_array().unwrap();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert_eq!(writes[0]["signer"], "key file");
+    assert!(writes[0]["remote_signatures"].is_null());
+    let remote = &writes[1];
+    assert!(
+        remote["signer"].as_str().unwrap().contains("+30 ms"),
+        "{remote}"
+    );
+    assert!(
+        remote["remote_signatures"].as_u64().unwrap() > 0,
+        "{remote}"
+    );
+    assert!(remote["load"]["throughput_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(remote["load"]["errors"], serde_json::json!({}), "{stderr}");
+    let text = std::fs::read_to_string(&markdown).unwrap();
+    assert!(text.contains("of the key file's"), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loadgen_open_loop_logs_entries_with_valid_proofs() {
     node_binary().expect("rekor-node is built");

@@ -108,4 +108,11 @@ async fn a_stranger_on_the_port_is_not_taken_for_the_node() {
         node.exited().is_some(),
         "the node could not bind: {message}"
     );
+    // It says so, and exits before opening anything: no panic on the way out.
+    let log = node.log();
+    assert!(
+        log.contains("binding the public listener") && log.contains("Address already in use"),
+        "{log}"
+    );
+    assert!(!log.contains("panicked"), "{log}");
 }

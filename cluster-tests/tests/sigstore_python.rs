@@ -263,3 +263,78 @@ async fn three_node_cluster_over_https_through_a_follower_with_sigstore_python()
         check_served_tree(&client, &cluster.origin, &spki).await;
     }
 }
+
+/// `rekor-node trust-files` over the public-good instance's trusted root and signing config (the
+/// copies sigstore-python ships for its TUF bootstrap): sigstore-python, given only the written
+/// client trust config, finds the log, submits entries and verifies them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trust_files_alone_let_sigstore_python_use_the_log() {
+    let Some(python) = python() else { return };
+    let cluster = Cluster::start(1, &[]).await.unwrap();
+    let base_url = cluster.nodes[0].base_url();
+    let store = std::process::Command::new(&python)
+        .args([
+            "-c",
+            "import os, sigstore._store as s; print(os.path.dirname(s.__file__))",
+        ])
+        .output()
+        .unwrap();
+    let store = Path::new(String::from_utf8(store.stdout).unwrap().trim())
+        .join("https%3A%2F%2Ftuf-repo-cdn.sigstore.dev");
+    let out = tempfile::tempdir().unwrap();
+    let written = std::process::Command::new(node_binary().unwrap())
+        .args(["trust-files", "--base-url", &base_url, "--origin"])
+        .arg(&cluster.origin)
+        .arg("--signing-key")
+        .arg(&cluster.key_file)
+        .arg("--base-trusted-root")
+        .arg(store.join("trusted_root.json"))
+        .arg("--base-signing-config")
+        .arg(store.join("signing_config.v0.2.json"))
+        .arg("--out-dir")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(
+        written.status.success(),
+        "{}",
+        String::from_utf8_lossy(&written.stderr)
+    );
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(out.path().join(name)).unwrap()).unwrap()
+    };
+    let root = read("trusted_root.json");
+    let tlogs = root["tlogs"].as_array().unwrap();
+    assert_eq!(tlogs.len(), 1, "only this log: {tlogs:?}");
+    assert_eq!(tlogs[0]["baseUrl"], base_url.as_str());
+    assert!(
+        !root["certificateAuthorities"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "the base's certificate authorities are kept"
+    );
+    let signing = read("signing_config.json");
+    assert_eq!(signing["rekorTlogUrls"][0]["url"], base_url.as_str());
+    assert_eq!(signing["rekorTlogUrls"][0]["majorApiVersion"], 2);
+
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/client/trust_config_check.py");
+    let output = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(&python)
+            .arg(script)
+            .arg("--trust-config")
+            .arg(out.path().join("trust_config.json"))
+            .output(),
+    )
+    .await
+    .expect("the check finishes")
+    .expect("the check runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains(" 0 failed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -47,6 +47,14 @@ async fn no_arguments_runs_a_single_node_that_logs_and_serves() {
         cwd.path().join("rekor-data").is_dir(),
         "data lives in ./rekor-data"
     );
+    // Which build runs, as upstream's build-info metric says it.
+    let metrics = client.metrics().await.unwrap();
+    let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        rekor_cluster_tests::hostile::metric_value(&metrics, "rekor_build_info", &[&version]),
+        Some(1.0),
+        "{metrics}"
+    );
 
     // Graceful shutdown on SIGTERM.
     let code = node.terminate(Duration::from_secs(20)).unwrap();

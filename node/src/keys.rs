@@ -156,17 +156,7 @@ async fn keygen_async(args: KeygenArgs) -> Result<()> {
     let base_url = args
         .base_url
         .unwrap_or_else(|| format!("https://{}", args.origin));
-    let tlog = serde_json::json!({
-        "baseUrl": base_url,
-        "hashAlgorithm": "SHA2_256",
-        "publicKey": {
-            "rawBytes": public_key,
-            "keyDetails": signer.algorithm().key_details(),
-            "validFor": {"start": rfc3339_now()},
-        },
-        "logId": {"keyId": log_id},
-        "checkpointKeyId": {"keyId": log_id},
-    });
+    let tlog = tlog_entry(&signer, &base_url, &rfc3339_now());
     match wrote {
         Some(path) => println!("private key:   {}", path.display()),
         None => println!("key:           {}", signer.describe()),
@@ -179,8 +169,41 @@ async fn keygen_async(args: KeygenArgs) -> Result<()> {
     Ok(())
 }
 
+/// The trusted-root `tlogs` entry of a log at `base_url` signing with `signer`'s key from
+/// `valid_from` (RFC 3339).
+pub fn tlog_entry(signer: &LogSigner, base_url: &str, valid_from: &str) -> serde_json::Value {
+    let log_id = STANDARD.encode(signer.log_id());
+    serde_json::json!({
+        "baseUrl": base_url,
+        "hashAlgorithm": "SHA2_256",
+        "publicKey": {
+            "rawBytes": STANDARD.encode(signer.public_key_der()),
+            "keyDetails": signer.algorithm().key_details(),
+            "validFor": {"start": valid_from},
+        },
+        "logId": {"keyId": log_id},
+        "checkpointKeyId": {"keyId": log_id},
+    })
+}
+
+/// Opens the key at `uri` (a file or a key URI) for `origin`, to read its public half.
+pub async fn open_for_public_key(
+    uri: &str,
+    origin: &str,
+    password_file: Option<PathBuf>,
+) -> Result<LogSigner> {
+    let uri = KeyUri::parse(uri)?;
+    let options = OpenOptions {
+        password_file,
+        ..OpenOptions::default()
+    };
+    rekor_signer::open(&uri, origin, &options)
+        .await
+        .with_context(|| format!("opening {uri}"))
+}
+
 /// The current UTC time as RFC 3339 (seconds precision), without a date-time dependency.
-fn rfc3339_now() -> String {
+pub fn rfc3339_now() -> String {
     let secs = crate::publisher::unix_now();
     let days = secs / 86_400;
     let rem = secs % 86_400;

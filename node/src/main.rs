@@ -1,9 +1,10 @@
 //! `rekor-node`: a Rekor v2 transparency log node that replicates with Raft.
 //!
 //! One binary: `serve` runs a node (with no arguments, a single node on loopback with embedded
-//! defaults), `init` forms a cluster once, `keygen` makes a checkpoint signing key, `certs` makes a
-//! development CA and certificates, `status` asks a node how it is doing, `node` changes
-//! membership, `freeze` seals a shard.
+//! defaults), `init` forms a cluster once, `keygen` makes a checkpoint signing key (or reads an
+//! existing one's public half), `trust-files` writes what Sigstore clients need to use the log,
+//! `certs` makes a development CA and certificates, `status` asks a node how it is doing, `node`
+//! changes membership, `freeze` seals a shard, `verify` audits any tlog-tiles log.
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -28,6 +29,7 @@ mod served;
 mod sign_check;
 mod status_page;
 mod tls;
+mod trust_files;
 mod verify;
 mod witness;
 
@@ -38,9 +40,11 @@ mod witness;
     about = "A Rekor v2 transparency log node on Raft"
 )]
 struct Cli {
-    /// Log filter (tracing-subscriber EnvFilter syntax). Also RUST_LOG.
+    /// Log filter (tracing-subscriber EnvFilter syntax: a level such as `debug`, or per module).
+    /// Also RUST_LOG. `--log-level` is upstream's name for it.
     #[arg(
         long,
+        alias = "log-level",
         global = true,
         env = "REKOR_LOG",
         default_value = "info,openraft=warn"
@@ -61,6 +65,8 @@ enum Command {
     Init(admin::InitArgs),
     /// Generate a checkpoint signing key and print what clients need to trust it.
     Keygen(keys::KeygenArgs),
+    /// Write the trusted root, signing config and client trust config for this log.
+    TrustFiles(trust_files::TrustFilesArgs),
     /// Make a development CA and certificates for nodes and operators (mutual TLS between nodes).
     Certs(tls::dev_certs::CertsArgs),
     /// Print a node's view of the cluster and the log.
@@ -89,6 +95,7 @@ fn main() -> Result<()> {
         Command::Init(args) => admin::init(args),
         Command::Keygen(args) => keys::keygen(args),
         Command::Certs(args) => tls::dev_certs::run(args),
+        Command::TrustFiles(args) => trust_files::run(args),
         Command::Status(args) => admin::status(args),
         Command::Node(command) => admin::node(command),
         Command::Freeze(args) => admin::freeze(args),

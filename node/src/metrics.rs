@@ -57,6 +57,24 @@ pub fn register_signing_key_info(
     registry.register(Box::new(info))
 }
 
+/// `rekor_build_info{version, revision} 1`: which build runs (the revision is the
+/// `REKOR_BUILD_REVISION` variable at build time, `unknown` without it).
+pub fn register_build_info(registry: &Registry) -> prometheus::Result<()> {
+    let info = IntGaugeVec::new(
+        Opts::new(
+            "rekor_build_info",
+            "The running build: package version and source revision",
+        ),
+        &["version", "revision"],
+    )?;
+    info.with_label_values(&[
+        env!("CARGO_PKG_VERSION"),
+        option_env!("REKOR_BUILD_REVISION").unwrap_or("unknown"),
+    ])
+    .set(1);
+    registry.register(Box::new(info))
+}
+
 fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> prometheus::Result<Histogram> {
     Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
 }

@@ -42,6 +42,11 @@ pub fn run(config: ServeConfig) -> Result<()> {
 }
 
 async fn serve(config: ServeConfig) -> Result<()> {
+    // Ports first: a port in use fails here, before any store is opened or actor started.
+    let public_listener = bind_listener(config.listen)
+        .with_context(|| format!("binding the public listener {}", config.listen))?;
+    let internal_listener = bind_listener(config.listen_internal)
+        .with_context(|| format!("binding the internal listener {}", config.listen_internal))?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let secret = rekor_raft::ClusterSecret::new(crate::secrets::load_cluster_secret(
@@ -140,6 +145,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
     }
 
     let metrics = NodeMetrics::register(&registry)?;
+    crate::metrics::register_build_info(&registry)?;
     let signer = Arc::new(signer.with_metrics(rekor_signer::SignerMetrics::register(&registry)?));
     crate::metrics::register_signing_key_info(
         &registry,
@@ -299,10 +305,10 @@ async fn serve(config: ServeConfig) -> Result<()> {
     )
     .on_connect(crate::tls::on_connect("public", tls_metrics.clone(), false));
     let public = match public_tls {
-        Some(tls) => public.bind_rustls_0_23(config.listen, tls),
-        None => public.bind(config.listen),
+        Some(tls) => public.listen_rustls_0_23(public_listener, tls),
+        None => public.listen(public_listener),
     }
-    .with_context(|| format!("binding the public listener {}", config.listen))?
+    .with_context(|| format!("serving the public listener {}", config.listen))?
     .shutdown_timeout(10)
     .run();
 
@@ -347,10 +353,10 @@ async fn serve(config: ServeConfig) -> Result<()> {
     )
     .on_connect(crate::tls::on_connect("internal", tls_metrics, true));
     let internal = match internal_tls {
-        Some(tls) => internal.bind_rustls_0_23(config.listen_internal, tls),
-        None => internal.bind(config.listen_internal),
+        Some(tls) => internal.listen_rustls_0_23(internal_listener, tls),
+        None => internal.listen(internal_listener),
     }
-    .with_context(|| format!("binding the internal listener {}", config.listen_internal))?
+    .with_context(|| format!("serving the internal listener {}", config.listen_internal))?
     .shutdown_timeout(5)
     .run();
 
@@ -518,6 +524,22 @@ fn committed_leaves(
 fn base64_std(bytes: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Connections waiting to be accepted, per listener (as actix-web's own `bind` uses): a burst of
+/// new clients is queued, not refused or left to retry their SYN.
+const LISTEN_BACKLOG: u32 = 2048;
+
+/// A listening socket on `address` (`SO_REUSEADDR`, so a restart does not wait out TIME_WAIT).
+fn bind_listener(address: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if address.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)?.into_std()
 }
 
 /// Environment variable a harness sets to choose this process's `/healthz` start token.

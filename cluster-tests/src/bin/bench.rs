@@ -57,6 +57,10 @@ struct Args {
     /// mutual TLS between the nodes, then again without, to show what TLS costs).
     #[arg(long)]
     no_plain_comparison: bool,
+    /// Latency, in milliseconds, that the remote-signer run of each multi-node write scenario
+    /// adds to every checkpoint signature (a Vault transit fake in this process); 0 skips that run.
+    #[arg(long, default_value_t = 30)]
+    remote_signer_delay_ms: u64,
     /// Run against a debug build of rekor-node (for smoke tests; its figures are not
     /// comparable).
     #[arg(long)]
@@ -136,6 +140,8 @@ fn main() -> Result<()> {
         reads: !args.no_reads,
         growth: growth_settings(&args)?,
         plain_comparison: !args.no_plain_comparison,
+        remote_signer_delay: (args.remote_signer_delay_ms > 0)
+            .then(|| Duration::from_millis(args.remote_signer_delay_ms)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

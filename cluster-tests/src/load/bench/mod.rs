@@ -39,7 +39,8 @@ pub use scenarios::measure_ceiling;
 
 use super::growth::{run_growth, GrowthSettings};
 use super::requests::{RequestMix, RequestPool};
-use crate::Cluster;
+use crate::kms_fakes::vault::FakeVault;
+use crate::{Cluster, Signer};
 use report::short_path;
 use scenarios::{read_scenarios, write_scenario};
 
@@ -74,6 +75,21 @@ pub struct BenchSettings {
     /// Also run each multi-node write scenario with plain HTTP between the nodes, right after
     /// the mutual-TLS run, to show what TLS costs.
     pub plain_comparison: bool,
+    /// Also run each multi-node write scenario with the nodes signing through a remote signer
+    /// (the Vault transit fake, in this process) that adds this much to every signature, right
+    /// after the key-file run, to show what a slow KMS or HSM costs.
+    pub remote_signer_delay: Option<Duration>,
+}
+
+/// One write run: how the nodes talk and sign.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum WriteRun {
+    /// Mutual TLS between the nodes, a key file.
+    Default,
+    /// Plain HTTP between the nodes, a key file.
+    Plain,
+    /// Mutual TLS, a remote signer adding this delay per signature.
+    RemoteSigner(Duration),
 }
 
 impl Default for BenchSettings {
@@ -93,6 +109,7 @@ impl Default for BenchSettings {
             reads: true,
             growth: Some(GrowthSettings::default()),
             plain_comparison: true,
+            remote_signer_delay: Some(Duration::from_millis(30)),
         }
     }
 }
@@ -140,17 +157,42 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
     let mut writes = Vec::new();
     let mut reads = None;
     let runs = settings.node_counts.iter().flat_map(|&nodes| {
-        let plain = settings.plain_comparison && nodes > 1;
-        std::iter::once((nodes, false)).chain(plain.then_some((nodes, true)))
+        let multi = nodes > 1;
+        let remote = settings
+            .remote_signer_delay
+            .filter(|_| multi)
+            .map(|delay| (nodes, WriteRun::RemoteSigner(delay)));
+        let plain = (settings.plain_comparison && multi).then_some((nodes, WriteRun::Plain));
+        std::iter::once((nodes, WriteRun::Default))
+            .chain(remote)
+            .chain(plain)
     });
-    for (position, (nodes, plain)) in runs.enumerate() {
+    for (position, (nodes, run)) in runs.enumerate() {
         let node_args: Vec<&str> = settings.node_args.iter().map(String::as_str).collect();
-        let cluster = if plain {
-            eprintln!("write scenario: {nodes} node(s), plain HTTP between them…");
-            Cluster::start_plain(nodes, &node_args).await?
-        } else {
-            eprintln!("write scenario: {nodes} node(s), mutual TLS between them…");
-            Cluster::start(nodes, &node_args).await?
+        // Lives as long as the cluster signing through it.
+        let mut remote_signer = None;
+        let cluster = match run {
+            WriteRun::Plain => {
+                eprintln!("write scenario: {nodes} node(s), plain HTTP between them…");
+                Cluster::start_plain(nodes, &node_args).await?
+            }
+            WriteRun::Default => {
+                eprintln!("write scenario: {nodes} node(s), mutual TLS between them…");
+                Cluster::start(nodes, &node_args).await?
+            }
+            WriteRun::RemoteSigner(delay) => {
+                eprintln!(
+                    "write scenario: {nodes} node(s), a remote signer adding {delay:?} per signature…"
+                );
+                let vault = FakeVault::start()?;
+                vault.set_delay(delay);
+                let signer = Signer {
+                    key: Some(FakeVault::uri(FakeVault::ED25519_KEY)),
+                    env: vault.env(),
+                };
+                remote_signer = Some(vault);
+                Cluster::start_with_signer(nodes, &node_args, signer).await?
+            }
         };
         let figures = write_scenario(&cluster, settings, &bodies, ceiling.per_second).await;
         let figures = match figures {
@@ -167,6 +209,14 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
         if position == 0 && settings.reads {
             eprintln!("read scenarios…");
             reads = Some(read_scenarios(&cluster, settings, figures.tree_size).await?);
+        }
+        let mut figures = figures;
+        if let (WriteRun::RemoteSigner(delay), Some(vault)) = (run, &remote_signer) {
+            figures.signer = format!(
+                "remote (Vault transit fake), +{} ms per signature",
+                delay.as_millis()
+            );
+            figures.remote_signatures = Some(vault.signatures());
         }
         writes.push(figures);
     }

@@ -55,6 +55,10 @@ pub struct WriteFigures {
     pub nodes: usize,
     /// Between the nodes: `mutual TLS` (the default) or `plain HTTP` (the comparison run).
     pub transport: &'static str,
+    /// How the leader signs checkpoints: `key file`, or a remote signer and its added latency.
+    pub signer: String,
+    /// Signatures the remote signer made during the run (`None` for a key file).
+    pub remote_signatures: Option<u64>,
     pub load: LoadReport,
     /// Write throughput over the ceiling's entries/s.
     pub ratio_to_ceiling: Option<f64>,
@@ -205,20 +209,21 @@ impl BenchReport {
         push(&mut md, String::new());
         push(
             &mut md,
-            "| nodes | between nodes | entries/s | ratio to ceiling | p50 ms | p90 ms | p99 ms | max ms | logged | errors | proofs checked |"
+            "| nodes | between nodes | signer | entries/s | ratio to ceiling | p50 ms | p90 ms | p99 ms | max ms | logged | errors | proofs checked |"
                 .into(),
         );
         push(
             &mut md,
-            "|---|---|---|---|---|---|---|---|---|---|---|".into(),
+            "|---|---|---|---|---|---|---|---|---|---|---|---|".into(),
         );
         for w in &self.writes {
             push(
                 &mut md,
                 format!(
-                    "| {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} ({} failed) |",
+                    "| {} | {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} ({} failed) |",
                     w.nodes,
                     w.transport,
+                    w.signer,
                     w.load.throughput_per_s,
                     fmt_opt(w.ratio_to_ceiling, 2),
                     w.load.latency.p50_ms,
@@ -231,6 +236,31 @@ impl BenchReport {
                     w.load.proofs.failed
                 ),
             );
+        }
+        for remote in self.writes.iter().filter(|w| w.remote_signatures.is_some()) {
+            let file = self.writes.iter().find(|w| {
+                w.nodes == remote.nodes
+                    && w.transport == remote.transport
+                    && w.remote_signatures.is_none()
+            });
+            if let Some(file) = file.filter(|file| file.load.throughput_per_s > 0.0) {
+                push(&mut md, String::new());
+                push(
+                    &mut md,
+                    format!(
+                        "{} nodes with a {}: {:.0} entries/s, {:.1}% of the key file's {:.0} \
+                         ({} signatures, one per checkpoint; p99 {:.0} ms against {:.0} ms).",
+                        remote.nodes,
+                        remote.signer,
+                        remote.load.throughput_per_s,
+                        100.0 * remote.load.throughput_per_s / file.load.throughput_per_s,
+                        file.load.throughput_per_s,
+                        remote.remote_signatures.unwrap_or(0),
+                        remote.load.latency.p99_ms,
+                        file.load.latency.p99_ms,
+                    ),
+                );
+            }
         }
         push(&mut md, String::new());
         push(
@@ -256,9 +286,10 @@ impl BenchReport {
                 push(
                     &mut md,
                     format!(
-                        "| {} nodes, {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        "| {} nodes, {}, {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                         w.nodes,
                         w.transport,
+                        w.signer,
                         n.id,
                         if n.is_leader { "yes" } else { "" },
                         mib(n.peak_rss_bytes),
