@@ -146,7 +146,10 @@ pub async fn open_with(
     let key_url = parse(format!("{base}/v1/{mount}/keys/{name}"))?;
     let sign_url = parse(format!("{base}/v1/{mount}/sign/{name}"))?;
 
-    let mut request = client.inner().get(key_url).header("X-Vault-Token", &token);
+    let mut request = client
+        .inner()
+        .get(key_url)
+        .header("X-Vault-Token", token_header(&token)?);
     if let Some(namespace) = &settings.namespace {
         request = request.header("X-Vault-Namespace", namespace);
     }
@@ -229,6 +232,15 @@ async fn read_token_file(path: &std::path::Path) -> Result<String, SignerError> 
     Ok(token.to_owned())
 }
 
+/// The `X-Vault-Token` value, marked sensitive so that no debug output shows it.
+fn token_header(token: &str) -> Result<reqwest::header::HeaderValue, SignerError> {
+    let mut value = reqwest::header::HeaderValue::from_str(token).map_err(|_| {
+        SignerError::Config("the Vault token holds characters a header cannot carry".into())
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
 /// Transit hands out an Ed25519 public key as the base64 of its 32 bytes.
 fn ed25519_spki(public_key: &str) -> Result<Vec<u8>, SignerError> {
     let unsupported =
@@ -304,7 +316,7 @@ impl VaultTransitBackend {
             .client
             .inner()
             .post(self.sign_url.clone())
-            .header("X-Vault-Token", token)
+            .header("X-Vault-Token", token_header(token)?)
             .json(body);
         if let Some(namespace) = &self.namespace {
             request = request.header("X-Vault-Namespace", namespace);

@@ -228,7 +228,7 @@ impl Gcp {
         };
         // The checksum of what was sent, if the client gave one; a mismatch is refused as the
         // service does (the client retries a limited number of times).
-        let checksum = |field: &str, bytes: &[u8]| -> Result<bool, HttpResponse> {
+        let checksum = |field: &str, bytes: &[u8]| -> Result<bool, String> {
             match fields.get(field) {
                 None => Ok(false),
                 Some(value) => {
@@ -236,9 +236,9 @@ impl Gcp {
                     if given == Some(u64::from(crc32c::crc32c(bytes))) {
                         Ok(true)
                     } else {
-                        Err(invalid(&format!(
+                        Err(format!(
                             "The checksum in field {field} did not match the data."
-                        )))
+                        ))
                     }
                 }
             }
@@ -255,7 +255,7 @@ impl Gcp {
                 };
                 let verified = match checksum("digestCrc32c", &digest) {
                     Ok(verified) => verified,
-                    Err(answer) => return answer,
+                    Err(message) => return invalid(&message),
                 };
                 let Some(signature) = key.sign_digest(&digest) else {
                     return invalid("Digest must be 32 bytes for SHA256.");
@@ -273,7 +273,7 @@ impl Gcp {
                 };
                 let verified = match checksum("dataCrc32c", &data) {
                     Ok(verified) => verified,
-                    Err(answer) => return answer,
+                    Err(message) => return invalid(&message),
                 };
                 let Some(signature) = key.sign_ed25519(&data) else {
                     return invalid("signing failed");
