@@ -89,7 +89,7 @@ async fn gcp_p256_and_ed25519_keys_sign_in_one_round_trip() {
             "one request per signature"
         );
     }
-    assert_eq!(fake.signatures(), 2);
+    assert_eq!(fake.controls().signatures(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,10 +165,10 @@ async fn gcp_outage_is_unavailable_and_passes() {
     .await
     .unwrap();
     let signer = log_signer(backend, &fake.public_key_der(FakeGcpKms::P256_KEY).unwrap());
-    fake.set_available(false);
+    fake.controls().set_available(false);
     let error = error_of(signer.sign_note(NOTE).await);
     assert!(matches!(error, SignerError::Unavailable(_)), "{error}");
-    fake.set_available(true);
+    fake.controls().set_available(true);
     signer.sign_note(NOTE).await.unwrap();
 }
 
@@ -207,7 +207,7 @@ async fn gcp_fake_refuses_what_the_api_refuses() {
         .await
         .unwrap();
     assert_eq!(no_flavor.status(), 403);
-    assert_eq!(fake.signatures(), 0);
+    assert_eq!(fake.controls().signatures(), 0);
 }
 
 // Azure Key Vault.
@@ -251,7 +251,7 @@ async fn azure_signs_with_the_current_version_or_the_one_named() {
         .sign_note(NOTE)
         .await
         .unwrap();
-    assert_eq!(fake.signatures(), 2);
+    assert_eq!(fake.controls().signatures(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -307,10 +307,10 @@ async fn azure_wrong_secret_is_refused_and_outage_unavailable() {
     fake.revoke_tokens();
     let error = error_of(signer.sign_note(NOTE).await);
     assert!(matches!(error, SignerError::Refused(_)), "{error}");
-    fake.set_available(false);
+    fake.controls().set_available(false);
     let error = error_of(signer.sign_note(NOTE).await);
     assert!(matches!(error, SignerError::Unavailable(_)), "{error}");
-    fake.set_available(true);
+    fake.controls().set_available(true);
     signer.sign_note(NOTE).await.unwrap();
 }
 
@@ -349,7 +349,7 @@ async fn vault_ed25519_and_p256_keys_sign_with_the_version_read() {
         assert_eq!(fake.rotate(key), Some(2));
         signer.sign_note(NOTE).await.unwrap();
     }
-    assert_eq!(fake.signatures(), 4);
+    assert_eq!(fake.controls().signatures(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -440,15 +440,15 @@ async fn vault_outage_delay_and_concurrency() {
         &fake.public_key_der(FakeVault::P256_KEY, 1).unwrap(),
     ));
 
-    fake.set_available(false);
+    fake.controls().set_available(false);
     let error = error_of(signer.sign_note(NOTE).await);
     assert!(matches!(error, SignerError::Unavailable(_)), "{error}");
-    fake.set_available(true);
+    fake.controls().set_available(true);
     signer.sign_note(NOTE).await.unwrap();
 
     // The delay is per signature and does not serialise concurrent requests.
     let delay = Duration::from_millis(300);
-    fake.set_delay(delay);
+    fake.controls().set_delay(delay);
     let started = Instant::now();
     let signatures = futures::future::join_all((0..10).map(|_| {
         let signer = Arc::clone(&signer);
@@ -477,7 +477,7 @@ async fn vault_outage_delay_and_concurrency() {
         });
     let error = error_of(impatient.sign_note(NOTE).await);
     assert!(matches!(error, SignerError::Timeout(_)), "{error}");
-    assert_eq!(fake.signatures(), 11);
+    assert_eq!(fake.controls().signatures(), 11);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -502,7 +502,7 @@ async fn vault_fake_checks_requests_and_stops_on_drop() {
         .await
         .unwrap();
     assert_eq!(unknown_field.status(), 400);
-    assert_eq!(fake.signatures(), 0);
+    assert_eq!(fake.controls().signatures(), 0);
 
     let address = fake.address();
     drop(fake);

@@ -59,11 +59,11 @@ async fn a_signer_outage_pauses_publication_loses_nothing_and_ends_by_itself() {
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
 
-    vault.set_available(false);
+    vault.controls().set_available(false);
     let outage_started = Instant::now();
     tokio::time::sleep(OUTAGE).await; // the fault itself, not synchronisation
     let largest_during_outage = largest_size(&poller, &verifier, Instant::now());
-    vault.set_available(true);
+    vault.controls().set_available(true);
     let restored = Instant::now();
 
     // Publication resumes: a larger checkpoint is served, and soon.

@@ -116,24 +116,9 @@ impl FakeGcpKms {
         self.state.tokens.last_used()
     }
 
-    /// The test controls.
+    /// The test controls: availability, delay, counters.
     pub fn controls(&self) -> &Controls {
         &self.state.controls
-    }
-
-    /// See [`Controls::set_available`].
-    pub fn set_available(&self, available: bool) {
-        self.state.controls.set_available(available);
-    }
-
-    /// See [`Controls::set_delay`].
-    pub fn set_delay(&self, delay: Duration) {
-        self.state.controls.set_delay(delay);
-    }
-
-    /// Signatures made so far.
-    pub fn signatures(&self) -> u64 {
-        self.state.controls.signatures()
     }
 }
 

@@ -15,7 +15,6 @@
 //! documented shape.
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
 use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -146,24 +145,9 @@ impl FakeVault {
             .map(|key| key.public_key_der())
     }
 
-    /// The test controls.
+    /// The test controls: availability, delay, counters.
     pub fn controls(&self) -> &Controls {
         &self.state.controls
-    }
-
-    /// See [`Controls::set_available`] (unavailable: `503 Vault is sealed`).
-    pub fn set_available(&self, available: bool) {
-        self.state.controls.set_available(available);
-    }
-
-    /// See [`Controls::set_delay`].
-    pub fn set_delay(&self, delay: Duration) {
-        self.state.controls.set_delay(delay);
-    }
-
-    /// Signatures made so far.
-    pub fn signatures(&self) -> u64 {
-        self.state.controls.signatures()
     }
 }
 

@@ -185,7 +185,7 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
                     "write scenario: {nodes} node(s), a remote signer adding {delay:?} per signature…"
                 );
                 let vault = FakeVault::start()?;
-                vault.set_delay(delay);
+                vault.controls().set_delay(delay);
                 let signer = Signer {
                     key: Some(FakeVault::uri(FakeVault::ED25519_KEY)),
                     env: vault.env(),
@@ -216,7 +216,7 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
                 "remote (Vault transit fake), +{} ms per signature",
                 delay.as_millis()
             );
-            figures.remote_signatures = Some(vault.signatures());
+            figures.remote_signatures = Some(vault.controls().signatures());
         }
         writes.push(figures);
     }
