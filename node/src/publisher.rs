@@ -63,6 +63,12 @@ pub struct Publisher {
     tick_scheduled: bool,
     /// The term in which leadership was last confirmed with `ensure_linearizable`.
     confirmed_term: Option<u64>,
+    /// The largest size signed for a commit that has not failed: what is due is measured from
+    /// here, so a checkpoint whose commit is in flight is not signed twice.
+    signed_size: Option<u64>,
+    /// Signed checkpoints whose Raft commit has not finished (at most
+    /// [`MAX_COMMITS_IN_FLIGHT`]).
+    commits_in_flight: usize,
     metrics: NodeMetrics,
     witnessing: Option<Arc<Witnessing>>,
 }
@@ -70,6 +76,11 @@ pub struct Publisher {
 #[derive(Message)]
 #[rtype(result = "()")]
 struct Tick;
+
+/// Signed checkpoints that may be committing at once. Signing the next checkpoint while the
+/// previous one commits hides the signer's round trip (tens of milliseconds for a KMS or HSM)
+/// behind Raft's; Raft appends the commits in the order they were issued.
+const MAX_COMMITS_IN_FLIGHT: usize = 2;
 
 /// Sign and commit a checkpoint now, with the given extension lines (used by `freeze`).
 #[derive(Message)]
@@ -104,6 +115,8 @@ impl Publisher {
             last_attempt: None,
             tick_scheduled: false,
             confirmed_term: None,
+            signed_size: None,
+            commits_in_flight: 0,
             metrics,
             witnessing: None,
         }
@@ -127,7 +140,11 @@ impl Publisher {
     /// What to sign now, if anything: the integrated size and root, when it is news.
     fn due(&self) -> Option<(u64, [u8; 32])> {
         let served = self.served.borrow();
-        let published = served.checkpoint.as_ref().map(|cp| cp.size);
+        let published = served
+            .checkpoint
+            .as_ref()
+            .map(|cp| cp.size)
+            .max(self.signed_size);
         let grew = published.is_none_or(|size| served.integrated_size > size);
         let stale = self
             .last_published
@@ -177,6 +194,37 @@ async fn sign_and_commit(
     extensions: Vec<String>,
     confirm_leadership: bool,
 ) -> Result<bool, String> {
+    let text = sign_witnessed(
+        raft.clone(),
+        state,
+        metrics,
+        origin,
+        signer,
+        witnessing,
+        size,
+        root,
+        extensions,
+        confirm_leadership,
+    )
+    .await?;
+    commit(raft, size, root, text).await
+}
+
+/// The signing half of a publication: leadership confirmed (when asked), the checks of
+/// [`sign_after_checks`], the signature, and the witnesses' cosignatures.
+#[allow(clippy::too_many_arguments)]
+async fn sign_witnessed(
+    raft: Raft,
+    state: StateReader,
+    metrics: NodeMetrics,
+    origin: String,
+    signer: Arc<LogSigner>,
+    witnessing: Option<Arc<Witnessing>>,
+    size: u64,
+    root: [u8; 32],
+    extensions: Vec<String>,
+    confirm_leadership: bool,
+) -> Result<String, String> {
     if confirm_leadership {
         // A quorum heartbeat, and everything committed before is applied here.
         raft.ensure_linearizable()
@@ -197,13 +245,18 @@ async fn sign_and_commit(
         }
     };
     // Cosignature lines do not change size or root, which is all the state machine compares.
-    let text = match witnessing {
+    match witnessing {
         Some(witnessing) => witnessing
             .witness(&text)
             .await
-            .map_err(|error| format!("witnessing: {error}"))?,
-        None => text,
-    };
+            .map_err(|error| format!("witnessing: {error}")),
+        None => Ok(text),
+    }
+}
+
+/// The committing half: the signed checkpoint through Raft; whether the state machines
+/// accepted it.
+async fn commit(raft: Raft, size: u64, root: [u8; 32], text: String) -> Result<bool, String> {
     let response = raft
         .client_write(Command::Publish {
             size,
@@ -291,9 +344,13 @@ impl Handler<Tick> for Publisher {
             }
             return idle();
         }
+        if self.commits_in_flight >= MAX_COMMITS_IN_FLIGHT {
+            // A finishing commit sends the next Tick.
+            return idle();
+        }
         self.last_attempt = Some(Instant::now());
         let confirm = self.confirmed_term != Some(term);
-        let publish = sign_and_commit(
+        let sign = sign_witnessed(
             self.raft.clone(),
             self.state.clone(),
             self.metrics.clone(),
@@ -305,21 +362,48 @@ impl Handler<Tick> for Publisher {
             Vec::new(),
             confirm,
         );
-        AtomicResponse::new(Box::pin(publish.into_actor(self).map(
-            move |result, act, _| match result {
-                Ok(true) => {
-                    debug!(size, "checkpoint committed");
-                    act.metrics.checkpoints_published.inc();
-                    act.last_published = Some((size, Instant::now()));
+        // Only the signing half holds the actor: the commit runs beside it, so the next
+        // checkpoint can be signed while this one commits.
+        AtomicResponse::new(Box::pin(sign.into_actor(self).map(
+            move |result, act, ctx| match result {
+                Ok(text) => {
                     act.confirmed_term = Some(term);
+                    act.signed_size = Some(size);
+                    act.commits_in_flight += 1;
+                    let commit = commit(act.raft.clone(), size, root, text);
+                    ctx.spawn(commit.into_actor(act).map(move |result, act, ctx| {
+                        act.commits_in_flight -= 1;
+                        act.committed(size, result);
+                        ctx.notify(Tick);
+                    }));
                 }
-                Ok(false) => warn!(size, "checkpoint rejected by the state machine"),
                 Err(error) => {
                     act.confirmed_term = None;
                     debug!(size, %error, "checkpoint not published");
                 }
             },
         )))
+    }
+}
+
+impl Publisher {
+    /// Books the outcome of the commit of a signed checkpoint of `size`.
+    fn committed(&mut self, size: u64, result: Result<bool, String>) {
+        match result {
+            Ok(true) => {
+                debug!(size, "checkpoint committed");
+                self.metrics.checkpoints_published.inc();
+                self.last_published = Some((size, Instant::now()));
+                return;
+            }
+            Ok(false) => warn!(size, "checkpoint rejected by the state machine"),
+            Err(error) => {
+                self.confirmed_term = None;
+                debug!(size, %error, "checkpoint not published");
+            }
+        }
+        // Sign that size again (or what has grown since) at the next chance.
+        self.signed_size = None;
     }
 }
 
