@@ -1,11 +1,16 @@
-//! The publisher actor (leader only): as soon as the integrated tree grew (or the republish
-//! interval passed), sign a checkpoint for the integrated size and commit it through Raft as
-//! `Publish`.
+//! The publisher actor (leader only): as soon as the tree grew (or the republish interval
+//! passed), sign a checkpoint and commit it through Raft as `Publish`. Without witnesses it signs
+//! the state machine's newest applied `(size, root)`, in parallel with this node's integration of
+//! those entries: every node serves a checkpoint only once its own tiles hold it, so committing
+//! one early shows nothing unreadable, and a remote signer's round trip overlaps the tile writes
+//! instead of following them. With witnesses it signs the integrated size, since the consistency
+//! proofs it sends them are built from the tiles.
 //!
 //! Latency: a POST is answered only once a committed checkpoint covers its entry, so the
-//! publisher does not wait for a clock tick. It wakes on every change of what the integrator
-//! serves, keeps one publication in flight (changes that arrive meanwhile coalesce into the next
-//! one) and leaves at least the checkpoint interval between two publications, which bounds the
+//! publisher does not wait for a clock tick. It wakes on every apply (or, with witnesses, every
+//! change of what the integrator serves), signs one checkpoint at a time while at most two
+//! commits are in flight (changes that arrive meanwhile coalesce into the next one) and leaves
+//! at least the checkpoint interval between two publications, which bounds the
 //! checkpoints per second under load.
 //!
 //! Before it signs, the publisher checks what it signs against the committed order as this
@@ -137,19 +142,31 @@ impl Publisher {
             .then_some(metrics.current_term)
     }
 
-    /// What to sign now, if anything: the integrated size and root, when it is news.
+    /// What to sign now, if anything, when it is news: without witnesses the newest applied
+    /// `(size, root)` of the committed order, so that signing overlaps this node's integration
+    /// of the same entries (every node serves a checkpoint only once its own tiles hold it, and
+    /// a request is answered only then); with witnesses the integrated size, whose tiles the
+    /// consistency proofs for the witnesses are built from.
     fn due(&self) -> Option<(u64, [u8; 32])> {
-        let served = self.served.borrow();
-        let published = served
+        let (size, root) = if self.witnessing.is_none() {
+            let applied = self.state.applied();
+            (applied.size, applied.root)
+        } else {
+            let served = self.served.borrow();
+            (served.integrated_size, served.integrated_root)
+        };
+        let published = self
+            .served
+            .borrow()
             .checkpoint
             .as_ref()
             .map(|cp| cp.size)
             .max(self.signed_size);
-        let grew = published.is_none_or(|size| served.integrated_size > size);
+        let grew = published.is_none_or(|published| size > published);
         let stale = self
             .last_published
             .is_none_or(|(_, at)| at.elapsed() >= self.republish_interval);
-        (grew || stale).then_some((served.integrated_size, served.integrated_root))
+        (grew || stale).then_some((size, root))
     }
 }
 
@@ -296,6 +313,18 @@ impl Actor for Publisher {
         // is served does not change again; their clients wait for that checkpoint and send
         // nothing new meanwhile. Without this wake-up the first checkpoint of the term waited
         // for the fallback tick above (up to a second, measured in the leader-kill scenario).
+        if self.witnessing.is_none() {
+            // What is due follows the state machine's applied state: wake on each apply.
+            let mut applied = self.state.subscribe();
+            let me = ctx.address();
+            tokio::spawn(async move {
+                while applied.changed().await.is_ok() {
+                    if me.send(Tick).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
         let mut raft_metrics = self.raft.metrics();
         let node_id = self.node_id;
         let me = ctx.address();
