@@ -55,6 +55,8 @@ pub struct ApiConfig {
     /// Serve `GET /api/v2/log/entries/{index}` (our extension, off by default): the
     /// TransparencyLogEntry of an entry already in the log, e.g. the one a 409 points at.
     pub entry_lookup: bool,
+    /// Serve `/metrics` here (off when a listener of its own serves them).
+    pub metrics_route: bool,
 }
 
 /// The process behind a listener: its node id and a token fixed when the process started. A
@@ -78,6 +80,7 @@ impl Default for ApiConfig {
             algorithms: AlgorithmPolicy::default(),
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
             entry_lookup: false,
+            metrics_route: true,
             verifier: Arc::new(AwsLcVerifier),
             verify_queue: DEFAULT_VERIFY_QUEUE,
             instance: None,
@@ -289,9 +292,18 @@ async fn healthz(state: web::Data<ApiState>) -> HttpResponse {
 }
 
 async fn get_metrics(state: web::Data<ApiState>) -> HttpResponse {
+    if !state.inner.config.metrics_route {
+        return not_found().await;
+    }
+    metrics_response(&state.inner.registry)
+}
+
+/// The `/metrics` answer for `registry` (Prometheus text format), also served on a metrics
+/// listener of its own.
+pub fn metrics_response(registry: &prometheus::Registry) -> HttpResponse {
     let mut out = Vec::new();
     let encoder = TextEncoder::new();
-    match encoder.encode(&state.inner.registry.gather(), &mut out) {
+    match encoder.encode(&registry.gather(), &mut out) {
         Ok(()) => HttpResponse::Ok()
             .insert_header((header::CONTENT_TYPE, encoder.format_type()))
             .body(out),

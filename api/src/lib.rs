@@ -42,7 +42,7 @@ pub use backend::{
     SubmitError, TileRequest, ValidatedEntry,
 };
 pub use entry::{EntryError, EntryValidator};
-pub use http::{ApiConfig, ApiSetupError, ApiState, Instance};
+pub use http::{metrics_response, ApiConfig, ApiSetupError, ApiState, Instance};
 pub use key_details::{AlgorithmPolicy, HashAlgorithm, PublicKeyDetails};
 pub use request::CreateEntryRequest;
 pub use verifier::{EntryVerifier, RustCryptoVerifier};

@@ -1,5 +1,6 @@
 //! The embedded default: `rekor-node` with no arguments is a working single-node log on loopback
-//! (issue: the replicated log node, first acceptance item).
+//! (issue: the replicated log node, first acceptance item); and a single node's metrics on a
+//! listener of their own.
 
 use std::time::Duration;
 
@@ -59,4 +60,30 @@ async fn no_arguments_runs_a_single_node_that_logs_and_serves() {
     // Graceful shutdown on SIGTERM.
     let code = node.terminate(Duration::from_secs(20)).unwrap();
     assert_eq!(code, Some(0), "{}", node.log());
+}
+
+/// `--metrics-listen` (upstream's `--http-metrics-port`): metrics on a listener of their own, and
+/// no longer on the public one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_move_to_their_own_listener_when_asked() {
+    let metrics_address = format!("127.0.0.1:{}", rekor_cluster_tests::free_port().unwrap());
+    let cluster = rekor_cluster_tests::Cluster::start(1, &["--metrics-listen", &metrics_address])
+        .await
+        .unwrap();
+    let text = reqwest::get(format!("http://{metrics_address}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("rekor_build_info"), "{text}");
+    assert!(text.contains("rekor_signer_up"), "{text}");
+    let public = reqwest::get(format!("{}/metrics", cluster.nodes[0].base_url()))
+        .await
+        .unwrap();
+    assert_eq!(
+        public.status(),
+        404,
+        "the public listener no longer serves them"
+    );
 }

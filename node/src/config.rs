@@ -150,6 +150,11 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_LISTEN_INTERNAL")]
     pub listen_internal: Option<SocketAddr>,
 
+    /// A listener of its own for `/metrics` (upstream's `--http-metrics-port`); the public
+    /// listener then stops serving it. Default: none (metrics on the public listener).
+    #[arg(long, env = "REKOR_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// Address other nodes use to reach this node's internal listener. Default: --listen-internal.
     #[arg(long, env = "REKOR_ADVERTISE_INTERNAL")]
     pub advertise_internal: Option<String>,
@@ -397,6 +402,7 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub listen_internal: SocketAddr,
+    pub metrics_listen: Option<SocketAddr>,
     pub advertise_internal: String,
     pub advertise: String,
     pub origin: String,
@@ -497,6 +503,7 @@ impl ServeArgs {
             data_dir,
             listen,
             listen_internal,
+            metrics_listen,
             advertise_internal,
             advertise,
             origin,
@@ -622,6 +629,7 @@ impl ServeArgs {
             data_dir,
             listen,
             listen_internal,
+            metrics_listen: self.metrics_listen,
             origin,
             signing_key,
             signing_key_is_default,
@@ -1133,6 +1141,10 @@ mod tests {
             (
                 "witness-timeout-ms",
                 config.witness_timeout.as_millis().to_string(),
+            ),
+            (
+                "metrics-listen",
+                none_unless(config.metrics_listen.is_some()),
             ),
             (
                 "signer-timeout-ms",

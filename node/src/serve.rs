@@ -47,6 +47,13 @@ async fn serve(config: ServeConfig) -> Result<()> {
         .with_context(|| format!("binding the public listener {}", config.listen))?;
     let internal_listener = bind_listener(config.listen_internal)
         .with_context(|| format!("binding the internal listener {}", config.listen_internal))?;
+    let metrics_listener = config
+        .metrics_listen
+        .map(|address| {
+            bind_listener(address)
+                .with_context(|| format!("binding the metrics listener {address}"))
+        })
+        .transpose()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let secret = rekor_raft::ClusterSecret::new(crate::secrets::load_cluster_secret(
@@ -244,6 +251,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         read_only: config.read_only,
         enable_dsse: config.enable_dsse,
         entry_lookup: config.enable_entry_lookup,
+        metrics_route: config.metrics_listen.is_none(),
         algorithms: config.client_signing_algorithms.clone(),
         max_request_body_size: config.max_request_body_size,
         instance: Some(instance),
@@ -360,7 +368,30 @@ async fn serve(config: ServeConfig) -> Result<()> {
     .shutdown_timeout(5)
     .run();
 
+    if let Some(listener) = metrics_listener {
+        // One worker, GET /metrics only; it stops on SIGINT/SIGTERM like the others.
+        let registry = registry.clone();
+        let metrics_server = HttpServer::new(move || {
+            let registry = registry.clone();
+            App::new().route(
+                "/metrics",
+                web::get().to(move || {
+                    let registry = registry.clone();
+                    async move { rekor_api::metrics_response(&registry) }
+                }),
+            )
+        })
+        .workers(1)
+        .client_request_timeout(config.public_limits.header_timeout)
+        .max_connections(64)
+        .listen(listener)
+        .context("serving the metrics listener")?
+        .shutdown_timeout(1)
+        .run();
+        actix_rt::spawn(metrics_server);
+    }
     info!(
+        metrics = ?config.metrics_listen,
         public = %config.listen,
         public_tls = config.public_tls.is_some(),
         internal = %config.listen_internal,
