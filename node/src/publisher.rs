@@ -196,37 +196,6 @@ async fn sign_after_checks(
     sign_check::sign_checked(state, signer, checkpoint).await
 }
 
-/// Signs a checkpoint for `(size, root)`, has it cosigned (if there is a witness policy) and
-/// commits it through Raft; returns whether the state machines accepted it.
-#[allow(clippy::too_many_arguments)]
-async fn sign_and_commit(
-    raft: Raft,
-    state: StateReader,
-    metrics: NodeMetrics,
-    origin: String,
-    signer: Arc<LogSigner>,
-    witnessing: Option<Arc<Witnessing>>,
-    size: u64,
-    root: [u8; 32],
-    extensions: Vec<String>,
-    confirm_leadership: bool,
-) -> Result<bool, String> {
-    let text = sign_witnessed(
-        raft.clone(),
-        state,
-        metrics,
-        origin,
-        signer,
-        witnessing,
-        size,
-        root,
-        extensions,
-        confirm_leadership,
-    )
-    .await?;
-    commit(raft, size, root, text).await
-}
-
 /// The signing half of a publication: leadership confirmed (when asked), the checks of
 /// [`sign_after_checks`], the signature, and the witnesses' cosignatures.
 #[allow(clippy::too_many_arguments)]
@@ -444,8 +413,9 @@ impl Handler<PublishNow> for Publisher {
             let served = self.served.borrow();
             (served.integrated_size, served.integrated_root)
         };
-        let publish = sign_and_commit(
-            self.raft.clone(),
+        let raft = self.raft.clone();
+        let sign = sign_witnessed(
+            raft.clone(),
             self.state.clone(),
             self.metrics.clone(),
             self.origin.clone(),
@@ -456,6 +426,7 @@ impl Handler<PublishNow> for Publisher {
             msg.extensions,
             true,
         );
+        let publish = async move { commit(raft, size, root, sign.await?).await };
         AtomicResponse::new(Box::pin(publish.into_actor(self).map(
             move |result, act, _| match result {
                 Ok(true) => {
