@@ -92,7 +92,7 @@ wait_for() {
   done
 }
 
-healthy() { curl -fsS "http://127.0.0.1:$(public_port "$1")/healthz"; }
+healthy() { curl -fsS "http://127.0.0.1:$(public_port "$1")/livez"; }
 
 # The cluster's transport, `tls` or `plain`: what it was formed with (a cluster formed before
 # this script made certificates is plain), else what this start asks for.
@@ -204,7 +204,7 @@ start() {
     echo $! >"$dir/node$i.pid"
   done
   for i in $(seq 1 "$n"); do
-    wait_for 60 "node $i to answer /healthz (see $dir/node$i.log)" healthy "$i"
+    wait_for 60 "node $i to answer /livez (see $dir/node$i.log)" healthy "$i"
   done
 
   if [ ! -f "$dir/initialized" ]; then

@@ -31,6 +31,50 @@ pub trait LogBackend: Send + Sync + 'static {
     /// tree of the checkpoint this node serves; `None` when that checkpoint does not cover it.
     /// Read from this node's own tiles: no round trip to the leader.
     fn entry(&self, index: u64) -> BoxFuture<'_, Result<Option<StoredEntry>, ReadError>>;
+
+    /// Whether this node can take writes and serve fresh reads now (`/healthz`): each check it
+    /// ran, by name. The default has no checks, so it is always ready.
+    fn readiness(&self) -> BoxFuture<'_, Readiness> {
+        Box::pin(std::future::ready(Readiness::default()))
+    }
+}
+
+/// The outcome of a backend's readiness checks (`/healthz`). Ready when every check passed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Readiness {
+    pub checks: Vec<ReadinessCheck>,
+}
+
+/// One readiness check: its name (`quorum`, `tile_store`), whether it passed, and why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadinessCheck {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.checks.iter().all(|check| check.ok)
+    }
+}
+
+impl ReadinessCheck {
+    pub fn passed(name: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            ok: true,
+            detail: detail.into(),
+        }
+    }
+
+    pub fn failed(name: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            ok: false,
+            detail: detail.into(),
+        }
+    }
 }
 
 /// An entry already in the log: what the entry lookup route answers with.

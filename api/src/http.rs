@@ -12,7 +12,10 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures::StreamExt as _;
 use prometheus::{Encoder as _, Registry, TextEncoder};
-use tracing::{debug, error, warn};
+use tracing::{debug, error, warn, Instrument as _};
+
+use crate::access_log::RequestLine;
+use crate::health;
 
 use crate::backend::{
     EntryKind, LogBackend, LoggedEntry, SubmitError, TileRequest, ValidatedEntry,
@@ -57,6 +60,8 @@ pub struct ApiConfig {
     pub entry_lookup: bool,
     /// Serve `/metrics` here (off when a listener of its own serves them).
     pub metrics_route: bool,
+    /// Log one line per request, without bodies ([`crate::access_log`]). Off by default.
+    pub log_requests: bool,
 }
 
 /// The process behind a listener: its node id and a token fixed when the process started. A
@@ -81,6 +86,7 @@ impl Default for ApiConfig {
             max_request_body_size: DEFAULT_MAX_REQUEST_BODY_SIZE,
             entry_lookup: false,
             metrics_route: true,
+            log_requests: false,
             verifier: Arc::new(AwsLcVerifier),
             verify_queue: DEFAULT_VERIFY_QUEUE,
             instance: None,
@@ -159,6 +165,14 @@ impl ApiState {
         &self.inner.metrics
     }
 
+    pub(crate) fn backend(&self) -> &dyn LogBackend {
+        self.inner.backend.as_ref()
+    }
+
+    pub(crate) fn instance(&self) -> Option<&Instance> {
+        self.inner.config.instance.as_ref()
+    }
+
     /// The entry validator this state uses.
     pub fn validator(&self) -> &EntryValidator {
         &self.inner.validator
@@ -170,6 +184,7 @@ impl ApiState {
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         let data = web::Data::new(self.clone());
         let metrics = self.inner.metrics.clone();
+        let log_requests = self.inner.config.log_requests;
         cfg.service(
             web::scope("")
                 .app_data(data)
@@ -181,8 +196,11 @@ impl ApiState {
                         .get(header::CONTENT_LENGTH)
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.parse::<f64>().ok());
+                    let access = log_requests.then(|| RequestLine::of(&request));
+                    let span =
+                        tracing::info_span!("http", method = %method, path = %request.path());
                     let metrics = metrics.clone();
-                    let response = service.call(request);
+                    let response = span.in_scope(|| service.call(request));
                     async move {
                         let response = response.await?;
                         observe_request(
@@ -192,8 +210,12 @@ impl ApiState {
                             started,
                             request_size,
                         );
+                        if let Some(access) = access {
+                            access.log(&response);
+                        }
                         Ok(response)
                     }
+                    .instrument(span)
                 })
                 .service(
                     web::resource("/api/v2/log/entries")
@@ -217,7 +239,12 @@ impl ApiState {
                 )
                 .service(
                     web::resource("/healthz")
-                        .route(web::get().to(healthz))
+                        .route(web::get().to(health::healthz))
+                        .default_service(web::to(method_not_allowed)),
+                )
+                .service(
+                    web::resource("/livez")
+                        .route(web::get().to(health::livez))
                         .default_service(web::to(method_not_allowed)),
                 )
                 .service(
@@ -253,7 +280,7 @@ fn observe_request(
     }
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
+pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header((header::CONTENT_TYPE, "application/json"))
         .body(body)
@@ -274,21 +301,6 @@ async fn method_not_allowed() -> HttpResponse {
         GrpcCode::Unimplemented,
         "Method Not Allowed",
     )
-}
-
-/// `{"status":"SERVING"}`, plus `nodeId` and `startToken` when the config names the instance.
-async fn healthz(state: web::Data<ApiState>) -> HttpResponse {
-    let body = match &state.inner.config.instance {
-        None => serde_json::json!({ "status": "SERVING" }),
-        Some(instance) => serde_json::json!({
-            "status": "SERVING",
-            "nodeId": instance.node_id,
-            "startToken": instance.start_token,
-        }),
-    };
-    let mut body = body.to_string().into_bytes();
-    body.push(b'\n');
-    json_response(StatusCode::OK, body)
 }
 
 async fn get_metrics(state: web::Data<ApiState>) -> HttpResponse {

@@ -17,15 +17,19 @@
 //! - [`backend`]: the [`LogBackend`] seam and tile paths.
 //! - [`cpu_pool`]: the bounded thread pool that decodes and verifies requests.
 //! - [`limits`]: body deadlines and the byte budget of a listener.
+//! - [`health`]: `/livez` (liveness) and `/healthz` (readiness).
+//! - [`access_log`]: request logging without bodies.
 //! - [`http`]: routes, [`ApiConfig`], [`ApiState`].
 //! - [`metrics`]: Prometheus metrics (§14.2).
 //! - [`memory_log`]: an in-process backend on the storage crate.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod backend;
 pub mod canonical;
 pub mod cpu_pool;
 pub mod entry;
+pub mod health;
 pub mod http;
 pub mod key_details;
 pub mod limits;
@@ -38,8 +42,8 @@ pub mod verifier;
 pub mod verifier_aws_lc;
 
 pub use backend::{
-    bundle_holding, entry_in_bundle, EntryKind, LogBackend, LoggedEntry, ReadError, StoredEntry,
-    SubmitError, TileRequest, ValidatedEntry,
+    bundle_holding, entry_in_bundle, EntryKind, LogBackend, LoggedEntry, ReadError, Readiness,
+    ReadinessCheck, StoredEntry, SubmitError, TileRequest, ValidatedEntry,
 };
 pub use entry::{EntryError, EntryValidator};
 pub use http::{metrics_response, ApiConfig, ApiSetupError, ApiState, Instance};

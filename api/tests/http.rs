@@ -7,8 +7,9 @@ use actix_web::http::{header, Method, StatusCode};
 use actix_web::{test, App};
 use rekor_api::backend::SubmitError;
 use rekor_api::memory_log::InjectedFault;
-use rekor_api::{ApiConfig, PublicKeyDetails};
+use rekor_api::{ApiConfig, ApiState, PublicKeyDetails};
 use serde_json::{json, Value};
+use std::sync::Arc;
 use support::*;
 
 /// Builds the service for `state` and binds it to `$app`.
@@ -820,5 +821,89 @@ async fn the_entry_lookup_route_answers_the_201_bytes_when_enabled() {
             .to_request(),
     )
     .await;
+    assert_eq!(response.status(), StatusCode::NOT_IMPLEMENTED);
+}
+
+/// A backend whose readiness check fails: `/healthz` must say so, `/livez` must not care.
+struct Unready(Arc<rekor_api::memory_log::MemoryLog>);
+
+impl rekor_api::LogBackend for Unready {
+    fn submit(
+        &self,
+        entry: rekor_api::ValidatedEntry,
+    ) -> rekor_api::backend::BoxFuture<'_, Result<rekor_api::LoggedEntry, rekor_api::SubmitError>>
+    {
+        self.0.submit(entry)
+    }
+    fn checkpoint(
+        &self,
+    ) -> rekor_api::backend::BoxFuture<'_, Result<Option<bytes::Bytes>, rekor_api::ReadError>> {
+        self.0.checkpoint()
+    }
+    fn tile(
+        &self,
+        id: rekor_api::TileRequest,
+    ) -> rekor_api::backend::BoxFuture<'_, Result<Option<bytes::Bytes>, rekor_api::ReadError>> {
+        self.0.tile(id)
+    }
+    fn entry(
+        &self,
+        index: u64,
+    ) -> rekor_api::backend::BoxFuture<
+        '_,
+        Result<Option<rekor_api::StoredEntry>, rekor_api::ReadError>,
+    > {
+        self.0.entry(index)
+    }
+    fn readiness(&self) -> rekor_api::backend::BoxFuture<'_, rekor_api::Readiness> {
+        Box::pin(async {
+            rekor_api::Readiness {
+                checks: vec![
+                    rekor_api::ReadinessCheck::passed("quorum", "leader"),
+                    rekor_api::ReadinessCheck::failed("tile_store", "no answer within 2000 ms"),
+                ],
+            }
+        })
+    }
+}
+
+#[actix_web::test]
+async fn healthz_reports_failed_checks_and_livez_does_not() {
+    let (log, _) = log_and_state(upstream_ed25519_signer(), ApiConfig::default()).await;
+    let config = ApiConfig {
+        instance: Some(rekor_api::Instance {
+            node_id: 2,
+            start_token: "t".into(),
+        }),
+        ..ApiConfig::default()
+    };
+    let state =
+        ApiState::new(config, Arc::new(Unready(log)), &prometheus::Registry::new()).unwrap();
+    let app = app!(state);
+    let response = test::call_service(&app, get("/healthz").to_request()).await;
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header_str(&response, "cache-control").unwrap(), "no-store");
+    let body: Value = test::read_body_json(response).await;
+    assert_eq!(
+        body,
+        json!({
+            "status": "NOT_SERVING",
+            "nodeId": 2,
+            "startToken": "t",
+            "checks": {
+                "quorum": {"status": "ok", "detail": "leader"},
+                "tile_store": {"status": "failed", "detail": "no answer within 2000 ms"},
+            }
+        })
+    );
+    let response = test::call_service(&app, get("/livez").to_request()).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = test::read_body_json(response).await;
+    assert_eq!(
+        body,
+        json!({"status": "ok", "nodeId": 2, "startToken": "t"})
+    );
+    let response =
+        test::call_service(&app, test::TestRequest::post().uri("/livez").to_request()).await;
     assert_eq!(response.status(), StatusCode::NOT_IMPLEMENTED);
 }

@@ -128,22 +128,26 @@ impl LogClient {
             .await?)
     }
 
-    pub async fn healthy(&self) -> bool {
-        match self.http.get(format!("{}/healthz", self.base)).send().await {
-            Ok(response) => response.status().is_success(),
-            Err(_) => false,
-        }
-    }
-
-    /// The `/healthz` body of a 2xx answer (who answers: `nodeId`, `startToken`).
-    pub async fn health(&self) -> Result<serde_json::Value> {
+    /// The `/livez` body of a 2xx answer (who answers: `nodeId`, `startToken`).
+    pub async fn liveness(&self) -> Result<serde_json::Value> {
         let response = self
             .http
-            .get(format!("{}/healthz", self.base))
+            .get(format!("{}/livez", self.base))
             .send()
             .await?
             .error_for_status()?;
         Ok(response.json().await?)
+    }
+
+    /// The readiness answer: `/healthz`'s status code and JSON body (200 ready, 503 not).
+    pub async fn readiness(&self) -> Result<(u16, serde_json::Value)> {
+        let response = self
+            .http
+            .get(format!("{}/healthz", self.base))
+            .send()
+            .await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await?))
     }
 
     pub async fn submit(&self, request: &serde_json::Value) -> Result<SubmitResult> {

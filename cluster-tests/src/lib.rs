@@ -12,6 +12,7 @@ pub mod load;
 pub mod moto;
 pub mod pki;
 pub mod process;
+pub mod s3;
 pub mod softhsm;
 pub mod witness;
 

@@ -93,13 +93,13 @@ impl NodeSpec {
     }
 }
 
-/// Environment variable that sets a node process's `/healthz` start token.
+/// Environment variable that sets a node process's `/livez` start token.
 pub const START_TOKEN_VARIABLE: &str = "REKOR_INSTANCE_TOKEN";
 
 /// A running node process. Killed (SIGKILL) when dropped.
 pub struct NodeProcess {
     pub spec: NodeSpec,
-    /// Behind a lock so that [`NodeProcess::wait_healthy`] (`&self`) can see an early exit.
+    /// Behind a lock so that [`NodeProcess::wait_live`] (`&self`) can see an early exit.
     child: Mutex<Option<Child>>,
     args: Vec<String>,
     log_path: PathBuf,
@@ -172,7 +172,7 @@ impl NodeProcess {
         child.as_ref().map(|child| child.id())
     }
 
-    /// The start token the running process reports on `/healthz`.
+    /// The start token the running process reports on `/livez`.
     pub fn start_token(&self) -> &str {
         &self.start_token
     }
@@ -357,6 +357,17 @@ impl Cluster {
         Self::start_full(n, extra_args, |_| None, None, Internal::MutualTls, signer).await
     }
 
+    /// Like [`Cluster::start`], with `env` set in every node's environment (for example a
+    /// bucket's endpoint and credentials, [`crate::s3::S3Server::node_env`]).
+    pub async fn start_with_env(
+        n: usize,
+        extra_args: &[&str],
+        env: Vec<(String, String)>,
+    ) -> Result<Self> {
+        let signer = Signer { key: None, env };
+        Self::start_full(n, extra_args, |_| None, None, Internal::MutualTls, signer).await
+    }
+
     /// Like [`Cluster::start`], with every node's data directory (Raft log, state machine,
     /// tiles) on its own tmpfs of `size_mib` MiB (`mounts[i]` for `nodes[i]`), for full-disk
     /// tests. Needs permission to mount.
@@ -456,7 +467,7 @@ impl Cluster {
             cluster.spawn_node(spec)?;
         }
         for node in &cluster.nodes {
-            node.wait_healthy(Duration::from_secs(30)).await?;
+            node.wait_live(Duration::from_secs(30)).await?;
         }
         cluster.init(&members).await?;
         cluster.wait_for_leader(Duration::from_secs(30)).await?;
@@ -541,7 +552,7 @@ impl Cluster {
         let member = spec.member_arg();
         self.spawn_node(spec)?;
         let position = self.nodes.len() - 1;
-        self.nodes[position].wait_healthy(timeout).await?;
+        self.nodes[position].wait_live(timeout).await?;
         Ok((member, position))
     }
 
@@ -661,11 +672,11 @@ impl Cluster {
 }
 
 impl NodeProcess {
-    /// Waits until this process answers `/healthz`: the answer must name this node's id and
+    /// Waits until this process answers `/livez`: the answer must name this node's id and
     /// the start token given to this process, so a stranger holding the port (an earlier
     /// process, another test) is never taken for it. Fails as soon as the process exits (for
     /// example because it could not bind its port).
-    pub async fn wait_healthy(&self, timeout: Duration) -> Result<()> {
+    pub async fn wait_live(&self, timeout: Duration) -> Result<()> {
         let id = self.spec.id;
         let client = self.client();
         let deadline = Instant::now() + timeout;
@@ -673,11 +684,11 @@ impl NodeProcess {
         loop {
             if let Some(status) = self.exit_status() {
                 bail!(
-                    "node {id} exited before it was healthy ({status}); last /healthz: {last}\n{}",
+                    "node {id} exited before it was live ({status}); last /livez: {last}\n{}",
                     self.log()
                 );
             }
-            match client.health().await {
+            match client.liveness().await {
                 Ok(body)
                     if body["nodeId"].as_u64() == Some(id)
                         && body["startToken"].as_str() == Some(self.start_token.as_str()) =>
@@ -688,7 +699,7 @@ impl NodeProcess {
                 Err(error) => last = format!("{error:#}"),
             }
             if Instant::now() >= deadline {
-                bail!("timed out after {timeout:?} waiting for node {id} to be healthy ({last})");
+                bail!("timed out after {timeout:?} waiting for node {id} to be live ({last})");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

@@ -119,7 +119,7 @@ async fn new_node_catches_up_from_a_snapshot_by_pulling_bundles() {
     let cwd = cluster.dir.path().to_path_buf();
     cluster.nodes[wiped].restart(&cwd).unwrap();
     cluster.nodes[wiped]
-        .wait_healthy(Duration::from_secs(30))
+        .wait_live(Duration::from_secs(30))
         .await
         .unwrap();
     let member = cluster.nodes[wiped].spec.member_arg();

@@ -206,7 +206,7 @@ async fn single_node_with_a_full_disk_refuses_writes_then_recovers() {
     cluster.mounts[0].free().unwrap();
     cluster.nodes[0].restart(&cwd).unwrap();
     cluster.nodes[0]
-        .wait_healthy(Duration::from_secs(30))
+        .wait_live(Duration::from_secs(30))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", cluster.logs()));
     let before = observations.acknowledged.len();

@@ -59,7 +59,7 @@ async fn freeze_seals_the_log() {
     let cwd = cluster.dir.path().to_path_buf();
     cluster.nodes[0].restart(&cwd).unwrap();
     cluster.nodes[0]
-        .wait_healthy(Duration::from_secs(30))
+        .wait_live(Duration::from_secs(30))
         .await
         .unwrap();
     wait_until(

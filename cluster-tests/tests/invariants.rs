@@ -41,7 +41,7 @@ async fn dedup_holds_across_a_leader_change_and_a_full_restart() {
         node.restart(&cwd).unwrap();
     }
     for node in &cluster.nodes {
-        node.wait_healthy(Duration::from_secs(30)).await.unwrap();
+        node.wait_live(Duration::from_secs(30)).await.unwrap();
     }
     cluster
         .wait_for_leader(Duration::from_secs(30))

@@ -137,7 +137,7 @@ async fn a_node_with_a_real_key_waits_for_init_on_an_empty_data_dir() {
     .map(|s| s.to_string())
     .collect();
     let node = NodeProcess::start(spec.clone(), args, dir.path()).unwrap();
-    node.wait_healthy(TIMEOUT).await.unwrap();
+    node.wait_live(TIMEOUT).await.unwrap();
     // The bootstrap decision is taken before the listeners start, so it has been taken.
     let status = |dir: &Path| {
         let output = std::process::Command::new(node_binary().unwrap())
@@ -210,7 +210,7 @@ async fn a_member_with_a_foreign_key_never_gets_a_checkpoint_committed() {
     let at = args.iter().position(|arg| arg == "--signing-key").unwrap() + 1;
     args[at] = foreign_file.display().to_string();
     cluster.nodes[2] = NodeProcess::start(spec, args, cluster.dir.path()).unwrap();
-    cluster.nodes[2].wait_healthy(TIMEOUT).await.unwrap();
+    cluster.nodes[2].wait_live(TIMEOUT).await.unwrap();
 
     // Kill whichever other node leads until node 3 does.
     let mut leader = cluster.wait_for_leader(TIMEOUT).await.unwrap();
@@ -222,7 +222,7 @@ async fn a_member_with_a_foreign_key_never_gets_a_checkpoint_committed() {
         let killed = leader;
         leader = cluster.wait_for_leader(TIMEOUT).await.unwrap();
         cluster.nodes[killed].restart(cluster.dir.path()).unwrap();
-        cluster.nodes[killed].wait_healthy(TIMEOUT).await.unwrap();
+        cluster.nodes[killed].wait_live(TIMEOUT).await.unwrap();
         leader = if leader == killed {
             cluster.wait_for_leader(TIMEOUT).await.unwrap()
         } else {
@@ -296,7 +296,7 @@ async fn a_damaged_right_edge_is_named_repaired_and_served_identically() {
     damage(&tiles.join(bundle.path()));
     cluster.nodes[2].restart(cluster.dir.path()).unwrap();
     cluster.nodes[2]
-        .wait_healthy(TIMEOUT)
+        .wait_live(TIMEOUT)
         .await
         .unwrap_or_else(|error| panic!("{error}\n{}", cluster.nodes[2].log()));
 

@@ -278,7 +278,7 @@ async fn dashboards_and_alerts_query_exported_metrics() {
         spec.internal_addr(),
     ];
     let node = NodeProcess::start(spec, args, dir.path()).unwrap();
-    node.wait_healthy(Duration::from_secs(30)).await.unwrap();
+    node.wait_live(Duration::from_secs(30)).await.unwrap();
     let metrics = reqwest::get(format!("{}/metrics", node.base_url()))
         .await
         .unwrap()

@@ -145,7 +145,7 @@ async fn verify_audits_the_log_and_names_the_corrupted_object() {
     .map(|s| s.to_string())
     .collect();
     let node = NodeProcess::start(spec, args, dir.path()).unwrap();
-    node.wait_healthy(Duration::from_secs(30)).await.unwrap();
+    node.wait_live(Duration::from_secs(30)).await.unwrap();
     let client = LogClient::new(&node.base_url());
     let url = format!("{}/api/v2", node.base_url());
 

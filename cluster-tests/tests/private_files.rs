@@ -119,7 +119,7 @@ async fn a_development_key_is_marked_in_the_log_the_status_page_and_the_metrics(
     let spec = spec(dir.path());
     let args = serve_args(&spec, &[]);
     let node = NodeProcess::start(spec, args, dir.path()).unwrap();
-    node.wait_healthy(Duration::from_secs(30))
+    node.wait_live(Duration::from_secs(30))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", node.log()));
     assert!(

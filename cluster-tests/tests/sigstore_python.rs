@@ -25,7 +25,7 @@ async fn embedded_default_node_with_sigstore_python() {
         extra_args: Vec::new(),
     };
     let node = NodeProcess::start(spec, Vec::new(), cwd.path()).unwrap();
-    node.wait_healthy(Duration::from_secs(30)).await.unwrap();
+    node.wait_live(Duration::from_secs(30)).await.unwrap();
     let spki = logged_public_key(&node.log());
     run_harness(
         &python,
@@ -92,7 +92,7 @@ async fn ecdsa_p256_log_key_with_sigstore_python() {
     .map(|s| s.to_string())
     .collect();
     let node = NodeProcess::start(spec, args, dir.path()).unwrap();
-    node.wait_healthy(Duration::from_secs(30)).await.unwrap();
+    node.wait_live(Duration::from_secs(30)).await.unwrap();
     let spki = logged_public_key(&node.log());
     let base = node.base_url();
     run_harness(

@@ -20,7 +20,7 @@ async fn no_arguments_runs_a_single_node_that_logs_and_serves() {
         extra_args: Vec::new(),
     };
     let mut node = NodeProcess::start(spec, Vec::new(), cwd.path()).expect("starts");
-    node.wait_healthy(Duration::from_secs(30))
+    node.wait_live(Duration::from_secs(30))
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", node.log()));
     assert!(

@@ -248,7 +248,7 @@ async fn renewed_certificates_are_picked_up_without_a_restart() {
         .await
         .unwrap();
     let pki = pki(&cluster).clone();
-    let url = format!("{}/healthz", cluster.nodes[0].base_url());
+    let url = format!("{}/livez", cluster.nodes[0].base_url());
     let before = served_certificate(&pki, &url).await;
     assert_eq!(before, leaf_der(&pki.node_cert(1)));
     let pids: Vec<_> = cluster.nodes.iter().map(|node| node.pid()).collect();
@@ -458,7 +458,7 @@ async fn a_renewal_that_does_not_load_is_refused_and_the_old_certificate_kept() 
         .await
         .unwrap();
     let pki = pki(&cluster).clone();
-    let url = format!("{}/healthz", cluster.nodes[0].base_url());
+    let url = format!("{}/livez", cluster.nodes[0].base_url());
     let before = served_certificate(&pki, &url).await;
     // A key that does not fit the certificate, as a half-done renewal would leave it.
     pki.ensure_node(2).unwrap();

@@ -43,6 +43,8 @@ pub struct NodeBackend {
     pub metrics: NodeMetrics,
     /// Tiles with their inner nodes hashed, shared by every proof built here.
     pub hashed_tiles: Arc<HashedTileCache>,
+    /// The `/healthz` checks.
+    pub readiness: crate::readiness::ReadinessProbe,
 }
 
 /// Checks a duplicate answer against this node's own state: the identity must be recorded at
@@ -289,6 +291,10 @@ impl NodeBackend {
 }
 
 impl LogBackend for NodeBackend {
+    fn readiness(&self) -> BoxFuture<'_, rekor_api::Readiness> {
+        Box::pin(self.readiness.check())
+    }
+
     fn submit(&self, entry: ValidatedEntry) -> BoxFuture<'_, Result<LoggedEntry, SubmitError>> {
         Box::pin(self.submit_entry(entry))
     }

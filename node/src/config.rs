@@ -246,6 +246,11 @@ pub struct ServeArgs {
     )]
     pub enable_entry_lookup: Option<bool>,
 
+    /// Log one line per public request (method, path, status, duration, sizes, peer, user agent;
+    /// never a body) under the `rekor::access` target. Off by default.
+    #[arg(long, env = "REKOR_LOG_REQUESTS", num_args = 0..=1, default_missing_value = "true")]
+    pub log_requests: Option<bool>,
+
     /// Signing algorithms accepted in entries, comma-separated upstream names (as upstream's
     /// flag of the same name); it may only narrow the default set. Default: {default}.
     #[arg(long, env = "REKOR_CLIENT_SIGNING_ALGORITHMS", value_delimiter = ',')]
@@ -423,6 +428,7 @@ pub struct ServeConfig {
     pub read_only: bool,
     pub enable_dsse: bool,
     pub enable_entry_lookup: bool,
+    pub log_requests: bool,
     pub max_request_body_size: usize,
     pub bootstrap_single: bool,
     pub cache_bytes: u64,
@@ -523,6 +529,7 @@ impl ServeArgs {
             read_only,
             enable_dsse,
             enable_entry_lookup,
+            log_requests,
             max_request_body_size,
             bootstrap_single,
             raft_snapshot_every,
@@ -664,6 +671,7 @@ impl ServeArgs {
             read_only: self.read_only.unwrap_or_default(),
             enable_dsse: self.enable_dsse.unwrap_or_default(),
             enable_entry_lookup: self.enable_entry_lookup.unwrap_or_default(),
+            log_requests: self.log_requests.unwrap_or_default(),
             max_request_body_size: self
                 .max_request_body_size
                 .unwrap_or(rekor_api::http::DEFAULT_MAX_REQUEST_BODY_SIZE),

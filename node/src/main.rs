@@ -22,6 +22,7 @@ mod metrics;
 mod partials;
 mod publisher;
 mod pushback;
+mod readiness;
 mod secrets;
 mod sequencer;
 mod serve;

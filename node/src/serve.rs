@@ -221,6 +221,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         metrics.clone(),
     ));
 
+    let leader_contact = rekor_raft::LeaderContact::default();
     let backend = Arc::new(NodeBackend {
         node_id: config.node_id,
         raft: raft.clone(),
@@ -240,6 +241,13 @@ async fn serve(config: ServeConfig) -> Result<()> {
         hashed_tiles: Arc::new(rekor_storage::proof::HashedTileCache::new(
             crate::backend::HASHED_TILE_CACHE_TILES,
         )),
+        readiness: crate::readiness::ReadinessProbe::new(
+            config.node_id,
+            raft.clone(),
+            leader_contact.clone(),
+            store.clone(),
+            std::time::Duration::from_millis(config.raft_timing.election_timeout_max_ms),
+        ),
     });
     let instance = rekor_api::Instance {
         node_id: config.node_id,
@@ -255,6 +263,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         algorithms: config.client_signing_algorithms.clone(),
         max_request_body_size: config.max_request_body_size,
         instance: Some(instance),
+        log_requests: config.log_requests,
         ..rekor_api::ApiConfig::default()
     };
     let api_state = rekor_api::ApiState::new(api_config, backend.clone(), &registry)?;
@@ -332,8 +341,10 @@ async fn serve(config: ServeConfig) -> Result<()> {
         membership_lock: tokio::sync::Mutex::new(()),
         backend: backend.clone(),
     });
-    let raft_server_config =
-        rekor_raft::RaftServerConfig::with_auth(config.node_id, internal_auth.clone());
+    let raft_server_config = rekor_raft::RaftServerConfig {
+        leader_contact,
+        ..rekor_raft::RaftServerConfig::with_auth(config.node_id, internal_auth.clone())
+    };
     let raft_for_rpc = raft.clone();
     let internal_bodies =
         BodyGuard::new("internal", &config.internal_limits).with_metrics(body_metrics);

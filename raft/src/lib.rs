@@ -23,6 +23,7 @@ pub mod config;
 pub mod engine;
 mod entry_files;
 pub mod identity_index;
+pub mod leader_contact;
 pub mod log_store;
 pub mod network;
 pub mod peers;
@@ -39,6 +40,7 @@ pub use backfill::{
 };
 pub use config::{build_config, RaftTuning, TuningError};
 pub use engine::{EngineConfig, EngineError, Keyspace, SledEngine};
+pub use leader_contact::LeaderContact;
 pub use log_store::{LogSizeProbe, LogStore, LogStoreError, LogWriteError};
 pub use network::{ClusterSecret, HttpNetwork, NetworkConfig, PEER_CONNECT_TIMEOUT};
 pub use peers::{read_answer, AnswerError, PeerClientError, PeerClients};

@@ -23,7 +23,10 @@ use crate::network::{
 };
 use crate::types::{NodeId, Raft};
 use actix_web::HttpMessage;
+use openraft::raft::AppendEntriesResponse;
 use openraft::Vote;
+
+use crate::leader_contact::LeaderContact;
 
 /// Default cap of AppendEntries and Vote bodies: 64 MiB. The client never sends a larger
 /// AppendEntries of several entries (`NetworkConfig::max_append_body`, the same default) and
@@ -46,6 +49,8 @@ pub struct RaftServerConfig {
     pub max_rpc_body: usize,
     /// Body cap of `snapshot`.
     pub max_snapshot_body: usize,
+    /// Set on every AppendEntries this node accepts (the follower's readiness signal).
+    pub leader_contact: LeaderContact,
 }
 
 impl RaftServerConfig {
@@ -61,6 +66,7 @@ impl RaftServerConfig {
             auth,
             max_rpc_body: DEFAULT_MAX_RPC_BODY,
             max_snapshot_body: DEFAULT_MAX_SNAPSHOT_BODY,
+            leader_contact: LeaderContact::default(),
         }
     }
 }
@@ -68,6 +74,7 @@ impl RaftServerConfig {
 struct RaftRpcState {
     raft: Raft,
     node_id: NodeId,
+    leader_contact: LeaderContact,
 }
 
 /// The Raft RPC routes (`POST {RAFT_SCOPE}/append|vote|snapshot`) for this node's `raft`.
@@ -76,6 +83,7 @@ pub fn raft_scope(raft: Raft, config: RaftServerConfig) -> impl HttpServiceFacto
     let state = web::Data::new(RaftRpcState {
         raft,
         node_id: config.node_id,
+        leader_contact: config.leader_contact,
     });
     let auth = config.auth;
     web::scope(RAFT_SCOPE)
@@ -197,7 +205,19 @@ async fn append(
     body: web::Bytes,
 ) -> HttpResponse {
     match admit(&state, &req, &body) {
-        Ok(rpc) => reply(&state.raft.append_entries(rpc).await),
+        Ok(rpc) => {
+            let result = state.raft.append_entries(rpc).await;
+            // Success or Conflict: the sender's vote was accepted, it is our leader.
+            if matches!(
+                result,
+                Ok(AppendEntriesResponse::Success)
+                    | Ok(AppendEntriesResponse::PartialSuccess(_))
+                    | Ok(AppendEntriesResponse::Conflict)
+            ) {
+                state.leader_contact.record();
+            }
+            reply(&result)
+        }
         Err(refusal) => refusal,
     }
 }

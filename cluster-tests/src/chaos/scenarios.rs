@@ -277,7 +277,7 @@ impl Run {
         let cwd = self.cluster.dir.path().to_path_buf();
         let node = &mut self.cluster.nodes[position];
         node.restart(&cwd)?;
-        node.wait_healthy(Duration::from_secs(60)).await
+        node.wait_live(Duration::from_secs(60)).await
     }
 
     /// Stops the load, runs the checker, and writes the report.
