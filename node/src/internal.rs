@@ -122,6 +122,10 @@ pub fn configure(auth: InternalAuth) -> impl FnOnce(&mut web::ServiceConfig) {
                     authenticate(auth.clone(), Role::Peer, request, next)
                 }))
                 .route(peer(paths::SEQUENCE), web::post().to(sequence))
+                .route(
+                    peer(crate::handover::CAMPAIGN_PATH),
+                    web::post().to(crate::handover::campaign),
+                )
                 .service(
                     web::resource(peer(paths::SEQUENCE_BATCH))
                         .app_data(web::PayloadConfig::new(MAX_FORWARD_BATCH_BODY))

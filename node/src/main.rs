@@ -14,6 +14,7 @@ mod backend;
 mod catch_up;
 mod config;
 mod forwarder;
+mod handover;
 mod integrator;
 mod internal;
 mod keys;

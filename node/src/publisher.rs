@@ -76,6 +76,8 @@ pub struct Publisher {
     commits_in_flight: usize,
     metrics: NodeMetrics,
     witnessing: Option<Arc<Witnessing>>,
+    /// Raised while this node hands its leadership over ([`crate::handover`]).
+    stepping_down: crate::handover::SteppingDown,
 }
 
 #[derive(Message)]
@@ -124,7 +126,14 @@ impl Publisher {
             commits_in_flight: 0,
             metrics,
             witnessing: None,
+            stepping_down: Default::default(),
         }
+    }
+
+    /// Share the node's hand-over flag: a leader handing over signs nothing more.
+    pub fn with_stepping_down(mut self, stepping_down: crate::handover::SteppingDown) -> Self {
+        self.stepping_down = stepping_down;
+        self
     }
 
     /// Have each checkpoint cosigned by the policy's witnesses before it is committed.
@@ -138,8 +147,9 @@ impl Publisher {
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         (metrics.current_leader == Some(self.node_id)
-            && metrics.state == openraft::ServerState::Leader)
-            .then_some(metrics.current_term)
+            && metrics.state == openraft::ServerState::Leader
+            && !self.stepping_down.is_raised())
+        .then_some(metrics.current_term)
     }
 
     /// What to sign now, if anything, when it is news: without witnesses the newest applied
@@ -242,7 +252,16 @@ async fn sign_witnessed(
 
 /// The committing half: the signed checkpoint through Raft; whether the state machines
 /// accepted it.
-async fn commit(raft: Raft, size: u64, root: [u8; 32], text: String) -> Result<bool, String> {
+async fn commit(
+    raft: Raft,
+    gate: crate::handover::SteppingDown,
+    size: u64,
+    root: [u8; 32],
+    text: String,
+) -> Result<bool, String> {
+    let Some(_write) = gate.admit() else {
+        return Err("stepping down: leadership is being handed over".into());
+    };
     let response = raft
         .client_write(Command::Publish {
             size,
@@ -368,7 +387,13 @@ impl Handler<Tick> for Publisher {
                     act.confirmed_term = Some(term);
                     act.signed_size = Some(size);
                     act.commits_in_flight += 1;
-                    let commit = commit(act.raft.clone(), size, root, text);
+                    let commit = commit(
+                        act.raft.clone(),
+                        act.stepping_down.clone(),
+                        size,
+                        root,
+                        text,
+                    );
                     ctx.spawn(commit.into_actor(act).map(move |result, act, ctx| {
                         act.commits_in_flight -= 1;
                         act.committed(size, result);
@@ -426,7 +451,8 @@ impl Handler<PublishNow> for Publisher {
             msg.extensions,
             true,
         );
-        let publish = async move { commit(raft, size, root, sign.await?).await };
+        let gate = self.stepping_down.clone();
+        let publish = async move { commit(raft, gate, size, root, sign.await?).await };
         AtomicResponse::new(Box::pin(publish.into_actor(self).map(
             move |result, act, _| match result {
                 Ok(true) => {

@@ -20,6 +20,7 @@ use rekor_raft::types::{
 };
 use tokio::sync::{oneshot, Semaphore};
 
+use crate::handover::SteppingDown;
 use crate::metrics::NodeMetrics;
 
 /// Why an entry could not be sequenced here.
@@ -65,6 +66,8 @@ pub struct Sequencer {
     /// Bounds the batches in flight in Raft at once (bounded work, DESIGN.md invariant 6).
     in_flight: Arc<Semaphore>,
     metrics: NodeMetrics,
+    /// Raised while leadership is handed over: batches are answered `NotLeader`, not proposed.
+    stepping_down: SteppingDown,
 }
 
 /// Batches in flight in Raft at once: enough to keep the pipeline full across an fsync.
@@ -98,7 +101,14 @@ impl Sequencer {
             flush_timer: None,
             in_flight: Arc::new(Semaphore::new(MAX_BATCHES_IN_FLIGHT)),
             metrics,
+            stepping_down: SteppingDown::default(),
         }
+    }
+
+    /// Share the node's hand-over flag ([`crate::handover`]).
+    pub fn with_stepping_down(mut self, stepping_down: SteppingDown) -> Self {
+        self.stepping_down = stepping_down;
+        self
     }
 
     fn flush(&mut self, ctx: &mut Context<Self>) {
@@ -113,12 +123,19 @@ impl Sequencer {
         let raft = self.raft.clone();
         let in_flight = self.in_flight.clone();
         let metrics = self.metrics.clone();
+        let stepping_down = self.stepping_down.clone();
         tokio::spawn(async move {
             let Ok(_permit) = in_flight.acquire_owned().await else {
                 return;
             };
             let count = batch.len();
             let (entries, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+            let Some(_write) = stepping_down.admit() else {
+                for reply in replies {
+                    let _ = reply.send(Err(SequenceError::NotLeader { leader: None }));
+                }
+                return;
+            };
             let started = Instant::now();
             let result = propose(&raft, entries).await;
             metrics

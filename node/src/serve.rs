@@ -182,6 +182,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         state_machine.clone(),
         served.clone(),
     );
+    let stepping_down = crate::handover::SteppingDown::default();
     let sequencer = Sequencer::new(
         raft.clone(),
         crate::sequencer::BatchLimits {
@@ -191,6 +192,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         },
         metrics.clone(),
     )
+    .with_stepping_down(stepping_down.clone())
     .start();
     let publisher = Publisher::new(
         config.node_id,
@@ -210,6 +212,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         publication_halt.clone(),
         committed_leaves(raft.clone(), state_machine.clone()),
     )?)
+    .with_stepping_down(stepping_down.clone())
     .start();
 
     tokio::spawn(exit_when_raft_fails(raft.clone()));
@@ -327,6 +330,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
     }
     .with_context(|| format!("serving the public listener {}", config.listen))?
     .shutdown_timeout(10)
+    .disable_signals()
     .run();
 
     let internal_state = web::Data::new(InternalState {
@@ -377,8 +381,11 @@ async fn serve(config: ServeConfig) -> Result<()> {
     }
     .with_context(|| format!("serving the internal listener {}", config.listen_internal))?
     .shutdown_timeout(5)
+    .disable_signals()
     .run();
 
+    let internal_handle = internal.handle();
+    let mut handles = vec![public.handle()];
     if let Some(listener) = metrics_listener {
         // One worker, GET /metrics only; it stops on SIGINT/SIGTERM like the others.
         let registry = registry.clone();
@@ -398,7 +405,9 @@ async fn serve(config: ServeConfig) -> Result<()> {
         .listen(listener)
         .context("serving the metrics listener")?
         .shutdown_timeout(1)
+        .disable_signals()
         .run();
+        handles.push(metrics_server.handle());
         actix_rt::spawn(metrics_server);
     }
     info!(
@@ -412,7 +421,15 @@ async fn serve(config: ServeConfig) -> Result<()> {
         malloc_arena_max = std::env::var(crate::malloc_arenas::VARIABLE).as_deref().unwrap_or("glibc default"),
         "rekor-node serving"
     );
-    // Both servers stop on SIGINT/SIGTERM (actix-web installs the handlers).
+    // On SIGINT/SIGTERM a leader first hands its leadership over (every listener still up, so
+    // the successor's vote request reaches it), then the servers drain and stop.
+    actix_rt::spawn(stop_on_signal(
+        config.node_id,
+        raft.clone(),
+        peers.clone(),
+        stepping_down,
+        (internal_handle, handles),
+    ));
     let (public_result, internal_result) = futures::join!(public, internal);
     info!("listeners stopped; shutting Raft down");
     if let Err(error) = raft.shutdown().await {
@@ -424,6 +441,51 @@ async fn serve(config: ServeConfig) -> Result<()> {
     internal_result?;
     info!("stopped");
     Ok(())
+}
+
+/// Waits for SIGINT or SIGTERM, hands leadership over if this node leads, then stops the
+/// listeners gracefully (in-flight requests finish within each server's shutdown timeout).
+async fn stop_on_signal(
+    node_id: u64,
+    raft: rekor_raft::Raft,
+    peers: Arc<rekor_raft::PeerClients>,
+    stepping_down: crate::handover::SteppingDown,
+    servers: (
+        actix_web::dev::ServerHandle,
+        Vec<actix_web::dev::ServerHandle>,
+    ),
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut terminate), Ok(mut interrupt)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot install the SIGTERM/SIGINT handlers; stop the node with SIGKILL");
+        return;
+    };
+    let name = tokio::select! {
+        _ = terminate.recv() => "SIGTERM",
+        _ = interrupt.recv() => "SIGINT",
+    };
+    info!(signal = name, "stopping");
+    match crate::handover::hand_over(node_id, &raft, &peers, &stepping_down).await {
+        crate::handover::Handover::Done { to, took } => info!(
+            to,
+            took_ms = took.as_millis() as u64,
+            "leadership handed over"
+        ),
+        crate::handover::Handover::Failed(reason) => warn!(
+            %reason,
+            "leadership hand-over failed: the cluster fails over after the leader lease"
+        ),
+        crate::handover::Handover::NotLeader | crate::handover::Handover::Alone => {}
+    }
+    // The public listeners first: their requests in flight wait for checkpoints this node
+    // replicates, so the internal listener keeps taking the new leader's AppendEntries until
+    // they are answered.
+    let (internal, public) = servers;
+    futures::future::join_all(public.iter().map(|server| server.stop(true))).await;
+    internal.stop(true).await;
 }
 
 /// Node-to-node traffic in clear text carries the cluster secret and every entry: fine on
