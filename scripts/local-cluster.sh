@@ -123,7 +123,7 @@ healthy() { curl -fsS "http://127.0.0.1:$(public_port "$1")/healthz"; }
 
 # The process serves HTTP: /livez answers (liveness; a node without /livez answers 404, which
 # counts too). Says nothing about quorum: that is healthy's job.
-serving() { curl -sS -o /dev/null --max-time 2 "http://127.0.0.1:$(public_port "$1")/livez"; }
+serving() { curl -sS -o /dev/null -m 2 "http://127.0.0.1:$(public_port "$1")/livez"; }
 
 # The cluster's transport, `tls` or `plain`: what it was formed with (a cluster formed before
 # this script made certificates is plain), else what this start asks for.
@@ -274,8 +274,10 @@ stop() {
     fi
   done
   for i in $(seq 1 "$n"); do
-    if pid=$(running_pid "$i"); then
-      wait_for 30 "node $i (pid $pid) to exit" gone "$pid"
+    # Until the process is reaped, not only dead: whoever checks the pid next sees it gone.
+    pid=$(cat "$dir/node$i.pid" 2>/dev/null) || pid=""
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      wait_for 30 "node $i (pid $pid) to exit" bash -c "! kill -0 $pid"
       echo "node $i stopped"
     fi
     rm -f "$dir/node$i.pid"
@@ -329,7 +331,7 @@ leader() {
   local n
   n=$(node_count)
   for i in $(seq 1 "$n"); do
-    if curl -fsS --max-time 2 "http://127.0.0.1:$(public_port "$i")/status.json" 2>/dev/null |
+    if curl -fsS -m 2 "http://127.0.0.1:$(public_port "$i")/status.json" 2>/dev/null |
       grep -q '"state":"Leader"'; then
       echo "$i"
       return
