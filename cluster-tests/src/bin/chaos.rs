@@ -31,7 +31,8 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use rekor_cluster_tests::chaos::hooks::Hook;
 use rekor_cluster_tests::chaos::live::{
-    parse_log_public_key, run_live, LiveDeployment, LiveHooks, LiveOptions, LIVE_SCENARIOS,
+    parse_log_public_key, run_live, DurationFigures, LiveDeployment, LiveHooks, LiveOptions,
+    LIVE_SCENARIOS,
 };
 use rekor_cluster_tests::chaos::{
     run, LoadConfig, LogVerifier, ScenarioOptions, ScenarioReport, SCENARIOS,
@@ -309,22 +310,15 @@ fn print_summary(name: &str, reports: &[ScenarioReport]) {
 }
 
 /// ` <label> over N run(s): median, best and worst`, or nothing without measurements.
-fn figures(label: &str, mut durations: Vec<Duration>) -> String {
-    durations.sort_unstable();
-    let (Some(best), Some(worst)) = (durations.first(), durations.last()) else {
+fn figures(label: &str, durations: Vec<Duration>) -> String {
+    let Some(figures) = DurationFigures::of(durations) else {
         return String::new();
-    };
-    let middle = durations.len() / 2;
-    let median = if durations.len().is_multiple_of(2) {
-        (durations[middle - 1] + durations[middle]) / 2
-    } else {
-        durations[middle]
     };
     format!(
         " {label} over {} run(s): median {} ms, best {} ms, worst {} ms;",
-        durations.len(),
-        median.as_millis(),
-        best.as_millis(),
-        worst.as_millis()
+        figures.count,
+        figures.median.as_millis(),
+        figures.best.as_millis(),
+        figures.worst.as_millis()
     )
 }
