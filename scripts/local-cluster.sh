@@ -7,6 +7,15 @@
 #   scripts/local-cluster.sh stop                   SIGTERM every node and wait for it to exit
 #   scripts/local-cluster.sh clean                  stop, then delete the cluster's directory
 #
+# One node at a time (N is 1..3 or 1..5; the fault hooks of `chaos live`, docs/operations.md,
+# "Chaos-testing a live deployment"):
+#
+#   scripts/local-cluster.sh kill N                 SIGKILL node N and wait until it is gone
+#   scripts/local-cluster.sh start-node N           start node N again with its flags; waits for /livez
+#   scripts/local-cluster.sh stop-node N            SIGTERM node N and wait for it to exit
+#   scripts/local-cluster.sh pause N | resume N     SIGSTOP / SIGCONT node N (a stand-in for isolating it)
+#   scripts/local-cluster.sh leader                 print the number of the node that leads now
+#
 # Node i (1-based) serves the public API on 127.0.0.1:(BASE + 10·(i-1)) and its node-to-node
 # listener on the next port: with the default base, node 1 is http://127.0.0.1:3000 (3001),
 # node 2 http://127.0.0.1:3010 (3011), node 3 http://127.0.0.1:3020 (3021), ...
@@ -38,7 +47,7 @@ base_port=${REKOR_BASE_PORT:-3000}
 origin=${REKOR_ORIGIN:-rekor.local}
 
 usage() {
-  sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -72,13 +81,31 @@ node_count() {
   fi
 }
 
+# Whether process $1 runs (a zombie left by a killed node does not count).
+alive() {
+  kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]
+}
+
+gone() { ! alive "$1"; }
+
 running_pid() {
   local pidfile="$dir/node$1.pid"
   [ -f "$pidfile" ] || return 1
   local pid
   pid=$(cat "$pidfile")
-  kill -0 "$pid" 2>/dev/null || return 1
+  alive "$pid" || return 1
   echo "$pid"
+}
+
+# Checks that $1 names a node of the cluster and prints it.
+node_number() {
+  [ -f "$dir/nodes" ] || die "no cluster in $dir ('$0 start' first)"
+  local n
+  n=$(node_count)
+  if ! [[ "${1:-}" =~ ^[0-9]+$ ]] || [ "$1" -lt 1 ] || [ "$1" -gt "$n" ]; then
+    die "give a node number from 1 to $n, not '${1:-}'"
+  fi
+  echo "$1"
 }
 
 # Polls a command until it succeeds, for at most $1 seconds.
@@ -93,6 +120,10 @@ wait_for() {
 }
 
 healthy() { curl -fsS "http://127.0.0.1:$(public_port "$1")/livez"; }
+
+# The process serves HTTP: /livez answers (liveness; a node without /livez answers 404, which
+# counts too). Says nothing about quorum: that is healthy's job.
+serving() { curl -sS -o /dev/null -m 2 "http://127.0.0.1:$(public_port "$1")/livez"; }
 
 # The cluster's transport, `tls` or `plain`: what it was formed with (a cluster formed before
 # this script made certificates is plain), else what this start asks for.
@@ -122,6 +153,28 @@ admin() {
 
 has_leader() {
   admin status --target "127.0.0.1:$(internal_port 1)" | grep -Eq '"leader": [0-9]+'
+}
+
+# Starts node $1 in the background with the cluster's flags (needs `bin`).
+launch_node() {
+  local i=$1 node_tls=()
+  if [ "$(transport)" = tls ]; then
+    node_tls=(--internal-tls-ca-file "$dir/tls/ca.pem" --internal-tls-cert-file "$dir/tls/node-$i.pem"
+      --internal-tls-key-file "$dir/tls/node-$i-key.pem")
+  fi
+  # setsid: the node must not die with this shell (or with a Ctrl-C in it).
+  setsid "$bin" serve \
+    --node-id "$i" \
+    --data-dir "$dir/node$i" \
+    --listen "127.0.0.1:$(public_port "$i")" \
+    --listen-internal "127.0.0.1:$(internal_port "$i")" \
+    --origin "$(cat "$dir/origin")" \
+    --signing-key "$dir/signing-key.pem" \
+    --cluster-secret-file "$dir/cluster-secret" \
+    --bootstrap-single=false \
+    ${node_tls[@]+"${node_tls[@]}"} \
+    </dev/null >>"$dir/node$i.log" 2>&1 &
+  echo $! >"$dir/node$i.pid"
 }
 
 start() {
@@ -165,7 +218,6 @@ start() {
   local cluster_origin
   cluster_origin=$(cat "$dir/origin")
 
-  local node_tls=()
   if [ "$cluster_transport" = tls ]; then
     # Reuses the CA made on first start; renews the node and operator certificates.
     "$bin" certs --dir "$dir/tls" --node-ids "$(seq -s, 1 "$n")" --operator admin >/dev/null
@@ -184,24 +236,7 @@ start() {
   } >"$dir/admin.env"
 
   for i in $(seq 1 "$n"); do
-    node_tls=()
-    if [ "$cluster_transport" = tls ]; then
-      node_tls=(--internal-tls-ca-file "$dir/tls/ca.pem" --internal-tls-cert-file "$dir/tls/node-$i.pem"
-        --internal-tls-key-file "$dir/tls/node-$i-key.pem")
-    fi
-    # setsid: the node must not die with this shell (or with a Ctrl-C in it).
-    setsid "$bin" serve \
-      --node-id "$i" \
-      --data-dir "$dir/node$i" \
-      --listen "127.0.0.1:$(public_port "$i")" \
-      --listen-internal "127.0.0.1:$(internal_port "$i")" \
-      --origin "$cluster_origin" \
-      --signing-key "$dir/signing-key.pem" \
-      --cluster-secret-file "$dir/cluster-secret" \
-      --bootstrap-single=false \
-      ${node_tls[@]+"${node_tls[@]}"} \
-      </dev/null >>"$dir/node$i.log" 2>&1 &
-    echo $! >"$dir/node$i.pid"
+    launch_node "$i"
   done
   for i in $(seq 1 "$n"); do
     wait_for 60 "node $i to answer /livez (see $dir/node$i.log)" healthy "$i"
@@ -234,15 +269,75 @@ stop() {
   for i in $(seq 1 "$n"); do
     if pid=$(running_pid "$i"); then
       kill -TERM "$pid"
+      # A paused node must wake up to exit.
+      kill -CONT "$pid" 2>/dev/null || true
     fi
   done
   for i in $(seq 1 "$n"); do
-    if pid=$(running_pid "$i"); then
+    # Until the process is reaped, not only dead: whoever checks the pid next sees it gone.
+    pid=$(cat "$dir/node$i.pid" 2>/dev/null) || pid=""
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
       wait_for 30 "node $i (pid $pid) to exit" bash -c "! kill -0 $pid"
       echo "node $i stopped"
     fi
     rm -f "$dir/node$i.pid"
   done
+}
+
+kill_node() {
+  local i pid
+  i=$(node_number "${1:-}")
+  pid=$(running_pid "$i") || die "node $i is not running"
+  kill -KILL "$pid"
+  wait_for 30 "node $i (pid $pid) to be gone" gone "$pid"
+  echo "node $i killed (pid $pid)"
+}
+
+start_node() {
+  local i pid
+  i=$(node_number "${1:-}")
+  [ -f "$dir/initialized" ] || die "the cluster in $dir was never formed ('$0 start' first)"
+  if pid=$(running_pid "$i"); then
+    die "node $i is already running (pid $pid)"
+  fi
+  bin=$(find_binary)
+  launch_node "$i"
+  wait_for 60 "node $i to serve /livez (see $dir/node$i.log)" serving "$i"
+  echo "node $i started (pid $(cat "$dir/node$i.pid"))"
+}
+
+stop_node() {
+  local i pid
+  i=$(node_number "${1:-}")
+  pid=$(running_pid "$i") || die "node $i is not running"
+  kill -TERM "$pid"
+  kill -CONT "$pid" 2>/dev/null || true
+  wait_for 30 "node $i (pid $pid) to exit" gone "$pid"
+  rm -f "$dir/node$i.pid"
+  echo "node $i stopped"
+}
+
+signal_node() {
+  local signal=$1 i pid
+  i=$(node_number "${2:-}")
+  pid=$(running_pid "$i") || die "node $i is not running"
+  kill "-$signal" "$pid"
+  echo "node $i: SIG$signal sent (pid $pid)"
+}
+
+# The node whose /status.json says it leads (its number is its node id).
+leader() {
+  [ -f "$dir/nodes" ] || die "no cluster in $dir"
+  local n
+  n=$(node_count)
+  for i in $(seq 1 "$n"); do
+    if curl -fsS -m 2 "http://127.0.0.1:$(public_port "$i")/status.json" 2>/dev/null |
+      grep -q '"state":"Leader"'; then
+      echo "$i"
+      return
+    fi
+  done
+  die "no node reports itself leader"
 }
 
 status() {
@@ -277,5 +372,11 @@ case "$command" in
   status) status ;;
   logs) logs ;;
   clean) stop; rm -rf "$dir"; echo "removed $dir" ;;
+  kill) kill_node "${2:-}" ;;
+  start-node) start_node "${2:-}" ;;
+  stop-node) stop_node "${2:-}" ;;
+  pause) signal_node STOP "${2:-}" ;;
+  resume) signal_node CONT "${2:-}" ;;
+  leader) leader ;;
   *) usage ;;
 esac

@@ -5,6 +5,12 @@
 //! Clients behave like real ones: a request that failed (error, 5xx, timeout) is retried with the
 //! same body, so an entry whose first attempt was logged comes back as a 409 with its index; and
 //! now and then an acknowledged request is sent again on purpose, to exercise dedup across nodes.
+//!
+//! Two shapes: closed loop (`workers` clients, each sending its next request when the last one
+//! was answered) and open loop (`rate`: new requests arrive at a fixed rate whatever the answers
+//! do, as the traffic of many independent clients would; each is retried on the next node until
+//! it is answered or `open_loop_give_up` passes). A failover stalls a closed loop with it; an
+//! open loop keeps arriving, so it shows the backlog a real outage builds.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,6 +60,14 @@ pub struct LoadConfig {
     pub retry_pause: Duration,
     /// One request in this many re-sends an already acknowledged entry (0: never).
     pub resubmit_every: u32,
+    /// Open loop: new requests per second (`workers` is then unused). `None`: closed loop.
+    pub rate: Option<f64>,
+    /// Open loop: at most this many requests outstanding; an arrival beyond it is skipped (and
+    /// counted), so a dead cluster cannot make the load grow without bound.
+    pub max_in_flight: usize,
+    /// Open loop: a request still unanswered (only errors, timeouts or 5xx) after this long is
+    /// given up; its fate stays unknown, which the checker allows.
+    pub open_loop_give_up: Duration,
 }
 
 impl Default for LoadConfig {
@@ -63,6 +77,9 @@ impl Default for LoadConfig {
             request_timeout: Duration::from_secs(4),
             retry_pause: Duration::from_millis(25),
             resubmit_every: 10,
+            rate: None,
+            max_in_flight: 256,
+            open_loop_give_up: Duration::from_secs(60),
         }
     }
 }
@@ -71,6 +88,8 @@ impl Default for LoadConfig {
 struct Record {
     answers: Vec<Answer>,
     observations: Observations,
+    /// Open loop: arrivals skipped because `max_in_flight` requests were outstanding.
+    skipped: u64,
 }
 
 /// The nodes load is sent to (or polled); scenarios that change membership replace them.
@@ -85,11 +104,28 @@ pub struct Load {
 }
 
 impl Load {
-    /// Starts `config.workers` clients spreading requests over `nodes`.
+    /// Starts `config.workers` clients spreading requests over `nodes`, or with `config.rate`
+    /// an open-loop dispatcher.
     pub fn start(nodes: Vec<NodeView>, factory: Arc<EntryFactory>, config: LoadConfig) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let record = Arc::new(Mutex::new(Record::default()));
         let nodes: Targets = Arc::new(RwLock::new(nodes));
+        if let Some(rate) = config.rate {
+            let dispatcher = tokio::spawn(run_open_loop(
+                rate,
+                nodes.clone(),
+                factory,
+                config,
+                stop.clone(),
+                record.clone(),
+            ));
+            return Self {
+                stop,
+                record,
+                targets: nodes,
+                workers: vec![dispatcher],
+            };
+        }
         let workers = (0..config.workers)
             .map(|worker| {
                 tokio::spawn(run_worker(
@@ -123,6 +159,11 @@ impl Load {
     /// Number of 201s so far.
     pub fn acknowledged(&self) -> usize {
         lock(&self.record).observations.acknowledged.len()
+    }
+
+    /// Open loop: arrivals skipped so far because too many requests were outstanding.
+    pub fn skipped(&self) -> u64 {
+        lock(&self.record).skipped
     }
 
     /// The first 201 to a request sent at or after `since`.
@@ -246,6 +287,99 @@ async fn run_worker(
             tokio::time::sleep(config.retry_pause).await;
         }
     }
+}
+
+/// The open loop: a new request every `1 / rate` seconds (spread over the nodes in turn), each
+/// in a task of its own that retries it on the next node until it is answered (201 or 409) or
+/// given up. Returns once stopped and every outstanding request has ended.
+async fn run_open_loop(
+    rate: f64,
+    nodes: Targets,
+    factory: Arc<EntryFactory>,
+    config: LoadConfig,
+    stop: Arc<AtomicBool>,
+    record: Arc<Mutex<Record>>,
+) {
+    let rate = if rate.is_finite() && rate > 0.0 {
+        rate
+    } else {
+        1.0
+    };
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(config.max_in_flight.max(1)));
+    let logged: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut ticker = tokio::time::interval(interval);
+    // Behind schedule (a slow runtime): catch up at once, as independent clients would.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut turn = 0usize;
+    while !stop.load(Ordering::Relaxed) {
+        ticker.tick().await;
+        while tasks.try_join_next().is_some() {}
+        let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+            lock(&record).skipped += 1;
+            continue;
+        };
+        turn += 1;
+        let request = {
+            let logged = lock(&logged);
+            let resend = config.resubmit_every > 0
+                && !logged.is_empty()
+                && rand::thread_rng().gen_range(0..config.resubmit_every) == 0;
+            if resend {
+                logged[rand::thread_rng().gen_range(0..logged.len())].clone()
+            } else {
+                drop(logged);
+                factory.request()
+            }
+        };
+        let (nodes, stop, record, logged, config) = (
+            nodes.clone(),
+            stop.clone(),
+            record.clone(),
+            logged.clone(),
+            config.clone(),
+        );
+        tasks.spawn(async move {
+            let _permit = permit;
+            let give_up = Instant::now() + config.open_loop_give_up;
+            let mut attempt = turn;
+            loop {
+                let targets = read(&nodes);
+                if targets.is_empty() {
+                    return;
+                }
+                let node = &targets[attempt % targets.len()];
+                attempt += 1;
+                let sent = Instant::now();
+                let (outcome, observed) =
+                    submit_recorded(node, &request, config.request_timeout).await;
+                let answered = matches!(outcome, Outcome::Logged(_) | Outcome::Duplicate(_));
+                if matches!(outcome, Outcome::Logged(_)) {
+                    let mut logged = lock(&logged);
+                    // Enough to pick resubmissions from; bounded on a long run.
+                    if logged.len() < 10_000 {
+                        logged.push(request.clone());
+                    }
+                }
+                {
+                    let mut record = lock(&record);
+                    record.answers.push(Answer {
+                        node: node.id,
+                        sent,
+                        done: Instant::now(),
+                        outcome,
+                    });
+                    record.observations.extend(observed);
+                }
+                if answered || Instant::now() >= give_up || stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                tokio::time::sleep(config.retry_pause).await;
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
 }
 
 /// Sends `request` to `node` once and classifies the answer; a 201 is verified (inclusion

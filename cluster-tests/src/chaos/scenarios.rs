@@ -368,7 +368,11 @@ fn log_tails(cluster: &Cluster) -> String {
 }
 
 /// Time from `fault` to the first 201 for a request sent after it, waiting up to `timeout`.
-async fn unavailability_after(load: &Load, fault: Instant, timeout: Duration) -> Result<Duration> {
+pub(crate) async fn unavailability_after(
+    load: &Load,
+    fault: Instant,
+    timeout: Duration,
+) -> Result<Duration> {
     let first: Answer = wait_until("a 201 after the fault", timeout, || async {
         Ok(load.first_logged_since(fault))
     })
