@@ -119,11 +119,8 @@ wait_for() {
   done
 }
 
-healthy() { curl -fsS "http://127.0.0.1:$(public_port "$1")/livez"; }
-
-# The process serves HTTP: /livez answers (liveness; a node without /livez answers 404, which
-# counts too). Says nothing about quorum: that is healthy's job.
-serving() { curl -sS -o /dev/null -m 2 "http://127.0.0.1:$(public_port "$1")/livez"; }
+# The process serves HTTP (liveness; says nothing of quorum or storage, which /healthz checks).
+live() { curl -fsS -m 2 "http://127.0.0.1:$(public_port "$1")/livez"; }
 
 # The cluster's transport, `tls` or `plain`: what it was formed with (a cluster formed before
 # this script made certificates is plain), else what this start asks for.
@@ -239,7 +236,7 @@ start() {
     launch_node "$i"
   done
   for i in $(seq 1 "$n"); do
-    wait_for 60 "node $i to answer /livez (see $dir/node$i.log)" healthy "$i"
+    wait_for 60 "node $i to answer /livez (see $dir/node$i.log)" live "$i"
   done
 
   if [ ! -f "$dir/initialized" ]; then
@@ -302,7 +299,7 @@ start_node() {
   fi
   bin=$(find_binary)
   launch_node "$i"
-  wait_for 60 "node $i to serve /livez (see $dir/node$i.log)" serving "$i"
+  wait_for 60 "node $i to answer /livez (see $dir/node$i.log)" live "$i"
   echo "node $i started (pid $(cat "$dir/node$i.pid"))"
 }
 
