@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Assembles the root filesystem of the rekor-node image without pulling a base image:
 #
-#   deploy/image/build-rootfs.sh REKOR_NODE_BINARY OUT.tar
+#   deploy/image/build-rootfs.sh BINARY OUT.tar
 #
 # The tar holds exactly what the node needs at run time, taken from this (Debian) machine:
 #   - /usr/local/bin/rekor-node and the shared libraries `ldd` names for it (glibc, libgcc_s, libm)
@@ -19,7 +19,7 @@
 set -euo pipefail
 
 if [ $# -ne 2 ]; then
-  echo "usage: $0 REKOR_NODE_BINARY OUT.tar" >&2
+  echo "usage: $0 BINARY OUT.tar" >&2
   exit 2
 fi
 binary=$1

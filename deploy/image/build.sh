@@ -10,7 +10,7 @@
 # The image is in Docker format so that it keeps its HEALTHCHECK (OCI images have none).
 set -euo pipefail
 if [ $# -ne 2 ]; then
-  echo "usage: $0 REKOR_NODE_BINARY IMAGE_TAG" >&2
+  echo "usage: $0 BINARY IMAGE_TAG" >&2
   exit 2
 fi
 binary=$1
