@@ -169,13 +169,31 @@ impl Podman {
         Ok(all.swap_remove(0))
     }
 
-    /// Can this machine run a container from `image`? `Err` holds podman's reason.
-    pub fn probe_run(&self, image: &str) -> Result<String> {
-        let mut args = vec!["run", "--rm", "--network", "none"];
+    /// `podman run --rm --network <network> [--entrypoint <entrypoint>] <image> <args>`.
+    pub fn run_once(
+        &self,
+        image: &str,
+        network: &str,
+        entrypoint: Option<&str>,
+        args: &[&str],
+    ) -> Result<String> {
         let limits = Self::limit_args();
-        args.extend(limits.iter().map(String::as_str));
-        args.extend([image, "--version"]);
-        self.run_ok(&args)
+        let mut all = vec!["run", "--rm", "--network", network];
+        all.extend(limits.iter().map(String::as_str));
+        if let Some(entrypoint) = entrypoint {
+            all.extend(["--entrypoint", entrypoint]);
+        }
+        all.push(image);
+        all.extend(args);
+        self.run_ok(&all)
+    }
+
+    /// Can this machine run containers on podman's default (bridge) network? Runs the static
+    /// busybox of `image` (the rekor-node image carries one), which needs nothing else from the
+    /// image, so a failure is the machine's (`Err` holds podman's reason), not the image's.
+    pub fn probe_machine(&self, image: &str) -> Result<()> {
+        self.run_once(image, "bridge", Some("/bin/busybox"), &["true"])
+            .map(drop)
     }
 }
 
