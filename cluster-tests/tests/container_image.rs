@@ -5,7 +5,8 @@
 //! store. The test then:
 //! - inspects it: unprivileged user, entrypoint and command, ports, data volume, listeners on
 //!   all interfaces, labels (the binary's version), a HEALTHCHECK on /livez;
-//! - when this machine can run containers (decided by running the image's `--version`), starts a
+//! - when this machine can run containers, runs the Kubernetes manifests' serve command in the
+//!   image's shell (pod N becomes node N+1 with its own certificate), and starts a
 //!   node from it on the default network with its ports published on loopback, the signing key,
 //!   cluster secret and mutual-TLS certificate mounted as a deployment would, and checks that
 //!   the image's HEALTHCHECK passes, that the Helm chart's init script
@@ -58,7 +59,101 @@ async fn image_builds_without_a_registry_and_serves_a_signed_entry() {
         .run_once(TAG, "none", None, &["--version"])
         .unwrap_or_else(|error| panic!("the image's rekor-node does not run: {error:#}"));
     assert!(version.starts_with("rekor-node "), "{version}");
+    manifest_command_derives_the_node_id(&podman);
     run_a_node(&podman).await;
+}
+
+/// The serve command of deploy/kubernetes/statefulset.yaml: its `>-` folded block, lines joined by
+/// spaces as YAML folds them. The Helm chart runs the same command (check_chart.py compares
+/// their flags).
+fn statefulset_command() -> String {
+    let text =
+        std::fs::read_to_string(repo_root().join("deploy/kubernetes/statefulset.yaml")).unwrap();
+    let mut lines = text
+        .lines()
+        .skip_while(|line| line.trim() != "- >-")
+        .skip(1);
+    let first = lines.next().expect("a `>-` block in statefulset.yaml");
+    let indent = first.len() - first.trim_start().len();
+    std::iter::once(first)
+        .chain(lines.take_while(|line| {
+            line.len() > indent
+                && line[..indent].trim().is_empty()
+                && line.as_bytes()[indent] != b' '
+        }))
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The image's shell runs the manifests' command: pod rekor-node-2 serves as node 3 with node 3's
+/// certificate and its stable name. `rekor-node` is a stub here that prints its arguments.
+fn manifest_command_derives_the_node_id(podman: &Podman) {
+    let stub = podman.scratch_dir("stub").unwrap();
+    std::fs::write(
+        stub.join("rekor-node"),
+        "#!/bin/sh\nprintf '%s\\n' \"$@\"\n",
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            stub.join("rekor-node"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    let command = statefulset_command();
+    assert!(command.contains("exec rekor-node serve"), "{command}");
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--rm".into(),
+        "--network".into(),
+        "none".into(),
+    ];
+    args.extend(Podman::limit_args());
+    args.extend(
+        [
+            "--volume",
+            &format!("{}:/stub:ro", stub.display()),
+            "--env",
+            "PATH=/stub:/usr/local/bin:/usr/bin:/bin",
+            "--env",
+            "POD_NAME=rekor-node-2",
+            "--env",
+            "POD_NAMESPACE=rekor",
+            "--entrypoint",
+            "sh",
+            TAG,
+            "-c",
+            &command,
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let output = podman
+        .run_ok(&args)
+        .unwrap_or_else(|error| panic!("{error:#}"));
+    let printed: Vec<&str> = output.lines().collect();
+    let value_of = |flag: &str| {
+        printed
+            .iter()
+            .position(|arg| *arg == flag)
+            .and_then(|i| printed.get(i + 1).copied())
+    };
+    assert_eq!(printed.first().copied(), Some("serve"), "{output}");
+    assert_eq!(value_of("--node-id"), Some("3"), "{output}");
+    assert_eq!(
+        value_of("--advertise-internal"),
+        Some("rekor-node-2.rekor-node-internal.rekor.svc:3001"),
+        "{output}"
+    );
+    assert_eq!(
+        value_of("--internal-tls-cert-file"),
+        Some("/etc/rekor-tls/node-3.pem"),
+        "{output}"
+    );
 }
 
 /// What the image promises a deployment (deploy/Dockerfile's runtime stage promises the same).
