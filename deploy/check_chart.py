@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import os
 import re
-import shlex
 import subprocess
 import sys
 import tempfile
@@ -427,6 +426,9 @@ def main() -> int:
                                 capture_output=True, text=True, check=False)
         check("kubectl kustomize deploy/kubernetes renders", result.returncode == 0, result.stderr)
         schema_check("deploy/kubernetes", [d for d in yaml.safe_load_all(result.stdout) if d])
+    else:
+        check("kubectl (next to helm) renders deploy/kubernetes", not os.environ.get("CI"),
+              f"no {kubectl}: scripts/test.sh --setup installs it")
     print(f"{RESULTS['passed']} passed, {RESULTS['failed']} failed")
     return 0 if RESULTS["failed"] == 0 else 1
 
