@@ -17,6 +17,8 @@
 # under CI and are skipped, with a notice, elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# check_chart.py imports check_deploy.py: no __pycache__ in the tree.
+export PYTHONDONTWRITEBYTECODE=1
 venv=.tools/deploy-venv
 if ! "$venv/bin/python" -c 'import yaml, yamllint, kubernetes_validate' 2>/dev/null; then
   python3 -m venv "$venv"
