@@ -2,7 +2,8 @@
 """Structural checks of deploy/ that need neither Docker nor a Kubernetes cluster.
 
 Each check states a property that `docker compose up` or `kubectl apply -k` would otherwise only
-reveal at run time: references between objects resolve, probes hit /healthz, the StatefulSet's
+reveal at run time: references between objects resolve, liveness probes hit /livez and readiness
+/healthz, deploy/Dockerfile and deploy/image/Containerfile make the same image, the StatefulSet's
 headless service exists, the PDB and services select the pods, the one-shot services run in the
 right order, every node gets its own certificate for mutual TLS (and nothing gets the CA key), the
 alert rules and the dashboard queries are well formed. Exit status 0 only if
@@ -68,10 +69,7 @@ def check_kubernetes() -> None:
               all(pod_labels.get(k) == v for k, v in service["spec"]["selector"].items()))
     container = spec["template"]["spec"]["containers"][0]
     port_names = {p["name"] for p in container["ports"]}
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-        http = container.get(probe, {}).get("httpGet", {})
-        check(f"{probe} is GET /healthz on a declared port",
-              http.get("path") == "/healthz" and http.get("port") in port_names)
+    check_probes("StatefulSet", container)
     for service in by_kind["Service"].values():
         for port in service["spec"]["ports"]:
             check(f"Service {service['metadata']['name']} targets a declared port ({port['targetPort']})",
@@ -94,6 +92,20 @@ def check_kubernetes() -> None:
     check("the init Job names one member per replica", job_args.count("--member") == spec["replicas"])
     check("the pods run as non-root", spec["template"]["spec"]["securityContext"].get("runAsNonRoot") is True)
     check_kubernetes_tls(k8s, spec, container, config, job, secrets)
+
+
+# Liveness and start-up ask whether the process serves HTTP (/livez); readiness asks for a quorum
+# and a working tile store (/healthz). A liveness probe on /healthz would restart every node of a
+# cluster that lost its quorum, or that was never initialised.
+PROBE_PATHS = {"startupProbe": "/livez", "livenessProbe": "/livez", "readinessProbe": "/healthz"}
+
+
+def check_probes(owner: str, container: dict) -> None:
+    port_names = {p["name"] for p in container["ports"]}
+    for probe, path in PROBE_PATHS.items():
+        http = container.get(probe, {}).get("httpGet", {})
+        check(f"{owner}: {probe} is GET {path} on a declared port",
+              http.get("path") == path and http.get("port") in port_names, str(http))
 
 
 def projected_files(volume: dict) -> dict[str, str]:
@@ -220,9 +232,36 @@ def check_compose() -> None:
         target = service.get("build", {}).get("target")
         if target:
             check(f"Dockerfile has the stage {target}", f" AS {target}\n" in dockerfile)
-    check("Dockerfile has a HEALTHCHECK on /healthz", "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile)
-    check("Dockerfile runs as a non-root user", "\nUSER 10001\n" in dockerfile)
-    check("Dockerfile exposes both ports", "EXPOSE 3000 3001" in dockerfile)
+
+
+def image_instructions(text: str) -> dict[str, str]:
+    """The runtime-defining instructions of a Dockerfile's last stage, continuation lines joined
+    and whitespace normalised: instruction -> arguments (ENV and LABEL: all of them, in order)."""
+    last_stage = text[text.rindex("\nFROM "):]
+    joined = last_stage.replace("\\\n", " ")
+    wanted = ("USER", "WORKDIR", "VOLUME", "EXPOSE", "HEALTHCHECK", "STOPSIGNAL", "ENTRYPOINT", "CMD", "ENV", "LABEL")
+    found: dict[str, str] = {}
+    for line in joined.splitlines():
+        words = line.split()
+        if words and words[0] in wanted:
+            found[words[0]] = (found.get(words[0], "") + " " + " ".join(words[1:])).strip()
+    return found
+
+
+def check_images() -> None:
+    """deploy/Dockerfile's runtime stage and deploy/image/Containerfile make the same image."""
+    dockerfile = image_instructions((DEPLOY / "Dockerfile").read_text())
+    containerfile = image_instructions((DEPLOY / "image" / "Containerfile").read_text())
+    for instruction in sorted(set(dockerfile) | set(containerfile)):
+        check(f"Dockerfile and image/Containerfile agree on {instruction}",
+              dockerfile.get(instruction) == containerfile.get(instruction),
+              f"{dockerfile.get(instruction)!r} != {containerfile.get(instruction)!r}")
+    check("the image's HEALTHCHECK probes /livez", "/livez" in dockerfile.get("HEALTHCHECK", ""))
+    check("the image runs as the non-root user 10001", dockerfile.get("USER") == "10001")
+    check("the image exposes both ports", dockerfile.get("EXPOSE") == "3000 3001")
+    check("the image's data directory is its volume",
+          "REKOR_DATA_DIR=/var/lib/rekor" in dockerfile.get("ENV", "")
+          and dockerfile.get("VOLUME") == '["/var/lib/rekor"]')
 
 
 def check_prometheus() -> None:
@@ -253,7 +292,7 @@ def check_grafana() -> None:
 
 
 def main() -> int:
-    for part in (check_kubernetes, check_compose, check_prometheus, check_grafana):
+    for part in (check_kubernetes, check_compose, check_images, check_prometheus, check_grafana):
         try:
             part()
         except Exception as error:  # a missing key is a failed check, not a crash

@@ -11,6 +11,7 @@ pub mod kms_fakes;
 pub mod load;
 pub mod moto;
 pub mod pki;
+pub mod podman;
 pub mod process;
 pub mod s3;
 pub mod softhsm;

@@ -62,6 +62,31 @@ const FOREIGN_FLAGS: &[(&str, &[&str])] = &[
     ),
     // Its own option (a cluster without TLS between the nodes), named in its header.
     ("scripts/local-cluster.sh", &["--plain"]),
+    ("scripts/test.sh", &["--setup"]),
+    // deploy/image/build-rootfs.sh and build.sh.
+    (
+        "tar",
+        &[
+            "--numeric-owner",
+            "--sort",
+            "--mtime",
+            "--format",
+            "--owner",
+            "--group",
+        ],
+    ),
+    ("busybox", &["--list"]),
+    (
+        "podman",
+        &[
+            "--file",
+            "--label",
+            "--tag",
+            "--runroot",
+            "--storage-driver",
+        ],
+    ),
+    ("helm", &["--wait", "--namespace", "--values"]),
 ];
 
 fn help(args: &[&str]) -> String {
