@@ -304,6 +304,14 @@ async fn dashboards_and_alerts_query_exported_metrics() {
     ];
     let node = NodeProcess::start(spec, args, dir.path()).unwrap();
     node.wait_live(Duration::from_secs(30)).await.unwrap();
+    // The lone loopback node forms its own log; once it serves a checkpoint it has signed one,
+    // so the signer's families have samples.
+    let client = node.client();
+    rekor_cluster_tests::wait_until("the first checkpoint", Duration::from_secs(30), || async {
+        Ok(client.checkpoint().await?)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", node.log()));
     let metrics = reqwest::get(format!("{}/metrics", node.base_url()))
         .await
         .unwrap()
