@@ -205,6 +205,8 @@ async fn leader_kills_through_local_cluster_hooks_keep_every_invariant() {
             .into_owned(),
         "--kill-hook".into(),
         format!("bash '{script}' kill {{index}}"),
+        "--stop-hook".into(),
+        format!("bash '{script}' stop-node {{index}}"),
         "--start-hook".into(),
         format!("bash '{script}' start-node {{index}}"),
         "--isolate-hook".into(),
@@ -246,6 +248,8 @@ async fn leader_kills_through_local_cluster_hooks_keep_every_invariant() {
     others.extend(
         [
             "--scenario",
+            "leader-restart",
+            "--scenario",
             "follower-restart",
             "--scenario",
             "leader-isolation",
@@ -261,7 +265,14 @@ async fn leader_kills_through_local_cluster_hooks_keep_every_invariant() {
         .iter()
         .map(|entry| entry["scenario"].as_str().unwrap())
         .collect();
-    assert_eq!(scenarios, ["follower-restart", "leader-isolation"], "{run}");
+    assert_eq!(
+        scenarios,
+        ["leader-restart", "follower-restart", "leader-isolation"],
+        "{run}"
+    );
+    let restart = &report["runs"][0];
+    assert_eq!(restart["passed"], true, "{restart}");
+    assert!(restart["unavailability_ms"].as_u64().is_some(), "{restart}");
     assert_eq!(report["checker"]["passed"], true, "{run}");
 }
 

@@ -96,6 +96,10 @@ struct LiveArgs {
     /// Kills one node abruptly, e.g. `docker compose kill node{index}`.
     #[arg(long)]
     kill_hook: Option<String>,
+    /// Stops one node gracefully (SIGTERM), e.g. `docker compose stop node{index}`: the
+    /// `leader-restart` scenario, a planned restart.
+    #[arg(long)]
+    stop_hook: Option<String>,
     /// Starts a killed node again (omit if the deployment restarts it by itself).
     #[arg(long)]
     start_hook: Option<String>,
@@ -108,7 +112,8 @@ struct LiveArgs {
     /// Deadline of every hook run, in seconds; a hook past it is killed (its process group).
     #[arg(long, default_value_t = 120)]
     hook_timeout_s: u64,
-    /// Scenario to run (repeatable): leader-kill, follower-restart, leader-isolation, check.
+    /// Scenario to run (repeatable): leader-kill, leader-restart, follower-restart,
+    /// leader-isolation, check.
     #[arg(long = "scenario", default_value = "leader-kill")]
     scenarios: Vec<String>,
     /// Runs of each scenario.
@@ -232,6 +237,7 @@ fn run_live_mode(args: LiveArgs) -> Result<()> {
     };
     let hooks = LiveHooks {
         kill: hook("kill", &args.kill_hook),
+        stop: hook("stop", &args.stop_hook),
         start: hook("start", &args.start_hook),
         isolate: hook("isolate", &args.isolate_hook),
         heal: hook("heal", &args.heal_hook),

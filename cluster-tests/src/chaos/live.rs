@@ -25,6 +25,7 @@ use crate::{wait_until, EntryFactory, LogClient};
 /// The scenarios of the live mode, by name.
 pub const LIVE_SCENARIOS: &[&str] = &[
     "leader-kill",
+    "leader-restart",
     "follower-restart",
     "leader-isolation",
     "check",
@@ -38,6 +39,9 @@ const PROBE_BODY_LIMIT: usize = 1 << 20;
 pub struct LiveHooks {
     /// Stops a node abruptly (SIGKILL, `docker compose kill`, `kubectl delete pod --force`).
     pub kill: Option<Hook>,
+    /// Stops a node gracefully, as a planned restart does (SIGTERM, `systemctl stop`,
+    /// `docker compose stop`, `kubectl delete pod`): a leader hands its leadership over first.
+    pub stop: Option<Hook>,
     /// Starts a killed node again. Without it the deployment must restart it by itself (a
     /// StatefulSet, `restart: always`).
     pub start: Option<Hook>,
@@ -186,9 +190,9 @@ pub struct LiveRunReport {
     pub passed: bool,
     /// The node the fault hit (`{index}`, node id).
     pub target: Option<(usize, u64)>,
-    /// From the fault hook's return to the first 201 for a request sent after it.
+    /// From the fault hook's start to the first 201 for a request sent after it.
     pub unavailability: Option<Duration>,
-    /// From the fault hook's return until another node reported itself leader in a later term.
+    /// From the fault hook's start until another node reported itself leader in a later term.
     pub election: Option<Duration>,
     /// 201 answers during the run.
     pub acknowledged: usize,
@@ -534,6 +538,7 @@ impl LiveDeployment {
         let mut fault = FaultOutcome::default();
         let result = match scenario {
             "leader-kill" => self.leader_kill(&load, &mut fault).await,
+            "leader-restart" => self.leader_restart(&load, &mut fault).await,
             "follower-restart" => self.follower_restart(&load, &mut fault).await,
             "leader-isolation" => self.leader_isolation(&load, &mut fault).await,
             "check" => self.phase(&load).await,
@@ -686,8 +691,11 @@ impl LiveDeployment {
         fault.target = Some(position);
         // Before the hook: a hook that fails half-way may still have acted.
         fault.pending = Some(undo);
+        // Timed from the hook's start: it may act at any point while it runs (a graceful stop
+        // hands leadership over before the process exits), so this never flatters a figure.
+        let started = Instant::now();
         hook.run(&self.nodes[position].target()).await?;
-        Ok(Instant::now())
+        Ok(started)
     }
 
     /// Undoes a fault still in place (after a failed run): start or heal the node.
@@ -735,6 +743,20 @@ impl LiveDeployment {
     /// again (start hook, or the deployment restarts it) and rejoins.
     async fn leader_kill(&self, load: &Load, fault: &mut FaultOutcome) -> Result<()> {
         let kill = self.hook(&self.options.hooks.kill, "leader-kill", "--kill-hook")?;
+        self.leader_down(kill, load, fault).await
+    }
+
+    /// The leader is stopped gracefully under load (stop hook), as for a planned restart: it
+    /// hands its leadership over before it exits; the node is started again and rejoins.
+    async fn leader_restart(&self, load: &Load, fault: &mut FaultOutcome) -> Result<()> {
+        let stop = self.hook(&self.options.hooks.stop, "leader-restart", "--stop-hook")?;
+        self.leader_down(stop, load, fault).await
+    }
+
+    /// The leader is taken down by `hook`; measures the election and the write unavailability,
+    /// then brings the node back.
+    async fn leader_down(&self, hook: &Hook, load: &Load, fault: &mut FaultOutcome) -> Result<()> {
+        let kill = hook;
         self.phase(load).await?;
         let (leader, term) = self.leader().await?;
         let token = self.start_token(leader).await;
