@@ -17,6 +17,7 @@
 //! - [`backend`]: the [`LogBackend`] seam and tile paths.
 //! - [`cpu_pool`]: the bounded thread pool that decodes and verifies requests.
 //! - [`limits`]: body deadlines and the byte budget of a listener.
+//! - [`submission`]: one entry submission, shared by the HTTP route and gRPC `CreateEntry`.
 //! - [`http`]: routes, [`ApiConfig`], [`ApiState`].
 //! - [`metrics`]: Prometheus metrics (§14.2).
 //! - [`memory_log`]: an in-process backend on the storage crate.
@@ -34,6 +35,7 @@ pub mod metrics;
 pub mod proto_json;
 pub mod request;
 pub mod response;
+pub mod submission;
 pub mod verifier;
 pub mod verifier_aws_lc;
 
@@ -45,5 +47,6 @@ pub use entry::{EntryError, EntryValidator};
 pub use http::{metrics_response, ApiConfig, ApiSetupError, ApiState, Instance};
 pub use key_details::{AlgorithmPolicy, HashAlgorithm, PublicKeyDetails};
 pub use request::CreateEntryRequest;
+pub use submission::{SubmissionError, Submitted};
 pub use verifier::{EntryVerifier, RustCryptoVerifier};
 pub use verifier_aws_lc::AwsLcVerifier;

@@ -54,6 +54,12 @@ async fn serve(config: ServeConfig) -> Result<()> {
                 .with_context(|| format!("binding the metrics listener {address}"))
         })
         .transpose()?;
+    let grpc_listener = config
+        .grpc_listen
+        .map(|address| {
+            bind_listener(address).with_context(|| format!("binding the gRPC listener {address}"))
+        })
+        .transpose()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let secret = rekor_raft::ClusterSecret::new(crate::secrets::load_cluster_secret(
@@ -292,6 +298,16 @@ async fn serve(config: ServeConfig) -> Result<()> {
     .counting_refusals(Arc::new(move |refusal: rekor_raft::Refusal| {
         refusals.with_label_values(&[refusal.label()]).inc();
     }));
+    let grpc = match grpc_listener {
+        Some(listener) => Some(start_grpc(
+            &config,
+            listener,
+            api_state.clone(),
+            public_tls.clone(),
+            &registry,
+        )?),
+        None => None,
+    };
     tls.start_reloading(config.tls_reload_interval)?;
     // The status page first: the API's catch-all scope answers every path it sees.
     let public = HttpServer::new(move || {
@@ -392,6 +408,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
     }
     info!(
         metrics = ?config.metrics_listen,
+        grpc = ?config.grpc_listen,
         public = %config.listen,
         public_tls = config.public_tls.is_some(),
         internal = %config.listen_internal,
@@ -403,6 +420,9 @@ async fn serve(config: ServeConfig) -> Result<()> {
     );
     // Both servers stop on SIGINT/SIGTERM (actix-web installs the handlers).
     let (public_result, internal_result) = futures::join!(public, internal);
+    if let Some(grpc) = grpc {
+        grpc.stop().await;
+    }
     info!("listeners stopped; shutting Raft down");
     if let Err(error) = raft.shutdown().await {
         warn!(%error, "raft shutdown");
@@ -413,6 +433,64 @@ async fn serve(config: ServeConfig) -> Result<()> {
     internal_result?;
     info!("stopped");
     Ok(())
+}
+
+/// Longer than the submit timeout, so that a slow submission answers with the backend's own
+/// error before the gRPC deadline cuts it off.
+const GRPC_DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The gRPC listener while it serves.
+struct RunningGrpc {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), rekor_grpc::server::GrpcError>>,
+}
+
+impl RunningGrpc {
+    /// Stops accepting, lets in-flight RPCs finish (up to the shutdown grace), and reports an
+    /// error the server stopped on.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        match tokio::time::timeout(std::time::Duration::from_secs(10), self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => warn!(%error, "the gRPC listener stopped on an error"),
+            Ok(Err(error)) => warn!(%error, "the gRPC listener task failed"),
+            Err(_) => warn!("the gRPC listener did not stop within 10 s"),
+        }
+    }
+}
+
+/// Serves gRPC on `listener` over the HTTP API's state: the same submission path, body cap,
+/// connection cap and TLS material (and reloading) as the public listener.
+fn start_grpc(
+    config: &ServeConfig,
+    listener: std::net::TcpListener,
+    api_state: rekor_api::ApiState,
+    tls: Option<rustls::ServerConfig>,
+    registry: &prometheus::Registry,
+) -> Result<RunningGrpc> {
+    let limits = rekor_grpc::GrpcLimits::like_http(
+        &config.public_limits,
+        config.max_request_body_size,
+        config.submit_timeout + GRPC_DEADLINE_MARGIN,
+    );
+    let mut server = rekor_grpc::GrpcServer::new(api_state, limits, registry)?;
+    if let Some(tls) = tls {
+        server = server.with_tls(tls);
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let address = config.grpc_listen;
+    let task = tokio::spawn(async move {
+        let result = server
+            .serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(error) = &result {
+            tracing::error!(%error, ?address, "the gRPC listener stopped");
+        }
+        result
+    });
+    Ok(RunningGrpc { stop, task })
 }
 
 /// Node-to-node traffic in clear text carries the cluster secret and every entry: fine on
