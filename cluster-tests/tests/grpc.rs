@@ -11,6 +11,8 @@
 //! - health is NOT_SERVING on a node that serves no checkpoint yet;
 //! - a gRPC port in use stops the node at start-up with a clear error.
 
+// Only its `python()` is used here.
+#[allow(dead_code)]
 mod sigstore_client;
 
 use std::path::{Path, PathBuf};
@@ -20,7 +22,9 @@ use rekor_cluster_tests::{free_port, node_binary, wait_until, Cluster, NodeProce
 use sigstore_client::python;
 
 fn repo_path(relative: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
 }
 
 /// Runs grpc_check.py with `args`; panics with its output unless every check passed.

@@ -144,10 +144,13 @@ pub fn incoming(
     let listener = TcpListener::from_std(listener)?;
     let (ready, receiver) = mpsc::channel(64);
     tokio::spawn(accept_loop(listener, settings, metrics, ready));
-    Ok(futures::stream::unfold(receiver, |mut receiver| async move {
-        let connection = receiver.recv().await?;
-        Some((Ok(connection), receiver))
-    }))
+    Ok(futures::stream::unfold(
+        receiver,
+        |mut receiver| async move {
+            let connection = receiver.recv().await?;
+            Some((Ok(connection), receiver))
+        },
+    ))
 }
 
 async fn accept_loop(

@@ -30,11 +30,12 @@ impl GrpcMetrics {
                 &["method", "code"],
             )?,
             latency: HistogramVec::new(
-                HistogramOpts::new("rekor_grpc_request_seconds", "gRPC request latency")
-                    .buckets(vec![
+                HistogramOpts::new("rekor_grpc_request_seconds", "gRPC request latency").buckets(
+                    vec![
                         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                         10.0, 20.0,
-                    ]),
+                    ],
+                ),
                 &["method"],
             )?,
             connections: IntGauge::new("rekor_grpc_connections", "Open gRPC connections")?,

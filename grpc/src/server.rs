@@ -121,14 +121,8 @@ impl GrpcServer {
         set_health(&health, ServingStatus::NotServing).await;
         let watcher = tokio::spawn(follow_health(health, self.state.backend().clone()));
 
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1alpha()?;
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
         let rekor = RekorServer::new(RekorService::new(self.state.clone(), self.metrics.clone()))
             .max_decoding_message_size(limits.max_message_bytes);
 
@@ -150,9 +144,7 @@ impl GrpcServer {
             .http2_keepalive_timeout(Some(limits.keepalive_timeout))
             // Rapid-reset (CVE-2023-44487) bounds: hyper's defaults, made explicit.
             .http2_max_pending_accept_reset_streams(Some(20))
-            .trace_fn(|request| {
-                tracing::info_span!("grpc", method = %request.uri().path())
-            })
+            .trace_fn(|request| tracing::info_span!("grpc", method = %request.uri().path()))
             .layer(BudgetLayer::new(budget, self.metrics.clone()))
             .add_service(rekor)
             .add_service(health_service)
@@ -163,6 +155,17 @@ impl GrpcServer {
         watcher.abort();
         Ok(result?)
     }
+}
+
+/// Reflection over every service this listener carries: both reflection versions list all four
+/// services, whichever one a client asks.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .include_reflection_service(false)
+        .register_encoded_file_descriptor_set(crate::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
 }
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {

@@ -94,9 +94,7 @@ impl rekor_v2::rekor_server::Rekor for RekorService {
             .submit(move || Ok::<_, Infallible>(to_api_request(message)))
             .await
             .map_err(|error| submission_status(&error))
-            .and_then(|submitted| {
-                transparency_log_entry(&self.state.config().log_id, &submitted)
-            })
+            .and_then(|submitted| transparency_log_entry(&self.state.config().log_id, &submitted))
             .map(|entry| {
                 let mut response = Response::new(entry);
                 response
@@ -267,8 +265,7 @@ mod tests {
                                 verifier: Some(rekor_v2::verifier::Verifier::X509Certificate(
                                     common::X509Certificate { raw_bytes: vec![2] },
                                 )),
-                                key_details: common::PublicKeyDetails::PkixEcdsaP256Sha256
-                                    as i32,
+                                key_details: common::PublicKeyDetails::PkixEcdsaP256Sha256 as i32,
                             }),
                         }),
                     },

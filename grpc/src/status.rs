@@ -79,11 +79,8 @@ fn duplicate(message: String, log_index: u64) -> Status {
             value: info.encode_to_vec(),
         }],
     };
-    let mut status = Status::with_details(
-        Code::AlreadyExists,
-        message,
-        details.encode_to_vec().into(),
-    );
+    let mut status =
+        Status::with_details(Code::AlreadyExists, message, details.encode_to_vec().into());
     if let Ok(value) = log_index.to_string().parse() {
         status.metadata_mut().insert(LOG_INDEX_KEY, value);
     }
@@ -117,9 +114,15 @@ mod tests {
         let cases = [
             (SubmissionError::Frozen, Code::Unimplemented),
             (SubmissionError::Invalid("x".into()), Code::InvalidArgument),
-            (SubmissionError::Undecodable("x".into()), Code::InvalidArgument),
+            (
+                SubmissionError::Undecodable("x".into()),
+                Code::InvalidArgument,
+            ),
             (SubmissionError::Unloggable("x".into()), Code::Unknown),
-            (SubmissionError::Submit(SubmitError::Overloaded), Code::Unavailable),
+            (
+                SubmissionError::Submit(SubmitError::Overloaded),
+                Code::Unavailable,
+            ),
             (
                 SubmissionError::Submit(SubmitError::Unavailable("no leader".into())),
                 Code::Unavailable,

@@ -207,7 +207,7 @@ def shape(value):
     if isinstance(value, dict):
         return {k: shape(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [shape(v) for v in value[:1]]
+        return "list"
     return type(value).__name__
 
 
@@ -477,7 +477,7 @@ class Check:
 
     def reflection(self) -> None:
         from google.protobuf.descriptor_pool import DescriptorPool
-        from grpc_reflection.v1alpha.proxy import ProtoReflectionDescriptorDatabase
+        from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
         from grpc_reflection.v1alpha import reflection_pb2
 
         channel = self.channels[0]
