@@ -142,9 +142,10 @@ async fn grpc_matches_http_on_a_three_node_cluster() {
 async fn grpc_over_tls_with_the_public_listeners_certificate() {
     let Some(python) = python() else { return };
     let ports = grpc_ports(1);
-    let cluster = Cluster::start_with_node_args(1, &[], true, grpc_arg(&ports))
-        .await
-        .unwrap();
+    let cluster =
+        Cluster::start_with_node_args(1, &["--header-timeout-ms", "1000"], true, grpc_arg(&ports))
+            .await
+            .unwrap();
     let ca = cluster.pki.as_ref().unwrap().ca();
     let args = vec![
         "--grpc".into(),
@@ -161,6 +162,41 @@ async fn grpc_over_tls_with_the_public_listeners_certificate() {
     let output = grpc_check(&python, &args, Some(&ca)).await;
     assert!(output.contains("ok   submit\n"), "{output}");
     assert!(output.contains("ok   plaintext refused\n"), "{output}");
+
+    // A client that connects and never starts its handshake is dropped at the handshake
+    // deadline (--header-timeout-ms), and counted.
+    use tokio::io::AsyncReadExt as _;
+    let mut silent = tokio::net::TcpStream::connect(("127.0.0.1", ports[0]))
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(20), silent.read(&mut byte))
+        .await
+        .expect("the server closes a silent connection");
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    let base = cluster.nodes[0].base_url();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap())
+        .build()
+        .unwrap();
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("rekor_grpc_refused_total{reason=\"handshake\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
