@@ -35,13 +35,17 @@ install_s3s_fs() {
 }
 
 install_python_client() {
-  local venv="$root/.venv"
-  if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sigstore, sys; sys.exit(sigstore.__version__ != "4.5.1")' 2>/dev/null; then
+  # The venv is rebuilt whenever scripts/client/requirements.txt changes (its hash is stamped
+  # in the venv), so a new requirement reaches every machine that already has a venv.
+  local venv="$root/.venv" want
+  want=$(sha256sum "$root/scripts/client/requirements.txt" | cut -d' ' -f1)
+  if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.requirements.sha256" 2>/dev/null)" = "$want" ]; then
     return
   fi
-  log "creating .venv with sigstore-python (scripts/client/requirements.txt)"
+  log "creating .venv with sigstore-python and grpcio (scripts/client/requirements.txt)"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r scripts/client/requirements.txt
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$root/scripts/client/requirements.txt"
+  echo "$want" > "$venv/.requirements.sha256"
 }
 
 install_moto() {

@@ -17,15 +17,14 @@ use tracing::{debug, error, warn, Instrument as _};
 use crate::access_log::RequestLine;
 use crate::health;
 
-use crate::backend::{
-    EntryKind, LogBackend, LoggedEntry, SubmitError, TileRequest, ValidatedEntry,
-};
-use crate::cpu_pool::{CpuPool, CpuPoolError};
-use crate::entry::{EntryError, EntryValidator};
+use crate::backend::{LogBackend, LoggedEntry, SubmitError, TileRequest};
+use crate::cpu_pool::CpuPool;
+use crate::entry::EntryValidator;
 use crate::key_details::AlgorithmPolicy;
 use crate::metrics::ApiMetrics;
 use crate::request::CreateEntryRequest;
 use crate::response::{status_body, transparency_log_entry, GrpcCode};
+use crate::submission::{check_proof, SubmissionError};
 use crate::verifier::EntryVerifier;
 use crate::verifier_aws_lc::AwsLcVerifier;
 
@@ -120,16 +119,16 @@ pub enum ApiSetupError {
 /// Shared state of the public routes. Cheap to clone.
 #[derive(Clone)]
 pub struct ApiState {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    config: ApiConfig,
-    backend: Arc<dyn LogBackend>,
-    validator: EntryValidator,
+pub(crate) struct Inner {
+    pub(crate) config: ApiConfig,
+    pub(crate) backend: Arc<dyn LogBackend>,
+    pub(crate) validator: EntryValidator,
     /// Where requests are decoded and verified.
-    cpu_pool: CpuPool,
-    metrics: ApiMetrics,
+    pub(crate) cpu_pool: CpuPool,
+    pub(crate) metrics: ApiMetrics,
     registry: Registry,
 }
 
@@ -163,10 +162,6 @@ impl ApiState {
     /// The API metrics (for tests and for the node's own dashboards).
     pub fn metrics(&self) -> &ApiMetrics {
         &self.inner.metrics
-    }
-
-    pub(crate) fn backend(&self) -> &dyn LogBackend {
-        self.inner.backend.as_ref()
     }
 
     pub(crate) fn instance(&self) -> Option<&Instance> {
@@ -407,14 +402,7 @@ async fn read_body(
     Ok(Some(body))
 }
 
-/// Outcome of decoding and validating a body on a blocking thread.
-enum Checked {
-    Entry(ValidatedEntry),
-    Undecodable(String),
-    Invalid(EntryError, Option<EntryKind>),
-}
-
-/// `POST /api/v2/log/entries` (§3–§7, §10, §11.1).
+/// `POST /api/v2/log/entries` (§3–§7, §10, §11.1): the body, then [`ApiState::submit`].
 async fn create_entry(
     state: web::Data<ApiState>,
     request: HttpRequest,
@@ -442,81 +430,37 @@ async fn create_entry(
             );
         }
     };
-
-    // Decoding a 4 MiB body and verifying signatures are CPU-bound: keep them off the workers.
-    let validator = inner.validator.clone();
-    let timer = inner.metrics.entry_validation_seconds.start_timer();
-    let checked = inner
-        .cpu_pool
-        .run(move || match CreateEntryRequest::from_json(&body) {
-            Err(e) => Checked::Undecodable(e.to_string()),
-            Ok(decoded) => match validator.validate(&decoded) {
-                Ok(entry) => Checked::Entry(entry),
-                Err((error, kind)) => Checked::Invalid(error, kind),
-            },
-        })
-        .await;
-    timer.observe_duration();
-    let entry = match checked {
-        Ok(Checked::Entry(entry)) => entry,
-        Ok(Checked::Undecodable(message)) => {
-            debug!(%message, "undecodable request");
-            return status_response(StatusCode::BAD_REQUEST, GrpcCode::InvalidArgument, &message);
-        }
-        Ok(Checked::Invalid(error, kind)) => {
-            let message = inner.validator.client_message(&error, kind);
-            if error.is_client_error() {
-                debug!(reason = %error, "invalid request");
-                return status_response(
-                    StatusCode::BAD_REQUEST,
-                    GrpcCode::InvalidArgument,
-                    message,
-                );
-            }
-            warn!(reason = %error, "entry cannot be integrated");
-            return status_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                GrpcCode::Unknown,
-                message,
-            );
-        }
-        Err(CpuPoolError::Saturated) => {
-            return submit_error_response(&SubmitError::Overloaded);
-        }
-        Err(e) => {
-            error!(error = %e, "validation task failed");
-            return status_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                GrpcCode::Internal,
-                "internal server error",
-            );
-        }
-    };
-
-    let kind = entry.kind;
-    let leaf_hash = entry.leaf_hash;
-    let canonical_body = entry.canonical_body.clone();
-    let logged = match inner.backend.submit(entry).await {
-        Ok(logged) => logged,
-        Err(e) => return submit_error_response(&e),
-    };
-    if let Err(reason) = check_logged_entry(&leaf_hash, &logged) {
-        inner.metrics.inclusion_proof_failure_total.inc();
-        error!(index = logged.log_index, size = logged.tree_size, %reason, "inclusion proof self-check failed");
-        return integration_failure();
+    match state
+        .submit(move || CreateEntryRequest::from_json(&body))
+        .await
+    {
+        Ok(submitted) => HttpResponse::Created()
+            .insert_header((header::CONTENT_TYPE, "application/json"))
+            .body(submitted.to_json(&inner.config.log_id)),
+        Err(error) => submission_error_response(&error),
     }
-    match kind {
-        EntryKind::HashedRekord => inner.metrics.new_hashedrekord_entries.inc(),
-        EntryKind::Dsse => inner.metrics.new_dsse_entries.inc(),
+}
+
+/// The HTTP answer to a refused submission (§10).
+fn submission_error_response(error: &SubmissionError) -> HttpResponse {
+    match error {
+        SubmissionError::Frozen => frozen_response(),
+        SubmissionError::Undecodable(message) | SubmissionError::Invalid(message) => {
+            status_response(StatusCode::BAD_REQUEST, GrpcCode::InvalidArgument, message)
+        }
+        SubmissionError::Unloggable(message) => status_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            GrpcCode::Unknown,
+            message,
+        ),
+        SubmissionError::Submit(error) => submit_error_response(error),
+        SubmissionError::ProofCheckFailed => integration_failure(),
+        SubmissionError::Internal => status_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            GrpcCode::Internal,
+            "internal server error",
+        ),
     }
-    HttpResponse::Created()
-        .insert_header((header::CONTENT_TYPE, "application/json"))
-        .body(transparency_log_entry(
-            &inner.config.log_id,
-            kind,
-            &canonical_body,
-            &logged,
-        ))
 }
 
 /// `GET /api/v2/log/entries/{index}` (our extension, opt-in): the TransparencyLogEntry of the
@@ -561,9 +505,7 @@ async fn get_entry(state: web::Data<ApiState>, index: web::Path<String>) -> Http
         }
     };
     let leaf_hash = rekor_storage::merkle::leaf_hash(&stored.canonical_body);
-    if let Err(reason) = check_logged_entry(&leaf_hash, &stored.logged) {
-        inner.metrics.inclusion_proof_failure_total.inc();
-        error!(index, size = stored.logged.tree_size, %reason, "inclusion proof self-check failed");
+    if check_proof(&inner.metrics, &leaf_hash, &stored.logged).is_err() {
         return integration_failure();
     }
     HttpResponse::Ok()

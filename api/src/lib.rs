@@ -19,6 +19,7 @@
 //! - [`limits`]: body deadlines and the byte budget of a listener.
 //! - [`health`]: `/livez` (liveness) and `/healthz` (readiness).
 //! - [`access_log`]: request logging without bodies.
+//! - [`submission`]: one entry submission, shared by the HTTP route and gRPC `CreateEntry`.
 //! - [`http`]: routes, [`ApiConfig`], [`ApiState`].
 //! - [`metrics`]: Prometheus metrics (§14.2).
 //! - [`memory_log`]: an in-process backend on the storage crate.
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod proto_json;
 pub mod request;
 pub mod response;
+pub mod submission;
 pub mod verifier;
 pub mod verifier_aws_lc;
 
@@ -49,5 +51,6 @@ pub use entry::{EntryError, EntryValidator};
 pub use http::{metrics_response, ApiConfig, ApiSetupError, ApiState, Instance};
 pub use key_details::{AlgorithmPolicy, HashAlgorithm, PublicKeyDetails};
 pub use request::CreateEntryRequest;
+pub use submission::{SubmissionError, Submitted};
 pub use verifier::{EntryVerifier, RustCryptoVerifier};
 pub use verifier_aws_lc::AwsLcVerifier;

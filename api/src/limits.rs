@@ -143,7 +143,7 @@ impl BodyBudget {
     }
 
     /// Takes `bytes` from the budget if they fit.
-    fn try_take(&self, bytes: usize) -> bool {
+    pub fn try_take(&self, bytes: usize) -> bool {
         self.held
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |held| {
                 held.checked_add(bytes).filter(|total| *total <= self.limit)
@@ -151,7 +151,8 @@ impl BodyBudget {
             .is_ok()
     }
 
-    fn give_back(&self, bytes: usize) {
+    /// Returns `bytes` taken earlier.
+    pub fn give_back(&self, bytes: usize) {
         self.held.fetch_sub(bytes, Ordering::AcqRel);
     }
 

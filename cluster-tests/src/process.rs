@@ -354,7 +354,16 @@ impl Cluster {
     /// Like [`Cluster::start`], with every node signing through `signer` (a remote signer's key
     /// URI and credentials) instead of the generated key file.
     pub async fn start_with_signer(n: usize, extra_args: &[&str], signer: Signer) -> Result<Self> {
-        Self::start_full(n, extra_args, |_| None, None, Internal::MutualTls, signer).await
+        Self::start_full(
+            n,
+            extra_args,
+            |_| None,
+            |_| Vec::new(),
+            None,
+            Internal::MutualTls,
+            signer,
+        )
+        .await
     }
 
     /// Like [`Cluster::start`], with `env` set in every node's environment (for example a
@@ -365,7 +374,16 @@ impl Cluster {
         env: Vec<(String, String)>,
     ) -> Result<Self> {
         let signer = Signer { key: None, env };
-        Self::start_full(n, extra_args, |_| None, None, Internal::MutualTls, signer).await
+        Self::start_full(
+            n,
+            extra_args,
+            |_| None,
+            |_| Vec::new(),
+            None,
+            Internal::MutualTls,
+            signer,
+        )
+        .await
     }
 
     /// Like [`Cluster::start`], with every node's data directory (Raft log, state machine,
@@ -390,7 +408,33 @@ impl Cluster {
             n,
             extra_args,
             advertise,
+            |_| Vec::new(),
             small_disk_mib,
+            internal,
+            Signer::default(),
+        )
+        .await
+    }
+
+    /// Like [`Cluster::start`] (or [`Cluster::start_https`] when `https`), with `node_args(spec)`
+    /// added to each node's arguments: for flags that differ per node, such as a listener port.
+    pub async fn start_with_node_args(
+        n: usize,
+        extra_args: &[&str],
+        https: bool,
+        node_args: impl FnMut(&NodeSpec) -> Vec<String>,
+    ) -> Result<Self> {
+        let internal = if https {
+            Internal::PublicHttps
+        } else {
+            Internal::MutualTls
+        };
+        Self::start_full(
+            n,
+            extra_args,
+            |_| None,
+            node_args,
+            None,
             internal,
             Signer::default(),
         )
@@ -401,6 +445,7 @@ impl Cluster {
         n: usize,
         extra_args: &[&str],
         mut advertise: impl FnMut(&NodeSpec) -> Option<String>,
+        mut node_args: impl FnMut(&NodeSpec) -> Vec<String>,
         small_disk_mib: Option<u64>,
         internal: Internal,
         signer: Signer,
@@ -460,6 +505,8 @@ impl Cluster {
                 }
                 None => members.push(spec.member_arg()),
             }
+            let own_args = node_args(&spec);
+            spec.extra_args.extend(own_args);
             if let Some(size_mib) = small_disk_mib {
                 let mount = SmallFilesystem::mount(&spec.data_dir, size_mib)?;
                 cluster.mounts.push(mount);

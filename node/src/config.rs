@@ -155,6 +155,12 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
 
+    /// A gRPC listener (service dev.sigstore.rekor.v2.Rekor, grpc.health.v1, reflection;
+    /// upstream's `--grpc-address`/`--grpc-port`), with the public listener's TLS when it has
+    /// one. Default: none (no gRPC).
+    #[arg(long, env = "REKOR_GRPC_LISTEN")]
+    pub grpc_listen: Option<SocketAddr>,
+
     /// Address other nodes use to reach this node's internal listener. Default: --listen-internal.
     #[arg(long, env = "REKOR_ADVERTISE_INTERNAL")]
     pub advertise_internal: Option<String>,
@@ -408,6 +414,7 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub listen_internal: SocketAddr,
     pub metrics_listen: Option<SocketAddr>,
+    pub grpc_listen: Option<SocketAddr>,
     pub advertise_internal: String,
     pub advertise: String,
     pub origin: String,
@@ -510,6 +517,7 @@ impl ServeArgs {
             listen,
             listen_internal,
             metrics_listen,
+            grpc_listen,
             advertise_internal,
             advertise,
             origin,
@@ -637,6 +645,7 @@ impl ServeArgs {
             listen,
             listen_internal,
             metrics_listen: self.metrics_listen,
+            grpc_listen: self.grpc_listen,
             origin,
             signing_key,
             signing_key_is_default,
@@ -1154,6 +1163,7 @@ mod tests {
                 "metrics-listen",
                 none_unless(config.metrics_listen.is_some()),
             ),
+            ("grpc-listen", none_unless(config.grpc_listen.is_some())),
             (
                 "signer-timeout-ms",
                 config.signer_timeout.as_millis().to_string(),

@@ -54,6 +54,12 @@ async fn serve(config: ServeConfig) -> Result<()> {
                 .with_context(|| format!("binding the metrics listener {address}"))
         })
         .transpose()?;
+    let grpc_listener = config
+        .grpc_listen
+        .map(|address| {
+            bind_listener(address).with_context(|| format!("binding the gRPC listener {address}"))
+        })
+        .transpose()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let secret = rekor_raft::ClusterSecret::new(crate::secrets::load_cluster_secret(
@@ -304,6 +310,16 @@ async fn serve(config: ServeConfig) -> Result<()> {
     .counting_refusals(Arc::new(move |refusal: rekor_raft::Refusal| {
         refusals.with_label_values(&[refusal.label()]).inc();
     }));
+    let grpc = match grpc_listener {
+        Some(listener) => Some(start_grpc(
+            &config,
+            listener,
+            api_state.clone(),
+            public_tls.clone(),
+            &registry,
+        )?),
+        None => None,
+    };
     tls.start_reloading(config.tls_reload_interval)?;
     // The status page first: the API's catch-all scope answers every path it sees.
     let public = HttpServer::new(move || {
@@ -412,6 +428,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
     }
     info!(
         metrics = ?config.metrics_listen,
+        grpc = ?config.grpc_listen,
         public = %config.listen,
         public_tls = config.public_tls.is_some(),
         internal = %config.listen_internal,
@@ -428,7 +445,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         raft.clone(),
         peers.clone(),
         stepping_down,
-        (internal_handle, handles),
+        (internal_handle, handles, grpc),
     ));
     let (public_result, internal_result) = futures::join!(public, internal);
     info!("listeners stopped; shutting Raft down");
@@ -453,6 +470,7 @@ async fn stop_on_signal(
     servers: (
         actix_web::dev::ServerHandle,
         Vec<actix_web::dev::ServerHandle>,
+        Option<RunningGrpc>,
     ),
 ) {
     use tokio::signal::unix::{signal, SignalKind};
@@ -480,12 +498,78 @@ async fn stop_on_signal(
         ),
         crate::handover::Handover::NotLeader | crate::handover::Handover::Alone => {}
     }
-    // The public listeners first: their requests in flight wait for checkpoints this node
-    // replicates, so the internal listener keeps taking the new leader's AppendEntries until
-    // they are answered.
-    let (internal, public) = servers;
-    futures::future::join_all(public.iter().map(|server| server.stop(true))).await;
+    // The public listeners (HTTP and gRPC) first: their requests in flight wait for checkpoints
+    // this node replicates, so the internal listener keeps taking the new leader's
+    // AppendEntries until they are answered.
+    let (internal, public, grpc) = servers;
+    let grpc_stopped = async {
+        if let Some(grpc) = grpc {
+            grpc.stop().await;
+        }
+    };
+    futures::join!(
+        futures::future::join_all(public.iter().map(|server| server.stop(true))),
+        grpc_stopped
+    );
     internal.stop(true).await;
+}
+
+/// Longer than the submit timeout, so that a slow submission answers with the backend's own
+/// error before the gRPC deadline cuts it off.
+const GRPC_DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The gRPC listener while it serves.
+struct RunningGrpc {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), rekor_grpc::server::GrpcError>>,
+}
+
+impl RunningGrpc {
+    /// Stops accepting, lets in-flight RPCs finish (up to the shutdown grace), and reports an
+    /// error the server stopped on.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        match tokio::time::timeout(std::time::Duration::from_secs(10), self.task).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => warn!(%error, "the gRPC listener stopped on an error"),
+            Ok(Err(error)) => warn!(%error, "the gRPC listener task failed"),
+            Err(_) => warn!("the gRPC listener did not stop within 10 s"),
+        }
+    }
+}
+
+/// Serves gRPC on `listener` over the HTTP API's state: the same submission path, body cap,
+/// connection cap and TLS material (and reloading) as the public listener.
+fn start_grpc(
+    config: &ServeConfig,
+    listener: std::net::TcpListener,
+    api_state: rekor_api::ApiState,
+    tls: Option<rustls::ServerConfig>,
+    registry: &prometheus::Registry,
+) -> Result<RunningGrpc> {
+    let limits = rekor_grpc::GrpcLimits::like_http(
+        &config.public_limits,
+        config.max_request_body_size,
+        config.submit_timeout + GRPC_DEADLINE_MARGIN,
+    );
+    let mut server = rekor_grpc::GrpcServer::new(api_state, limits, registry)?;
+    if let Some(tls) = tls {
+        server = server.with_tls(tls);
+    }
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let address = config.grpc_listen;
+    let task = tokio::spawn(async move {
+        let result = server
+            .serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await;
+        if let Err(error) = &result {
+            tracing::error!(%error, ?address, "the gRPC listener stopped");
+        }
+        result
+    });
+    Ok(RunningGrpc { stop, task })
 }
 
 /// Node-to-node traffic in clear text carries the cluster secret and every entry: fine on
