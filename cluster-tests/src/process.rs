@@ -77,6 +77,36 @@ pub struct NodeSpec {
 }
 
 impl NodeSpec {
+    /// A node started on its own (no [`Cluster`]): fresh loopback ports, data under `dir/node{id}`.
+    pub fn lone(dir: &Path, id: u64) -> Result<Self> {
+        Ok(NodeSpec {
+            id,
+            public_port: free_port()?,
+            internal_port: free_port()?,
+            data_dir: dir.join(format!("node{id}")),
+            extra_args: Vec::new(),
+        })
+    }
+
+    /// `serve` arguments for a node started on its own: its id, data directory and listeners,
+    /// then `extra`. (With the development key on loopback it forms a one-node log of itself
+    /// unless `extra` says `--bootstrap-single=false`.)
+    pub fn serve_args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = vec![
+            "serve".into(),
+            "--node-id".into(),
+            self.id.to_string(),
+            "--data-dir".into(),
+            self.data_dir.display().to_string(),
+            "--listen".into(),
+            self.public_addr(),
+            "--listen-internal".into(),
+            self.internal_addr(),
+        ];
+        args.extend(extra.iter().map(|arg| arg.to_string()));
+        args
+    }
+
     pub fn public_addr(&self) -> String {
         format!("127.0.0.1:{}", self.public_port)
     }
@@ -373,17 +403,7 @@ impl Cluster {
         extra_args: &[&str],
         env: Vec<(String, String)>,
     ) -> Result<Self> {
-        let signer = Signer { key: None, env };
-        Self::start_full(
-            n,
-            extra_args,
-            |_| None,
-            |_| Vec::new(),
-            None,
-            Internal::MutualTls,
-            signer,
-        )
-        .await
+        Self::start_with_signer(n, extra_args, Signer { key: None, env }).await
     }
 
     /// Like [`Cluster::start`], with every node's data directory (Raft log, state machine,

@@ -205,25 +205,9 @@ async fn health_is_not_serving_before_the_node_serves_a_checkpoint() {
     node_binary().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let grpc_port = free_port().unwrap();
-    let spec = NodeSpec {
-        id: 1,
-        public_port: free_port().unwrap(),
-        internal_port: free_port().unwrap(),
-        data_dir: dir.path().join("data"),
-        extra_args: Vec::new(),
-    };
-    let args = vec![
-        "serve".into(),
-        "--data-dir".into(),
-        spec.data_dir.display().to_string(),
-        "--listen".into(),
-        spec.public_addr(),
-        "--listen-internal".into(),
-        spec.internal_addr(),
-        "--bootstrap-single=false".into(),
-        "--grpc-listen".into(),
-        format!("127.0.0.1:{grpc_port}"),
-    ];
+    let spec = NodeSpec::lone(dir.path(), 1).unwrap();
+    let grpc_listen = format!("127.0.0.1:{grpc_port}");
+    let args = spec.serve_args(&["--bootstrap-single=false", "--grpc-listen", &grpc_listen]);
     // grpc_check.py waits for the channel to connect.
     let _node = NodeProcess::start(spec, args, dir.path()).unwrap();
     let output = grpc_check(
@@ -247,24 +231,9 @@ async fn a_grpc_port_in_use_stops_the_node_at_start_up() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken_port = taken.local_addr().unwrap().port();
-    let spec = NodeSpec {
-        id: 1,
-        public_port: free_port().unwrap(),
-        internal_port: free_port().unwrap(),
-        data_dir: dir.path().join("data"),
-        extra_args: Vec::new(),
-    };
-    let args = vec![
-        "serve".into(),
-        "--data-dir".into(),
-        spec.data_dir.display().to_string(),
-        "--listen".into(),
-        spec.public_addr(),
-        "--listen-internal".into(),
-        spec.internal_addr(),
-        "--grpc-listen".into(),
-        format!("127.0.0.1:{taken_port}"),
-    ];
+    let spec = NodeSpec::lone(dir.path(), 1).unwrap();
+    let grpc_listen = format!("127.0.0.1:{taken_port}");
+    let args = spec.serve_args(&["--grpc-listen", &grpc_listen]);
     let mut node = NodeProcess::start(spec, args, dir.path()).unwrap();
     let status = wait_until("the node to exit", Duration::from_secs(30), || {
         let exited = node.exited();

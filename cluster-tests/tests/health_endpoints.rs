@@ -15,28 +15,10 @@ use rekor_cluster_tests::{
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-/// `serve` arguments for a lone node on `spec`'s ports.
-fn serve_args(spec: &NodeSpec) -> Vec<String> {
-    vec![
-        "serve".into(),
-        "--node-id".into(),
-        spec.id.to_string(),
-        "--data-dir".into(),
-        spec.data_dir.display().to_string(),
-        "--listen".into(),
-        spec.public_addr(),
-        "--listen-internal".into(),
-        spec.internal_addr(),
-    ]
-}
-
 fn spec(dir: &std::path::Path, public_port: u16) -> NodeSpec {
     NodeSpec {
-        id: 1,
         public_port,
-        internal_port: free_port().unwrap(),
-        data_dir: dir.join("node1"),
-        extra_args: Vec::new(),
+        ..NodeSpec::lone(dir, 1).unwrap()
     }
 }
 
@@ -73,7 +55,7 @@ async fn livez_names_the_node_and_this_process() {
     node_binary().expect("rekor-node is built");
     let dir = tempfile::tempdir().unwrap();
     let spec = spec(dir.path(), free_port().unwrap());
-    let args = serve_args(&spec);
+    let args = spec.serve_args(&[]);
     let client = LogClient::new(&format!("http://{}", spec.public_addr()));
     let mut node = NodeProcess::start(spec, args, dir.path()).unwrap();
     node.wait_live(Duration::from_secs(30))
@@ -101,7 +83,7 @@ async fn a_stranger_on_the_port_is_not_taken_for_the_node() {
     let port = start_stranger().await;
     let dir = tempfile::tempdir().unwrap();
     let spec = spec(dir.path(), port);
-    let args = serve_args(&spec);
+    let args = spec.serve_args(&[]);
     let mut node = NodeProcess::start(spec, args, dir.path()).unwrap();
     let error = node
         .wait_live(Duration::from_secs(120))
@@ -160,9 +142,8 @@ async fn not_ready_before_init_ready_after() {
     node_binary().expect("rekor-node is built");
     let dir = tempfile::tempdir().unwrap();
     let spec = spec(dir.path(), free_port().unwrap());
-    let mut args = serve_args(&spec);
     // A lone loopback node with the development key would form a cluster of itself.
-    args.extend(["--bootstrap-single".into(), "false".into()]);
+    let args = spec.serve_args(&["--bootstrap-single=false"]);
     let client = LogClient::new(&format!("http://{}", spec.public_addr()));
     let node = NodeProcess::start(spec, args, dir.path()).unwrap();
     node.wait_live(Duration::from_secs(30))

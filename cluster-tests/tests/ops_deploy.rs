@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use rekor_cluster_tests::{free_port, node_binary, NodeProcess, NodeSpec};
+use rekor_cluster_tests::{node_binary, NodeProcess, NodeSpec};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -286,22 +286,8 @@ async fn dashboards_and_alerts_query_exported_metrics() {
 
     // A real node's /metrics.
     let dir = tempfile::tempdir().unwrap();
-    let spec = NodeSpec {
-        id: 1,
-        public_port: free_port().unwrap(),
-        internal_port: free_port().unwrap(),
-        data_dir: dir.path().join("node"),
-        extra_args: Vec::new(),
-    };
-    let args: Vec<String> = vec![
-        "serve".into(),
-        "--data-dir".into(),
-        spec.data_dir.display().to_string(),
-        "--listen".into(),
-        spec.public_addr(),
-        "--listen-internal".into(),
-        spec.internal_addr(),
-    ];
+    let spec = NodeSpec::lone(dir.path(), 1).unwrap();
+    let args = spec.serve_args(&[]);
     let node = NodeProcess::start(spec, args, dir.path()).unwrap();
     node.wait_live(Duration::from_secs(30)).await.unwrap();
     // The lone loopback node forms its own log; once it serves a checkpoint it has signed one,

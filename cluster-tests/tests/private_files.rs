@@ -8,36 +8,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rekor_cluster_tests::hostile::metric;
-use rekor_cluster_tests::{free_port, node_binary, wait_until, NodeProcess, NodeSpec};
-
-fn spec(dir: &Path) -> NodeSpec {
-    NodeSpec {
-        id: 1,
-        public_port: free_port().unwrap(),
-        internal_port: free_port().unwrap(),
-        data_dir: dir.join("data"),
-        extra_args: Vec::new(),
-    }
-}
-
-fn serve_args(spec: &NodeSpec, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = vec![
-        "serve".into(),
-        "--data-dir".into(),
-        spec.data_dir.display().to_string(),
-        "--listen".into(),
-        spec.public_addr(),
-        "--listen-internal".into(),
-        spec.internal_addr(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
+use rekor_cluster_tests::{node_binary, wait_until, NodeProcess, NodeSpec};
 
 /// Starts a node that must refuse to run; returns its log.
 async fn refused_start(dir: &Path, extra: &[&str]) -> String {
-    let spec = spec(dir);
-    let args = serve_args(&spec, extra);
+    let spec = NodeSpec::lone(dir, 1).unwrap();
+    let args = spec.serve_args(extra);
     let mut node = NodeProcess::start(spec, args, dir).unwrap();
     let code = wait_until("the node to exit", Duration::from_secs(20), || {
         let exited = node.exited();
@@ -116,8 +92,8 @@ async fn a_short_secret_is_refused_from_a_flag_and_from_a_file() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_development_key_is_marked_in_the_log_the_status_page_and_the_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = spec(dir.path());
-    let args = serve_args(&spec, &[]);
+    let spec = NodeSpec::lone(dir.path(), 1).unwrap();
+    let args = spec.serve_args(&[]);
     let node = NodeProcess::start(spec, args, dir.path()).unwrap();
     node.wait_live(Duration::from_secs(30))
         .await
