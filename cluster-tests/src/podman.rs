@@ -29,17 +29,16 @@ pub struct Podman {
 
 /// Is podman on this machine? (`podman --version` runs.)
 pub fn installed() -> bool {
-    Command::new("podman")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|status| status.success())
-        .unwrap_or(false)
+    answers_version("podman")
 }
 
 fn runc_installed() -> bool {
-    Command::new("runc")
+    answers_version("runc")
+}
+
+/// `program --version` runs and succeeds.
+fn answers_version(program: &str) -> bool {
+    Command::new(program)
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -45,6 +45,25 @@ pub fn free_port() -> Result<u16> {
     bail!("no unused loopback port after 1000 tries")
 }
 
+/// A base port such that nodes `0..nodes`' two ports each (base + 10·i, +1), the layout of
+/// `scripts/local-cluster.sh`, are free right now.
+pub fn free_base_port(nodes: u16) -> u16 {
+    let mut seed = std::process::id() as u16;
+    for _ in 0..200 {
+        seed = seed.wrapping_mul(31).wrapping_add(7);
+        let base = 20_000 + (seed % 3_000) * 10;
+        let all_free = (0..nodes).all(|i| {
+            [base + 10 * i, base + 10 * i + 1]
+                .iter()
+                .all(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        });
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no free port range for {nodes} nodes");
+}
+
 /// Polls `condition` until it returns `Ok(Some(value))` or `deadline` passes.
 pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut condition: F) -> Result<T>
 where

@@ -29,24 +29,6 @@ fn local_cluster_script() -> String {
         .into_owned()
 }
 
-/// A base port such that every node's two ports (base + 10·i, +1) are free right now.
-fn free_base_port(nodes: u16) -> u16 {
-    let mut seed = (std::process::id() as u16).wrapping_add(977);
-    for _ in 0..200 {
-        seed = seed.wrapping_mul(31).wrapping_add(7);
-        let base = 20_000 + (seed % 3_000) * 10;
-        let all_free = (0..nodes).all(|i| {
-            [base + 10 * i, base + 10 * i + 1]
-                .iter()
-                .all(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        });
-        if all_free {
-            return base;
-        }
-    }
-    panic!("no free port range for {nodes} nodes");
-}
-
 /// A cluster of `scripts/local-cluster.sh`, stopped when dropped (pass or fail).
 struct LocalCluster {
     _temp: tempfile::TempDir,
@@ -61,7 +43,7 @@ impl LocalCluster {
         let cluster = Self {
             _temp: temp,
             dir,
-            base: free_base_port(3),
+            base: rekor_cluster_tests::process::free_base_port(3),
         };
         let (ok, output) = cluster.script(&["start", "3"]);
         assert!(ok, "start failed:\n{output}");

@@ -20,24 +20,6 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// A base port such that every node's two ports (base + 10·i, +1) are free right now.
-fn free_base_port(nodes: u16) -> u16 {
-    let mut seed = std::process::id() as u16;
-    for _ in 0..200 {
-        seed = seed.wrapping_mul(31).wrapping_add(7);
-        let base = 20_000 + (seed % 3_000) * 10;
-        let all_free = (0..nodes).all(|i| {
-            [base + 10 * i, base + 10 * i + 1]
-                .iter()
-                .all(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
-        });
-        if all_free {
-            return base;
-        }
-    }
-    panic!("no free port range for {nodes} nodes");
-}
-
 /// Runs the script; returns (success, stdout + stderr).
 fn script(dir: &Path, base_port: u16, args: &[&str]) -> (bool, String) {
     let output = Command::new("bash")
@@ -81,7 +63,7 @@ fn pid_alive(pid: &str) -> bool {
 async fn local_cluster_script_status_page_and_stop() {
     let dir = tempfile::tempdir().unwrap();
     let cluster_dir = dir.path().join("local-cluster");
-    let base = free_base_port(3);
+    let base = rekor_cluster_tests::process::free_base_port(3);
     let (ok, output) = script(&cluster_dir, base, &["start", "3"]);
     let _stop = StopOnDrop(cluster_dir.clone(), base);
     assert!(ok, "start failed:\n{output}");
