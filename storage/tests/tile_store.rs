@@ -97,6 +97,39 @@ async fn local_filesystem_store() {
         again.get_checkpoint().await.unwrap(),
         Some(Bytes::from_static(b"two"))
     );
+
+    // Reads that miss the cache come straight from the files (`read_local_file`): what is on
+    // disk, absent objects as `None`, a path through a file as `None`, a directory as an error.
+    let uncached = TileStore::from_url(root.to_str().unwrap(), &BTreeMap::new())
+        .unwrap()
+        .with_cache_capacity(0);
+    let id = TileId::new(0, 1234, 3).unwrap();
+    assert_eq!(
+        uncached.get_tile(id).await.unwrap(),
+        Some(Bytes::from(vec![1u8; 96]))
+    );
+    let bundle = uncached.get_bundle(0, 3).await.unwrap().unwrap();
+    assert_eq!(bundle, Bytes::from_static(b"\x00\x01a\x00\x01b\x00\x01c"));
+    assert_eq!(bundle.len(), 9);
+    assert_eq!(uncached.get_bundle(7, 3).await.unwrap(), None);
+    assert_eq!(
+        uncached
+            .get_path("tile/0/x001/234.p/3/beyond")
+            .await
+            .unwrap(),
+        None
+    );
+    let big = vec![7u8; 300_000];
+    std::fs::create_dir_all(root.join("tile/entries")).unwrap();
+    std::fs::write(root.join("tile/entries/009"), &big).unwrap();
+    assert_eq!(
+        uncached.get_path("tile/entries/009").await.unwrap(),
+        Some(Bytes::from(big))
+    );
+    match uncached.get_path("tile/0/x001").await {
+        Err(TileStoreError::LocalRead { path, .. }) => assert!(path.ends_with("tile/0/x001")),
+        other => panic!("reading a directory should fail, got {other:?}"),
+    }
 }
 
 #[tokio::test]

@@ -1,10 +1,11 @@
 //! `loadgen`: drives pre-signed hashedrekord writes at running Rekor v2 nodes and reports
 //! throughput, latency percentiles, errors by status and sampled inclusion-proof checks
-//! (the performance issue's load generator; see `rekor_cluster_tests::load`).
+//! (the performance issue's load generator; see `rekor_cluster_tests::load`). With
+//! `--get-paths` it reads instead: GETs of the listed tile, bundle or checkpoint paths.
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use rekor_cluster_tests::load::{run_load, Arrival, LoadConfig, RequestMix, RequestPool, Workload};
 
@@ -42,6 +43,10 @@ struct Args {
     /// Print the report as JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Read instead of write: GET the URL paths listed in this file (one per line, e.g.
+    /// `/api/v2/tile/entries/x001/234`), round-robin, instead of submitting entries.
+    #[arg(long, value_name = "FILE")]
+    get_paths: Option<std::path::PathBuf>,
 }
 
 #[tokio::main]
@@ -61,11 +66,22 @@ async fn main() -> Result<()> {
         let rate = args.rate.unwrap_or(5_000.0);
         (rate * args.duration).ceil() as usize + 1
     });
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    eprintln!("signing {requests} requests…");
-    let mix = args.mix.clone();
-    let pool = tokio::task::spawn_blocking(move || RequestPool::generate(requests, &mix, threads))
-        .await??;
+    let workload = match &args.get_paths {
+        Some(file) => Workload::Get {
+            paths: std::sync::Arc::new(read_paths(file)?),
+        },
+        None => {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            eprintln!("signing {requests} requests…");
+            let mix = args.mix.clone();
+            let pool =
+                tokio::task::spawn_blocking(move || RequestPool::generate(requests, &mix, threads))
+                    .await??;
+            Workload::Submit {
+                bodies: std::sync::Arc::new(pool.bodies),
+            }
+        }
+    };
     eprintln!("sending for {:.1} s…", args.duration);
     let config = LoadConfig {
         targets: args.targets.clone(),
@@ -74,23 +90,27 @@ async fn main() -> Result<()> {
         proof_sample_every: args.proof_sample_every,
         request_timeout: Duration::from_secs(args.timeout),
     };
-    let report = run_load(
-        &config,
-        &Workload::Submit {
-            bodies: std::sync::Arc::new(pool.bodies),
-        },
-    )
-    .await?;
+    let report = run_load(&config, &workload).await?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!("{} ({} target(s))", report.arrival, report.targets);
         println!(
-            "sent {}, logged {} in {:.2} s: {:.0} entries/s{}",
+            "sent {}, {} {} in {:.2} s: {:.0} {}/s{}",
             report.sent,
+            if args.get_paths.is_some() {
+                "read"
+            } else {
+                "logged"
+            },
             report.succeeded,
             report.elapsed_s,
             report.throughput_per_s,
+            if args.get_paths.is_some() {
+                "objects"
+            } else {
+                "entries"
+            },
             if report.exhausted {
                 " (ran out of pre-signed requests)"
             } else {
@@ -124,4 +144,20 @@ async fn main() -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// The URL paths of a `--get-paths` file: one per line, blank lines and `#` comments skipped.
+fn read_paths(file: &std::path::Path) -> Result<Vec<String>> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let paths: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_owned)
+        .collect();
+    if paths.is_empty() {
+        anyhow::bail!("{} lists no paths", file.display());
+    }
+    Ok(paths)
 }
