@@ -17,6 +17,7 @@ pub mod growth;
 pub mod requests;
 pub mod runner;
 pub mod system;
+pub mod thread_cpu;
 
 pub use requests::{KeyKind, RequestMix, RequestPool};
 pub use runner::{run_load, Arrival, LatencySummary, LoadConfig, LoadReport, Workload};

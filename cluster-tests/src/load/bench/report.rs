@@ -66,6 +66,11 @@ pub struct WriteFigures {
     /// Data directory bytes per logged entry, mean over nodes.
     pub disk_bytes_per_entry: Option<f64>,
     pub per_node: Vec<NodeFigures>,
+    /// Microseconds of CPU per logged entry by stage, all nodes together, during the run
+    /// (`load::thread_cpu`): `(stage, µs)` in report order.
+    pub cpu_per_entry_by_stage: Vec<(String, f64)>,
+    /// Microseconds of CPU per logged entry of the load generator (this process).
+    pub load_generator_cpu_per_entry: Option<f64>,
 }
 
 /// One read workload, ours and nginx's.
@@ -126,6 +131,57 @@ fn errors_text(load: &LoadReport) -> String {
 }
 
 impl BenchReport {
+    /// The "CPU per entry by stage" table of the write runs (nothing if no run has figures).
+    fn push_cpu_by_stage(&self, md: &mut String) {
+        let runs: Vec<&WriteFigures> = self
+            .writes
+            .iter()
+            .filter(|w| !w.cpu_per_entry_by_stage.is_empty())
+            .collect();
+        let Some(first) = runs.first() else {
+            return;
+        };
+        let mut line = |text: String| {
+            md.push_str(&text);
+            md.push('\n');
+        };
+        line(
+            "CPU per logged entry by stage, µs, all nodes of the cluster together, over the write \
+             run (from each node's threads in `/proc`, grouped by thread name: \
+             `cluster-tests/src/load/thread_cpu.rs`); the load generator is this benchmark \
+             process, on the same cores:"
+                .into(),
+        );
+        line(String::new());
+        let stages: Vec<&str> = first
+            .cpu_per_entry_by_stage
+            .iter()
+            .map(|(stage, _)| stage.as_str())
+            .collect();
+        line(format!(
+            "| cluster | {} | nodes total | load generator |",
+            stages.join(" | ")
+        ));
+        line(format!("|---|{}---|---|", "---|".repeat(stages.len())));
+        for w in runs {
+            let total: f64 = w.cpu_per_entry_by_stage.iter().map(|(_, us)| us).sum();
+            let cells: Vec<String> = w
+                .cpu_per_entry_by_stage
+                .iter()
+                .map(|(_, us)| format!("{us:.1}"))
+                .collect();
+            line(format!(
+                "| {} nodes, {}, {} | {} | {total:.1} | {} |",
+                w.nodes,
+                w.transport,
+                w.signer,
+                cells.join(" | "),
+                fmt_opt(w.load_generator_cpu_per_entry, 1),
+            ));
+        }
+        line(String::new());
+    }
+
     /// The report as Markdown. `command` is the one that regenerates it.
     pub fn to_markdown(&self, command: &str) -> String {
         let mut md = String::new();
@@ -310,6 +366,7 @@ impl BenchReport {
             }
         }
         push(&mut md, String::new());
+        self.push_cpu_by_stage(&mut md);
 
         push(&mut md, "## Reads".into());
         push(&mut md, String::new());

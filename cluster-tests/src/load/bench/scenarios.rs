@@ -13,7 +13,7 @@ use super::nginx::Nginx;
 use super::report::{CeilingFigures, NodeFigures, ReadFigures, ReadsReport, WriteFigures};
 use super::BenchSettings;
 use crate::load::runner::{run_load, Arrival, LoadConfig, Workload};
-use crate::load::system;
+use crate::load::{system, thread_cpu};
 use crate::{wait_until, Cluster, LogClient};
 
 /// How the nodes of `cluster` talk to each other, as the report names it.
@@ -85,6 +85,9 @@ pub(super) async fn write_scenario(
         proof_sample_every: settings.proof_sample_every,
         request_timeout: Duration::from_secs(30),
     };
+    let pids: Vec<u32> = cluster.nodes.iter().filter_map(|n| n.pid()).collect();
+    let cpu_before: Vec<_> = pids.iter().map(|&pid| thread_cpu::sample(pid)).collect();
+    let generator_before = thread_cpu::sample(std::process::id());
     let load = run_load(
         &config,
         &Workload::Submit {
@@ -92,6 +95,15 @@ pub(super) async fn write_scenario(
         },
     )
     .await?;
+    let cpu_after: Vec<_> = pids.iter().map(|&pid| thread_cpu::sample(pid)).collect();
+    let generator_after = thread_cpu::sample(std::process::id());
+    let ticks = thread_cpu::ticks_per_second();
+    let cpu_per_entry_by_stage =
+        thread_cpu::micros_per_entry(&cpu_before, &cpu_after, load.succeeded, ticks);
+    let load_generator_cpu_per_entry = (load.succeeded > 0).then(|| {
+        generator_after.total.saturating_sub(generator_before.total) as f64 / ticks * 1e6
+            / load.succeeded as f64
+    });
     // Every node converges on the same tree; wait until each serves the full log.
     let logged = load.succeeded;
     let mut tree_size = 0;
@@ -163,6 +175,8 @@ pub(super) async fn write_scenario(
         tree_size,
         disk_bytes_per_entry,
         per_node,
+        cpu_per_entry_by_stage,
+        load_generator_cpu_per_entry,
     })
 }
 
