@@ -23,7 +23,7 @@ use tracing::{debug, warn};
 
 use crate::metrics::NodeMetrics;
 use crate::sequencer::{Sequence, SequenceError, Sequencer};
-use crate::served::{wait_for_checkpoint_covering, Served, ServedCheckpoint};
+use crate::served::{CoverageWaiters, Served, ServedCheckpoint};
 use rekor_storage::proof::HashedTileCache;
 
 /// Everything `submit` and the read routes need. Shared by every HTTP worker.
@@ -33,6 +33,8 @@ pub struct NodeBackend {
     pub state_machine: StateReader,
     pub store: Arc<TileStore>,
     pub served: watch::Receiver<Served>,
+    /// Requests waiting for a checkpoint to cover their entry.
+    pub coverage: CoverageWaiters,
     pub sequencer: Addr<Sequencer>,
     /// Admission control (503 pushback).
     pub pushback: crate::pushback::Pushback,
@@ -159,9 +161,9 @@ impl NodeBackend {
         index: u64,
         deadline: Instant,
     ) -> Result<ServedCheckpoint, SubmitError> {
-        let mut served = self.served.clone();
         let remaining = deadline.saturating_duration_since(Instant::now());
-        wait_for_checkpoint_covering(&mut served, index, remaining)
+        self.coverage
+            .wait_covering(index, remaining)
             .await
             .ok_or_else(|| {
                 SubmitError::Unavailable(format!(

@@ -966,9 +966,9 @@ mod tests {
         assert_eq!(
             config.raft_timing,
             RaftTiming {
-                heartbeat_ms: 150,
-                election_timeout_min_ms: 500,
-                election_timeout_max_ms: 1000,
+                heartbeat_ms: 100,
+                election_timeout_min_ms: 300,
+                election_timeout_max_ms: 400,
             }
         );
 
@@ -995,10 +995,10 @@ mod tests {
 
         let refused = [
             (Some(10), None, None),        // heartbeat below 20 ms
-            (Some(200), None, None),       // default min 500 < 3 heartbeats
-            (None, Some(1000), None),      // empty range with the default max 1000
+            (Some(200), None, None),       // default min 300 < 3 heartbeats
+            (None, Some(400), None),       // empty range with the default max 400
             (None, Some(900), Some(800)),  // inverted range
-            (None, Some(400), Some(1000)), // min below 3 × the default 150 ms heartbeat
+            (None, Some(250), Some(1000)), // min below 3 × the default 100 ms heartbeat
         ];
         for (heartbeat, min, max) in refused {
             let args = ServeArgs {

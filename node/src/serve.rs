@@ -237,6 +237,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         state_machine: state_machine.clone(),
         store: store.clone(),
         served: served.clone(),
+        coverage: crate::served::CoverageWaiters::spawn(served.clone()),
         sequencer: sequencer.clone(),
         pushback: pushback.clone(),
         forwarder: crate::forwarder::Forwarder::start(crate::forwarder::ForwardClient {

@@ -17,12 +17,15 @@
 //! a tick, and the unlucky case (the first candidate has the shorter log) costs another
 //! `min..max`. [`RaftTuning::campaign_after`] gives the first range.
 //!
-//! The defaults (150 ms heartbeat, 500–1000 ms election timeout) bring that to 1.5–2.0 s, from
-//! 3.0–4.0 s with the earlier 250 ms / 1000–2000 ms, and still give a follower 1.5 s without any
-//! AppendEntries (about 6 heartbeats) before it campaigns, which holds under the benchmark load
-//! on two cores (`rekor_raft_term` stays 1). The heartbeat is not lower because it is also the
-//! AppendEntries time limit: at 100 ms a loaded two-core machine already saw a few batches time
-//! out and be resent; the heartbeat only moves a failover by up to one tick anyway. Operators on slower disks or
+//! The defaults (100 ms heartbeat, 300–400 ms election timeout) bring that to 0.7–0.8 s plus up
+//! to a 150 ms tick, so a leader kill costs a median of under a second of write unavailability
+//! (docs/benchmarks.md), and they still give a follower 0.7 s without any AppendEntries (about
+//! five heartbeats) before it campaigns: ten minutes of the benchmark's saturating load on two
+//! cores left `rekor_raft_term` at 1. The heartbeat is not lower because it is also the
+//! AppendEntries time limit: under that load a few 100 ms AppendEntries time out and are resent
+//! (the batch is applied once; a resend costs bandwidth, not correctness), and the heartbeat only
+//! moves a failover by up to one tick anyway. The earlier defaults were 150 / 500–1000 ms
+//! (1.5–2.0 s) and, before that, 250 / 1000–2000 ms. Operators on slower disks or
 //! networks raise them with `serve --raft-heartbeat-ms` and `--raft-election-timeout-{min,max}-ms`
 //! (docs/operations.md, "Failover timing").
 
@@ -31,11 +34,11 @@ use std::time::Duration;
 use openraft::{Config, ConfigError, SnapshotPolicy};
 
 /// Default leader heartbeat (and AppendEntries TTL), ms.
-pub const DEFAULT_HEARTBEAT_MS: u64 = 150;
+pub const DEFAULT_HEARTBEAT_MS: u64 = 100;
 /// Default lower bound of the election timeout, ms.
-pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 500;
+pub const DEFAULT_ELECTION_TIMEOUT_MIN_MS: u64 = 300;
 /// Default upper bound of the election timeout, ms (also openraft's leader lease).
-pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 1000;
+pub const DEFAULT_ELECTION_TIMEOUT_MAX_MS: u64 = 400;
 /// Shortest heartbeat accepted: it is also the TTL of an AppendEntries carrying a batch, which
 /// must cover an HTTP round trip and the follower's fsync.
 pub const MIN_HEARTBEAT_MS: u64 = 20;
@@ -172,10 +175,16 @@ mod tests {
     }
 
     #[test]
-    fn default_failover_is_under_two_seconds_with_a_long_silence_tolerated() {
-        let (earliest, latest) = RaftTuning::default().campaign_after();
-        assert_eq!(earliest, Duration::from_millis(1500));
-        assert_eq!(latest, Duration::from_millis(2000));
+    fn default_failover_is_under_a_second_with_five_heartbeats_of_silence_tolerated() {
+        let tuning = RaftTuning::default();
+        let (earliest, latest) = tuning.campaign_after();
+        assert_eq!(earliest, Duration::from_millis(700));
+        assert_eq!(latest, Duration::from_millis(800));
+        // The latest campaign plus one late tick stays under a second...
+        let tick = Duration::from_millis(tuning.heartbeat_ms * 3 / 2);
+        assert!(latest + tick < Duration::from_secs(1));
+        // ...and a follower waits for at least five heartbeat periods of silence first.
+        assert!(earliest >= Duration::from_millis(5 * tuning.heartbeat_ms));
     }
 
     #[test]
