@@ -55,6 +55,18 @@ impl StagedStep {
         self.integration.root
     }
 
+    /// The builder at the new size, without writing anything: for a node that shares its tile
+    /// store with a writer that makes these same objects durable (the node then advances its
+    /// durable size only once that writer has vouched for them, see the node's integrator).
+    pub fn into_builder(self) -> TreeBuilder {
+        self.next
+    }
+
+    /// How many tiles and bundles [`Self::write`] would write.
+    pub fn object_count(&self) -> usize {
+        self.integration.tiles.len() + self.integration.bundles.len()
+    }
+
     /// Writes every tile, then every bundle, of the step ([`TileStore::put_integration`]) and,
     /// once all are durable, returns the builder at the new size.
     pub async fn write(self, store: &TileStore) -> Result<TreeBuilder, TileStoreError> {
