@@ -412,8 +412,8 @@ async fn integrate_committed(
             if newer && latest.size <= served.integrated_size {
                 // The checkpoint's partial objects, unless a step of ours ended exactly there.
                 // In a shared store the leader that signed it wrote them (it signs only its
-                // integrated size, a step's end), so a follower writes nothing.
-                if writes {
+                // integrated size, a step's end): nobody writes them again.
+                if mode == StoreMode::PerNode {
                     crate::partials::write_partials_at(store, latest.size, served.integrated_size)
                         .await?;
                 }
