@@ -928,7 +928,8 @@ mod tests {
         };
         assert!(from_file.resolve().unwrap().shared_tile_store);
         use clap::Parser as _;
-        let cli = crate::Cli::try_parse_from(["rekor-node", "serve", "--shared-tile-store"]).unwrap();
+        let cli =
+            crate::Cli::try_parse_from(["rekor-node", "serve", "--shared-tile-store"]).unwrap();
         let Some(crate::Command::Serve(args)) = cli.command else {
             panic!("not serve");
         };

@@ -400,7 +400,13 @@ mod tests {
         // The partial level-0 tile and the partial bundle of width 200.
         assert_eq!(staged.object_count(), 2);
         let follower = staged.into_builder();
-        assert_eq!(store.get_tile(TileId::new(0, 0, 200).unwrap()).await.unwrap(), None);
+        assert_eq!(
+            store
+                .get_tile(TileId::new(0, 0, 200).unwrap())
+                .await
+                .unwrap(),
+            None
+        );
         let mut writer = TreeBuilder::new()
             .stage(&entries[..200])
             .unwrap()
