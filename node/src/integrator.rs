@@ -18,8 +18,9 @@
 //! right edge stays current, so it can lead at once), but moves its integrated size only to the
 //! latest committed checkpoint's size, the one size whose objects it knows are in the store, and
 //! only once its builder reproduces that checkpoint's root. Whether this node leads is asked
-//! again at every step; a node that starts leading integrates onwards from its integrated size,
-//! writing, and rewrites nothing the old leader wrote with other bytes (tiles are deterministic
+//! again at every step; a node that starts leading first catches up the same way to the latest
+//! committed checkpoint, then integrates onwards, writing, and rewrites nothing the old leader
+//! wrote with other bytes (tiles are deterministic
 //! and the store's create-once writes accept identical bytes). A leader that lost leadership and
 //! finishes a step writes the same bytes the new one does.
 //!
@@ -63,7 +64,7 @@ impl StoreMode {
         }
     }
 
-    /// For logs and the status page.
+    /// For the logs.
     pub fn name(self) -> &'static str {
         match self {
             Self::PerNode => "per-node",
@@ -374,12 +375,14 @@ async fn integrate_committed(
         let from = builder.size();
         // Asked at every step: leadership may have moved since the last one.
         let writes = mode == StoreMode::PerNode || peers.leads();
-        let vouched = if writes {
-            None
-        } else {
-            state_machine
+        // In a shared store, whatever a committed checkpoint covers is there already: a
+        // follower goes no further, and a new leader that was behind catches up to it without
+        // writing those objects again.
+        let vouched = match mode {
+            StoreMode::PerNode => None,
+            StoreMode::Shared => state_machine
                 .latest_checkpoint()?
-                .filter(|checkpoint| checkpoint.size > from && checkpoint.size <= applied)
+                .filter(|checkpoint| checkpoint.size > from && checkpoint.size <= applied),
         };
         if let Some(checkpoint) = vouched {
             let started = Instant::now();
