@@ -240,8 +240,24 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
             );
             figures.remote_signatures = Some(vault.controls().signatures());
         }
-        if shared_store.is_some() {
+        if let Some(dir) = &shared_store {
             figures.tile_store = "shared";
+            // Outside every node's data directory, so not in the per-node figures.
+            if let Ok(bytes) = super::system::dir_bytes(&dir.path().join("tiles")) {
+                let per_entry = if figures.tree_size > 0 {
+                    format!(
+                        ", {:.0} bytes/entry",
+                        bytes as f64 / figures.tree_size as f64
+                    )
+                } else {
+                    String::new()
+                };
+                notes.push(format!(
+                    "{nodes}-node shared-tile-store run: the one shared tile directory holds {:.1} \
+                     MiB{per_entry}, not counted in the nodes' data directories.",
+                    bytes as f64 / (1024.0 * 1024.0)
+                ));
+            }
         }
         writes.push(figures);
     }
