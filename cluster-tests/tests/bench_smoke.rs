@@ -174,6 +174,10 @@ fn bench_reports_a_shared_tile_store_row() {
         text.contains("--shared-store-nodes 3"),
         "names the option: {text}"
     );
+    assert!(
+        text.contains("the one shared tile directory holds"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
