@@ -18,6 +18,7 @@ use rekor_cluster_tests::chaos::{check_cluster, LogVerifier, NodeView};
 use rekor_cluster_tests::hostile::metric;
 use rekor_cluster_tests::s3::S3Server;
 use rekor_cluster_tests::{wait_until, Cluster, EntryFactory};
+use rekor_storage::integrate::TreeBuilder;
 
 const ROUNDS: usize = 10;
 
@@ -102,6 +103,9 @@ async fn leader_writes_followers_serve(mut cluster: Cluster, tiles: Option<&Path
     }
 
     // The leader dies mid-stream; a survivor takes over writing where it stopped.
+    if let Some(tiles) = tiles {
+        every_checkpoint_is_readable_from_the_store(tiles, &verifier, &observations);
+    }
     cluster.nodes[leader].kill();
     let new_leader = cluster
         .wait_for_leader(Duration::from_secs(60))
@@ -140,6 +144,38 @@ async fn leader_writes_followers_serve(mut cluster: Cluster, tiles: Option<&Path
         cluster.logs()
     );
     assert!(report.final_size >= (3 + 2) as u64 * ROUNDS as u64);
+    if let Some(tiles) = tiles {
+        every_checkpoint_is_readable_from_the_store(tiles, &verifier, &observations);
+    }
+}
+
+/// Every checkpoint a client was given names a tree whose right edge (partial tiles and bundle
+/// at exactly its size) is in the shared store: the leader signs only sizes it has made durable
+/// there, and nobody writes partial objects afterwards. (Signing the applied size instead leaves
+/// sizes between two of the leader's steps without them.)
+fn every_checkpoint_is_readable_from_the_store(
+    tiles: &Path,
+    verifier: &LogVerifier,
+    observations: &Observations,
+) {
+    let mut sizes = std::collections::BTreeSet::new();
+    for seen in &observations.checkpoints {
+        sizes.insert(verifier.open(&seen.text).unwrap().size);
+    }
+    assert!(!sizes.is_empty());
+    for size in sizes {
+        let (right_tiles, bundle) = TreeBuilder::right_edge(size);
+        let paths = right_tiles
+            .iter()
+            .map(|id| id.path())
+            .chain(bundle.map(|id| id.path()));
+        for path in paths {
+            assert!(
+                tiles.join(&path).is_file(),
+                "checkpoint size {size}: {path} is not in the shared store"
+            );
+        }
+    }
 }
 
 /// `ROUNDS` new entries through each node at `positions`, concurrently; each is retried (the

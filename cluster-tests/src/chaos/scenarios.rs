@@ -352,6 +352,13 @@ impl Run {
             keep_logs(&cluster, &name, dir)?;
         }
         poller.stop_into(&mut observations).await;
+        if let Some(dir) = &_shared_store {
+            violations.extend(unreadable_checkpoints(
+                &dir.path().join("tiles"),
+                &verifier,
+                &observations,
+            ));
+        }
         let acknowledged = observations.acknowledged.len();
         let report = check_cluster(
             &NodeView::of(&cluster, &members),
@@ -377,6 +384,39 @@ impl Run {
             },
         })
     }
+}
+
+/// With a shared tile store: every checkpoint a client saw whose right edge (the partial tiles
+/// and bundle at exactly its size) is not in the store, which a reader of the store itself would
+/// need. The leader signs only sizes it has made durable there and nobody writes partial objects
+/// afterwards, so there should be none.
+fn unreadable_checkpoints(
+    tiles: &Path,
+    verifier: &LogVerifier,
+    observations: &super::Observations,
+) -> Vec<Violation> {
+    let sizes: std::collections::BTreeSet<u64> = observations
+        .checkpoints
+        .iter()
+        .filter_map(|seen| verifier.open(&seen.text).ok())
+        .map(|checkpoint| checkpoint.size)
+        .collect();
+    let mut violations = Vec::new();
+    for size in sizes {
+        let (right_tiles, bundle) = rekor_storage::integrate::TreeBuilder::right_edge(size);
+        let paths = right_tiles
+            .iter()
+            .map(|id| id.path())
+            .chain(bundle.map(|id| id.path()));
+        for path in paths {
+            if !tiles.join(&path).is_file() {
+                violations.push(Violation::Scenario(format!(
+                    "checkpoint size {size}: {path} is not in the shared tile store"
+                )));
+            }
+        }
+    }
+    violations
 }
 
 /// Copies every node's log into `dir` (created if missing).
