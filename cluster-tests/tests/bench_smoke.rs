@@ -123,6 +123,63 @@ fn bench_compares_a_slow_remote_signer_with_the_key_file() {
     assert!(text.contains("of the key file's"), "{text}");
 }
 
+/// The shared-tile-store run (`--shared-store-nodes`): a row of its own after the others, its
+/// followers' proofs built from the leader's objects.
+#[test]
+fn bench_reports_a_shared_tile_store_row() {
+    let node = node_binary().expect("rekor-node is built");
+    let out = tempfile::tempdir().unwrap();
+    let (markdown, json) = (out.path().join("bench.md"), out.path().join("bench.json"));
+    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--nodes", "1", "--duration", "2", "--concurrency", "32"])
+        .args(["--requests", "2000", "--ceiling-duration", "0.2"])
+        .args(["--no-reads", "--no-growth", "--shared-store-nodes", "3"])
+        .args(["--proof-sample-every", "10", "--allow-debug-node"])
+        .arg("--node-bin")
+        .arg(&node)
+        .arg("--markdown")
+        .arg(&markdown)
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("bench runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench failed:\n{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let writes = report["writes"].as_array().unwrap();
+    assert_eq!(writes.len(), 2, "{writes:?}");
+    assert_eq!(writes[0]["tile_store"], "per node");
+    let shared = &writes[1];
+    assert_eq!(
+        (shared["nodes"].as_u64(), shared["tile_store"].as_str()),
+        (Some(3), Some("shared")),
+        "{shared}"
+    );
+    assert!(
+        shared["load"]["throughput_per_s"].as_f64().unwrap() > 0.0,
+        "{shared}"
+    );
+    assert_eq!(shared["load"]["errors"], serde_json::json!({}), "{stderr}");
+    assert!(
+        shared["load"]["proofs"]["checked"].as_u64().unwrap() > 0,
+        "{shared}"
+    );
+    assert_eq!(shared["load"]["proofs"]["failed"], 0, "{shared}");
+    let text = std::fs::read_to_string(&markdown).unwrap();
+    assert!(
+        text.contains("| 3 | mutual TLS | key file | shared |"),
+        "{text}"
+    );
+    assert!(
+        text.contains("--shared-store-nodes 3"),
+        "names the option: {text}"
+    );
+    assert!(
+        text.contains("the one shared tile directory holds"),
+        "{text}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loadgen_open_loop_logs_entries_with_valid_proofs() {
     node_binary().expect("rekor-node is built");

@@ -60,6 +60,16 @@ impl Peers {
                 .any(|id| id != self.self_id)
     }
 
+    /// Whether this node is the leader as far as it knows now (openraft's metrics). A node
+    /// that lost leadership may not know yet; in a shared tile store that is harmless, since
+    /// every object it could still write has the bytes any leader would write.
+    pub fn leads(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
+        metrics.current_leader == Some(self.self_id)
+            && metrics.state == openraft::ServerState::Leader
+    }
+
     pub fn new(self_id: u64, raft: Raft, peers: Arc<PeerClients>) -> Self {
         Self {
             self_id,

@@ -203,6 +203,13 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_TILE_STORE")]
     pub tile_store: Option<String>,
 
+    /// Every node of the cluster uses the one tile store --tile-store names (the same
+    /// directory, or the same bucket and prefix): only the leader writes tiles, bundles and the
+    /// checkpoint; followers serve from what it wrote (docs/operations.md, "Shared tile store").
+    /// Every node must set it alike. Off by default (each node writes its own store).
+    #[arg(long, env = "REKOR_SHARED_TILE_STORE", num_args = 0..=1, default_missing_value = "true")]
+    pub shared_tile_store: Option<bool>,
+
     /// Most entries per Raft command. Default: {default}.
     #[arg(long, env = "REKOR_BATCH_MAX_SIZE")]
     pub batch_max_size: Option<usize>,
@@ -425,6 +432,8 @@ pub struct ServeConfig {
     pub signer_timeout: Duration,
     pub cluster_secret: SecretSource,
     pub tile_store: String,
+    /// `--shared-tile-store`: one tile store for the whole cluster, written by the leader.
+    pub shared_tile_store: bool,
     pub batch_max_size: usize,
     pub batch_max_bytes: usize,
     pub batch_max_age: Duration,
@@ -527,6 +536,7 @@ impl ServeArgs {
             cluster_secret,
             cluster_secret_file,
             tile_store,
+            shared_tile_store,
             batch_max_size,
             batch_max_bytes,
             batch_max_age_ms,
@@ -657,6 +667,7 @@ impl ServeArgs {
             ),
             cluster_secret,
             tile_store,
+            shared_tile_store: self.shared_tile_store.unwrap_or_default(),
             batch_max_size,
             batch_max_bytes,
             batch_max_age: Duration::from_millis(
@@ -903,6 +914,26 @@ mod tests {
         assert_eq!(config.node_id, 7);
         assert_eq!(config.origin, "flag.example");
         assert_eq!(config.batch_max_size, 9);
+    }
+
+    #[test]
+    fn shared_tile_store_is_off_unless_set_by_flag_or_file() {
+        assert!(!ServeArgs::default().resolve().unwrap().shared_tile_store);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.toml");
+        std::fs::write(&path, "shared-tile-store = true\n").unwrap();
+        let from_file = ServeArgs {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert!(from_file.resolve().unwrap().shared_tile_store);
+        use clap::Parser as _;
+        let cli =
+            crate::Cli::try_parse_from(["rekor-node", "serve", "--shared-tile-store"]).unwrap();
+        let Some(crate::Command::Serve(args)) = cli.command else {
+            panic!("not serve");
+        };
+        assert!(args.resolve().unwrap().shared_tile_store);
     }
 
     #[test]

@@ -10,6 +10,20 @@
 //! re-runs the step after restart and rewrites identical bytes (create-once writes accept them);
 //! a crash after it finds the tiles already there.
 //!
+//! Shared tile store (`--shared-tile-store`, [`StoreMode::Shared`]): the nodes share one store
+//! and only the leader writes to it. The leader signs only its *integrated* size
+//! ([`crate::publisher`]), so a committed checkpoint of size `s` means a leader had made every
+//! tile and bundle below `s`, and the partial objects at `s` (a step's end), durable there. A
+//! follower therefore writes nothing: it stages the committed leaves through its builder (its
+//! right edge stays current, so it can lead at once), but moves its integrated size only to the
+//! latest committed checkpoint's size, the one size whose objects it knows are in the store, and
+//! only once its builder reproduces that checkpoint's root. Whether this node leads is asked
+//! again at every step; a node that starts leading first catches up the same way to the latest
+//! committed checkpoint, then integrates onwards, writing, and rewrites nothing the old leader
+//! wrote with other bytes (tiles are deterministic
+//! and the store's create-once writes accept identical bytes). A leader that lost leadership and
+//! finishes a step writes the same bytes the new one does.
+//!
 //! At start the right edge is read back and checked against the root the committed order
 //! implies at the integrated size ([`resume_verified`]). If it does not reproduce that root the
 //! node neither serves nor signs anything built on it: the start-up waits while the damaged
@@ -32,9 +46,37 @@ use crate::catch_up::Peers;
 use crate::metrics::NodeMetrics;
 use crate::served::{Served, ServedCheckpoint};
 
+/// Who writes the tile store (`--shared-tile-store`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreMode {
+    /// Every node writes its own tile store (the default).
+    PerNode,
+    /// One store for the whole cluster: only the leader writes; see the module docs.
+    Shared,
+}
+
+impl StoreMode {
+    pub fn from_flag(shared: bool) -> Self {
+        if shared {
+            Self::Shared
+        } else {
+            Self::PerNode
+        }
+    }
+
+    /// For the logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::PerNode => "per-node",
+            Self::Shared => "shared",
+        }
+    }
+}
+
 pub struct Integrator {
     /// Taken out while a step runs, put back when it ends.
     builder: Option<TreeBuilder>,
+    mode: StoreMode,
     state_machine: StateReader,
     store: Arc<TileStore>,
     served: watch::Sender<Served>,
@@ -54,6 +96,7 @@ impl Integrator {
         store: Arc<TileStore>,
         metrics: NodeMetrics,
         peers: Peers,
+        mode: StoreMode,
     ) -> anyhow::Result<(Self, watch::Receiver<Served>)> {
         let integrated_size = state_machine.integrated_size()?;
         let builder =
@@ -71,12 +114,17 @@ impl Integrator {
                 served.checkpoint = Some(ServedCheckpoint::from_published(checkpoint));
             }
         }
-        info!(integrated_size, "integrator resumed");
+        info!(
+            integrated_size,
+            tile_store = mode.name(),
+            "integrator resumed"
+        );
         metrics.integrated_size.set(integrated_size as i64);
         let (sender, receiver) = watch::channel(served);
         Ok((
             Self {
                 builder: Some(builder),
+                mode,
                 state_machine,
                 store,
                 served: sender,
@@ -241,8 +289,18 @@ impl Handler<Advance> for Integrator {
         let metrics = self.metrics.clone();
         let served = self.served.borrow().clone();
         let peers = self.peers.clone();
+        let mode = self.mode;
         let step = async move {
-            integrate_committed(builder, &state_machine, &store, &metrics, &peers, served).await
+            integrate_committed(
+                builder,
+                &state_machine,
+                &store,
+                &metrics,
+                &peers,
+                mode,
+                served,
+            )
+            .await
         };
         AtomicResponse::new(Box::pin(step.into_actor(self).map(
             |(builder, outcome), act, ctx| {
@@ -299,24 +357,47 @@ fn exit_on_full_disk(error: &anyhow::Error) -> ! {
     std::process::exit(74);
 }
 
-/// One step: integrate up to `MAX_LEAVES_PER_STEP` committed leaves, then recompute what this
-/// node serves. Returns the builder (always) and the new served state if anything changed.
+/// One step: integrate up to `MAX_LEAVES_PER_STEP` committed leaves (a follower of a shared
+/// store: stage up to the latest committed checkpoint), then recompute what this node serves.
+/// Returns the builder (always) and the new served state if anything changed.
 async fn integrate_committed(
     mut builder: TreeBuilder,
     state_machine: &StateReader,
     store: &TileStore,
     metrics: &NodeMetrics,
     peers: &Peers,
+    mode: StoreMode,
     mut served: Served,
 ) -> (TreeBuilder, anyhow::Result<Option<Served>>) {
     let result = async {
         let mut changed = false;
         let applied = state_machine.applied().size;
         let from = builder.size();
-        if applied > from {
+        // Asked at every step: leadership may have moved since the last one.
+        let writes = mode == StoreMode::PerNode || peers.leads();
+        // In a shared store, whatever a committed checkpoint covers is there already: a
+        // follower goes no further, and a new leader that was behind catches up to it without
+        // writing those objects again.
+        let vouched = match mode {
+            StoreMode::PerNode => None,
+            StoreMode::Shared => state_machine
+                .latest_checkpoint()?
+                .filter(|checkpoint| checkpoint.size > from && checkpoint.size <= applied),
+        };
+        if let Some(checkpoint) = vouched {
+            let started = Instant::now();
+            follow_step(&mut builder, state_machine, peers, from, &checkpoint).await?;
+            metrics
+                .integrate_seconds
+                .observe(started.elapsed().as_secs_f64());
+            metrics.integrated_size.set(checkpoint.size as i64);
+            served.integrated_size = checkpoint.size;
+            served.integrated_root = builder.root();
+            changed = true;
+        } else if writes && applied > from {
             let to = step_end(state_machine, from, applied)?;
             let started = Instant::now();
-            write_step(&mut builder, state_machine, store, peers, from, to).await?;
+            write_step(&mut builder, state_machine, store, metrics, peers, from, to).await?;
             metrics
                 .integrate_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -333,8 +414,12 @@ async fn integrate_committed(
             });
             if newer && latest.size <= served.integrated_size {
                 // The checkpoint's partial objects, unless a step of ours ended exactly there.
-                crate::partials::write_partials_at(store, latest.size, served.integrated_size)
-                    .await?;
+                // In a shared store the leader that signed it wrote them (it signs only its
+                // integrated size, a step's end): nobody writes them again.
+                if mode == StoreMode::PerNode {
+                    crate::partials::write_partials_at(store, latest.size, served.integrated_size)
+                        .await?;
+                }
                 metrics.checkpoint_size.set(latest.size as i64);
                 metrics
                     .checkpoint_timestamp_seconds
@@ -358,10 +443,18 @@ pub const STORE_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::
 /// deleted one each time, and dozens of those a second made ext4's inode allocation a visible
 /// share of the node's CPU. The partial objects of a served checkpoint are written before it is
 /// served, so they exist before the file names its size.
+///
+/// In a shared tile store ([`StoreMode::Shared`]) only the leader writes the file, and never over
+/// one of a larger size: it reads the stored checkpoint and compares sizes first. Two nodes that
+/// both believe they lead (an old leader that has not noticed yet) can still interleave their
+/// read and write, and leave a smaller checkpoint in the file until the leader's next one; both
+/// are committed checkpoints of the one log, so the file is briefly stale, never conflicting.
 pub async fn write_checkpoint_file(
     store: Arc<TileStore>,
     mut served: watch::Receiver<Served>,
     metrics: NodeMetrics,
+    mode: StoreMode,
+    peers: Peers,
 ) {
     let mut written: Option<Arc<str>> = None;
     loop {
@@ -369,8 +462,30 @@ pub async fn write_checkpoint_file(
             .borrow_and_update()
             .checkpoint
             .as_ref()
-            .map(|checkpoint| checkpoint.text.clone());
-        if let Some(text) = latest.filter(|text| written.as_ref() != Some(text)) {
+            .map(|checkpoint| (checkpoint.text.clone(), checkpoint.size));
+        let latest = latest.filter(|(text, _)| written.as_ref() != Some(text));
+        let latest = match (mode, latest) {
+            (StoreMode::Shared, Some(_)) if !peers.leads() => None,
+            (StoreMode::Shared, Some((text, size))) => match stored_checkpoint_size(&store).await {
+                Ok(Some(stored)) if stored > size => {
+                    // A newer leader wrote a larger one already.
+                    written = Some(text);
+                    None
+                }
+                Ok(_) => Some(text),
+                Err(error) => {
+                    error!(%error, "reading the tile store's checkpoint failed; retrying");
+                    metrics
+                        .storage_errors_total
+                        .with_label_values(&["checkpoint"])
+                        .inc();
+                    tokio::time::sleep(STORE_CHECKPOINT_INTERVAL).await;
+                    continue;
+                }
+            },
+            (_, latest) => latest.map(|(text, _)| text),
+        };
+        if let Some(text) = latest {
             match store.put_checkpoint(text.as_bytes().to_vec().into()).await {
                 Ok(()) => written = Some(text),
                 Err(error) => {
@@ -391,6 +506,18 @@ pub async fn write_checkpoint_file(
     }
 }
 
+/// The size of the checkpoint in the tile store; `None` if there is none, or it does not parse
+/// (then it is replaced).
+async fn stored_checkpoint_size(store: &TileStore) -> anyhow::Result<Option<u64>> {
+    let Some(bytes) = store.get_checkpoint().await? else {
+        return Ok(None);
+    };
+    Ok(rekor_storage::note::Note::parse(&bytes)
+        .ok()
+        .and_then(|note| rekor_storage::checkpoint::Checkpoint::parse_body(&note.text).ok())
+        .map(|checkpoint| checkpoint.size))
+}
+
 /// Where a step from `from` ends: everything applied, or at most `MAX_LEAVES_PER_STEP` leaves
 /// ending at a Raft batch boundary when one is known there (the state machine knows the root at
 /// batch boundaries, which is what entries pulled from a peer are checked against).
@@ -409,15 +536,48 @@ async fn write_step(
     builder: &mut TreeBuilder,
     state_machine: &StateReader,
     store: &TileStore,
+    metrics: &NodeMetrics,
     peers: &Peers,
     from: u64,
     to: u64,
 ) -> anyhow::Result<()> {
     // Leaves this node does not hold (below an installed snapshot) come from a peer, and are
     // only accepted if they reproduce the committed root at `to`.
-    // Read and hash on this actor's own arbiter thread (it runs nothing else): a step's bodies
-    // and bundles are allocated and freed on one thread. On the blocking pool, each pool thread
-    // grew its own allocator arena to a step's size and kept it (RSS in the hundreds of MiB).
+    let (leaves, pulled) = committed_leaves(state_machine, peers, from, to).await?;
+    // Staged on a copy, so that a failed write leaves the builder at the durable size.
+    let staged = builder.stage(&leaves)?;
+    drop(leaves);
+    if pulled {
+        let expected = state_machine.root_at(to)?.ok_or_else(|| {
+            anyhow::anyhow!("no committed root known at {to} to check pulled entries against")
+        })?;
+        if staged.root() != expected {
+            anyhow::bail!("entries pulled for {from}..{to} do not reproduce the committed root");
+        }
+    }
+    let objects = staged.object_count();
+    let next = staged.write(store).await?;
+    metrics.objects_written_total.inc_by(objects as u64);
+    // Every tile and bundle is durable: now the size may move.
+    state_machine.mark_integrated(to).await?;
+    *builder = next;
+    if to / 100_000 > from / 100_000 {
+        info!(integrated_size = to, "integration progress");
+    }
+    Ok(())
+}
+
+/// The committed leaves `from..to`: held here, or pulled from a peer (below an installed
+/// snapshot); the flag says they were pulled and must be checked against a committed root.
+/// Read and hashed on the integrator's own arbiter thread (it runs nothing else): a step's bodies
+/// and bundles are allocated and freed on one thread. On the blocking pool, each pool thread grew
+/// its own allocator arena to a step's size and kept it (RSS in the hundreds of MiB).
+async fn committed_leaves(
+    state_machine: &StateReader,
+    peers: &Peers,
+    from: u64,
+    to: u64,
+) -> anyhow::Result<(Vec<Vec<u8>>, bool)> {
     let (leaves, pulled) = match state_machine.leaves_now(from..to) {
         Ok(leaves) => (leaves, false),
         Err(rekor_raft::StateMachineError::LeafMissing { index }) => {
@@ -437,23 +597,44 @@ async fn write_step(
             leaves.len()
         );
     }
-    // Staged on a copy, so that a failed write leaves the builder at the durable size.
-    let staged = builder.stage(&leaves)?;
-    drop(leaves);
-    if pulled {
-        let expected = state_machine.root_at(to)?.ok_or_else(|| {
-            anyhow::anyhow!("no committed root known at {to} to check pulled entries against")
-        })?;
-        if staged.root() != expected {
-            anyhow::bail!("entries pulled for {from}..{to} do not reproduce the committed root");
-        }
+    Ok((leaves, pulled))
+}
+
+/// A follower of a shared tile store: moves the right edge from `from` to the committed
+/// `checkpoint`'s size without writing, in steps of at most `MAX_LEAVES_PER_STEP` leaves (the
+/// staged objects are dropped at once, so memory stays that of one step). The integrated size
+/// moves only at the end, and only if the builder reproduces the checkpoint's root: the leader
+/// that signed it made that size's objects durable in the store, intermediate sizes may have no
+/// partial objects there, and a restart resumes from the store's right edge at the integrated
+/// size. Leaves pulled from a peer are covered by the same root check.
+async fn follow_step(
+    builder: &mut TreeBuilder,
+    state_machine: &StateReader,
+    peers: &Peers,
+    from: u64,
+    checkpoint: &rekor_raft::PublishedCheckpoint,
+) -> anyhow::Result<()> {
+    let mut next = builder.clone();
+    let mut at = from;
+    while at < checkpoint.size {
+        let to = step_end(state_machine, at, checkpoint.size)?;
+        let (leaves, _) = committed_leaves(state_machine, peers, at, to).await?;
+        next = next.stage(&leaves)?.into_builder();
+        at = to;
     }
-    let next = staged.write(store).await?;
-    // Every tile and bundle is durable: now the size may move.
-    state_machine.mark_integrated(to).await?;
+    if next.root() != checkpoint.root {
+        anyhow::bail!(
+            "the committed leaves do not reproduce the root of the committed checkpoint at {}",
+            checkpoint.size
+        );
+    }
+    state_machine.mark_integrated(checkpoint.size).await?;
     *builder = next;
-    if to / 100_000 > from / 100_000 {
-        info!(integrated_size = to, "integration progress");
+    if checkpoint.size / 100_000 > from / 100_000 {
+        info!(
+            integrated_size = checkpoint.size,
+            "integration progress (shared tile store, following)"
+        );
     }
     Ok(())
 }

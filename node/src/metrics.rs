@@ -14,6 +14,10 @@ pub struct NodeMetrics {
     pub batch_commit_seconds: Histogram,
     pub integrate_seconds: Histogram,
     pub integrated_size: IntGauge,
+    /// Tiles and bundles this node's integrator wrote (a follower of a shared store: none).
+    pub objects_written_total: IntCounter,
+    /// 1 when the node runs with `--shared-tile-store`.
+    pub shared_tile_store: IntGauge,
     pub sequenced_size: IntGauge,
     pub checkpoint_size: IntGauge,
     pub checkpoint_timestamp_seconds: IntGauge,
@@ -108,6 +112,16 @@ impl NodeMetrics {
                 "rekor_node_integrated_size",
                 "Tree size whose tiles and bundles are durable in this node's tile store",
             )?,
+            objects_written_total: IntCounter::new(
+                "rekor_node_objects_written_total",
+                "Tiles and bundles this node's integrator wrote to the tile store (with \
+                 --shared-tile-store only while it leads)",
+            )?,
+            shared_tile_store: IntGauge::new(
+                "rekor_node_shared_tile_store",
+                "1 if the nodes share one tile store that only the leader writes \
+                 (--shared-tile-store), 0 if each node writes its own",
+            )?,
             sequenced_size: IntGauge::new(
                 "rekor_node_sequenced_size",
                 "Tree size committed and applied by this node's state machine",
@@ -193,6 +207,8 @@ impl NodeMetrics {
         registry.register(Box::new(metrics.batch_commit_seconds.clone()))?;
         registry.register(Box::new(metrics.integrate_seconds.clone()))?;
         registry.register(Box::new(metrics.integrated_size.clone()))?;
+        registry.register(Box::new(metrics.objects_written_total.clone()))?;
+        registry.register(Box::new(metrics.shared_tile_store.clone()))?;
         registry.register(Box::new(metrics.sequenced_size.clone()))?;
         registry.register(Box::new(metrics.checkpoint_size.clone()))?;
         registry.register(Box::new(metrics.checkpoint_timestamp_seconds.clone()))?;

@@ -4,7 +4,8 @@
 //! those entries: every node serves a checkpoint only once its own tiles hold it, so committing
 //! one early shows nothing unreadable, and a remote signer's round trip overlaps the tile writes
 //! instead of following them. With witnesses it signs the integrated size, since the consistency
-//! proofs it sends them are built from the tiles.
+//! proofs it sends them are built from the tiles; with a shared tile store too, since followers
+//! serve a committed checkpoint from the objects the leader wrote there (`crate::integrator`).
 //!
 //! Latency: a POST is answered only once a committed checkpoint covers its entry, so the
 //! publisher does not wait for a clock tick. It wakes on every apply (or, with witnesses, every
@@ -78,6 +79,9 @@ pub struct Publisher {
     witnessing: Option<Arc<Witnessing>>,
     /// Raised while this node hands its leadership over ([`crate::handover`]).
     stepping_down: crate::handover::SteppingDown,
+    /// Sign the integrated size even without witnesses: the nodes share one tile store, and a
+    /// committed checkpoint must name only objects the leader made durable there.
+    shared_tile_store: bool,
 }
 
 #[derive(Message)]
@@ -127,7 +131,22 @@ impl Publisher {
             metrics,
             witnessing: None,
             stepping_down: Default::default(),
+            shared_tile_store: false,
         }
+    }
+
+    /// The nodes share one tile store ([`crate::integrator::StoreMode::Shared`]): sign only the
+    /// integrated size, whose tiles, bundles and partial objects this leader has made durable
+    /// in it, since followers serve a committed checkpoint from what the store holds.
+    pub fn with_shared_tile_store(mut self, shared: bool) -> Self {
+        self.shared_tile_store = shared;
+        self
+    }
+
+    /// Whether to sign the integrated size rather than the applied one: with witnesses (their
+    /// consistency proofs are built from the tiles) or a shared tile store.
+    fn signs_integrated(&self) -> bool {
+        self.witnessing.is_some() || self.shared_tile_store
     }
 
     /// Share the node's hand-over flag: a leader handing over signs nothing more.
@@ -156,9 +175,10 @@ impl Publisher {
     /// `(size, root)` of the committed order, so that signing overlaps this node's integration
     /// of the same entries (every node serves a checkpoint only once its own tiles hold it, and
     /// a request is answered only then); with witnesses the integrated size, whose tiles the
-    /// consistency proofs for the witnesses are built from.
+    /// consistency proofs for the witnesses are built from, and with a shared tile store the
+    /// integrated size, whose objects the followers read from the store.
     fn due(&self) -> Option<(u64, [u8; 32])> {
-        let (size, root) = if self.witnessing.is_none() {
+        let (size, root) = if !self.signs_integrated() {
             let applied = self.state.applied();
             (applied.size, applied.root)
         } else {
@@ -301,7 +321,7 @@ impl Actor for Publisher {
         // is served does not change again; their clients wait for that checkpoint and send
         // nothing new meanwhile. Without this wake-up the first checkpoint of the term waited
         // for the fallback tick above (up to a second, measured in the leader-kill scenario).
-        if self.witnessing.is_none() {
+        if !self.signs_integrated() {
             // What is due follows the state machine's applied state: wake on each apply.
             let mut applied = self.state.subscribe();
             let me = ctx.address();

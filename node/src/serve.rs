@@ -84,8 +84,18 @@ async fn serve(config: ServeConfig) -> Result<()> {
             .with_context(|| format!("opening tile store {}", config.tile_store))?
             .with_cache_capacity(usize::try_from(config.tile_cache_bytes).unwrap_or(usize::MAX)),
     );
+    if config.shared_tile_store {
+        info!(
+            tile_store = %config.tile_store,
+            "shared tile store: every node of the cluster must use this same store with \
+             --shared-tile-store; only the leader writes to it, followers serve what it wrote"
+        );
+    } else {
+        info!(tile_store = %config.tile_store, "per-node tile store: this node writes its own");
+    }
     // Create-once is what keeps two different tiles from ever sharing a path: refuse a backend
-    // that silently overwrites instead.
+    // that silently overwrites instead. The probe's object has a random name, so nodes sharing
+    // one store can probe it at the same time.
     store
         .probe_create_once()
         .await
@@ -168,17 +178,25 @@ async fn serve(config: ServeConfig) -> Result<()> {
     let publication_halt = crate::witness::PublicationHalt::register(&registry)?;
     snapshot_peers.register(&registry)?;
 
+    let store_mode = crate::integrator::StoreMode::from_flag(config.shared_tile_store);
+    metrics
+        .shared_tile_store
+        .set(i64::from(config.shared_tile_store));
+    let integrator_peers = crate::catch_up::Peers::new(config.node_id, raft.clone(), peers.clone());
     let (integrator, served) = Integrator::resume(
         state_machine.clone(),
         store.clone(),
         metrics.clone(),
-        crate::catch_up::Peers::new(config.node_id, raft.clone(), peers.clone()),
+        integrator_peers.clone(),
+        store_mode,
     )
     .await?;
     tokio::spawn(crate::integrator::write_checkpoint_file(
         store.clone(),
         served.clone(),
         metrics.clone(),
+        store_mode,
+        integrator_peers,
     ));
     let integrator_arbiter = Arbiter::new();
     let _integrator = Integrator::start_in_arbiter(&integrator_arbiter.handle(), |_| integrator);
@@ -219,6 +237,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         committed_leaves(raft.clone(), state_machine.clone()),
     )?)
     .with_stepping_down(stepping_down.clone())
+    .with_shared_tile_store(config.shared_tile_store)
     .start();
 
     tokio::spawn(exit_when_raft_fails(raft.clone()));

@@ -55,6 +55,18 @@ impl StagedStep {
         self.integration.root
     }
 
+    /// The builder at the new size, without writing anything: for a node that shares its tile
+    /// store with a writer that makes these same objects durable (the node then advances its
+    /// durable size only once that writer has vouched for them, see the node's integrator).
+    pub fn into_builder(self) -> TreeBuilder {
+        self.next
+    }
+
+    /// How many tiles and bundles [`Self::write`] would write.
+    pub fn object_count(&self) -> usize {
+        self.integration.tiles.len() + self.integration.bundles.len()
+    }
+
     /// Writes every tile, then every bundle, of the step ([`TileStore::put_integration`]) and,
     /// once all are durable, returns the builder at the new size.
     pub async fn write(self, store: &TileStore) -> Result<TreeBuilder, TileStoreError> {
@@ -374,5 +386,36 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(resumed.root(), next.root());
+    }
+
+    /// A follower of a shared store takes the staged builder without writing: it continues
+    /// exactly as the writer's, and the store stays as the writer left it.
+    #[tokio::test]
+    async fn a_staged_step_taken_without_writing_continues_like_a_written_one() {
+        let store = TileStore::in_memory();
+        let entries: Vec<Vec<u8>> = (0..300)
+            .map(|i| format!("entry {i}").into_bytes())
+            .collect();
+        let staged = TreeBuilder::new().stage(&entries[..200]).unwrap();
+        // The partial level-0 tile and the partial bundle of width 200.
+        assert_eq!(staged.object_count(), 2);
+        let follower = staged.into_builder();
+        assert_eq!(
+            store
+                .get_tile(TileId::new(0, 0, 200).unwrap())
+                .await
+                .unwrap(),
+            None
+        );
+        let mut writer = TreeBuilder::new()
+            .stage(&entries[..200])
+            .unwrap()
+            .write(&store)
+            .await
+            .unwrap();
+        assert_eq!(follower.root(), writer.root());
+        let follower_next = follower.stage(&entries[200..]).unwrap();
+        let writer_next = writer.append(&entries[200..]).unwrap();
+        assert_eq!(follower_next.root(), writer_next.root);
     }
 }

@@ -61,6 +61,11 @@ struct Args {
     /// adds to every checkpoint signature (a Vault transit fake in this process); 0 skips that run.
     #[arg(long, default_value_t = 30)]
     remote_signer_delay_ms: u64,
+    /// Cluster sizes (comma-separated) to run the write scenario on once more with every node
+    /// on one shared tile directory (`serve --shared-tile-store`), reported as rows of their
+    /// own. Default: none.
+    #[arg(long, value_delimiter = ',')]
+    shared_store_nodes: Vec<usize>,
     /// Run against a debug build of rekor-node (for smoke tests; its figures are not
     /// comparable).
     #[arg(long)]
@@ -142,6 +147,7 @@ fn main() -> Result<()> {
         plain_comparison: !args.no_plain_comparison,
         remote_signer_delay: (args.remote_signer_delay_ms > 0)
             .then(|| Duration::from_millis(args.remote_signer_delay_ms)),
+        shared_store_nodes: args.shared_store_nodes.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -173,8 +179,9 @@ fn main() -> Result<()> {
     );
     for w in &report.writes {
         eprintln!(
-            "{} node(s): {:.0} entries/s, p50 {:.1} ms, p99 {:.1} ms, errors {}",
+            "{} node(s), {} tile store: {:.0} entries/s, p50 {:.1} ms, p99 {:.1} ms, errors {}",
             w.nodes,
+            w.tile_store,
             w.load.throughput_per_s,
             w.load.latency.p50_ms,
             w.load.latency.p99_ms,
@@ -253,6 +260,14 @@ fn regenerate_command(args: &Args) -> String {
             " --requests {}",
             args.requests.unwrap_or_default()
         ));
+    }
+    if !args.shared_store_nodes.is_empty() {
+        let nodes: Vec<String> = args
+            .shared_store_nodes
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        command.push_str(&format!(" --shared-store-nodes {}", nodes.join(",")));
     }
     for arg in &args.node_args {
         command.push_str(&format!(" --node-arg={arg}"));

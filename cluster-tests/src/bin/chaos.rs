@@ -35,7 +35,7 @@ use rekor_cluster_tests::chaos::live::{
     LIVE_SCENARIOS,
 };
 use rekor_cluster_tests::chaos::{
-    run, LoadConfig, LogVerifier, ScenarioOptions, ScenarioReport, SCENARIOS,
+    run, LoadConfig, LogVerifier, ScenarioOptions, ScenarioReport, PER_NODE_STORE_ONLY, SCENARIOS,
 };
 
 #[derive(Parser)]
@@ -69,6 +69,11 @@ struct Args {
     /// failover, run with e.g. RUST_LOG=info,openraft=info).
     #[arg(long)]
     keep_logs: Option<PathBuf>,
+    /// Run every node on one shared tile store (`rekor-node serve --shared-tile-store`, one
+    /// directory) instead of a store each. Without --scenario, the full-disk scenarios (a fault
+    /// of one node's own disk) are left out.
+    #[arg(long)]
+    shared_tile_store: bool,
     /// List the scenarios and exit.
     #[arg(long)]
     list: bool,
@@ -167,7 +172,11 @@ fn main() -> Result<()> {
     // The harness finds the binary through this variable; set before any thread exists.
     std::env::set_var("REKOR_NODE_BIN", &node_bin);
     let scenarios: Vec<String> = if args.scenarios.is_empty() {
-        SCENARIOS.iter().map(|s| s.to_string()).collect()
+        SCENARIOS
+            .iter()
+            .filter(|name| !(args.shared_tile_store && PER_NODE_STORE_ONLY.contains(name)))
+            .map(|s| s.to_string())
+            .collect()
     } else {
         args.scenarios.clone()
     };
@@ -184,6 +193,7 @@ fn main() -> Result<()> {
     options.phase = Duration::from_millis(args.phase_ms);
     options.load.workers = args.clients;
     options.keep_logs = args.keep_logs.clone();
+    options.shared_tile_store = args.shared_tile_store;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -26,4 +26,7 @@ pub mod store_crash;
 pub use checker::{check_cluster, CheckReport, LogVerifier, NodeView, Observations, Violation};
 pub use load::{CheckpointPoller, Load, LoadConfig};
 pub use proxy::{LinkProxy, LinkState};
-pub use scenarios::{assert_scenario_passes, run, ScenarioOptions, ScenarioReport, SCENARIOS};
+pub use scenarios::{
+    assert_scenario_passes, assert_scenario_passes_with, run, ScenarioOptions, ScenarioReport,
+    PER_NODE_STORE_ONLY, SCENARIOS,
+};

@@ -28,6 +28,9 @@ pub const SCENARIOS: &[&str] = &[
     "full-disk-follower",
 ];
 
+/// Scenarios that need each node on a tile store of its own (they fill one node's disk).
+pub const PER_NODE_STORE_ONLY: &[&str] = &["full-disk-leader", "full-disk-follower"];
+
 /// How big a scenario is.
 #[derive(Debug, Clone)]
 pub struct ScenarioOptions {
@@ -41,6 +44,9 @@ pub struct ScenarioOptions {
     /// If set, every node's log is copied here when the scenario ends, as
     /// `<scenario>-<unix ms>-node<id>.log` (the cluster's own directory is deleted).
     pub keep_logs: Option<PathBuf>,
+    /// Run the nodes on one shared tile store (`--shared-tile-store`, one directory) instead of
+    /// a store each. Not for the full-disk scenarios, whose faults are per node.
+    pub shared_tile_store: bool,
 }
 
 impl ScenarioOptions {
@@ -57,6 +63,7 @@ impl ScenarioOptions {
             load: LoadConfig::default(),
             convergence_timeout: Duration::from_secs(60),
             keep_logs: None,
+            shared_tile_store: false,
         }
     }
 }
@@ -127,7 +134,12 @@ pub async fn run(name: &str, options: &ScenarioOptions) -> Result<ScenarioReport
 /// report, and panics (with the report and the nodes' log tails) unless every invariant held and
 /// at least one entry was acknowledged. The whole body of a `chaos_*` test.
 pub async fn assert_scenario_passes(name: &str) {
-    let report = run(name, &ScenarioOptions::from_env())
+    assert_scenario_passes_with(name, ScenarioOptions::from_env()).await;
+}
+
+/// [`assert_scenario_passes`] with the given options (for example a shared tile store).
+pub async fn assert_scenario_passes_with(name: &str, options: ScenarioOptions) {
+    let report = run(name, &options)
         .await
         .unwrap_or_else(|error| panic!("scenario {name} could not run: {error:#}"));
     println!("{report}");
@@ -149,6 +161,26 @@ struct Run {
     members: Vec<usize>,
     /// Violations the scenario itself found (beyond the checker's).
     violations: Vec<Violation>,
+    /// The arguments every node gets for the scenario's shared tile store (empty without one);
+    /// nodes added later get them too.
+    store_args: Vec<String>,
+    /// The shared tile store's directory, removed when the run ends.
+    _shared_store: Option<tempfile::TempDir>,
+}
+
+/// A tile store every node of a scenario shares, when the options ask for one: its directory
+/// and the `serve` arguments that point a node at it.
+fn shared_store(options: &ScenarioOptions) -> Result<(Option<tempfile::TempDir>, Vec<String>)> {
+    if !options.shared_tile_store {
+        return Ok((None, Vec::new()));
+    }
+    let dir = tempfile::tempdir().context("creating the shared tile store's directory")?;
+    let args = vec![
+        "--shared-tile-store".to_owned(),
+        "--tile-store".to_owned(),
+        dir.path().join("tiles").display().to_string(),
+    ];
+    Ok((Some(dir), args))
 }
 
 impl Run {
@@ -156,10 +188,12 @@ impl Run {
         if options.nodes < 3 {
             bail!("chaos scenarios need at least 3 nodes");
         }
+        let (shared_dir, store_args) = shared_store(options)?;
+        let extra: Vec<&str> = store_args.iter().map(String::as_str).collect();
         let (cluster, proxy) = if proxied {
             let proxy = LinkProxy::new();
             let mut failure = None;
-            let cluster = Cluster::start_advertising(options.nodes, &[], |spec| {
+            let cluster = Cluster::start_advertising(options.nodes, &extra, |spec| {
                 match proxy.listen(spec.id, &spec.internal_addr()) {
                     Ok(address) => Some(address),
                     Err(error) => {
@@ -174,9 +208,12 @@ impl Run {
             }
             (cluster, Some(proxy))
         } else {
-            (Cluster::start(options.nodes, &[]).await?, None)
+            (Cluster::start(options.nodes, &extra).await?, None)
         };
-        Self::observe(name, options, cluster, proxy)
+        let mut run = Self::observe(name, options, cluster, proxy)?;
+        run.store_args = store_args;
+        run._shared_store = shared_dir;
+        Ok(run)
     }
 
     /// Starts load and observation against a cluster the scenario started itself.
@@ -205,6 +242,8 @@ impl Run {
             verifier,
             members,
             violations: Vec::new(),
+            store_args: Vec::new(),
+            _shared_store: None,
         })
     }
 
@@ -302,6 +341,8 @@ impl Run {
             verifier,
             members,
             mut violations,
+            store_args: _,
+            _shared_store,
         } = self;
         if let Some(proxy) = &proxy {
             proxy.heal();
@@ -311,6 +352,13 @@ impl Run {
             keep_logs(&cluster, &name, dir)?;
         }
         poller.stop_into(&mut observations).await;
+        if let Some(dir) = &_shared_store {
+            violations.extend(unreadable_checkpoints(
+                &dir.path().join("tiles"),
+                &verifier,
+                &observations,
+            ));
+        }
         let acknowledged = observations.acknowledged.len();
         let report = check_cluster(
             &NodeView::of(&cluster, &members),
@@ -336,6 +384,39 @@ impl Run {
             },
         })
     }
+}
+
+/// With a shared tile store: every checkpoint a client saw whose right edge (the partial tiles
+/// and bundle at exactly its size) is not in the store, which a reader of the store itself would
+/// need. The leader signs only sizes it has made durable there and nobody writes partial objects
+/// afterwards, so there should be none.
+fn unreadable_checkpoints(
+    tiles: &Path,
+    verifier: &LogVerifier,
+    observations: &super::Observations,
+) -> Vec<Violation> {
+    let sizes: std::collections::BTreeSet<u64> = observations
+        .checkpoints
+        .iter()
+        .filter_map(|seen| verifier.open(&seen.text).ok())
+        .map(|checkpoint| checkpoint.size)
+        .collect();
+    let mut violations = Vec::new();
+    for size in sizes {
+        let (right_tiles, bundle) = rekor_storage::integrate::TreeBuilder::right_edge(size);
+        let paths = right_tiles
+            .iter()
+            .map(|id| id.path())
+            .chain(bundle.map(|id| id.path()));
+        for path in paths {
+            if !tiles.join(&path).is_file() {
+                violations.push(Violation::Scenario(format!(
+                    "checkpoint size {size}: {path} is not in the shared tile store"
+                )));
+            }
+        }
+    }
+    violations
 }
 
 /// Copies every node's log into `dir` (created if missing).
@@ -625,6 +706,8 @@ pub async fn grow_shrink(options: &ScenarioOptions, remove_leader: bool) -> Resu
 
     // Grow: two new nodes, added under load.
     let first_new_id = run.ids().into_iter().max().unwrap_or(0) + 1;
+    let store_args = run.store_args.clone();
+    let store_args: Vec<&str> = store_args.iter().map(String::as_str).collect();
     for id in first_new_id..first_new_id + 2 {
         let leader = run.leader().await?;
         let via = (0..original)
@@ -632,7 +715,7 @@ pub async fn grow_shrink(options: &ScenarioOptions, remove_leader: bool) -> Resu
             .context("a follower to send the admin call to")?;
         let (member, _) = run
             .cluster
-            .start_new_node(id, &[], Duration::from_secs(60))
+            .start_new_node(id, &store_args, Duration::from_secs(60))
             .await?;
         let via_address = run.cluster.nodes[via].spec.internal_addr();
         run.cluster
@@ -756,6 +839,9 @@ pub async fn full_disk(options: &ScenarioOptions, leader: bool) -> Result<Scenar
     } else {
         "full-disk-follower"
     };
+    if options.shared_tile_store {
+        bail!("{name} fills one node's own disk; it does not run with a shared tile store");
+    }
     let cluster = Cluster::start_on_small_disks(options.nodes, &[], SMALL_DISK_MIB)
         .await
         .context(

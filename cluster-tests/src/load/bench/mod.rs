@@ -79,6 +79,9 @@ pub struct BenchSettings {
     /// (the Vault transit fake, in this process) that adds this much to every signature, right
     /// after the key-file run, to show what a slow KMS or HSM costs.
     pub remote_signer_delay: Option<Duration>,
+    /// Cluster sizes to run the write scenario on once more with every node on one shared tile
+    /// directory (`--shared-tile-store`: only the leader writes tiles), after the other runs.
+    pub shared_store_nodes: Vec<usize>,
 }
 
 /// One write run: how the nodes talk and sign.
@@ -90,6 +93,8 @@ enum WriteRun {
     Plain,
     /// Mutual TLS, a remote signer adding this delay per signature.
     RemoteSigner(Duration),
+    /// Mutual TLS, a key file, every node on one shared tile directory.
+    SharedStore,
 }
 
 impl Default for BenchSettings {
@@ -110,6 +115,7 @@ impl Default for BenchSettings {
             growth: Some(GrowthSettings::default()),
             plain_comparison: true,
             remote_signer_delay: Some(Duration::from_millis(30)),
+            shared_store_nodes: Vec::new(),
         }
     }
 }
@@ -167,10 +173,17 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
             .chain(remote)
             .chain(plain)
     });
+    let shared = settings
+        .shared_store_nodes
+        .iter()
+        .map(|&nodes| (nodes, WriteRun::SharedStore));
+    let runs = runs.chain(shared);
     for (position, (nodes, run)) in runs.enumerate() {
         let node_args: Vec<&str> = settings.node_args.iter().map(String::as_str).collect();
         // Lives as long as the cluster signing through it.
         let mut remote_signer = None;
+        // The shared tile directory; lives as long as the cluster on it.
+        let mut shared_store = None;
         let cluster = match run {
             WriteRun::Plain => {
                 eprintln!("write scenario: {nodes} node(s), plain HTTP between them…");
@@ -192,6 +205,15 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
                 };
                 remote_signer = Some(vault);
                 Cluster::start_with_signer(nodes, &node_args, signer).await?
+            }
+            WriteRun::SharedStore => {
+                eprintln!("write scenario: {nodes} node(s) on one shared tile store…");
+                let dir = tempfile::tempdir()?;
+                let tiles = dir.path().join("tiles").display().to_string();
+                shared_store = Some(dir);
+                let mut args = node_args.clone();
+                args.extend(["--shared-tile-store", "--tile-store", &tiles]);
+                Cluster::start(nodes, &args).await?
             }
         };
         let figures = write_scenario(&cluster, settings, &bodies, ceiling.per_second).await;
@@ -217,6 +239,25 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
                 delay.as_millis()
             );
             figures.remote_signatures = Some(vault.controls().signatures());
+        }
+        if let Some(dir) = &shared_store {
+            figures.tile_store = "shared";
+            // Outside every node's data directory, so not in the per-node figures.
+            if let Ok(bytes) = super::system::dir_bytes(&dir.path().join("tiles")) {
+                let per_entry = if figures.tree_size > 0 {
+                    format!(
+                        ", {:.0} bytes/entry",
+                        bytes as f64 / figures.tree_size as f64
+                    )
+                } else {
+                    String::new()
+                };
+                notes.push(format!(
+                    "{nodes}-node shared-tile-store run: the one shared tile directory holds {:.1} \
+                     MiB{per_entry}, not counted in the nodes' data directories.",
+                    bytes as f64 / (1024.0 * 1024.0)
+                ));
+            }
         }
         writes.push(figures);
     }

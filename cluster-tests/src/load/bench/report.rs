@@ -57,6 +57,9 @@ pub struct WriteFigures {
     pub transport: &'static str,
     /// How the leader signs checkpoints: `key file`, or a remote signer and its added latency.
     pub signer: String,
+    /// `per node` (each node writes its own tile store) or `shared` (one store, written by the
+    /// leader: `--shared-tile-store`).
+    pub tile_store: &'static str,
     /// Signatures the remote signer made during the run (`None` for a key file).
     pub remote_signatures: Option<u64>,
     pub load: LoadReport,
@@ -265,21 +268,22 @@ impl BenchReport {
         push(&mut md, String::new());
         push(
             &mut md,
-            "| nodes | between nodes | signer | entries/s | ratio to ceiling | p50 ms | p90 ms | p99 ms | max ms | logged | errors | proofs checked |"
+            "| nodes | between nodes | signer | tile store | entries/s | ratio to ceiling | p50 ms | p90 ms | p99 ms | max ms | logged | errors | proofs checked |"
                 .into(),
         );
         push(
             &mut md,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|".into(),
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|".into(),
         );
         for w in &self.writes {
             push(
                 &mut md,
                 format!(
-                    "| {} | {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} ({} failed) |",
+                    "| {} | {} | {} | {} | {:.0} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} ({} failed) |",
                     w.nodes,
                     w.transport,
                     w.signer,
+                    w.tile_store,
                     w.load.throughput_per_s,
                     fmt_opt(w.ratio_to_ceiling, 2),
                     w.load.latency.p50_ms,
@@ -297,6 +301,7 @@ impl BenchReport {
             let file = self.writes.iter().find(|w| {
                 w.nodes == remote.nodes
                     && w.transport == remote.transport
+                    && w.tile_store == remote.tile_store
                     && w.remote_signatures.is_none()
             });
             if let Some(file) = file.filter(|file| file.load.throughput_per_s > 0.0) {
@@ -342,10 +347,11 @@ impl BenchReport {
                 push(
                     &mut md,
                     format!(
-                        "| {} nodes, {}, {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        "| {} nodes, {}, {}, {} tile store | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                         w.nodes,
                         w.transport,
                         w.signer,
+                        w.tile_store,
                         n.id,
                         if n.is_leader { "yes" } else { "" },
                         mib(n.peak_rss_bytes),

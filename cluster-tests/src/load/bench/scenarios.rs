@@ -168,6 +168,7 @@ pub(super) async fn write_scenario(
         nodes: cluster.nodes.len(),
         transport: transport_of(cluster),
         signer: "key file".into(),
+        tile_store: "per node",
         remote_signatures: None,
         ratio_to_ceiling: (ceiling_per_second > 0.0)
             .then(|| load.throughput_per_s / ceiling_per_second),
