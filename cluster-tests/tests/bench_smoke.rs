@@ -6,18 +6,22 @@ use std::process::Command;
 
 use rekor_cluster_tests::{node_binary, Cluster};
 
-#[test]
-fn bench_produces_a_report_with_throughput_and_no_errors() {
+/// A finished `bench` run: its JSON report, its Markdown report and its stderr.
+struct BenchRun {
+    report: serde_json::Value,
+    markdown: String,
+    stderr: String,
+}
+
+/// Runs `bench` with `args` against the debug node, writing its reports to a temporary
+/// directory; fails the test if it exits unsuccessfully.
+fn run_bench(args: &[&str]) -> BenchRun {
     let node = node_binary().expect("rekor-node is built");
     let out = tempfile::tempdir().unwrap();
     let (markdown, json) = (out.path().join("bench.md"), out.path().join("bench.json"));
     let output = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["--nodes", "1", "--duration", "3", "--concurrency", "32"])
-        .args(["--read-duration", "0.5", "--read-concurrency", "8"])
-        .args(["--requests", "2000", "--ceiling-duration", "0.5"])
-        .args(["--proof-sample-every", "10", "--allow-debug-node"])
-        .args(["--growth-sizes", "0,20000", "--growth-window", "5000"])
-        .args(["--growth-proofs", "200"])
+        .args(args)
+        .arg("--allow-debug-node")
         .arg("--node-bin")
         .arg(&node)
         .arg("--markdown")
@@ -26,10 +30,45 @@ fn bench_produces_a_report_with_throughput_and_no_errors() {
         .arg(&json)
         .output()
         .expect("bench runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     assert!(output.status.success(), "bench failed:\n{stderr}");
+    BenchRun {
+        report: serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap(),
+        markdown: std::fs::read_to_string(&markdown).unwrap(),
+        stderr,
+    }
+}
 
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+#[test]
+fn bench_produces_a_report_with_throughput_and_no_errors() {
+    let BenchRun {
+        report,
+        markdown: text,
+        stderr,
+    } = run_bench(&[
+        "--nodes",
+        "1",
+        "--duration",
+        "3",
+        "--concurrency",
+        "32",
+        "--read-duration",
+        "0.5",
+        "--read-concurrency",
+        "8",
+        "--requests",
+        "2000",
+        "--ceiling-duration",
+        "0.5",
+        "--proof-sample-every",
+        "10",
+        "--growth-sizes",
+        "0,20000",
+        "--growth-window",
+        "5000",
+        "--growth-proofs",
+        "200",
+    ]);
     assert!(report["cores"].as_u64().unwrap() >= 1);
     assert!(report["ceiling"]["per_second"].as_f64().unwrap() > 0.0);
     assert_eq!(report["ceiling"]["failures"], 0);
@@ -42,6 +81,23 @@ fn bench_produces_a_report_with_throughput_and_no_errors() {
     assert_eq!(load["proofs"]["failed"], 0, "{load}");
     assert!(writes[0]["tree_size"].as_u64().unwrap() >= load["succeeded"].as_u64().unwrap());
     assert!(writes[0]["per_node"][0]["peak_rss_bytes"].as_u64().unwrap() > 0);
+    // CPU per entry by stage: the node's verification pool and HTTP workers did work, and the
+    // load generator's share is reported.
+    let stages = writes[0]["cpu_per_entry_by_stage"].as_array().unwrap();
+    let micros = |name: &str| {
+        stages
+            .iter()
+            .find(|stage| stage[0] == name)
+            .and_then(|stage| stage[1].as_f64())
+            .unwrap_or_else(|| panic!("no stage {name} in {stages:?}"))
+    };
+    assert!(micros("verification pool") > 0.0, "{stages:?}");
+    assert!(micros("HTTP workers and actors") > 0.0, "{stages:?}");
+    assert!(
+        writes[0]["load_generator_cpu_per_entry"].as_f64().unwrap() > 0.0,
+        "{}",
+        writes[0]
+    );
     for read in report["reads"]["workloads"].as_array().unwrap() {
         assert!(
             read["ours"]["throughput_per_s"].as_f64().unwrap() > 0.0,
@@ -69,7 +125,7 @@ fn bench_produces_a_report_with_throughput_and_no_errors() {
     assert!(points[1]["ratio_to_first"].as_f64().unwrap() > 0.0);
     assert_eq!(growth["final_size"], 25_000);
 
-    let text = std::fs::read_to_string(&markdown).unwrap();
+    assert!(text.contains("CPU per logged entry by stage"), "{text}");
     assert!(text.contains("## Growth"), "{text}");
     assert!(text.contains("In-process path"), "{text}");
     assert!(text.contains("| 20000 |"), "{text}");
@@ -85,25 +141,27 @@ fn bench_produces_a_report_with_throughput_and_no_errors() {
 /// Vault transit fake with 30 ms per signature; the report compares the two.
 #[test]
 fn bench_compares_a_slow_remote_signer_with_the_key_file() {
-    let node = node_binary().expect("rekor-node is built");
-    let out = tempfile::tempdir().unwrap();
-    let (markdown, json) = (out.path().join("bench.md"), out.path().join("bench.json"));
-    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["--nodes", "3", "--duration", "2", "--concurrency", "32"])
-        .args(["--requests", "2000", "--ceiling-duration", "0.2"])
-        .args(["--no-reads", "--no-growth", "--no-plain-comparison"])
-        .args(["--remote-signer-delay-ms", "30", "--allow-debug-node"])
-        .arg("--node-bin")
-        .arg(&node)
-        .arg("--markdown")
-        .arg(&markdown)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("bench runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "bench failed:\n{stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let BenchRun {
+        report,
+        markdown: text,
+        stderr,
+    } = run_bench(&[
+        "--nodes",
+        "3",
+        "--duration",
+        "2",
+        "--concurrency",
+        "32",
+        "--requests",
+        "2000",
+        "--ceiling-duration",
+        "0.2",
+        "--no-reads",
+        "--no-growth",
+        "--no-plain-comparison",
+        "--remote-signer-delay-ms",
+        "30",
+    ]);
     let writes = report["writes"].as_array().unwrap();
     assert_eq!(writes.len(), 2, "{writes:?}");
     assert_eq!(writes[0]["signer"], "key file");
@@ -119,7 +177,6 @@ fn bench_compares_a_slow_remote_signer_with_the_key_file() {
     );
     assert!(remote["load"]["throughput_per_s"].as_f64().unwrap() > 0.0);
     assert_eq!(remote["load"]["errors"], serde_json::json!({}), "{stderr}");
-    let text = std::fs::read_to_string(&markdown).unwrap();
     assert!(text.contains("of the key file's"), "{text}");
 }
 
@@ -127,25 +184,28 @@ fn bench_compares_a_slow_remote_signer_with_the_key_file() {
 /// followers' proofs built from the leader's objects.
 #[test]
 fn bench_reports_a_shared_tile_store_row() {
-    let node = node_binary().expect("rekor-node is built");
-    let out = tempfile::tempdir().unwrap();
-    let (markdown, json) = (out.path().join("bench.md"), out.path().join("bench.json"));
-    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["--nodes", "1", "--duration", "2", "--concurrency", "32"])
-        .args(["--requests", "2000", "--ceiling-duration", "0.2"])
-        .args(["--no-reads", "--no-growth", "--shared-store-nodes", "3"])
-        .args(["--proof-sample-every", "10", "--allow-debug-node"])
-        .arg("--node-bin")
-        .arg(&node)
-        .arg("--markdown")
-        .arg(&markdown)
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("bench runs");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "bench failed:\n{stderr}");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let BenchRun {
+        report,
+        markdown: text,
+        stderr,
+    } = run_bench(&[
+        "--nodes",
+        "1",
+        "--duration",
+        "2",
+        "--concurrency",
+        "32",
+        "--requests",
+        "2000",
+        "--ceiling-duration",
+        "0.2",
+        "--no-reads",
+        "--no-growth",
+        "--shared-store-nodes",
+        "3",
+        "--proof-sample-every",
+        "10",
+    ]);
     let writes = report["writes"].as_array().unwrap();
     assert_eq!(writes.len(), 2, "{writes:?}");
     assert_eq!(writes[0]["tile_store"], "per node");
@@ -165,7 +225,6 @@ fn bench_reports_a_shared_tile_store_row() {
         "{shared}"
     );
     assert_eq!(shared["load"]["proofs"]["failed"], 0, "{shared}");
-    let text = std::fs::read_to_string(&markdown).unwrap();
     assert!(
         text.contains("| 3 | mutual TLS | key file | shared |"),
         "{text}"

@@ -474,12 +474,7 @@ pub async fn write_checkpoint_file(
                 }
                 Ok(_) => Some(text),
                 Err(error) => {
-                    error!(%error, "reading the tile store's checkpoint failed; retrying");
-                    metrics
-                        .storage_errors_total
-                        .with_label_values(&["checkpoint"])
-                        .inc();
-                    tokio::time::sleep(STORE_CHECKPOINT_INTERVAL).await;
+                    checkpoint_file_failed(&metrics, "reading", &error).await;
                     continue;
                 }
             },
@@ -489,12 +484,7 @@ pub async fn write_checkpoint_file(
             match store.put_checkpoint(text.as_bytes().to_vec().into()).await {
                 Ok(()) => written = Some(text),
                 Err(error) => {
-                    error!(%error, "writing the checkpoint to the tile store failed; retrying");
-                    metrics
-                        .storage_errors_total
-                        .with_label_values(&["checkpoint"])
-                        .inc();
-                    tokio::time::sleep(STORE_CHECKPOINT_INTERVAL).await;
+                    checkpoint_file_failed(&metrics, "writing", &error).await;
                     continue;
                 }
             }
@@ -504,6 +494,21 @@ pub async fn write_checkpoint_file(
             return;
         }
     }
+}
+
+/// Logs and counts a failed read or write of the store's checkpoint file, then waits before
+/// the retry.
+async fn checkpoint_file_failed(
+    metrics: &NodeMetrics,
+    action: &str,
+    error: &(dyn std::fmt::Display + Sync),
+) {
+    error!(%error, "{action} the tile store's checkpoint failed; retrying");
+    metrics
+        .storage_errors_total
+        .with_label_values(&["checkpoint"])
+        .inc();
+    tokio::time::sleep(STORE_CHECKPOINT_INTERVAL).await;
 }
 
 /// The size of the checkpoint in the tile store; `None` if there is none, or it does not parse

@@ -76,6 +76,16 @@ pub struct WriteFigures {
     pub load_generator_cpu_per_entry: Option<f64>,
 }
 
+impl WriteFigures {
+    /// The run's name in the per-node and CPU tables.
+    fn label(&self) -> String {
+        format!(
+            "{} nodes, {}, {}, {} tile store",
+            self.nodes, self.transport, self.signer, self.tile_store
+        )
+    }
+}
+
 /// One read workload, ours and nginx's.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReadFigures {
@@ -174,10 +184,8 @@ impl BenchReport {
                 .map(|(_, us)| format!("{us:.1}"))
                 .collect();
             line(format!(
-                "| {} nodes, {}, {} | {} | {total:.1} | {} |",
-                w.nodes,
-                w.transport,
-                w.signer,
+                "| {} | {} | {total:.1} | {} |",
+                w.label(),
                 cells.join(" | "),
                 fmt_opt(w.load_generator_cpu_per_entry, 1),
             ));
@@ -347,11 +355,8 @@ impl BenchReport {
                 push(
                     &mut md,
                     format!(
-                        "| {} nodes, {}, {}, {} tile store | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                        w.nodes,
-                        w.transport,
-                        w.signer,
-                        w.tile_store,
+                        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        w.label(),
                         n.id,
                         if n.is_leader { "yes" } else { "" },
                         mib(n.peak_rss_bytes),
