@@ -7,7 +7,8 @@
 //! leader is SIGKILLed, more entries go through the survivors (the new leader writes from where
 //! the old one stopped, the other survivor still writes nothing), the old leader restarts on the
 //! same store, and the chaos invariant checker finds every acknowledged entry at its index under
-//! a verifying, consistent checkpoint on every node.
+//! a verifying, consistent checkpoint on every node. And with the bucket's server down, entries
+//! are committed but no node serves a checkpoint beyond what the store holds.
 
 use std::path::Path;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use rekor_cluster_tests::chaos::load::{submit_recorded, Outcome};
 use rekor_cluster_tests::chaos::{check_cluster, LogVerifier, NodeView};
 use rekor_cluster_tests::hostile::metric;
 use rekor_cluster_tests::s3::S3Server;
-use rekor_cluster_tests::{wait_until, Cluster, EntryFactory};
+use rekor_cluster_tests::{wait_until, Cluster, EntryFactory, LogClient};
 use rekor_storage::integrate::TreeBuilder;
 
 const ROUNDS: usize = 10;
@@ -44,6 +45,108 @@ async fn three_nodes_share_one_bucket_prefix() {
     .await
     .expect("cluster starts");
     leader_writes_followers_serve(cluster, None).await;
+}
+
+/// The leader signs only sizes whose objects it has made durable in the shared store
+/// (`node/src/publisher.rs`): with the store down, new entries are committed and applied on every
+/// node, yet no node serves a checkpoint beyond the one it served before, since the leader
+/// cannot write their tiles; once the store is back the waiting writes are answered. Signing the
+/// applied size instead (the per-node rule) fails this: followers, which write nothing, would
+/// serve committed checkpoints whose tiles are in no store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_checkpoint_is_served_beyond_what_the_store_holds() {
+    let mut s3 = S3Server::start(&["tiles"]).await.expect("s3s-fs starts");
+    let cluster = Cluster::start_with_env(
+        3,
+        &["--shared-tile-store", "--tile-store", "s3://tiles/log"],
+        s3.node_env(),
+    )
+    .await
+    .expect("cluster starts");
+    let leader = cluster
+        .wait_for_leader(Duration::from_secs(30))
+        .await
+        .unwrap();
+    let leader_url = cluster.nodes[leader].base_url();
+    let factory = EntryFactory::new();
+    let first = LogClient::new(&leader_url)
+        .submit(&factory.request())
+        .await
+        .unwrap();
+    assert_eq!(first.status, 201, "{}", first.body);
+    let served = |position: usize| {
+        let base = cluster.nodes[position].base_url();
+        async move {
+            metric(&base, "rekor_node_checkpoint_size", &[])
+                .await
+                .unwrap()
+                .unwrap_or_default()
+        }
+    };
+    for position in 0..3 {
+        wait_until(
+            "every node to serve the first entry",
+            Duration::from_secs(30),
+            || async { Ok((served(position).await >= 1.0).then_some(())) },
+        )
+        .await
+        .unwrap();
+    }
+    let before: Vec<f64> = futures::future::join_all((0..3).map(served)).await;
+
+    s3.stop();
+    const WAITING: u64 = 5;
+    let mut writes = tokio::task::JoinSet::new();
+    for _ in 0..WAITING {
+        let client = LogClient::new(&leader_url);
+        let request = factory.request();
+        writes.spawn(async move { client.submit(&request).await });
+    }
+    // Committed and applied everywhere: a checkpoint of that size could be signed now.
+    let sequenced = (1 + WAITING) as f64;
+    for position in 0..3 {
+        let base = cluster.nodes[position].base_url();
+        wait_until(
+            "the new entries to be applied on every node",
+            Duration::from_secs(30),
+            || {
+                let base = base.clone();
+                async move {
+                    let size = metric(&base, "rekor_node_sequenced_size", &[]).await?;
+                    Ok((size.unwrap_or_default() >= sequenced).then_some(()))
+                }
+            },
+        )
+        .await
+        .unwrap();
+    }
+    // Signing an applied size takes milliseconds; watch for two seconds that none is served.
+    let watch_until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::time::Instant::now() < watch_until {
+        let now: Vec<f64> = futures::future::join_all((0..3).map(served)).await;
+        assert_eq!(
+            now,
+            before,
+            "a node serves a checkpoint whose tiles the store does not hold\n{}",
+            cluster.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    s3.resume().await.unwrap();
+    while let Some(answer) = writes.join_next().await {
+        let answer = answer.unwrap().unwrap();
+        assert_eq!(answer.status, 201, "{}\n{}", answer.body, cluster.logs());
+    }
+    for position in 0..3 {
+        wait_until(
+            "every node to serve the waiting entries",
+            Duration::from_secs(30),
+            || async { Ok((served(position).await >= sequenced).then_some(())) },
+        )
+        .await
+        .unwrap();
+    }
 }
 
 /// The whole test on a started cluster; `tiles` is the shared directory, when it is one.

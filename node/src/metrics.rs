@@ -256,6 +256,8 @@ pub async fn sample_raft(
                 metrics.raft_term.set(snapshot.current_term as i64);
                 metrics.raft_last_log_index.set(snapshot.last_log_index.unwrap_or(0) as i64);
                 metrics.raft_last_applied.set(snapshot.last_applied.map(|id| id.index).unwrap_or(0) as i64);
+                // Every apply changes `last_applied`, so the tree size follows it here.
+                metrics.sequenced_size.set(state.applied().size as i64);
                 metrics.raft_replication_lag.reset();
                 if let Some(replication) = &snapshot.replication {
                     let last = snapshot.last_log_index.unwrap_or(0);
