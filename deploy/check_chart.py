@@ -57,6 +57,9 @@ VARIANTS: dict[str, dict] = {
         "podAntiAffinity": "hard",
         "persistence": {"size": "50Gi", "storageClassName": "fast"},
     },
+    "3 voters, one shared bucket prefix": {
+        "tileStore": {"url": "s3://rekor-tiles/log", "shared": True, "credentialsSecret": "rekor-s3"},
+    },
     "3 voters, HTTPS, ServiceMonitor on the public port": {
         "tls": {"public": {"enabled": True}},
         "metrics": {"serviceMonitor": {"enabled": True}},
@@ -69,6 +72,7 @@ REFUSED: dict[str, tuple[dict, str]] = {
     "1 voter": ({"replicas": 1}, "replicas"),
     "a bucket URL of an unknown scheme": ({"tileStore": {"url": "ftp://tiles/log"}}, "url"),
     "a misspelt key": ({"replica": 3}, "replica"),
+    "a shared tile store in the pods' own volumes": ({"tileStore": {"url": "", "shared": True}}, "url"),
     "an origin with a scheme": ({"origin": "https://log.example.com"}, "origin"),
 }
 
@@ -218,8 +222,15 @@ def structure_check(variant: str, values: dict, docs: list[dict]) -> None:
     check(f"{tag} the TLS volume is readable by group 0 only (0440)",
           volumes["tls"]["projected"].get("defaultMode") == 0o440)
     url = values["tileStore"]["url"]
+    shared = values["tileStore"].get("shared", False)
+    if url and shared:
+        check(f"{tag} every node shares {url}, written by the leader only",
+              f'--tile-store "{url}"' in args and "--shared-tile-store" in args and f"{url}/node-" not in args)
+    else:
+        check(f"{tag} each node has its own tile store (no --shared-tile-store)", "--shared-tile-store" not in args)
     if url:
-        check(f"{tag} each node writes tiles under its own prefix of {url}", f'--tile-store "{url}/node-${{id}}"' in args)
+        if not shared:
+            check(f"{tag} each node writes tiles under its own prefix of {url}", f'--tile-store "{url}/node-${{id}}"' in args)
         credentials = values["tileStore"]["credentialsSecret"]
         secret_refs = [e["secretRef"]["name"] for e in container["envFrom"] if "secretRef" in e]
         check(f"{tag} the bucket credentials come from {credentials or 'no Secret'}",
@@ -237,7 +248,7 @@ def structure_check(variant: str, values: dict, docs: list[dict]) -> None:
     plain = yaml.safe_load((DEPLOY / "kubernetes" / "statefulset.yaml").read_text())
     plain_flags = serve_flags(" ".join(plain["spec"]["template"]["spec"]["containers"][0]["args"]))
     check(f"{tag} serve flags mirror deploy/kubernetes/statefulset.yaml",
-          serve_flags(args) - {"--tile-store"} == plain_flags, f"{serve_flags(args)} vs {plain_flags}")
+          serve_flags(args) - {"--tile-store", "--shared-tile-store"} == plain_flags, f"{serve_flags(args)} vs {plain_flags}")
     plain_config = yaml.safe_load((DEPLOY / "kubernetes" / "configmap.yaml").read_text())["data"]
     check(f"{tag} the ConfigMap sets what deploy/kubernetes/configmap.yaml sets",
           set(plain_config) - {"REKOR_ORIGIN"} <= set(config), str(set(plain_config) - set(config)))
