@@ -223,6 +223,7 @@ async fn check_status_page(driver_path: PathBuf, any_node_url: &str, size: u64) 
         .await
         .unwrap();
     let leader_id = status["leader"].as_u64().expect("a leader");
+    assert_eq!(status["tile_store"], "per-node", "{status}");
     let page_url = format!(
         "http://{}/",
         status["leader_public_addr"]

@@ -338,6 +338,13 @@ async fn objects_written(cluster: &Cluster, positions: &[usize]) -> Vec<f64> {
             .await
             .unwrap();
         assert_eq!(shared, Some(1.0), "node at {position}");
+        let status: serde_json::Value = reqwest::get(format!("{base}/status.json"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(status["tile_store"], "shared", "node at {position}");
         counts.push(
             metric(&base, "rekor_node_objects_written_total", &[])
                 .await

@@ -89,7 +89,8 @@ function render(status) {
   state.className = "pill " + (status.state === "Leader" || status.state === "Follower" ? "ok" : "bad");
   document.getElementById("frozen").innerHTML =
     (status.frozen ? '<span class="pill bad">frozen</span>' : status.read_only ? '<span class="pill">read-only</span>' : "") +
-    (status.development_key ? ' <span class="pill bad" title="checkpoints are signed with a generated development key">development key</span>' : "");
+    (status.development_key ? ' <span class="pill bad" title="checkpoints are signed with a generated development key">development key</span>' : "") +
+    (status.tile_store === "shared" ? ' <span class="pill" title="every node serves one tile store that only the leader writes">shared tile store</span>' : "");
   text("tree-size", formatCount(status.tree_size));
   text("checkpoint-age", formatAge(status.checkpoint_age_s));
   text("throughput", status.entries_per_s_1m.toFixed(1));

@@ -305,6 +305,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
             development_key: config.signing_key_is_default,
         },
         config.read_only,
+        store_mode,
         raft.clone(),
         served.clone(),
         state_machine.clone(),

@@ -42,6 +42,7 @@ struct Inner {
     log_id: String,
     development_key: bool,
     read_only: bool,
+    tile_store: &'static str,
     raft: Raft,
     served: watch::Receiver<Served>,
     state_machine: rekor_raft::StateReader,
@@ -66,6 +67,8 @@ pub struct StatusSnapshot {
     /// The checkpoints are signed with a generated development key: not a production log.
     pub development_key: bool,
     pub read_only: bool,
+    /// `per-node` (this node writes its own tile store) or `shared` (`--shared-tile-store`).
+    pub tile_store: &'static str,
     pub frozen: bool,
     /// Why this node refuses to publish checkpoints (witness evidence of a rollback or fork),
     /// if it does.
@@ -125,6 +128,7 @@ impl StatusPage {
         node_id: u64,
         identity: &LogIdentity,
         read_only: bool,
+        tile_store: crate::integrator::StoreMode,
         raft: Raft,
         served: watch::Receiver<Served>,
         state_machine: rekor_raft::StateReader,
@@ -137,6 +141,7 @@ impl StatusPage {
                 log_id: base64::engine::general_purpose::STANDARD.encode(identity.log_id),
                 development_key: identity.development_key,
                 read_only,
+                tile_store: tile_store.name(),
                 raft,
                 served,
                 state_machine,
@@ -251,6 +256,7 @@ impl StatusPage {
             log_id: inner.log_id.clone(),
             development_key: inner.development_key,
             read_only: inner.read_only,
+            tile_store: inner.tile_store,
             frozen: served.checkpoint.as_ref().is_some_and(|cp| cp.frozen),
             publication_halted: inner.publication_halt.reason(),
             state: format!("{:?}", metrics.state),
