@@ -15,6 +15,20 @@ struct BenchRun {
 
 /// Runs `bench` with `args` against the debug node, writing its reports to a temporary
 /// directory; fails the test if it exits unsuccessfully.
+/// A two-second write run of a few clients, without reads or the growth scenario.
+const SHORT_WRITES_ONLY: &[&str] = &[
+    "--duration",
+    "2",
+    "--concurrency",
+    "32",
+    "--requests",
+    "2000",
+    "--ceiling-duration",
+    "0.2",
+    "--no-reads",
+    "--no-growth",
+];
+
 fn run_bench(args: &[&str]) -> BenchRun {
     let node = node_binary().expect("rekor-node is built");
     let out = tempfile::tempdir().unwrap();
@@ -145,23 +159,14 @@ fn bench_compares_a_slow_remote_signer_with_the_key_file() {
         report,
         markdown: text,
         stderr,
-    } = run_bench(&[
-        "--nodes",
-        "3",
-        "--duration",
-        "2",
-        "--concurrency",
-        "32",
-        "--requests",
-        "2000",
-        "--ceiling-duration",
-        "0.2",
-        "--no-reads",
-        "--no-growth",
-        "--no-plain-comparison",
-        "--remote-signer-delay-ms",
-        "30",
-    ]);
+    } = run_bench(
+        &[
+            &["--nodes", "3"],
+            SHORT_WRITES_ONLY,
+            &["--no-plain-comparison", "--remote-signer-delay-ms", "30"],
+        ]
+        .concat(),
+    );
     let writes = report["writes"].as_array().unwrap();
     assert_eq!(writes.len(), 2, "{writes:?}");
     assert_eq!(writes[0]["signer"], "key file");
@@ -188,24 +193,14 @@ fn bench_reports_a_shared_tile_store_row() {
         report,
         markdown: text,
         stderr,
-    } = run_bench(&[
-        "--nodes",
-        "1",
-        "--duration",
-        "2",
-        "--concurrency",
-        "32",
-        "--requests",
-        "2000",
-        "--ceiling-duration",
-        "0.2",
-        "--no-reads",
-        "--no-growth",
-        "--shared-store-nodes",
-        "3",
-        "--proof-sample-every",
-        "10",
-    ]);
+    } = run_bench(
+        &[
+            &["--nodes", "1"],
+            SHORT_WRITES_ONLY,
+            &["--shared-store-nodes", "3", "--proof-sample-every", "10"],
+        ]
+        .concat(),
+    );
     let writes = report["writes"].as_array().unwrap();
     assert_eq!(writes.len(), 2, "{writes:?}");
     assert_eq!(writes[0]["tile_store"], "per node");
