@@ -265,15 +265,18 @@ impl NodeBackend {
         }))
     }
 
-    pub(crate) async fn read_tile(&self, request: TileRequest) -> Result<Option<Bytes>, ReadError> {
-        let served_size = self
-            .served
+    /// The size of the checkpoint this node serves (0 before the first): no tile or bundle
+    /// beyond it is served.
+    pub(crate) fn served_size(&self) -> u64 {
+        self.served
             .borrow()
             .checkpoint
             .as_ref()
-            .map(|checkpoint| checkpoint.size)
-            .unwrap_or(0);
-        if !request.is_within(served_size) {
+            .map_or(0, |checkpoint| checkpoint.size)
+    }
+
+    pub(crate) async fn read_tile(&self, request: TileRequest) -> Result<Option<Bytes>, ReadError> {
+        if !request.is_within(self.served_size()) {
             return Ok(None);
         }
         let stored = self

@@ -161,6 +161,13 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_GRPC_LISTEN")]
     pub grpc_listen: Option<SocketAddr>,
 
+    /// A plain-HTTP listener of its own for the read API only (checkpoint, tiles, entry
+    /// bundles), which sends complete tiles and bundles from a local tile store with
+    /// `sendfile`: for a CDN or a TLS-terminating proxy in front. Same answers as the public
+    /// listener; the public listener keeps serving reads too. Default: none.
+    #[arg(long, env = "REKOR_READ_LISTEN")]
+    pub read_listen: Option<SocketAddr>,
+
     /// Address other nodes use to reach this node's internal listener. Default: --listen-internal.
     #[arg(long, env = "REKOR_ADVERTISE_INTERNAL")]
     pub advertise_internal: Option<String>,
@@ -323,12 +330,12 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_WITNESS_TIMEOUT_MS")]
     pub witness_timeout_ms: Option<u64>,
 
-    /// Longest a client may take to send a request's headers, in milliseconds (both listeners).
+    /// Longest a client may take to send a request's headers, in milliseconds (every listener).
     /// Default: {default}.
     #[arg(long, env = "REKOR_HEADER_TIMEOUT_MS")]
     pub header_timeout_ms: Option<u64>,
 
-    /// How long an idle keep-alive connection stays open, in seconds (both listeners).
+    /// How long an idle keep-alive connection stays open, in seconds (every listener).
     /// Default: {default} (above the 60 s idle timeout of common client pools and load balancers).
     #[arg(long, env = "REKOR_KEEP_ALIVE_S")]
     pub keep_alive_s: Option<u64>,
@@ -338,7 +345,8 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_BODY_TIMEOUT_MS")]
     pub body_timeout_ms: Option<u64>,
 
-    /// Most connections the public listener holds open. Default: {default}.
+    /// Most connections the public listener holds open (and the read listener, on its own).
+    /// Default: {default}.
     #[arg(long, env = "REKOR_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
 
@@ -422,6 +430,7 @@ pub struct ServeConfig {
     pub listen_internal: SocketAddr,
     pub metrics_listen: Option<SocketAddr>,
     pub grpc_listen: Option<SocketAddr>,
+    pub read_listen: Option<SocketAddr>,
     pub advertise_internal: String,
     pub advertise: String,
     pub origin: String,
@@ -527,6 +536,7 @@ impl ServeArgs {
             listen_internal,
             metrics_listen,
             grpc_listen,
+            read_listen,
             advertise_internal,
             advertise,
             origin,
@@ -656,6 +666,7 @@ impl ServeArgs {
             listen_internal,
             metrics_listen: self.metrics_listen,
             grpc_listen: self.grpc_listen,
+            read_listen: self.read_listen,
             origin,
             signing_key,
             signing_key_is_default,
@@ -1195,6 +1206,7 @@ mod tests {
                 none_unless(config.metrics_listen.is_some()),
             ),
             ("grpc-listen", none_unless(config.grpc_listen.is_some())),
+            ("read-listen", none_unless(config.read_listen.is_some())),
             (
                 "signer-timeout-ms",
                 config.signer_timeout.as_millis().to_string(),

@@ -23,6 +23,7 @@ mod metrics;
 mod partials;
 mod publisher;
 mod pushback;
+mod read_listener;
 mod readiness;
 mod secrets;
 mod sequencer;

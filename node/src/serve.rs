@@ -60,6 +60,12 @@ async fn serve(config: ServeConfig) -> Result<()> {
             bind_listener(address).with_context(|| format!("binding the gRPC listener {address}"))
         })
         .transpose()?;
+    let read_listener = config
+        .read_listen
+        .map(|address| {
+            bind_listener(address).with_context(|| format!("binding the read listener {address}"))
+        })
+        .transpose()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let secret = rekor_raft::ClusterSecret::new(crate::secrets::load_cluster_secret(
@@ -278,6 +284,21 @@ async fn serve(config: ServeConfig) -> Result<()> {
             std::time::Duration::from_millis(config.raft_timing.election_timeout_max_ms),
         ),
     });
+    if let Some(listener) = read_listener {
+        if store.local_file("tile/0/000").is_none() {
+            info!(
+                tile_store = %config.tile_store,
+                "read listener: the tile store is not a local directory, so it reads objects \
+                 through the store like the public listener instead of sending their files"
+            );
+        }
+        crate::read_listener::start(
+            listener,
+            backend.clone(),
+            config.public_limits,
+            crate::read_listener::ReadListenerMetrics::register(&registry)?,
+        )?;
+    }
     let instance = rekor_api::Instance {
         node_id: config.node_id,
         start_token: start_token(),
@@ -450,6 +471,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
     info!(
         metrics = ?config.metrics_listen,
         grpc = ?config.grpc_listen,
+        read = ?config.read_listen,
         public = %config.listen,
         public_tls = config.public_tls.is_some(),
         internal = %config.listen_internal,

@@ -304,6 +304,16 @@ impl TileStore {
         }
     }
 
+    /// The file holding the object at `path`, for a store on a local directory and a
+    /// create-once path ([`is_immutable_path`]); `None` for any other store or path. Objects
+    /// are written to a staging file and linked into place, so a file that exists is complete.
+    /// For readers that hand the file to the socket themselves (`sendfile`) instead of reading
+    /// it through [`Self::get_path`] and its cache.
+    pub fn local_file(&self, path: &str) -> Option<std::path::PathBuf> {
+        let root = self.local_root.as_ref()?;
+        is_immutable_path(path).then(|| root.join(path))
+    }
+
     /// Hit/miss counters and size of the read cache.
     pub fn cache_stats(&self) -> CacheStats {
         self.cache.stats()

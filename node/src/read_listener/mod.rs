@@ -1,0 +1,459 @@
+//! The read listener (`--read-listen`): the checkpoint, hash tiles and entry bundles over plain
+//! HTTP/1.1, with complete objects sent from their files by `sendfile(2)`.
+//!
+//! Why a listener of its own: actix-http copies every response body into its connection's write
+//! buffer before the socket sees it. For an 8 KiB tile that copy is noise; for a 250 KB entry
+//! bundle it is most of the work, and the public listener serves bundles at half of nginx's rate
+//! (docs/benchmarks.md). Here an entry bundle on a local tile store goes from the page cache to
+//! the socket without entering this process; everything else (the checkpoint, hash tiles, which
+//! are small enough that one write from the read cache beats opening a file, partial bundles cut
+//! from wider ones, objects on a bucket) is read through the node's backend exactly as the
+//! public listener reads it, and answered with the same status, body and headers. It is meant as
+//! the origin of a CDN or of a TLS-terminating proxy, the way upstream serves its tiles from a
+//! bucket rather than from the API server: no TLS and no write API here.
+//!
+//! Bounds (DESIGN.md, "bounded work"), from the public listener's limits: at most
+//! `max_connections` connections (beyond them, accepting pauses); a new request's first byte
+//! within the keep-alive time; its whole head within the header deadline and [`MAX_HEAD_BYTES`];
+//! no request bodies (a request announcing one is answered 400 and its connection closed); each
+//! answer sent within [`SEND_TIMEOUT`].
+//!
+//! It runs on threads and tokio runtimes of its own: a `sendfile` from a cold disk blocks its
+//! thread while the disk reads, and that must never delay Raft's tasks on the node's runtime.
+
+mod request;
+mod response;
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bytes::{Bytes, BytesMut};
+use prometheus::{
+    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+use rekor_api::backend::{LogBackend, TileRequest};
+use rekor_api::limits::ListenerLimits;
+use rekor_api::response::{status_body, GrpcCode};
+use rekor_storage::tiles::TilePath;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, info, warn};
+
+use crate::backend::NodeBackend;
+use request::{read_head, HeadError, Method, RequestHead, MAX_HEAD_BYTES};
+use response::{Body, Kind};
+
+/// Longest one answer may take to send (a 1 MiB bundle at 280 kbit/s): a reader that stops
+/// reading loses its connection instead of holding it.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Counters of the read listener.
+#[derive(Clone)]
+pub struct ReadListenerMetrics {
+    requests: IntCounterVec,
+    latency: HistogramVec,
+    bytes_sent: IntCounter,
+    file_bytes_sent: IntCounter,
+    connections: IntGauge,
+}
+
+impl ReadListenerMetrics {
+    pub fn register(registry: &Registry) -> prometheus::Result<Self> {
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "rekor_read_listener_requests_total",
+                "Requests answered by the read listener, by object kind and status code",
+            ),
+            &["object", "code"],
+        )?;
+        let latency = HistogramVec::new(
+            HistogramOpts::new(
+                "rekor_read_listener_request_duration_seconds",
+                "Time from a complete request head to its answer sent, by object kind",
+            )
+            .buckets(vec![
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+            ]),
+            &["object"],
+        )?;
+        let bytes_sent = IntCounter::new(
+            "rekor_read_listener_sent_bytes_total",
+            "Bytes the read listener sent, heads and bodies",
+        )?;
+        let file_bytes_sent = IntCounter::new(
+            "rekor_read_listener_file_bytes_total",
+            "Body bytes the read listener sent straight from tile files (sendfile)",
+        )?;
+        let connections = IntGauge::new(
+            "rekor_read_listener_connections",
+            "Connections the read listener holds open",
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(latency.clone()))?;
+        registry.register(Box::new(bytes_sent.clone()))?;
+        registry.register(Box::new(file_bytes_sent.clone()))?;
+        registry.register(Box::new(connections.clone()))?;
+        Ok(Self {
+            requests,
+            latency,
+            bytes_sent,
+            file_bytes_sent,
+            connections,
+        })
+    }
+}
+
+/// Starts serving `listener` on threads of its own; it serves until the process exits (reads
+/// are idempotent, so nothing is left half done when it does).
+///
+/// One thread accepts and deals the connections out in turn to one worker thread per core, each
+/// a single-threaded runtime that keeps its connections for their lifetime (actix's shape): a
+/// request is read, answered and its connection polled again on one thread, with no wake-ups
+/// across threads.
+pub fn start(
+    listener: TcpListener,
+    backend: Arc<NodeBackend>,
+    limits: ListenerLimits,
+    metrics: ReadListenerMetrics,
+) -> Result<()> {
+    let address = listener
+        .local_addr()
+        .context("the read listener's address")?;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let mut workers = Vec::with_capacity(threads);
+    for index in 0..threads {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        let runtime = single_thread_runtime()?;
+        let backend = backend.clone();
+        let metrics = metrics.clone();
+        std::thread::Builder::new()
+            .name(format!("rekor-read-{index}"))
+            .spawn(move || runtime.block_on(work(receiver, backend, limits, metrics)))
+            .context("starting a read listener worker")?;
+        workers.push(sender);
+    }
+    let runtime = single_thread_runtime()?;
+    listener
+        .set_nonblocking(true)
+        .context("making the read listener non-blocking")?;
+    std::thread::Builder::new()
+        .name("rekor-read-accept".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match tokio::net::TcpListener::from_std(listener) {
+                    Ok(listener) => accept(listener, workers, limits).await,
+                    Err(error) => warn!(%error, "the read listener cannot serve"),
+                }
+            })
+        })
+        .context("starting the read listener's thread")?;
+    info!(%address, threads, "read listener serving (checkpoint, tiles, bundles)");
+    Ok(())
+}
+
+fn single_thread_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("building a read listener runtime")
+}
+
+/// A connection and the slot it holds under the connection cap.
+type Accepted = (std::net::TcpStream, OwnedSemaphorePermit);
+
+async fn accept(
+    listener: tokio::net::TcpListener,
+    workers: Vec<mpsc::UnboundedSender<Accepted>>,
+    limits: ListenerLimits,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    for worker in workers.iter().cycle() {
+        // A free slot first: at the cap, connections wait in the kernel's backlog.
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream.into_std(),
+            Err(error) => {
+                // Out of descriptors or similar: back off rather than spin.
+                warn!(%error, "read listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        match stream {
+            Ok(stream) => {
+                if worker.send((stream, slot)).is_err() {
+                    warn!("a read listener worker stopped; the listener stops accepting");
+                    return;
+                }
+            }
+            Err(error) => debug!(%error, "read listener: taking an accepted connection failed"),
+        }
+    }
+}
+
+/// One worker: serves every connection dealt to it, each on a task of this thread.
+async fn work(
+    mut connections: mpsc::UnboundedReceiver<Accepted>,
+    backend: Arc<NodeBackend>,
+    limits: ListenerLimits,
+    metrics: ReadListenerMetrics,
+) {
+    while let Some((stream, slot)) = connections.recv().await {
+        let stream = match TcpStream::from_std(stream) {
+            Ok(stream) => stream,
+            Err(error) => {
+                debug!(%error, "read listener: registering a connection failed");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let connection = Connection {
+            backend: backend.clone(),
+            limits,
+            metrics: metrics.clone(),
+        };
+        tokio::spawn(async move {
+            connection.metrics.connections.inc();
+            connection.serve(stream).await;
+            connection.metrics.connections.dec();
+            drop(slot);
+        });
+    }
+}
+
+struct Connection {
+    backend: Arc<NodeBackend>,
+    limits: ListenerLimits,
+    metrics: ReadListenerMetrics,
+}
+
+/// One answer before it is sent.
+struct Answer {
+    status: u16,
+    kind: Kind,
+    body: Body,
+    object: &'static str,
+}
+
+impl Connection {
+    async fn serve(&self, mut stream: TcpStream) {
+        let mut buffer = BytesMut::with_capacity(1024);
+        let mut idle = self.limits.header_timeout;
+        loop {
+            let head =
+                match read_head(&mut stream, &mut buffer, idle, self.limits.header_timeout).await {
+                    Ok(head) => head,
+                    Err(error) => {
+                        self.refuse(&mut stream, error).await;
+                        return;
+                    }
+                };
+            idle = self.limits.keep_alive;
+            let started = Instant::now();
+            let keep_alive = head.keep_alive && !head.has_body;
+            let answer = self.answer(&head).await;
+            let head_only = head.method == Method::Head;
+            let head_bytes =
+                response::head(answer.status, answer.kind, answer.body.len(), keep_alive);
+            let sent = tokio::time::timeout(
+                SEND_TIMEOUT,
+                response::send(&mut stream, head_bytes, &answer.body, head_only),
+            )
+            .await;
+            self.metrics
+                .requests
+                .with_label_values(&[answer.object, status_label(answer.status)])
+                .inc();
+            self.metrics
+                .latency
+                .with_label_values(&[answer.object])
+                .observe(started.elapsed().as_secs_f64());
+            match sent {
+                Ok(Ok(bytes)) => {
+                    self.metrics.bytes_sent.inc_by(bytes);
+                    if let (Body::File { len, .. }, false) = (&answer.body, head_only) {
+                        self.metrics.file_bytes_sent.inc_by(*len);
+                    }
+                }
+                Ok(Err(error)) => {
+                    debug!(%error, path = %head.path, "read listener: sending an answer failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!(path = %head.path, "read listener: the reader took too long");
+                    return;
+                }
+            }
+            if !keep_alive {
+                return;
+            }
+        }
+    }
+
+    /// Answers a head that never completed, where an answer is due, and closes.
+    async fn refuse(&self, stream: &mut TcpStream, error: HeadError) {
+        let (status, code, message) = match error {
+            HeadError::Idle | HeadError::Io(_) => return,
+            HeadError::Timeout => (408, GrpcCode::DeadlineExceeded, "request header timeout"),
+            HeadError::TooLarge => (
+                431,
+                GrpcCode::InvalidArgument,
+                "request header fields too large",
+            ),
+            HeadError::Malformed => (400, GrpcCode::InvalidArgument, "malformed request"),
+        };
+        debug!(
+            ?error,
+            limit = MAX_HEAD_BYTES,
+            "read listener: refusing a request head"
+        );
+        let body = Body::Bytes(Bytes::from(status_body(code, message)));
+        let head = response::head(status, response::STATUS_JSON, body.len(), false);
+        let _ =
+            tokio::time::timeout(SEND_TIMEOUT, response::send(stream, head, &body, false)).await;
+        self.metrics
+            .requests
+            .with_label_values(&["other", status_label(status)])
+            .inc();
+    }
+
+    async fn answer(&self, head: &RequestHead) -> Answer {
+        if head.has_body {
+            return status_answer(
+                400,
+                GrpcCode::InvalidArgument,
+                "request bodies are not accepted here",
+                "other",
+            );
+        }
+        let object = if head.path == "/api/v2/checkpoint" {
+            Some(None)
+        } else {
+            head.path.strip_prefix("/api/v2/tile/").map(Some)
+        };
+        let Some(tile) = object else {
+            return status_answer(404, GrpcCode::NotFound, "Not Found", "other");
+        };
+        let label = match tile.map(TileRequest::parse) {
+            None => "checkpoint",
+            Some(None) => return status_answer(404, GrpcCode::NotFound, "Not Found", "other"),
+            Some(Some(TileRequest(TilePath::Entries(_)))) => "bundle",
+            Some(Some(TileRequest(TilePath::Hash(_)))) => "tile",
+        };
+        if head.method == Method::Other {
+            // As the public listener (grpc-gateway): a known path with the wrong method is 501.
+            return status_answer(501, GrpcCode::Unimplemented, "Method Not Allowed", label);
+        }
+        match tile.and_then(TileRequest::parse) {
+            None => self.checkpoint().await,
+            Some(request) => self.tile(request, label).await,
+        }
+    }
+
+    async fn checkpoint(&self) -> Answer {
+        match self.backend.checkpoint().await {
+            Ok(Some(text)) => Answer {
+                status: 200,
+                kind: response::CHECKPOINT,
+                body: Body::Bytes(text),
+                object: "checkpoint",
+            },
+            Ok(None) => status_answer(404, GrpcCode::NotFound, "Not Found", "checkpoint"),
+            Err(error) => {
+                warn!(%error, "read listener: reading the checkpoint failed");
+                internal_error("checkpoint")
+            }
+        }
+    }
+
+    async fn tile(&self, request: TileRequest, object: &'static str) -> Answer {
+        if !request.is_within(self.backend.served_size()) {
+            return status_answer(404, GrpcCode::NotFound, "Not Found", object);
+        }
+        // Bundles (~250 KB) from their files; hash tiles (at most 8 KiB) from the read cache,
+        // where one write is cheaper than opening a file.
+        let local_file = match request.0 {
+            TilePath::Entries(_) => self.backend.store.local_file(&request.path()),
+            TilePath::Hash(_) => None,
+        };
+        if let Some(path) = local_file {
+            match open_whole(&path) {
+                Ok(Some(body)) => {
+                    return Answer {
+                        status: 200,
+                        kind: response::IMMUTABLE_OBJECT,
+                        body,
+                        object,
+                    }
+                }
+                // Not written under this name (a partial cut from a wider tile): the backend.
+                Ok(None) => {}
+                Err(error) => {
+                    warn!(%error, tile = %request, "read listener: opening a tile failed");
+                    return internal_error(object);
+                }
+            }
+        }
+        match self.backend.read_tile(request).await {
+            Ok(Some(bytes)) => Answer {
+                status: 200,
+                kind: response::IMMUTABLE_OBJECT,
+                body: Body::Bytes(bytes),
+                object,
+            },
+            Ok(None) => status_answer(404, GrpcCode::NotFound, "Not Found", object),
+            Err(error) => {
+                warn!(%error, tile = %request, "read listener: reading a tile failed");
+                internal_error(object)
+            }
+        }
+    }
+}
+
+/// Opens the file at `path` with its length; `None` if there is none.
+fn open_whole(path: &std::path::Path) -> std::io::Result<Option<Body>> {
+    let file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(error)
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(error) => return Err(error),
+    };
+    let len = file.metadata()?.len();
+    Ok(Some(Body::File { file, len }))
+}
+
+fn status_answer(status: u16, code: GrpcCode, message: &str, object: &'static str) -> Answer {
+    Answer {
+        status,
+        kind: response::STATUS_JSON,
+        body: Body::Bytes(Bytes::from(status_body(code, message))),
+        object,
+    }
+}
+
+fn internal_error(object: &'static str) -> Answer {
+    status_answer(500, GrpcCode::Internal, "internal server error", object)
+}
+
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        400 => "400",
+        404 => "404",
+        408 => "408",
+        431 => "431",
+        500 => "500",
+        501 => "501",
+        _ => "other",
+    }
+}
