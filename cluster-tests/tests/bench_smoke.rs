@@ -118,6 +118,16 @@ fn bench_produces_a_report_with_throughput_and_no_errors() {
             "{read}"
         );
         assert_eq!(read["ours"]["errors"], serde_json::json!({}), "{read}");
+        // One node first: its read listener is measured too.
+        assert!(
+            read["read_listener"]["throughput_per_s"].as_f64().unwrap() > 0.0,
+            "{read}"
+        );
+        assert_eq!(
+            read["read_listener"]["errors"],
+            serde_json::json!({}),
+            "{read}"
+        );
     }
 
     let growth = &report["growth"];

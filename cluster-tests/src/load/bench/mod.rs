@@ -179,7 +179,15 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
         .map(|&nodes| (nodes, WriteRun::SharedStore));
     let runs = runs.chain(shared);
     for (position, (nodes, run)) in runs.enumerate() {
-        let node_args: Vec<&str> = settings.node_args.iter().map(String::as_str).collect();
+        let mut node_args: Vec<&str> = settings.node_args.iter().map(String::as_str).collect();
+        // The read scenarios run on the first cluster; with one node, its read listener too
+        // (every node of a cluster gets the same flags, so a port for one node only).
+        let read_listener = (position == 0 && settings.reads && nodes == 1)
+            .then(|| crate::free_port().map(|port| format!("127.0.0.1:{port}")))
+            .transpose()?;
+        if let Some(address) = &read_listener {
+            node_args.extend(["--read-listen", address.as_str()]);
+        }
         // Lives as long as the cluster signing through it.
         let mut remote_signer = None;
         // The shared tile directory; lives as long as the cluster on it.
@@ -230,7 +238,15 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
         }
         if position == 0 && settings.reads {
             eprintln!("read scenarios…");
-            reads = Some(read_scenarios(&cluster, settings, figures.tree_size).await?);
+            reads = Some(
+                read_scenarios(
+                    &cluster,
+                    settings,
+                    figures.tree_size,
+                    read_listener.as_deref(),
+                )
+                .await?,
+            );
         }
         let mut figures = figures;
         if let (WriteRun::RemoteSigner(delay), Some(vault)) = (run, &remote_signer) {

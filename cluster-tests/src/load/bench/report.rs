@@ -91,10 +91,15 @@ impl WriteFigures {
 pub struct ReadFigures {
     pub what: String,
     pub paths: usize,
+    /// The public listener's figures.
     pub ours: LoadReport,
+    /// The read listener's (`--read-listen`), when the node had one.
+    pub read_listener: Option<LoadReport>,
     pub nginx: Option<LoadReport>,
-    /// Our requests/s over nginx's.
+    /// Our public listener's requests/s over nginx's.
     pub ratio_to_nginx: Option<f64>,
+    /// Our read listener's requests/s over nginx's.
+    pub read_listener_ratio_to_nginx: Option<f64>,
 }
 
 /// Reads against the first write scenario's log.
@@ -388,8 +393,11 @@ impl BenchReport {
                     &mut md,
                     format!(
                         "Against the first write scenario's log (size {}), one node, complete \
-                         (immutable) objects only; nginx serves the same files from the node's \
-                         tile directory in the same run.",
+                         (immutable) objects only: its public listener (\"ours\") and, when the \
+                         first scenario has one node, its read listener (`--read-listen`, bundles \
+                         by `sendfile`); nginx serves the same files from the node's tile \
+                         directory in the same run. Each server ran twice per object kind (in one order, \
+                         then the reverse), its better run shown.",
                         reads.tree_size
                     ),
                 );
@@ -400,26 +408,44 @@ impl BenchReport {
                 push(&mut md, String::new());
                 push(
                     &mut md,
-                    "| objects | distinct paths | ours req/s | ours p50 ms | ours p99 ms | nginx req/s | nginx p50 ms | nginx p99 ms | ours/nginx | errors |"
+                    "| objects | distinct paths | ours req/s | ours p50 ms | ours p99 ms | read listener req/s | read listener p50 ms | read listener p99 ms | nginx req/s | nginx p50 ms | nginx p99 ms | ours/nginx | read listener/nginx | errors |"
                         .into(),
                 );
-                push(&mut md, "|---|---|---|---|---|---|---|---|---|---|".into());
+                push(
+                    &mut md,
+                    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".into(),
+                );
                 for r in &reads.workloads {
                     let nginx = r.nginx.as_ref();
+                    let read = r.read_listener.as_ref();
+                    let errors = match read {
+                        Some(read) if !read.errors.is_empty() => {
+                            format!(
+                                "{}; read listener: {}",
+                                errors_text(&r.ours),
+                                errors_text(read)
+                            )
+                        }
+                        _ => errors_text(&r.ours),
+                    };
                     push(
                         &mut md,
                         format!(
-                            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
+                            "| {} | {} | {:.0} | {:.2} | {:.2} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                             r.what,
                             r.paths,
                             r.ours.throughput_per_s,
                             r.ours.latency.p50_ms,
                             r.ours.latency.p99_ms,
+                            fmt_opt(read.map(|n| n.throughput_per_s), 0),
+                            fmt_opt(read.map(|n| n.latency.p50_ms), 2),
+                            fmt_opt(read.map(|n| n.latency.p99_ms), 2),
                             fmt_opt(nginx.map(|n| n.throughput_per_s), 0),
                             fmt_opt(nginx.map(|n| n.latency.p50_ms), 2),
                             fmt_opt(nginx.map(|n| n.latency.p99_ms), 2),
                             fmt_opt(r.ratio_to_nginx, 2),
-                            errors_text(&r.ours),
+                            fmt_opt(r.read_listener_ratio_to_nginx, 2),
+                            errors,
                         ),
                     );
                 }
