@@ -68,6 +68,9 @@ async fn every_read_answers_as_on_the_public_listener() {
     let paths = [
         "checkpoint".to_string(),
         "tile/0/000".into(),
+        // Routed as actix-web routes it: unreserved characters decoded, `%2F` not a separator.
+        "tile/0/%30%30%30".into(),
+        "tile%2F0/000".into(),
         format!("tile/0/001.p/{partial}"),
         "tile/1/000.p/1".into(),
         "tile/entries/000".into(),
@@ -107,7 +110,7 @@ async fn every_read_answers_as_on_the_public_listener() {
         (2 * bundle.len() + stored_partial.len()) as f64
     );
 
-    // HEAD: the length, no body.
+    // HEAD: the length, no body (the public listener, like upstream's grpc-gateway, has no HEAD).
     let head = http
         .head(format!("{read}/api/v2/tile/entries/000"))
         .send()

@@ -90,7 +90,9 @@ pub(super) fn parse_head(bytes: &[u8]) -> Parsed {
         "HEAD" => Method::Head,
         _ => Method::Other,
     };
-    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    let Some(path) = request_path(target) else {
+        return Parsed::Error(HeadError::Malformed);
+    };
     let mut keep_alive = version == 1;
     let mut has_body = false;
     for header in request.headers.iter() {
@@ -112,12 +114,56 @@ pub(super) fn parse_head(bytes: &[u8]) -> Parsed {
     Parsed::Complete(
         RequestHead {
             method,
-            path: path.to_string(),
+            path,
             keep_alive,
             has_body,
         },
         len,
     )
+}
+
+/// The path of a request target, as the public listener (actix-web) routes it: the path of an
+/// absolute-form target (`http://host/path`), without the query, with percent-encoded unreserved
+/// characters decoded (`%30` is `0`) and every other escape kept as it is (`%2F` stays, so it
+/// never becomes a separator). `None` for a target that is neither a path nor absolute-form.
+fn request_path(target: &str) -> Option<String> {
+    let target = match target.split_once("://") {
+        Some((scheme, rest))
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") =>
+        {
+            rest.find('/').map_or("/", |at| &rest[at..])
+        }
+        _ if target.starts_with('/') => target,
+        _ => return None,
+    };
+    let path = target.split_once('?').map_or(target, |(path, _)| path);
+    if !path.contains('%') {
+        return Some(path.to_string());
+    }
+    let bytes = path.as_bytes();
+    let mut decoded = String::with_capacity(path.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let unreserved = bytes
+            .get(at + 1..at + 3)
+            .filter(|_| bytes[at] == b'%')
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .filter(|byte| byte.is_ascii_alphanumeric() || b"-._~".contains(byte));
+        match unreserved {
+            Some(byte) => {
+                decoded.push(char::from(byte));
+                at += 3;
+            }
+            None => {
+                // `path` is a &str and '%' is ASCII, so this is a whole character boundary.
+                let next = path[at..].chars().next()?;
+                decoded.push(next);
+                at += next.len_utf8();
+            }
+        }
+    }
+    Some(decoded)
 }
 
 /// Reads the next request head from `stream` into `buffer` (which may already hold bytes of it,
@@ -219,6 +265,30 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert_eq!(parse_head(&many), Parsed::Error(HeadError::TooLarge));
+    }
+
+    #[test]
+    fn targets_route_as_on_the_public_listener() {
+        for (target, path) in [
+            ("/api/v2/tile/0/%30%30%30", "/api/v2/tile/0/000"),
+            ("/api/v2/tile%2F0/000", "/api/v2/tile%2F0/000"),
+            (
+                "/api/v2/tile/entries/%7e%2e%2E%",
+                "/api/v2/tile/entries/~..%",
+            ),
+            (
+                "http://log.example/api/v2/checkpoint?x",
+                "/api/v2/checkpoint",
+            ),
+            ("HTTPS://log.example", "/"),
+        ] {
+            let request = format!("GET {target} HTTP/1.1\r\n\r\n");
+            assert_eq!(complete(request.as_bytes()).0.path, path, "{target}");
+        }
+        assert_eq!(
+            parse_head(b"GET *  HTTP/1.1\r\n\r\n"),
+            Parsed::Error(HeadError::Malformed)
+        );
     }
 
     #[test]
