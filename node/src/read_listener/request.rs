@@ -291,6 +291,26 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Whatever a client sends, parsing ends in one of its outcomes, never a panic, and a
+        /// complete head never claims more bytes than were read or than the cap.
+        #[test]
+        fn any_bytes_parse_without_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..2048)) {
+            if let Parsed::Complete(head, len) = parse_head(&bytes) {
+                proptest::prop_assert!(len <= bytes.len() && len <= MAX_HEAD_BYTES);
+                proptest::prop_assert!(head.path.starts_with('/'));
+            }
+        }
+
+        /// Any target decodes without a panic and only ever shrinks.
+        #[test]
+        fn any_target_routes_without_panic(target in "[/a-zA-Z0-9%:?.~-]{0,64}") {
+            if let Some(path) = request_path(&target) {
+                proptest::prop_assert!(path.len() <= target.len().max(1));
+            }
+        }
+    }
+
     #[test]
     fn garbage_is_malformed() {
         assert_eq!(
