@@ -60,6 +60,7 @@ VARIANTS: dict[str, dict] = {
     "3 voters, one shared bucket prefix": {
         "tileStore": {"url": "s3://rekor-tiles/log", "shared": True, "credentialsSecret": "rekor-s3"},
     },
+    "3 voters, a read listener": {"readListener": {"port": 3003}},
     "3 voters, HTTPS, ServiceMonitor on the public port": {
         "tls": {"public": {"enabled": True}},
         "metrics": {"serviceMonitor": {"enabled": True}},
@@ -72,6 +73,7 @@ REFUSED: dict[str, tuple[dict, str]] = {
     "1 voter": ({"replicas": 1}, "replicas"),
     "a bucket URL of an unknown scheme": ({"tileStore": {"url": "ftp://tiles/log"}}, "url"),
     "a misspelt key": ({"replica": 3}, "replica"),
+    "a read listener on the public port": ({"readListener": {"port": 3000}}, "port"),
     "a shared tile store in the pods' own volumes": ({"tileStore": {"url": "", "shared": True}}, "url"),
     "an origin with a scheme": ({"origin": "https://log.example.com"}, "origin"),
 }
@@ -197,6 +199,15 @@ def structure_check(variant: str, values: dict, docs: list[dict]) -> None:
               and mounted_secret_file(config.get("REKOR_HTTP_TLS_KEY_FILE", "/x")) == f"{secret}/tls.key")
     else:
         check(f"{tag} plain HTTP on the public port", "REKOR_HTTP_TLS_CERT_FILE" not in config)
+    read_port = values.get("readListener", {}).get("port")
+    if read_port:
+        (api,) = [s for s in kinds["Service"].values() if s is not headless]
+        check(f"{tag} the read listener listens on {read_port}, a container port, and a port of the client Service",
+              config.get("REKOR_READ_LISTEN") == f"0.0.0.0:{read_port}"
+              and {"name": "reads", "containerPort": read_port} in container["ports"]
+              and any(p["name"] == "reads" and p["port"] == read_port for p in api["spec"]["ports"]))
+    else:
+        check(f"{tag} no read listener", "REKOR_READ_LISTEN" not in config and "reads" not in port_names)
 
     # Stable node ids: pod <sts>-N is node N+1, finds node-(N+1)'s certificate, advertises its
     # stable name, and (with a bucket) writes under its own prefix.
