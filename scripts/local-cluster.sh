@@ -16,9 +16,10 @@
 #   scripts/local-cluster.sh pause N | resume N     SIGSTOP / SIGCONT node N (a stand-in for isolating it)
 #   scripts/local-cluster.sh leader                 print the number of the node that leads now
 #
-# Node i (1-based) serves the public API on 127.0.0.1:(BASE + 10·(i-1)) and its node-to-node
-# listener on the next port: with the default base, node 1 is http://127.0.0.1:3000 (3001),
-# node 2 http://127.0.0.1:3010 (3011), node 3 http://127.0.0.1:3020 (3021), ...
+# Node i (1-based) serves the public API on 127.0.0.1:(BASE + 10·(i-1)), its node-to-node
+# listener on the next port and the read listener (`--read-listen`: checkpoint, tiles, bundles)
+# three above: with the default base, node 1 is http://127.0.0.1:3000 (3001, reads 3003),
+# node 2 http://127.0.0.1:3010 (3011, 3013), node 3 http://127.0.0.1:3020 (3021, 3023), ...
 #
 # The node-to-node listeners run mutual TLS: the first start makes a development CA, a
 # certificate per node and an operator certificate `admin` with `rekor-node certs` in tls/ of
@@ -71,6 +72,7 @@ find_binary() {
 
 public_port() { echo $((base_port + 10 * ($1 - 1))); }
 internal_port() { echo $((base_port + 10 * ($1 - 1) + 1)); }
+read_port() { echo $((base_port + 10 * ($1 - 1) + 3)); }
 
 # The node count: the argument on first start, then what the cluster was formed with.
 node_count() {
@@ -165,6 +167,7 @@ launch_node() {
     --data-dir "$dir/node$i" \
     --listen "127.0.0.1:$(public_port "$i")" \
     --listen-internal "127.0.0.1:$(internal_port "$i")" \
+    --read-listen "127.0.0.1:$(read_port "$i")" \
     --origin "$(cat "$dir/origin")" \
     --signing-key "$dir/signing-key.pem" \
     --cluster-secret-file "$dir/cluster-secret" \
@@ -253,7 +256,7 @@ start() {
   [ "$cluster_transport" = tls ] || between="no TLS between nodes"
   echo "started $n nodes of $cluster_origin (binary: $bin, data: $dir, $between)"
   for i in $(seq 1 "$n"); do
-    echo "  node $i: http://127.0.0.1:$(public_port "$i")  (internal 127.0.0.1:$(internal_port "$i"), pid $(cat "$dir/node$i.pid"))"
+    echo "  node $i: http://127.0.0.1:$(public_port "$i")  (internal 127.0.0.1:$(internal_port "$i"), reads http://127.0.0.1:$(read_port "$i"), pid $(cat "$dir/node$i.pid"))"
   done
   echo "status page: http://127.0.0.1:$(public_port 1)/    trust: $dir/keygen.txt"
   echo "admin: . $dir/admin.env && $bin status"

@@ -53,7 +53,8 @@ pub fn free_base_port(nodes: u16) -> u16 {
         seed = seed.wrapping_mul(31).wrapping_add(7);
         let base = 20_000 + (seed % 3_000) * 10;
         let all_free = (0..nodes).all(|i| {
-            [base + 10 * i, base + 10 * i + 1]
+            // Public, internal, and the read listener of scripts/local-cluster.sh.
+            [base + 10 * i, base + 10 * i + 1, base + 10 * i + 3]
                 .iter()
                 .all(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
         });

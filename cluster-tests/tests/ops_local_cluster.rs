@@ -131,6 +131,23 @@ async fn local_cluster_script_status_page_and_stop() {
     )
     .await
     .unwrap();
+    // Each node's read listener, three ports above its public one, serves what it serves.
+    for (i, url) in urls.iter().enumerate() {
+        let read = LogClient::new(&format!("http://127.0.0.1:{}", base + 10 * i as u16 + 3));
+        let public = LogClient::new(url);
+        let from_public = wait_until("the first entry served", Duration::from_secs(30), || {
+            let public = public.clone();
+            async move { Ok(public.get("tile/entries/000.p/1").await?.map(Some)) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            read.get("tile/entries/000.p/1").await.unwrap(),
+            from_public,
+            "node {}",
+            i + 1
+        );
+    }
 
     // `status` shows the three nodes with their pids and one leader.
     let (ok, status) = script(&cluster_dir, base, &["status"]);
