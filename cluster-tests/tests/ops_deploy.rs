@@ -287,7 +287,9 @@ async fn dashboards_and_alerts_query_exported_metrics() {
     // A real node's /metrics.
     let dir = tempfile::tempdir().unwrap();
     let spec = NodeSpec::lone(dir.path(), 1).unwrap();
-    let args = spec.serve_args(&[]);
+    // With a read listener, whose families the dashboard queries too.
+    let read_listener = format!("127.0.0.1:{}", rekor_cluster_tests::free_port().unwrap());
+    let args = spec.serve_args(&["--read-listen", &read_listener]);
     let node = NodeProcess::start(spec, args, dir.path()).unwrap();
     node.wait_live(Duration::from_secs(30)).await.unwrap();
     // The lone loopback node forms its own log; once it serves a checkpoint it has signed one,
@@ -298,6 +300,11 @@ async fn dashboards_and_alerts_query_exported_metrics() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", node.log()));
+    // One read through the read listener gives its labelled request counter a sample.
+    let read = reqwest::get(format!("http://{read_listener}/api/v2/checkpoint"))
+        .await
+        .unwrap();
+    assert_eq!(read.status(), 200);
     let metrics = reqwest::get(format!("{}/metrics", node.base_url()))
         .await
         .unwrap()

@@ -263,7 +263,7 @@ async fn hostile_request_heads_are_refused_and_their_connections_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let (cluster, addr) =
-        node_with_read_listener(&["--max-connections", "2", "--header-timeout-ms", "3000"]).await;
+        node_with_read_listener(&["--max-connections", "2", "--header-timeout-ms", "5000"]).await;
     // Two connections that send nothing hold both slots until their header deadline.
     let mut holders = Vec::new();
     for _ in 0..2 {
