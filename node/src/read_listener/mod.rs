@@ -39,7 +39,7 @@ use rekor_api::response::{status_body, GrpcCode};
 use rekor_storage::tiles::TilePath;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
-use tracing::{debug, info, warn};
+use tracing::{debug, debug_span, info, warn, Instrument};
 
 use crate::backend::NodeBackend;
 use request::{read_head, HeadError, Method, RequestHead, MAX_HEAD_BYTES};
@@ -255,7 +255,10 @@ impl Connection {
             idle = self.limits.keep_alive;
             let started = Instant::now();
             let keep_alive = head.keep_alive && !head.has_body;
-            let answer = self.answer(&head).await;
+            // A debug span, not the public listener's info span: reads are the hot path here, and
+            // the request counters and latency histogram already cover them at info level.
+            let span = debug_span!("read", method = ?head.method, path = %head.path);
+            let answer = self.answer(&head).instrument(span.clone()).await;
             let head_only = head.method == Method::Head;
             let head_bytes =
                 response::head(answer.status, answer.kind, answer.body.len(), keep_alive);
@@ -263,6 +266,7 @@ impl Connection {
                 SEND_TIMEOUT,
                 response::send(&mut stream, head_bytes, &answer.body, head_only),
             )
+            .instrument(span)
             .await;
             self.metrics
                 .requests
