@@ -162,8 +162,8 @@ pub struct ServeArgs {
     pub grpc_listen: Option<SocketAddr>,
 
     /// A plain-HTTP listener of its own for the read API only (checkpoint, tiles, entry
-    /// bundles), which sends complete tiles and bundles from a local tile store with
-    /// `sendfile`: for a CDN or a TLS-terminating proxy in front. Same answers as the public
+    /// bundles), which sends stored entry bundles from a local tile store with `sendfile`:
+    /// for a CDN or a TLS-terminating proxy in front. Same answers as the public
     /// listener; the public listener keeps serving reads too. Default: none.
     #[arg(long, env = "REKOR_READ_LISTEN")]
     pub read_listen: Option<SocketAddr>,

@@ -1,5 +1,5 @@
 //! The read listener (`--read-listen`): the checkpoint, hash tiles and entry bundles over plain
-//! HTTP/1.1, with complete objects sent from their files by `sendfile(2)`.
+//! HTTP/1.1, with stored entry bundles sent from their files by `sendfile(2)`.
 //!
 //! Why a listener of its own: actix-http copies every response body into its connection's write
 //! buffer before the socket sees it. For an 8 KiB tile that copy is noise; for a 250 KB entry
@@ -334,25 +334,29 @@ impl Connection {
                 "other",
             );
         }
-        let object = if head.path == "/api/v2/checkpoint" {
-            Some(None)
+        // `None` for the checkpoint, the parsed tile path otherwise.
+        let tile = if head.path == "/api/v2/checkpoint" {
+            None
         } else {
-            head.path.strip_prefix("/api/v2/tile/").map(Some)
+            match head
+                .path
+                .strip_prefix("/api/v2/tile/")
+                .and_then(TileRequest::parse)
+            {
+                Some(request) => Some(request),
+                None => return status_answer(404, GrpcCode::NotFound, "Not Found", "other"),
+            }
         };
-        let Some(tile) = object else {
-            return status_answer(404, GrpcCode::NotFound, "Not Found", "other");
-        };
-        let label = match tile.map(TileRequest::parse) {
+        let label = match tile {
             None => "checkpoint",
-            Some(None) => return status_answer(404, GrpcCode::NotFound, "Not Found", "other"),
-            Some(Some(TileRequest(TilePath::Entries(_)))) => "bundle",
-            Some(Some(TileRequest(TilePath::Hash(_)))) => "tile",
+            Some(TileRequest(TilePath::Entries(_))) => "bundle",
+            Some(TileRequest(TilePath::Hash(_))) => "tile",
         };
         if head.method == Method::Other {
             // As the public listener (grpc-gateway): a known path with the wrong method is 501.
             return status_answer(501, GrpcCode::Unimplemented, "Method Not Allowed", label);
         }
-        match tile.and_then(TileRequest::parse) {
+        match tile {
             None => self.checkpoint().await,
             Some(request) => self.tile(request, label).await,
         }
