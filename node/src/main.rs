@@ -9,6 +9,11 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+/// jemalloc rather than glibc malloc: the write path allocates and frees on many threads, and
+/// glibc's malloc and free were ~8 % of a node's CPU per entry (docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod admin;
 mod backend;
 mod catch_up;

@@ -1,5 +1,10 @@
 //! A bound on glibc's malloc arenas for `serve`.
 //!
+//! Rust allocations go to jemalloc (the global allocator, `main.rs`); glibc's malloc still serves
+//! the C code linked in (aws-lc's signature arithmetic, jemalloc's own bootstrap), so the bound
+//! still applies to those. It was written for glibc as the Rust allocator, which it was until the
+//! second performance round:
+//!
 //! glibc gives threads that allocate at the same time arenas of their own, up to eight per core,
 //! and memory freed into one arena is not reused by another. The node allocates large, short-lived
 //! buffers (Raft batches, entry bodies read back for integration, snapshots) on many threads —

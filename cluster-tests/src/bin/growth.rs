@@ -38,6 +38,11 @@ struct Args {
     json: Option<PathBuf>,
 }
 
+/// The node's allocator, so that what this process measures of the node's code (the growth
+/// scenario's memory) is what a node would hold.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> Result<()> {
     let args = Args::parse();
     // The growth scenario runs the node's code in this process: same malloc arenas as a node.

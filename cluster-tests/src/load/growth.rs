@@ -723,8 +723,8 @@ impl GrowthReport {
             },
             self.baseline_rss_bytes.unwrap_or(0) >> 20,
             self.malloc_arena_max.as_ref().map_or_else(
-                || "glibc malloc, default arenas".to_owned(),
-                |max| format!("glibc malloc, MALLOC_ARENA_MAX={max}")
+                || "jemalloc as the node uses it; glibc malloc, default arenas, for C code".to_owned(),
+                |max| format!("jemalloc as the node uses it; glibc malloc, MALLOC_ARENA_MAX={max}, for C code")
             ),
         ));
         md.push_str(
