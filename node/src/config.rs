@@ -44,7 +44,7 @@ pub mod defaults {
     /// In the data directory.
     pub const TILE_STORE_DIR: &str = "tiles";
     pub const BATCH_MAX_SIZE: usize = 512;
-    pub const BATCH_MAX_AGE_MS: u64 = 20;
+    pub const BATCH_MAX_AGE_MS: u64 = 60;
     pub const CHECKPOINT_INTERVAL_MS: u64 = 25;
     pub const REPUBLISH_INTERVAL_S: u64 = 600;
     pub const PUSHBACK_MAX_OUTSTANDING: u64 = 8192;
@@ -227,7 +227,8 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_BATCH_MAX_BYTES")]
     pub batch_max_bytes: Option<usize>,
 
-    /// Longest an entry waits for its batch to fill, in milliseconds. Default: {default}.
+    /// Longest an entry waits for its batch to fill, in milliseconds (a batch also goes once no
+    /// entry has arrived for 2 ms). Default: {default}.
     #[arg(long, env = "REKOR_BATCH_MAX_AGE_MS")]
     pub batch_max_age_ms: Option<u64>,
 

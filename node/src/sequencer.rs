@@ -3,13 +3,25 @@
 //! Runs on every node but only succeeds on the leader: `client_write` on a follower fails with
 //! `ForwardToLeader`, which the caller turns into a forward (see `backend`). A batch is flushed when
 //! it reaches `max_batch` entries or `max_batch_bytes` bytes of entry bodies, or when its oldest
-//! entry has waited `max_age`. The byte bound keeps one Raft entry (one batch) far below the
-//! peers' AppendEntries body cap, so replication can always make progress one entry at a time.
+//! entry has waited `max_age`, or when no entry has arrived for [`QUIET_GAP`] and no earlier batch
+//! is still in Raft. The byte bound keeps
+//! one Raft entry (one batch) far below the peers' AppendEntries body cap, so replication can
+//! always make progress one entry at a time.
+//!
+//! Why the quiet gap: every batch costs a Raft entry (an fsync on each node), an integration step,
+//! tile writes and a checkpoint whatever its size, so under load larger batches cost less CPU per
+//! entry (docs/benchmarks.md), which argues for a long `max_age`. But a batch that waits while
+//! nothing more is coming only adds latency: a lone write, or a few clients whose answers came
+//! back together and whose next requests arrive in one burst. Arrivals that pause for the gap
+//! close the batch, but only while no batch is in Raft: a busy leader sees pauses too (forwarded
+//! entries come in bursts), and there a batch in flight means the pipeline is full anyway, so the
+//! next batch fills to the age or the bounds.
 //!
 //! Ownership: the actor alone owns `pending`; the batch futures it spawns own their entries and
 //! reply channels. Durability: an outcome is sent only after `client_write` returned, i.e. after
 //! the batch was committed on a quorum (each member fsync'd it) and applied on this node.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -63,8 +75,13 @@ pub struct Sequencer {
     /// Body bytes in `pending`.
     pending_bytes: usize,
     flush_timer: Option<SpawnHandle>,
+    /// Checks for a pause in arrivals ([`QUIET_GAP`]) while a batch is pending.
+    gap_timer: Option<SpawnHandle>,
+    last_arrival: Instant,
     /// Bounds the batches in flight in Raft at once (bounded work, DESIGN.md invariant 6).
     in_flight: Arc<Semaphore>,
+    /// Batches flushed and not yet answered (waiting for a permit or in Raft).
+    batches_outstanding: Arc<AtomicUsize>,
     metrics: NodeMetrics,
     /// Raised while leadership is handed over: batches are answered `NotLeader`, not proposed.
     stepping_down: SteppingDown,
@@ -72,6 +89,11 @@ pub struct Sequencer {
 
 /// Batches in flight in Raft at once: enough to keep the pipeline full across an fsync.
 const MAX_BATCHES_IN_FLIGHT: usize = 8;
+
+/// A pending batch goes once no entry has arrived for this long: the clients that had requests
+/// to send have sent them. Saturated, entries arrive every few microseconds and never pause this
+/// long; a burst of requests from clients answered by the same checkpoint arrives within it.
+pub const QUIET_GAP: Duration = Duration::from_millis(2);
 
 /// Default bound of the entry bodies in one batch (one Raft entry): 4 MiB, 1/16 of the peers'
 /// AppendEntries body cap (`rekor_raft::server::DEFAULT_MAX_RPC_BODY`).
@@ -99,7 +121,10 @@ impl Sequencer {
             pending: Vec::with_capacity(max_batch),
             pending_bytes: 0,
             flush_timer: None,
+            gap_timer: None,
+            last_arrival: Instant::now(),
             in_flight: Arc::new(Semaphore::new(MAX_BATCHES_IN_FLIGHT)),
+            batches_outstanding: Arc::new(AtomicUsize::new(0)),
             metrics,
             stepping_down: SteppingDown::default(),
         }
@@ -115,6 +140,9 @@ impl Sequencer {
         if let Some(timer) = self.flush_timer.take() {
             ctx.cancel_future(timer);
         }
+        if let Some(timer) = self.gap_timer.take() {
+            ctx.cancel_future(timer);
+        }
         if self.pending.is_empty() {
             return;
         }
@@ -124,7 +152,9 @@ impl Sequencer {
         let in_flight = self.in_flight.clone();
         let metrics = self.metrics.clone();
         let stepping_down = self.stepping_down.clone();
+        let outstanding = Outstanding::count(&self.batches_outstanding);
         tokio::spawn(async move {
+            let _outstanding = outstanding;
             let Ok(_permit) = in_flight.acquire_owned().await else {
                 return;
             };
@@ -160,6 +190,43 @@ impl Sequencer {
                 }
             }
         });
+    }
+}
+
+/// One flushed batch counted in [`Sequencer::batches_outstanding`] until dropped.
+struct Outstanding(Arc<AtomicUsize>);
+
+impl Outstanding {
+    fn count(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::AcqRel);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Sequencer {
+    /// Arms the quiet-gap check to fire `after`: it flushes if nothing arrived since and no
+    /// batch is outstanding, else checks again (one timer per gap, not one per entry).
+    fn arm_gap_check(&mut self, after: Duration, ctx: &mut Context<Self>) {
+        self.gap_timer = Some(ctx.run_later(after, |act, ctx| {
+            act.gap_timer = None;
+            if act.pending.is_empty() {
+                return;
+            }
+            let quiet_for = act.last_arrival.elapsed();
+            if quiet_for < QUIET_GAP {
+                act.arm_gap_check(QUIET_GAP - quiet_for, ctx);
+            } else if act.batches_outstanding.load(Ordering::Acquire) > 0 {
+                act.arm_gap_check(QUIET_GAP, ctx);
+            } else {
+                act.flush(ctx);
+            }
+        }));
     }
 }
 
@@ -204,13 +271,19 @@ impl Handler<Sequence> for Sequencer {
         }
         self.pending.push((entry, reply));
         self.pending_bytes += bytes;
+        self.last_arrival = Instant::now();
         if self.pending.len() >= self.max_batch || self.pending_bytes >= self.max_batch_bytes {
             self.flush(ctx);
-        } else if self.flush_timer.is_none() {
-            self.flush_timer = Some(ctx.run_later(self.max_age, |act, ctx| {
-                act.flush_timer = None;
-                act.flush(ctx);
-            }));
+        } else {
+            if self.flush_timer.is_none() {
+                self.flush_timer = Some(ctx.run_later(self.max_age, |act, ctx| {
+                    act.flush_timer = None;
+                    act.flush(ctx);
+                }));
+            }
+            if self.gap_timer.is_none() {
+                self.arm_gap_check(QUIET_GAP, ctx);
+            }
         }
         Box::pin(async move {
             answer
@@ -324,7 +397,33 @@ mod tests {
             start = *end;
         }
         assert_eq!(start, ENTRIES as u64);
-        assert_eq!(boundaries.len(), ENTRIES / 3);
+        // 13 full batches, unless the test thread paused for the quiet gap between two entries
+        // (a loaded machine), which closes a batch early.
+        assert!(boundaries.len() >= ENTRIES / 3, "{boundaries:?}");
+        raft.shutdown().await.unwrap();
+    }
+
+    /// A batch whose arrivals pause for the quiet gap is proposed then, not after `max_age`
+    /// (an hour here) or once full: here, one entry at a time.
+    #[actix_rt::test]
+    async fn a_batch_goes_when_arrivals_pause() {
+        let dir = tempfile::tempdir().unwrap();
+        let (raft, reader) = single_node_raft(dir.path()).await;
+        let sequencer = start(&raft, 512, DEFAULT_MAX_BATCH_BYTES);
+        for (i, body) in [b"one".to_vec(), b"two".to_vec()].into_iter().enumerate() {
+            let outcome = tokio::time::timeout(
+                Duration::from_secs(20),
+                sequencer.send(Sequence(SequencedEntry::new(body))),
+            )
+            .await
+            .expect("a lone entry is proposed once arrivals pause, not after the batch age")
+            .expect("the sequencer answers");
+            assert!(
+                matches!(outcome, Ok(AppendOutcome::Logged { index }) if index == i as u64),
+                "{outcome:?}"
+            );
+        }
+        assert_eq!(reader.batch_boundaries(0, 2).unwrap(), vec![1, 2]);
         raft.shutdown().await.unwrap();
     }
 
