@@ -4,9 +4,8 @@
 //! `ForwardToLeader`, which the caller turns into a forward (see `backend`). A batch is flushed when
 //! it reaches `max_batch` entries or `max_batch_bytes` bytes of entry bodies, or when its oldest
 //! entry has waited `max_age`, or when no entry has arrived for [`QUIET_GAP`] and no earlier batch
-//! is still in Raft. The byte bound keeps
-//! one Raft entry (one batch) far below the peers' AppendEntries body cap, so replication can
-//! always make progress one entry at a time.
+//! is still in Raft. The byte bound keeps one Raft entry (one batch) far below the peers'
+//! AppendEntries body cap, so replication can always make progress one entry at a time.
 //!
 //! Why the quiet gap: every batch costs a Raft entry (an fsync on each node), an integration step,
 //! tile writes and a checkpoint whatever its size, so under load larger batches cost less CPU per
