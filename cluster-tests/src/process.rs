@@ -361,14 +361,19 @@ enum Internal {
 impl Drop for Cluster {
     fn drop(&mut self) {
         // Nodes first, then the mounts under `dir`, so the temporary directory can be removed.
-        for node in &mut self.nodes {
-            node.kill();
-        }
+        self.kill_all();
         self.mounts.clear();
     }
 }
 
 impl Cluster {
+    /// SIGKILLs every node and reaps it; the data directories stay until the cluster is dropped.
+    pub fn kill_all(&mut self) {
+        for node in &mut self.nodes {
+            node.kill();
+        }
+    }
+
     /// Starts `n` nodes and forms a cluster of all of them. `extra_args` go to every node. The
     /// internal listeners run mutual TLS with certificates from a development CA (as a
     /// deployment should); the public listeners plain HTTP.

@@ -14,6 +14,11 @@
 //!   10 M entries, through the node's integration code in process ([`super::growth`]); it runs
 //!   first, before the request pool takes memory.
 //!
+//! Every scenario's files (the growth directory, each cluster's data and shared tile store) stay
+//! on disk until the last scenario ends, so a full run needs about 25 GB free under the
+//! temporary directory: no scenario then starts right after a mass deletion, which would slow
+//! its own file creations ([`super::growth::run_growth_keeping_files`] says why).
+//!
 //! # Parts
 //!
 //! - this file: what to run ([`BenchSettings`]) and [`run_bench`], which runs the scenarios in
@@ -37,7 +42,7 @@ pub use report::{
 };
 pub use scenarios::measure_ceiling;
 
-use super::growth::{run_growth, GrowthSettings};
+use super::growth::{run_growth_keeping_files, GrowthSettings};
 use super::requests::{RequestMix, RequestPool};
 use crate::kms_fakes::vault::FakeVault;
 use crate::{Cluster, Signer};
@@ -125,11 +130,19 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut notes = Vec::new();
 
+    // Every scenario's files stay until the run ends (dropped in reverse order on return): see
+    // `run_growth_keeping_files` for why a mass deletion must not precede a measurement.
+    let mut finished = FinishedScenarios::default();
+
     // Growth first: its peak RSS is then free of the request pool.
     let growth = match &settings.growth {
         Some(growth) if !growth.sizes.is_empty() => {
             eprintln!("growth scenario: sizes {:?}…", growth.sizes);
-            Some(run_growth(growth).await.context("growth scenario")?)
+            let (report, dir) = run_growth_keeping_files(growth)
+                .await
+                .context("growth scenario")?;
+            finished.dirs.push(dir);
+            Some(report)
         }
         _ => None,
     };
@@ -192,7 +205,7 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
         let mut remote_signer = None;
         // The shared tile directory; lives as long as the cluster on it.
         let mut shared_store = None;
-        let cluster = match run {
+        let mut cluster = match run {
             WriteRun::Plain => {
                 eprintln!("write scenario: {nodes} node(s), plain HTTP between them…");
                 Cluster::start_plain(nodes, &node_args).await?
@@ -276,7 +289,12 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
             }
         }
         writes.push(figures);
+        cluster.kill_all();
+        finished.clusters.push(cluster);
+        finished.dirs.extend(shared_store);
     }
+    eprintln!("removing the scenarios' files…");
+    drop(finished);
 
     Ok(BenchReport {
         generated_unix_s: std::time::SystemTime::now()
@@ -297,6 +315,14 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
         growth,
         notes,
     })
+}
+
+/// What finished scenarios leave on disk, kept until the run ends: clusters (their nodes stopped)
+/// and directories. Fields drop in order, clusters before the directories they may use.
+#[derive(Default)]
+struct FinishedScenarios {
+    clusters: Vec<Cluster>,
+    dirs: Vec<tempfile::TempDir>,
 }
 
 /// The last lines of every node's log, for an error message.
