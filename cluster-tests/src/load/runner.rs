@@ -1,7 +1,9 @@
 //! The load runner: sends a [`Workload`] to one or more nodes over keep-alive HTTP/1.1
 //! connections, either closed-loop (N clients, each waiting for its answer before the next
 //! request) or open-loop (a fixed arrival rate, whatever the answers do), and summarises the
-//! outcome with an HDR histogram.
+//! outcome with an HDR histogram. Closed-loop clients of plain-HTTP targets each keep one
+//! connection of their own ([`OwnConnection`]); HTTPS targets and open-loop runs go through
+//! reqwest's pool.
 //!
 //! In open-loop mode latency is measured from each request's scheduled send time, not from
 //! when it was actually sent, so a stalled server shows up in the percentiles instead of
@@ -187,37 +189,201 @@ impl Tally {
     }
 }
 
+/// How a client reaches the targets.
+enum Transport {
+    /// reqwest's pooled client: any scheme, and the target chosen per request.
+    Pooled(reqwest::Client),
+    /// The client's own connection to one plain-HTTP target ([`OwnConnection`]).
+    Own(OwnConnection),
+}
+
+/// Why a request got no answer.
+enum TransportError {
+    Timeout,
+    Connect,
+    /// The innermost cause, e.g. "connection closed before message completed".
+    Other(String),
+}
+
+impl TransportError {
+    fn key(&self) -> String {
+        match self {
+            TransportError::Timeout => "timeout".to_owned(),
+            TransportError::Connect => "connect".to_owned(),
+            TransportError::Other(cause) => cause.clone(),
+        }
+    }
+
+    fn from_reqwest(error: &reqwest::Error) -> Self {
+        if error.is_timeout() {
+            TransportError::Timeout
+        } else if error.is_connect() {
+            TransportError::Connect
+        } else {
+            TransportError::Other(root_cause(error))
+        }
+    }
+}
+
+/// One closed-loop client's own keep-alive HTTP/1.1 connection to a plain-HTTP target, made with
+/// hyper's connection API and remade after any error. The load generator shares the cores it
+/// measures, and a profile of it under the benchmark's load had a fifth of its CPU in reqwest's
+/// pool, redirect policy and per-request URL parsing, which one connection per client does not
+/// need.
+struct OwnConnection {
+    /// `host:port`.
+    authority: String,
+    sender: Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>>,
+}
+
+/// Longest wait for a TCP connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl OwnConnection {
+    /// `None` unless `target` is a plain `http://host:port` base URL.
+    fn for_target(target: &str) -> Option<Self> {
+        let authority = target.strip_prefix("http://")?;
+        (!authority.is_empty() && !authority.contains('/')).then(|| Self {
+            authority: authority.to_owned(),
+            sender: None,
+        })
+    }
+
+    async fn connect(
+        &self,
+    ) -> Result<hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>, TransportError>
+    {
+        let stream = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio::net::TcpStream::connect(&self.authority),
+        )
+        .await
+        .map_err(|_| TransportError::Connect)?
+        .map_err(|_| TransportError::Connect)?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| TransportError::Other(root_cause(&e)))?;
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+
+    /// Sends one request and reads the whole answer.
+    async fn send(
+        &mut self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Bytes>,
+    ) -> Result<(u16, Bytes), TransportError> {
+        use http_body_util::BodyExt;
+
+        let (mut sender, mut reused) = match self.sender.take() {
+            Some(sender) if !sender.is_closed() => (sender, true),
+            _ => (self.connect().await?, false),
+        };
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, self.authority.as_str());
+        if body.is_some() {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let mut request = request
+            .body(http_body_util::Full::new(body.unwrap_or_default()))
+            .map_err(|e| TransportError::Other(e.to_string()))?;
+        let response = loop {
+            let sent = match sender.ready().await {
+                Ok(()) => sender.try_send_request(request).await,
+                Err(_) if reused => {
+                    // The server closed the idle connection: nothing was sent yet.
+                    sender = self.connect().await?;
+                    reused = false;
+                    continue;
+                }
+                Err(error) => return Err(TransportError::Other(root_cause(&error))),
+            };
+            match sent {
+                Ok(response) => break response,
+                Err(mut failed) => match failed.take_message() {
+                    // Not sent on a connection that had served before (closed meanwhile):
+                    // once more on a fresh one, as reqwest's pool does.
+                    Some(unsent) if reused => {
+                        request = unsent;
+                        sender = self.connect().await?;
+                        reused = false;
+                    }
+                    _ => return Err(TransportError::Other(root_cause(failed.error()))),
+                },
+            }
+        };
+        let status = response.status().as_u16();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| TransportError::Other(root_cause(&e)))?
+            .to_bytes();
+        // Kept only after a complete exchange: an error above drops the connection.
+        self.sender = Some(sender);
+        Ok((status, bytes))
+    }
+}
+
+/// Sends `method path` with `body` to the target of request `index` and reads the whole answer.
+async fn exchange(
+    transport: &mut Transport,
+    config: &LoadConfig,
+    index: usize,
+    (method, path, body): (reqwest::Method, String, Option<Bytes>),
+) -> Result<(u16, Bytes), TransportError> {
+    match transport {
+        Transport::Own(connection) => {
+            tokio::time::timeout(config.request_timeout, connection.send(method, &path, body))
+                .await
+                .unwrap_or_else(|_| {
+                    // The connection may still carry the late answer: start afresh.
+                    connection.sender = None;
+                    Err(TransportError::Timeout)
+                })
+        }
+        Transport::Pooled(client) => {
+            let target = &config.targets[index % config.targets.len()];
+            let mut request = client.request(method, format!("{target}{path}"));
+            if let Some(body) = body {
+                request = request
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body);
+            }
+            let response = request
+                .send()
+                .await
+                .map_err(|e| TransportError::from_reqwest(&e))?;
+            let status = response.status().as_u16();
+            // Read the whole body: the latency is "until the answer is in", as a client sees it.
+            let bytes = response
+                .bytes()
+                .await
+                .map_err(|e| TransportError::from_reqwest(&e))?;
+            Ok((status, bytes))
+        }
+    }
+}
+
 /// Sends one request and records its outcome. `started` is when the request counts as issued.
 async fn one_request(
-    client: &reqwest::Client,
+    transport: &mut Transport,
     config: &LoadConfig,
     workload: &Workload,
     tally: &Tally,
     index: usize,
     started: Instant,
 ) {
-    let Some((method, path, body)) = workload.request(index) else {
+    let Some(request) = workload.request(index) else {
         return;
     };
-    let target = &config.targets[index % config.targets.len()];
-    let mut request = client.request(method, format!("{target}{path}"));
-    if let Some(body) = body {
-        request = request
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
-    }
     tally.sent.fetch_add(1, Ordering::Relaxed);
-    let outcome = match request.send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            // Read the whole body: the latency is "until the answer is in", as a client sees it.
-            match response.bytes().await {
-                Ok(bytes) => Ok((status, bytes)),
-                Err(error) => Err(error),
-            }
-        }
-        Err(error) => Err(error),
-    };
+    let outcome = exchange(transport, config, index, request).await;
     let elapsed = started.elapsed();
     tally.answered();
     match outcome {
@@ -236,23 +402,14 @@ async fn one_request(
             }
         }
         Ok((status, _)) => tally.error(format!("HTTP {status}")),
-        Err(error) => {
-            let kind = if error.is_timeout() {
-                "timeout".to_owned()
-            } else if error.is_connect() {
-                "connect".to_owned()
-            } else {
-                root_cause(&error)
-            };
-            tally.error(format!("transport: {kind}"));
-        }
+        Err(error) => tally.error(format!("transport: {}", error.key())),
     }
 }
 
 /// The innermost cause of a transport error (e.g. "connection closed before message
-/// completed"), which says more than reqwest's outer "error sending request".
-fn root_cause(error: &reqwest::Error) -> String {
-    let mut cause: &dyn std::error::Error = error;
+/// completed"), which says more than the outer "error sending request".
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = error;
     while let Some(source) = cause.source() {
         cause = source;
     }
@@ -292,10 +449,24 @@ pub async fn run_load(config: &LoadConfig, workload: &Workload) -> Result<LoadRe
 
     match config.arrival {
         Arrival::Closed { concurrency } => {
+            // Plain-HTTP targets: each client keeps its own connection to one of them, the
+            // clients spread over the targets in turn; otherwise all share reqwest's pool.
+            let own_connections = config
+                .targets
+                .iter()
+                .all(|target| OwnConnection::for_target(target).is_some());
             let mut clients = Vec::with_capacity(concurrency);
-            for _ in 0..concurrency.max(1) {
-                let (client, config, workload, tally, next) = (
-                    client.clone(),
+            for number in 0..concurrency.max(1) {
+                let mut transport = if own_connections {
+                    let target = &config.targets[number % config.targets.len()];
+                    match OwnConnection::for_target(target) {
+                        Some(connection) => Transport::Own(connection),
+                        None => Transport::Pooled(client.clone()),
+                    }
+                } else {
+                    Transport::Pooled(client.clone())
+                };
+                let (config, workload, tally, next) = (
                     config.clone(),
                     workload.clone(),
                     tally.clone(),
@@ -308,8 +479,15 @@ pub async fn run_load(config: &LoadConfig, workload: &Workload) -> Result<LoadRe
                             tally.exhausted.store(true, Ordering::Relaxed);
                             break;
                         }
-                        one_request(&client, &config, &workload, &tally, index, Instant::now())
-                            .await;
+                        one_request(
+                            &mut transport,
+                            &config,
+                            &workload,
+                            &tally,
+                            index,
+                            Instant::now(),
+                        )
+                        .await;
                     }
                 }));
             }
@@ -340,14 +518,14 @@ pub async fn run_load(config: &LoadConfig, workload: &Workload) -> Result<LoadRe
                     tally.error("client: in-flight cap".into());
                     continue;
                 };
-                let (client, config, workload, tally) = (
-                    client.clone(),
+                let (mut transport, config, workload, tally) = (
+                    Transport::Pooled(client.clone()),
                     config.clone(),
                     workload.clone(),
                     tally.clone(),
                 );
                 tasks.spawn(async move {
-                    one_request(&client, &config, &workload, &tally, index, scheduled).await;
+                    one_request(&mut transport, &config, &workload, &tally, index, scheduled).await;
                     drop(permit);
                 });
                 // Reap finished tasks so the set does not grow with the run.
@@ -407,4 +585,82 @@ pub async fn run_load(config: &LoadConfig, workload: &Workload) -> Result<LoadRe
         exhausted: tally.exhausted.load(Ordering::Relaxed),
         proofs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that answers `answers_per_connection` requests on each connection and then
+    /// closes it, saying so in the last answer (as a server at its keep-alive limit does);
+    /// counts connections.
+    async fn closing_server(answers_per_connection: usize) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counted.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    let mut buffer = vec![0u8; 4096];
+                    for answer in 1..=answers_per_connection {
+                        let mut head = Vec::new();
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                            match stream.read(&mut buffer).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => head.extend_from_slice(&buffer[..n]),
+                            }
+                        }
+                        let close = if answer == answers_per_connection {
+                            "connection: close\r\n"
+                        } else {
+                            ""
+                        };
+                        let response =
+                            format!("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n{close}\r\nok");
+                        if stream.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (format!("http://{address}"), connections)
+    }
+
+    #[tokio::test]
+    async fn own_connections_are_remade_when_the_server_closes_them() {
+        let (target, connections) = closing_server(3).await;
+        let config = LoadConfig {
+            targets: vec![target],
+            arrival: Arrival::Closed { concurrency: 2 },
+            duration: Duration::from_millis(600),
+            proof_sample_every: 0,
+            request_timeout: Duration::from_secs(5),
+        };
+        let workload = Workload::Get {
+            paths: Arc::new(vec!["/a".into()]),
+        };
+        let report = run_load(&config, &workload).await.unwrap();
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert!(report.succeeded >= 12, "{}", report.succeeded);
+        // Every connection served at most three requests, so more were made than clients.
+        let made = connections.load(Ordering::Relaxed) as u64;
+        assert!(
+            made * 3 >= report.succeeded,
+            "{made} for {}",
+            report.succeeded
+        );
+        assert!(made > 2, "{made}");
+    }
+
+    #[test]
+    fn only_plain_http_base_urls_get_own_connections() {
+        assert!(OwnConnection::for_target("http://127.0.0.1:80").is_some());
+        assert!(OwnConnection::for_target("https://127.0.0.1:443").is_none());
+        assert!(OwnConnection::for_target("http://127.0.0.1:80/prefix").is_none());
+        assert!(OwnConnection::for_target("http://").is_none());
+    }
 }
