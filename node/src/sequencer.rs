@@ -426,6 +426,78 @@ mod tests {
         raft.shutdown().await.unwrap();
     }
 
+    /// Waits (bounded) until `count` batches are outstanding; returns how long that took.
+    async fn until_outstanding(counter: &AtomicUsize, count: usize) -> Duration {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(20);
+        while counter.load(Ordering::Acquire) < count {
+            assert!(
+                Instant::now() < deadline,
+                "{count} batches outstanding within 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        started.elapsed()
+    }
+
+    /// While a batch is still in Raft, a pause in arrivals does not close the next one: it
+    /// fills until `max_age`. Here every Raft slot is held, so a flushed batch stays
+    /// outstanding: the first entry goes on the pause, the second only at the batch age.
+    #[actix_rt::test]
+    async fn a_pause_does_not_close_a_batch_while_another_is_in_raft() {
+        const MAX_AGE: Duration = Duration::from_millis(400);
+        let dir = tempfile::tempdir().unwrap();
+        let (raft, reader) = single_node_raft(dir.path()).await;
+        let metrics = NodeMetrics::register(&prometheus::Registry::new()).unwrap();
+        let limits = BatchLimits {
+            max_entries: 512,
+            max_bytes: DEFAULT_MAX_BATCH_BYTES,
+            max_age: MAX_AGE,
+        };
+        let sequencer = Sequencer::new(raft.clone(), limits, metrics);
+        let (slots, outstanding) = (
+            sequencer.in_flight.clone(),
+            sequencer.batches_outstanding.clone(),
+        );
+        let held = slots
+            .clone()
+            .acquire_many_owned(MAX_BATCHES_IN_FLIGHT as u32)
+            .await
+            .unwrap();
+        let sequencer = sequencer.start();
+
+        let first = sequencer.send(Sequence(SequencedEntry::new(b"first".to_vec())));
+        let first = tokio::spawn(first);
+        let waited = until_outstanding(&outstanding, 1).await;
+        assert!(
+            waited < MAX_AGE / 2,
+            "the lone first entry went after {waited:?}"
+        );
+
+        let second = sequencer.send(Sequence(SequencedEntry::new(b"second".to_vec())));
+        let second = tokio::spawn(second);
+        let waited = until_outstanding(&outstanding, 2).await;
+        assert!(
+            waited >= MAX_AGE - Duration::from_millis(50),
+            "the second batch closed after {waited:?}, before its age, with one in Raft"
+        );
+
+        drop(held);
+        for (index, sent) in [first, second].into_iter().enumerate() {
+            let outcome = tokio::time::timeout(Duration::from_secs(20), sent)
+                .await
+                .expect("answered once Raft takes batches")
+                .unwrap()
+                .expect("the sequencer answers");
+            assert!(
+                matches!(outcome, Ok(AppendOutcome::Logged { index: i }) if i == index as u64),
+                "{outcome:?}"
+            );
+        }
+        assert_eq!(reader.batch_boundaries(0, 2).unwrap(), vec![1, 2]);
+        raft.shutdown().await.unwrap();
+    }
+
     /// An entry the state machine refuses fails alone, for good; its batch logs.
     #[actix_rt::test]
     async fn a_refused_entry_fails_alone_and_its_batch_logs() {
