@@ -72,27 +72,38 @@ impl CanonicalJson {
 }
 
 /// RFC 8785 §3.2.2.2: escape `"` and `\`, the short forms for \b \t \n \f \r, `\u00xx` for other
-/// control characters, everything else verbatim.
+/// control characters, everything else verbatim. Works on bytes: every byte that needs escaping
+/// is ASCII, and the bytes of a multi-byte UTF-8 character are all >= 0x80, so runs of bytes
+/// that need none are copied whole (a body's strings are mostly base64, with nothing to escape).
 fn write_string(text: &str, out: &mut Vec<u8>) {
+    out.reserve(text.len() + 2);
     out.push(b'"');
-    for c in text.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\u{08}' => out.extend_from_slice(b"\\b"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\u{0c}' => out.extend_from_slice(b"\\f"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            c if (c as u32) < 0x20 => {
-                out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes())
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
+    let bytes = text.as_bytes();
+    let mut verbatim_from = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        let short: &[u8] = match byte {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            0x08 => b"\\b",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            0x0c => b"\\f",
+            b'\r' => b"\\r",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[verbatim_from..at]);
+        verbatim_from = at + 1;
+        if short.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(byte >> 4)]);
+            out.push(HEX[usize::from(byte & 0x0f)]);
+        } else {
+            out.extend_from_slice(short);
         }
     }
+    out.extend_from_slice(&bytes[verbatim_from..]);
     out.push(b'"');
 }
 
@@ -425,6 +436,18 @@ mod tests {
             value.to_bytes(),
             "{\"a\":\"q\\\"\\\\\\n\\u0001é\",\"aa\":[],\"b\":\"x\"}".as_bytes()
         );
+    }
+
+    proptest::proptest! {
+        /// RFC 8785 escapes strings as ECMAScript's JSON.stringify does, which for Rust strings
+        /// (no lone surrogates) is serde_json's escaping: the byte-run copy must agree with it
+        /// on every string, control characters and multi-byte characters included.
+        #[test]
+        fn strings_escape_as_json_stringify(text in "(?s).{0,64}|[\\x00-\\x7f]{0,64}") {
+            let mut ours = Vec::new();
+            write_string(&text, &mut ours);
+            proptest::prop_assert_eq!(ours, serde_json::to_vec(&text).unwrap());
+        }
     }
 }
 
