@@ -216,6 +216,14 @@ impl BenchReport {
         push(&mut md, String::new());
         push(&mut md, format!("```sh\n{command}\n```"));
         push(&mut md, String::new());
+        push(
+            &mut md,
+            "Every scenario's files stay on disk until the run ends (a full run needs about 25 GB \
+             free under the temporary directory), so no scenario starts right after a mass \
+             deletion (see the analysis, part six)."
+                .into(),
+        );
+        push(&mut md, String::new());
         push(&mut md, "## Machine and settings".into());
         push(&mut md, String::new());
         push(&mut md, format!("- commit: `{}`", self.commit));
