@@ -330,15 +330,20 @@ mod tests {
         (raft, reader)
     }
 
-    fn start(raft: &Raft, max_entries: usize, max_bytes: usize) -> Addr<Sequencer> {
+    /// A sequencer on `raft` with its own metrics registry, not started.
+    fn sequencer(raft: &Raft, limits: BatchLimits) -> Sequencer {
         let metrics = NodeMetrics::register(&prometheus::Registry::new()).unwrap();
+        Sequencer::new(raft.clone(), limits, metrics)
+    }
+
+    fn start(raft: &Raft, max_entries: usize, max_bytes: usize) -> Addr<Sequencer> {
         let limits = BatchLimits {
             max_entries,
             max_bytes,
             // Never by age here: every flush below is by count or bytes.
             max_age: Duration::from_secs(3600),
         };
-        Sequencer::new(raft.clone(), limits, metrics).start()
+        sequencer(raft, limits).start()
     }
 
     /// Sends every body at once and waits (bounded) for all outcomes, in order.
@@ -448,13 +453,12 @@ mod tests {
         const MAX_AGE: Duration = Duration::from_millis(400);
         let dir = tempfile::tempdir().unwrap();
         let (raft, reader) = single_node_raft(dir.path()).await;
-        let metrics = NodeMetrics::register(&prometheus::Registry::new()).unwrap();
         let limits = BatchLimits {
             max_entries: 512,
             max_bytes: DEFAULT_MAX_BATCH_BYTES,
             max_age: MAX_AGE,
         };
-        let sequencer = Sequencer::new(raft.clone(), limits, metrics);
+        let sequencer = sequencer(&raft, limits);
         let (slots, outstanding) = (
             sequencer.in_flight.clone(),
             sequencer.batches_outstanding.clone(),

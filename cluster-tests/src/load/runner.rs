@@ -233,11 +233,17 @@ impl TransportError {
 struct OwnConnection {
     /// `host:port`.
     authority: String,
-    sender: Option<hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>>,
+    sender: Option<Sender>,
 }
+
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>;
 
 /// Longest wait for a TCP connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most bytes of one answer that are read (the largest the log serves is an entry bundle of
+/// 256 entries of at most 64 KiB each); beyond, the request counts as an error.
+const MAX_ANSWER_BYTES: usize = 17 * 1024 * 1024;
 
 impl OwnConnection {
     /// `None` unless `target` is a plain `http://host:port` base URL.
@@ -249,10 +255,7 @@ impl OwnConnection {
         })
     }
 
-    async fn connect(
-        &self,
-    ) -> Result<hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>, TransportError>
-    {
+    async fn connect(&self) -> Result<Sender, TransportError> {
         let stream = tokio::time::timeout(
             CONNECT_TIMEOUT,
             tokio::net::TcpStream::connect(&self.authority),
@@ -318,11 +321,10 @@ impl OwnConnection {
             }
         };
         let status = response.status().as_u16();
-        let bytes = response
-            .into_body()
+        let bytes = http_body_util::Limited::new(response.into_body(), MAX_ANSWER_BYTES)
             .collect()
             .await
-            .map_err(|e| TransportError::Other(root_cause(&e)))?
+            .map_err(|e| TransportError::Other(root_cause(&*e)))?
             .to_bytes();
         // Kept only after a complete exchange: an error above drops the connection.
         self.sender = Some(sender);
@@ -361,11 +363,13 @@ async fn exchange(
                 .map_err(|e| TransportError::from_reqwest(&e))?;
             let status = response.status().as_u16();
             // Read the whole body: the latency is "until the answer is in", as a client sees it.
-            let bytes = response
-                .bytes()
+            let bytes = rekor_raft::read_answer(response, MAX_ANSWER_BYTES)
                 .await
-                .map_err(|e| TransportError::from_reqwest(&e))?;
-            Ok((status, bytes))
+                .map_err(|e| match e {
+                    rekor_raft::AnswerError::Http(e) => TransportError::from_reqwest(&e),
+                    too_large => TransportError::Other(too_large.to_string()),
+                })?;
+            Ok((status, Bytes::from(bytes)))
         }
     }
 }
@@ -654,6 +658,23 @@ mod tests {
             report.succeeded
         );
         assert!(made > 2, "{made}");
+    }
+
+    /// The own connection itself (not reqwest's pool) remakes its connection each time the
+    /// server closes it: ten requests on a server closing after three take four connections.
+    #[tokio::test]
+    async fn an_own_connection_reconnects_after_the_server_closes_it() {
+        let (target, connections) = closing_server(3).await;
+        let mut connection = OwnConnection::for_target(&target).unwrap();
+        for _ in 0..10 {
+            let answer = connection.send(reqwest::Method::GET, "/a", None).await;
+            assert!(
+                matches!(&answer, Ok((200, body)) if body.as_ref() == b"ok"),
+                "{:?}",
+                answer.as_ref().map_err(TransportError::key)
+            );
+        }
+        assert_eq!(connections.load(Ordering::Relaxed), 4);
     }
 
     #[test]
