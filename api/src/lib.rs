@@ -17,6 +17,7 @@
 //! - [`backend`]: the [`LogBackend`] seam and tile paths.
 //! - [`cpu_pool`]: the bounded thread pool that decodes and verifies requests.
 //! - [`limits`]: body deadlines and the byte budget of a listener.
+//! - [`deadlines`]: deadlines between requests on a connection (idle, request head).
 //! - [`health`]: `/livez` (liveness) and `/healthz` (readiness).
 //! - [`access_log`]: request logging without bodies.
 //! - [`submission`]: one entry submission, shared by the HTTP route and gRPC `CreateEntry`.
@@ -29,6 +30,7 @@ pub mod access_log;
 pub mod backend;
 pub mod canonical;
 pub mod cpu_pool;
+pub mod deadlines;
 pub mod entry;
 pub mod health;
 pub mod http;

@@ -3,9 +3,11 @@
 //! A listener that reads bodies at the client's pace and holds what it read is open to the
 //! cheapest attacks there are: a client that sends a body one byte a minute holds a worker slot
 //! and a buffer forever, and a few hundred clients that each start a 4 MiB body hold a gigabyte.
-//! Connection-level bounds (header deadline, keep-alive, connection cap) are actix-web server
-//! settings, applied where the servers are built; this module adds the two bounds actix-web does
-//! not have, as a middleware in front of every route of a listener:
+//! Connection-level bounds are applied where the servers are built: the connection cap is an
+//! actix server setting, and the deadlines between requests (keep-alive, header deadline) are
+//! [`crate::deadlines`], which this middleware tells when each request's handler runs. This
+//! module adds the two bounds on bodies that actix-web does not have, as a middleware in front
+//! of every route of a listener:
 //!
 //! - a **body deadline**: the whole body must arrive within [`BodyGuard`]'s timeout of the
 //!   request's headers, or the request is answered 408 and the connection closed;
@@ -39,18 +41,19 @@ use actix_web::{HttpMessage, HttpResponse};
 use futures::Stream;
 use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 
+use crate::deadlines::ConnectionClock;
 use crate::response::{status_body, GrpcCode};
 
 /// Connection and body bounds of one listener. The connection fields are applied to the
 /// `HttpServer`; the body fields by [`BodyGuard`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerLimits {
-    /// Longest a client may take to send a request's headers (actix-web's
-    /// `client_request_timeout`; on a new connection, the time to its first request).
+    /// Longest a client may take to send a request's headers, from their first byte
+    /// ([`crate::deadlines`]).
     pub header_timeout: Duration,
     /// Longest a client may take to send a whole body, counted from its headers.
     pub body_timeout: Duration,
-    /// How long an idle keep-alive connection stays open between requests.
+    /// How long an idle connection stays open before its first request and between requests.
     pub keep_alive: Duration,
     /// Most connections the listener holds open at once (beyond it, accepting pauses).
     pub max_connections: usize,
@@ -231,6 +234,11 @@ pub async fn guard_body<B: MessageBody>(
         let response = guard.refused(Refusal::Budget);
         return Ok(request.into_response(response).map_into_right_body());
     }
+    // The connection is busy until this request's answer is ready: no deadline between
+    // requests runs meanwhile.
+    let _in_progress = request
+        .conn_data::<ConnectionClock>()
+        .map(ConnectionClock::request_started);
     let refusal = Rc::new(Cell::new(None));
     let held = Rc::new(HeldBytes {
         guard: guard.clone(),

@@ -209,17 +209,81 @@ async fn bodies_beyond_the_budget_get_a_fast_503_and_the_budget_is_given_back() 
     check_logged_entry(&result.json().unwrap()).unwrap();
 }
 
+/// A request head of `path`, complete, on an open connection.
+async fn send_get(stream: &mut tokio::net::TcpStream, path: &str) {
+    use tokio::io::AsyncWriteExt;
+    let head = format!("GET {path} HTTP/1.1\r\nHost: node\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_that_sends_no_request_is_closed_at_the_header_deadline() {
-    let cluster = Cluster::start_plain(1, &["--header-timeout-ms", "500"])
+async fn connections_are_timed_from_each_request_s_first_byte() {
+    use tokio::io::AsyncWriteExt;
+    let cluster = Cluster::start_plain(1, &["--header-timeout-ms", "300", "--keep-alive-s", "2"])
         .await
         .unwrap();
     for addr in [public_addr(&cluster), internal_addr(&cluster)] {
-        let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        // actix answers 408 or just closes; either way the connection is not held.
+        // A client pool's spare: opened, then unused past the header deadline. Its first
+        // request is served, not answered 408 (the deadline runs from the request's first byte).
+        let mut spare = tokio::net::TcpStream::connect(&addr).await.unwrap();
         assert!(
-            closed_within(&mut idle, Duration::from_secs(4)).await,
-            "{addr}: an idle connection was kept past the header deadline"
+            !closed_within(&mut spare, Duration::from_secs(1)).await,
+            "{addr}: an unused connection was closed at the header deadline"
+        );
+        send_get(&mut spare, "/livez").await;
+        let answer = read_answer(&mut spare, Duration::from_secs(5)).await.unwrap();
+        assert!(
+            matches!(&answer, Answer::Response { status, .. } if *status != 408),
+            "{addr}: the spare connection's request: {answer:?}"
+        );
+
+        // A connection that never sends a byte is closed quietly at the keep-alive time: no
+        // request was made, so there is nothing to answer.
+        let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let answer = read_answer(&mut idle, Duration::from_secs(6)).await.unwrap();
+        assert!(
+            matches!(answer, Answer::Closed),
+            "{addr}: an idle connection: {answer:?}"
+        );
+
+        // The head of a later request on a connection gets the header deadline too.
+        let mut trickling = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        send_get(&mut trickling, "/livez").await;
+        let answer = read_answer(&mut trickling, Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&answer, Answer::Response { status, .. } if *status != 408),
+            "{addr}: the first request: {answer:?}"
+        );
+        trickling.write_all(b"GET /livez HTTP/1.1\r\nHo").await.unwrap();
+        let answer = read_answer(&mut trickling, Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert!(
+            matches!(&answer, Answer::Response { status: 408, .. }),
+            "{addr}: a stalled second head: {answer:?}"
+        );
+        assert!(closed_within(&mut trickling, Duration::from_secs(2)).await);
+    }
+    let base = format!("http://{}", public_addr(&cluster));
+    for (listener, deadline) in [
+        ("public", "idle"),
+        ("public", "head"),
+        ("internal", "idle"),
+        ("internal", "head"),
+    ] {
+        let labels = [
+            format!("listener=\"{listener}\""),
+            format!("deadline=\"{deadline}\""),
+        ];
+        let labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+        let count = metric(&base, "rekor_http_connections_timed_out_total", &labels)
+            .await
+            .unwrap();
+        assert!(
+            count.is_some_and(|count| count >= 1.0),
+            "{listener} {deadline}: {count:?}"
         );
     }
 }

@@ -20,6 +20,7 @@ mod catch_up;
 mod config;
 mod forwarder;
 mod handover;
+mod http_listener;
 mod integrator;
 mod internal;
 mod keys;

@@ -2,7 +2,7 @@
 //!
 //! Runtime shape (rust-stack.md §4.3): one actix `System` on a multi-thread tokio runtime, so that
 //! openraft's core, replication and state-machine tasks land on the work-stealing pool; the
-//! integrator on its own arbiter thread; one shared backend built outside the `HttpServer`
+//! integrator on its own arbiter thread; one shared backend built outside the listeners'
 //! factories; reqwest for node-to-node calls.
 
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use actix::{Actor, Arbiter};
 use actix_web::middleware::from_fn;
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 use anyhow::{Context, Result};
 use rekor_api::limits::{guard_body, BodyGuard};
 use rekor_raft::types::{NodeAddress, Raft};
@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::backend::NodeBackend;
 use crate::config::ServeConfig;
+use crate::http_listener::{self, ListenerSettings};
 use crate::integrator::Integrator;
 use crate::internal::InternalState;
 use crate::metrics::NodeMetrics;
@@ -363,8 +364,25 @@ async fn serve(config: ServeConfig) -> Result<()> {
         None => None,
     };
     tls.start_reloading(config.tls_reload_interval)?;
+    let deadline_metrics = rekor_api::deadlines::DeadlineMetrics::register(&registry)?;
+    let public_settings = ListenerSettings {
+        name: "public",
+        limits: config.public_limits,
+        workers: http_workers,
+        max_connections_per_worker: config
+            .public_limits
+            .max_connections_per_worker(http_workers),
+        shutdown_timeout_s: 10,
+        tls: public_tls,
+        on_connect: Some(Arc::new(crate::tls::on_connect(
+            "public",
+            tls_metrics.clone(),
+            false,
+        ))),
+        metrics: Some(deadline_metrics.clone()),
+    };
     // The status page first: the API's catch-all scope answers every path it sees.
-    let public = HttpServer::new(move || {
+    let public = http_listener::serve(public_listener, public_settings, move || {
         let bodies = public_bodies.clone();
         App::new()
             .wrap(from_fn(move |request, next| {
@@ -373,23 +391,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
             .configure(|cfg| status_page.configure(cfg))
             .configure(|cfg| api_state.configure(cfg))
     })
-    .workers(http_workers)
-    .client_request_timeout(config.public_limits.header_timeout)
-    .keep_alive(config.public_limits.keep_alive)
-    .max_connections(
-        config
-            .public_limits
-            .max_connections_per_worker(http_workers),
-    )
-    .on_connect(crate::tls::on_connect("public", tls_metrics.clone(), false));
-    let public = match public_tls {
-        Some(tls) => public.listen_rustls_0_23(public_listener, tls),
-        None => public.listen(public_listener),
-    }
-    .with_context(|| format!("serving the public listener {}", config.listen))?
-    .shutdown_timeout(10)
-    .disable_signals()
-    .run();
+    .with_context(|| format!("serving the public listener {}", config.listen))?;
 
     let internal_state = web::Data::new(InternalState {
         node_id: config.node_id,
@@ -410,7 +412,23 @@ async fn serve(config: ServeConfig) -> Result<()> {
     let raft_for_rpc = raft.clone();
     let internal_bodies =
         BodyGuard::new("internal", &config.internal_limits).with_metrics(body_metrics);
-    let internal = HttpServer::new(move || {
+    let internal_settings = ListenerSettings {
+        name: "internal",
+        limits: config.internal_limits,
+        workers: http_workers,
+        max_connections_per_worker: config
+            .internal_limits
+            .max_connections_per_worker(http_workers),
+        shutdown_timeout_s: 5,
+        tls: internal_tls,
+        on_connect: Some(Arc::new(crate::tls::on_connect(
+            "internal",
+            tls_metrics,
+            true,
+        ))),
+        metrics: Some(deadline_metrics.clone()),
+    };
+    let internal = http_listener::serve(internal_listener, internal_settings, move || {
         let bodies = internal_bodies.clone();
         // Every scope authenticates its caller before any body byte is read.
         App::new()
@@ -424,47 +442,36 @@ async fn serve(config: ServeConfig) -> Result<()> {
             ))
             .configure(crate::internal::configure(internal_auth.clone()))
     })
-    .workers(http_workers)
-    .client_request_timeout(config.internal_limits.header_timeout)
-    .keep_alive(config.internal_limits.keep_alive)
-    .max_connections(
-        config
-            .internal_limits
-            .max_connections_per_worker(http_workers),
-    )
-    .on_connect(crate::tls::on_connect("internal", tls_metrics, true));
-    let internal = match internal_tls {
-        Some(tls) => internal.listen_rustls_0_23(internal_listener, tls),
-        None => internal.listen(internal_listener),
-    }
-    .with_context(|| format!("serving the internal listener {}", config.listen_internal))?
-    .shutdown_timeout(5)
-    .disable_signals()
-    .run();
+    .with_context(|| format!("serving the internal listener {}", config.listen_internal))?;
 
     let internal_handle = internal.handle();
     let mut handles = vec![public.handle()];
     if let Some(listener) = metrics_listener {
         // One worker, GET /metrics only; it stops on SIGINT/SIGTERM like the others.
         let registry = registry.clone();
-        let metrics_server = HttpServer::new(move || {
+        let metrics_settings = ListenerSettings {
+            name: "metrics",
+            limits: config.public_limits,
+            workers: 1,
+            max_connections_per_worker: 64,
+            shutdown_timeout_s: 1,
+            tls: None,
+            on_connect: None,
+            metrics: Some(deadline_metrics),
+        };
+        let metrics_server = http_listener::serve(listener, metrics_settings, move || {
             let registry = registry.clone();
-            App::new().route(
-                "/metrics",
-                web::get().to(move || {
-                    let registry = registry.clone();
-                    async move { rekor_api::metrics_response(&registry) }
-                }),
-            )
+            App::new()
+                .wrap(from_fn(rekor_api::deadlines::busy_while_handled))
+                .route(
+                    "/metrics",
+                    web::get().to(move || {
+                        let registry = registry.clone();
+                        async move { rekor_api::metrics_response(&registry) }
+                    }),
+                )
         })
-        .workers(1)
-        .client_request_timeout(config.public_limits.header_timeout)
-        .max_connections(64)
-        .listen(listener)
-        .context("serving the metrics listener")?
-        .shutdown_timeout(1)
-        .disable_signals()
-        .run();
+        .context("serving the metrics listener")?;
         handles.push(metrics_server.handle());
         actix_rt::spawn(metrics_server);
     }

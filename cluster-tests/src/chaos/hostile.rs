@@ -301,7 +301,9 @@ pub async fn run_hostile(options: &HostileOptions) -> Result<HostileReport> {
                 report.honest_logged += 1;
                 latencies.push(latency);
             }
-            other => report.honest_failures.push(format!("{other:?}")),
+            other => report
+                .honest_failures
+                .push(format!("{other:?} after {latency:?}")),
         }
         observations.extend(observed);
     }
