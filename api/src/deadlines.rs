@@ -96,8 +96,12 @@ impl Expiry {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    Idle { since: Instant },
-    Head { since: Instant },
+    Idle {
+        since: Instant,
+    },
+    Head {
+        since: Instant,
+    },
     /// HTTP/2 after its preface: not timed.
     Untimed,
 }
@@ -428,7 +432,11 @@ mod tests {
         let (mut stream, client) = connection(Protocol::Http1);
         let started = Instant::now();
         assert_eq!(read_some(&mut stream).await, None, "closed at last");
-        assert_eq!(started.elapsed(), DEADLINES.idle, "at the idle deadline, not the header's");
+        assert_eq!(
+            started.elapsed(),
+            DEADLINES.idle,
+            "at the idle deadline, not the header's"
+        );
         drop(stream);
         assert!(received(client).await.is_empty(), "nothing is answered");
     }

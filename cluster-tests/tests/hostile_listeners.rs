@@ -231,7 +231,9 @@ async fn connections_are_timed_from_each_request_s_first_byte() {
             "{addr}: an unused connection was closed at the header deadline"
         );
         send_get(&mut spare, "/livez").await;
-        let answer = read_answer(&mut spare, Duration::from_secs(5)).await.unwrap();
+        let answer = read_answer(&mut spare, Duration::from_secs(5))
+            .await
+            .unwrap();
         assert!(
             matches!(&answer, Answer::Response { status, .. } if *status != 408),
             "{addr}: the spare connection's request: {answer:?}"
@@ -240,7 +242,9 @@ async fn connections_are_timed_from_each_request_s_first_byte() {
         // A connection that never sends a byte is closed quietly at the keep-alive time: no
         // request was made, so there is nothing to answer.
         let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        let answer = read_answer(&mut idle, Duration::from_secs(6)).await.unwrap();
+        let answer = read_answer(&mut idle, Duration::from_secs(6))
+            .await
+            .unwrap();
         assert!(
             matches!(answer, Answer::Closed),
             "{addr}: an idle connection: {answer:?}"
@@ -256,7 +260,10 @@ async fn connections_are_timed_from_each_request_s_first_byte() {
             matches!(&answer, Answer::Response { status, .. } if *status != 408),
             "{addr}: the first request: {answer:?}"
         );
-        trickling.write_all(b"GET /livez HTTP/1.1\r\nHo").await.unwrap();
+        trickling
+            .write_all(b"GET /livez HTTP/1.1\r\nHo")
+            .await
+            .unwrap();
         let answer = read_answer(&mut trickling, Duration::from_secs(1))
             .await
             .unwrap();

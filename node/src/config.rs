@@ -331,13 +331,14 @@ pub struct ServeArgs {
     #[arg(long, env = "REKOR_WITNESS_TIMEOUT_MS")]
     pub witness_timeout_ms: Option<u64>,
 
-    /// Longest a client may take to send a request's headers, in milliseconds (every listener).
-    /// Default: {default}.
+    /// Longest a client may take to send a request's headers, from their first byte, in
+    /// milliseconds (every listener; else 408). Default: {default}.
     #[arg(long, env = "REKOR_HEADER_TIMEOUT_MS")]
     pub header_timeout_ms: Option<u64>,
 
-    /// How long an idle keep-alive connection stays open, in seconds (every listener).
-    /// Default: {default} (above the 60 s idle timeout of common client pools and load balancers).
+    /// How long a connection stays open with no request in progress (before its first request
+    /// and between requests), in seconds (every listener). Default: {default} (above the 60 s
+    /// idle timeout of common client pools and load balancers).
     #[arg(long, env = "REKOR_KEEP_ALIVE_S")]
     pub keep_alive_s: Option<u64>,
 

@@ -101,11 +101,11 @@ where
             builder.listen(name, listener, move || {
                 let settings = settings.clone();
                 let app = app()
-                .into_factory()
-                .map_err(|error| error.into().error_response());
-            // No route reads the connection's host or scheme from the App's configuration.
-            let app = map_config(app, |_| AppConfig::default());
-            let http = http_service(&settings, shutdown.clone()).finish(app);
+                    .into_factory()
+                    .map_err(|error| error.into().error_response());
+                // No route reads the connection's host or scheme from the App's configuration.
+                let app = map_config(app, |_| AppConfig::default());
+                let http = http_service(&settings, shutdown.clone()).finish(app);
                 Acceptor::new(tls.clone())
                     .map_err(|_| ())
                     .and_then(fn_service(move |io: TlsStream<TcpStream>| {
