@@ -1,7 +1,7 @@
 //! The actix-web routes of the public listener (rekor-v2-api.md §2.1, §10; tlog-tiles.md §2, §12).
 //!
-//! Build one [`ApiState`] outside `HttpServer::new` and mount it in every worker's `App` with
-//! `App::new().configure(|cfg| state.configure(cfg))`.
+//! Build one [`ApiState`] outside the server's per-worker factory and mount it in every
+//! worker's `App` with `App::new().configure(|cfg| state.configure(cfg))`.
 
 use std::sync::Arc;
 use std::time::Instant;

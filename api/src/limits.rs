@@ -44,8 +44,8 @@ use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
 use crate::deadlines::ConnectionClock;
 use crate::response::{status_body, GrpcCode};
 
-/// Connection and body bounds of one listener. The connection fields are applied to the
-/// `HttpServer`; the body fields by [`BodyGuard`].
+/// Connection and body bounds of one listener. The connection cap is applied by the server, the
+/// deadlines between requests by [`crate::deadlines`], the body fields by [`BodyGuard`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenerLimits {
     /// Longest a client may take to send a request's headers, from their first byte

@@ -39,10 +39,10 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// The accepted connection type of actix-web's rustls listeners, as `on_connect` sees it.
+/// The accepted connection type of the rustls listeners, as `on_connect` sees it.
 type AcceptedTls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
 
-/// The `HttpServer::on_connect` hook of a TLS listener: counts the handshake and, when
+/// The `on_connect` hook of a TLS listener (`crate::http_listener`): counts the handshake and, when
 /// `identify`, records the caller its verified client certificate names (a
 /// [`rekor_raft::Caller`] in the connection data, read by `rekor_raft::auth`). It runs once per
 /// connection, so a request pays no certificate parsing.
