@@ -20,6 +20,9 @@
 //! Bytes are counted as they arrive, never reserved from `Content-Length` up front: a client that
 //! stalls mid-body holds only what it sent, so stalled connections cannot starve honest ones of
 //! budget (the deadline then frees their connections).
+//!
+//! As with the deadlines between requests, data wins a race with the deadline: body bytes that
+//! arrived in time are taken however late a busy worker polls for them.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -359,9 +362,9 @@ impl Stream for GuardedPayload {
         if self.done {
             return Poll::Ready(None);
         }
-        if self.deadline.as_mut().poll(cx).is_ready() {
-            return self.refuse(Refusal::Deadline);
-        }
+        // Data first: bytes that arrived before the deadline are taken however late this
+        // request's worker polls. A client cannot outrun the deadline this way: its body is
+        // capped, so bytes that are always ready end soon.
         match Pin::new(&mut self.inner).poll_next(cx) {
             Poll::Ready(Some(Ok(chunk))) => {
                 if self.held.take(chunk.len()) {
@@ -374,6 +377,9 @@ impl Stream for GuardedPayload {
                 self.done = true;
                 Poll::Ready(None)
             }
+            Poll::Pending if self.deadline.as_mut().poll(cx).is_ready() => {
+                self.refuse(Refusal::Deadline)
+            }
             other => other,
         }
     }
@@ -382,6 +388,42 @@ impl Stream for GuardedPayload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A payload with `chunks` ready, then nothing more for ever, under a 10 s deadline.
+    fn payload_then_stall(chunks: Vec<&'static [u8]>) -> GuardedPayload {
+        let ready = futures::stream::iter(
+            chunks
+                .into_iter()
+                .map(|chunk| Ok::<_, PayloadError>(Bytes::from_static(chunk))),
+        );
+        let inner = futures::StreamExt::chain(ready, futures::stream::pending());
+        let guard = BodyGuard::new("test", &ListenerLimits::PUBLIC);
+        GuardedPayload {
+            inner: Payload::Stream {
+                payload: Box::pin(inner),
+            },
+            deadline: Box::pin(tokio::time::sleep(guard.timeout)),
+            held: Rc::new(HeldBytes {
+                guard,
+                bytes: Cell::new(0),
+            }),
+            refusal: Rc::new(Cell::new(None)),
+            done: false,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn body_bytes_that_arrived_before_the_deadline_are_taken_after_it() {
+        use futures::StreamExt;
+        let mut payload = payload_then_stall(vec![b"{\"a\":", b"1}"]);
+        // The request's worker gets to the body only after the deadline passed.
+        tokio::time::advance(ListenerLimits::PUBLIC.body_timeout * 2).await;
+        assert_eq!(payload.next().await.unwrap().unwrap(), &b"{\"a\":"[..]);
+        assert_eq!(payload.next().await.unwrap().unwrap(), &b"1}"[..]);
+        // Nothing more arrives: now the deadline refuses it.
+        assert!(payload.next().await.unwrap().is_err());
+        assert_eq!(payload.refusal.get(), Some(Refusal::Deadline));
+    }
 
     #[test]
     fn budget_takes_only_what_fits_and_gives_back() {
