@@ -185,14 +185,32 @@ async fn one_connection_carries_pipelined_requests_until_close() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_request_heads_are_refused_and_their_connections_closed() {
-    let (cluster, addr) = node_with_read_listener(&["--header-timeout-ms", "500"]).await;
+    let (cluster, addr) =
+        node_with_read_listener(&["--header-timeout-ms", "500", "--keep-alive-s", "2"]).await;
     let deadline = Duration::from_secs(4);
 
-    // No request at all: closed at the header deadline.
-    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // A spare connection, unused past the header deadline: its request is still served (the
+    // deadline runs from the head's first byte).
+    let mut spare = tokio::net::TcpStream::connect(&addr).await.unwrap();
     assert!(
-        closed_within(&mut idle, deadline).await,
-        "idle connection kept"
+        !closed_within(&mut spare, Duration::from_secs(1)).await,
+        "a spare connection was closed at the header deadline"
+    );
+    spare
+        .write_all(b"GET /api/v2/checkpoint HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        read_answer(&mut spare, deadline).await.unwrap().status(),
+        Some(200)
+    );
+
+    // No request at all: closed quietly at the keep-alive time.
+    let mut idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(
+        read_answer(&mut idle, deadline).await.unwrap(),
+        Answer::Closed,
+        "an idle connection"
     );
 
     // A head that never completes: 408, then closed.
@@ -263,8 +281,8 @@ async fn hostile_request_heads_are_refused_and_their_connections_closed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let (cluster, addr) =
-        node_with_read_listener(&["--max-connections", "2", "--header-timeout-ms", "5000"]).await;
-    // Two connections that send nothing hold both slots until their header deadline.
+        node_with_read_listener(&["--max-connections", "2", "--keep-alive-s", "5"]).await;
+    // Two connections that send nothing hold both slots until their keep-alive time.
     let mut holders = Vec::new();
     for _ in 0..2 {
         holders.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
@@ -290,7 +308,7 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
         Answer::Silent,
         "a third connection was served past the cap of 2"
     );
-    // ...and is answered once the deadline frees a slot.
+    // ...and is answered once the keep-alive time frees a slot.
     assert_eq!(
         read_answer(&mut third, Duration::from_secs(10))
             .await

@@ -242,7 +242,9 @@ struct Answer {
 impl Connection {
     async fn serve(&self, mut stream: TcpStream) {
         let mut buffer = BytesMut::with_capacity(1024);
-        let mut idle = self.limits.header_timeout;
+        // A connection not used yet is idle like one between requests: a proxy's or CDN's spare
+        // gets the keep-alive time, not the header deadline (rekor_api::deadlines).
+        let idle = self.limits.keep_alive;
         loop {
             let head =
                 match read_head(&mut stream, &mut buffer, idle, self.limits.header_timeout).await {
@@ -252,7 +254,6 @@ impl Connection {
                         return;
                     }
                 };
-            idle = self.limits.keep_alive;
             let started = Instant::now();
             let keep_alive = head.keep_alive && !head.has_body;
             // A debug span, not the public listener's info span: reads are the hot path here, and
