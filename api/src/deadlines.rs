@@ -266,6 +266,15 @@ impl<S> DeadlineStream<S> {
     pub fn get_ref(&self) -> &S {
         &self.inner
     }
+
+    fn note_written(&mut self, written: &Poll<io::Result<usize>>) {
+        if let Poll::Ready(Ok(bytes)) = written {
+            if *bytes > 0 {
+                self.flushed = false;
+                self.clock.bytes_written();
+            }
+        }
+    }
 }
 
 impl<S: AsyncWrite + Unpin> DeadlineStream<S> {
@@ -343,12 +352,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for DeadlineStream<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(bytes)) = written {
-            if bytes > 0 {
-                this.flushed = false;
-                this.clock.bytes_written();
-            }
-        }
+        this.note_written(&written);
         written
     }
 
@@ -359,12 +363,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for DeadlineStream<S> {
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(bytes)) = written {
-            if bytes > 0 {
-                this.flushed = false;
-                this.clock.bytes_written();
-            }
-        }
+        this.note_written(&written);
         written
     }
 

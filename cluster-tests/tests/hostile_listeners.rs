@@ -209,11 +209,18 @@ async fn bodies_beyond_the_budget_get_a_fast_503_and_the_budget_is_given_back() 
     check_logged_entry(&result.json().unwrap()).unwrap();
 }
 
-/// A request head of `path`, complete, on an open connection.
-async fn send_get(stream: &mut tokio::net::TcpStream, path: &str) {
+/// Sends a whole `GET /livez` on `stream` and checks that it is answered, and not with a 408.
+async fn assert_served(stream: &mut tokio::net::TcpStream, what: &str) {
     use tokio::io::AsyncWriteExt;
-    let head = format!("GET {path} HTTP/1.1\r\nHost: node\r\n\r\n");
-    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+        .write_all(b"GET /livez HTTP/1.1\r\nHost: node\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_answer(stream, Duration::from_secs(5)).await.unwrap();
+    assert!(
+        matches!(&answer, Answer::Response { status, .. } if *status != 408),
+        "{what}: {answer:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,14 +237,11 @@ async fn connections_are_timed_from_each_request_s_first_byte() {
             !closed_within(&mut spare, Duration::from_secs(1)).await,
             "{addr}: an unused connection was closed at the header deadline"
         );
-        send_get(&mut spare, "/livez").await;
-        let answer = read_answer(&mut spare, Duration::from_secs(5))
-            .await
-            .unwrap();
-        assert!(
-            matches!(&answer, Answer::Response { status, .. } if *status != 408),
-            "{addr}: the spare connection's request: {answer:?}"
-        );
+        assert_served(
+            &mut spare,
+            &format!("{addr}: the spare connection's request"),
+        )
+        .await;
 
         // A connection that never sends a byte is closed quietly at the keep-alive time: no
         // request was made, so there is nothing to answer.
@@ -252,14 +256,7 @@ async fn connections_are_timed_from_each_request_s_first_byte() {
 
         // The head of a later request on a connection gets the header deadline too.
         let mut trickling = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        send_get(&mut trickling, "/livez").await;
-        let answer = read_answer(&mut trickling, Duration::from_secs(5))
-            .await
-            .unwrap();
-        assert!(
-            matches!(&answer, Answer::Response { status, .. } if *status != 408),
-            "{addr}: the first request: {answer:?}"
-        );
+        assert_served(&mut trickling, &format!("{addr}: the first request")).await;
         trickling
             .write_all(b"GET /livez HTTP/1.1\r\nHo")
             .await
