@@ -172,3 +172,18 @@ where
             }
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[test]
+    fn peers_close_idle_connections_before_the_internal_listener_does() {
+        let peers_keep: Duration = rekor_raft::PEER_POOL_IDLE_TIMEOUT;
+        let listener_keeps = rekor_api::limits::ListenerLimits::INTERNAL.keep_alive;
+        assert!(
+            peers_keep < listener_keeps,
+            "{peers_keep:?} {listener_keeps:?}"
+        );
+    }
+}

@@ -43,7 +43,7 @@ pub use engine::{EngineConfig, EngineError, Keyspace, SledEngine};
 pub use leader_contact::LeaderContact;
 pub use log_store::{LogSizeProbe, LogStore, LogStoreError, LogWriteError};
 pub use network::{ClusterSecret, HttpNetwork, NetworkConfig, PEER_CONNECT_TIMEOUT};
-pub use peers::{read_answer, AnswerError, PeerClientError, PeerClients};
+pub use peers::{read_answer, AnswerError, PeerClientError, PeerClients, PEER_POOL_IDLE_TIMEOUT};
 pub use segments::SegmentError;
 pub use server::{raft_scope, RaftServerConfig};
 pub use state_machine::{

@@ -79,6 +79,12 @@ pub struct PeerClients {
     clients: Clients,
 }
 
+/// How long a peer client keeps an idle connection. Below the internal listener's keep-alive
+/// (75 s by default), so this side closes an idle connection first: a server that closes first
+/// races with a client reusing the connection, and the client reads a closed connection as a
+/// failed RPC.
+pub const PEER_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl PeerClients {
     /// The settings every peer client starts from: a connect timeout, kept-alive connections,
     /// no environment proxy (internal traffic goes straight to the peer), HTTP/1.1 (one
@@ -91,7 +97,7 @@ impl PeerClients {
         reqwest::Client::builder()
             .local_address(source)
             .connect_timeout(connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_idle_timeout(PEER_POOL_IDLE_TIMEOUT)
             .pool_max_idle_per_host(64)
             .tcp_keepalive(Duration::from_secs(30))
             .tcp_nodelay(true)
