@@ -270,6 +270,13 @@ async fn connections_are_timed_from_each_request_s_first_byte() {
         );
         assert!(closed_within(&mut trickling, Duration::from_secs(2)).await);
     }
+    assert!(
+        cluster
+            .logs()
+            .contains("--keep-alive-s is not above the time peers keep an idle connection"),
+        "a keep-alive of 2 s is not warned of:\n{}",
+        cluster.logs()
+    );
     let base = format!("http://{}", public_addr(&cluster));
     for (listener, deadline) in [
         ("public", "idle"),

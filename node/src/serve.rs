@@ -121,6 +121,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         &registry,
     )?;
     warn_if_internal_traffic_is_plain(&config);
+    warn_if_peers_outlast_keep_alive(&config);
     // Raft, forwarding and catch-up share one client per peer (and its TLS sessions).
     let peers = Arc::new(match &tls.internal {
         Some(internal) => {
@@ -633,6 +634,22 @@ fn warn_if_internal_traffic_is_plain(config: &ServeConfig) {
              --internal-tls-ca-file, --internal-tls-cert-file and --internal-tls-key-file \
              (`rekor-node certs` makes a development CA); see docs/operations.md, \
              \"Transport security\""
+        );
+    }
+}
+
+/// Peers keep idle connections to this node for `PEER_POOL_IDLE_TIMEOUT`; a keep-alive no longer
+/// than that lets this node close a connection a peer is about to reuse (a failed RPC).
+fn warn_if_peers_outlast_keep_alive(config: &ServeConfig) {
+    let keep_alive = config.internal_limits.keep_alive;
+    if keep_alive <= rekor_raft::PEER_POOL_IDLE_TIMEOUT {
+        warn!(
+            keep_alive_s = keep_alive.as_secs(),
+            peer_idle_s = rekor_raft::PEER_POOL_IDLE_TIMEOUT.as_secs(),
+            "--keep-alive-s is not above the time peers keep an idle connection to this node: \
+             this node may close a connection just as a peer reuses it, and that RPC fails. \
+             Keep it above the peers' idle time (docs/operations.md, \"Facing hostile clients \
+             and peers\")"
         );
     }
 }
