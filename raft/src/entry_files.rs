@@ -5,8 +5,8 @@
 //! Both grow with every entry, and sled held them badly: 1 M entries cost ~250 MiB of RSS for
 //! the identity records and up to ~300 MiB for leaf bodies written and deleted behind the
 //! integrator (measured with the node's write pattern), against a budget of 512 MiB at 10 M
-//! entries. Here the process holds O(unintegrated leaves) of offsets and the page cache does
-//! the rest. The engine keeps only the small state (applied id, compact range, roots, ...).
+//! entries. Here the process holds O(unintegrated leaves) of offsets and one byte per identity
+//! slot (the index's slot tags, ~25 MiB at 10 M entries), and the page cache does the rest. The engine keeps only the small state (applied id, compact range, roots, ...).
 //!
 //! Consistency with the engine, whose writes are durable only at its next flush:
 //! - leaf bodies are fsynced by [`EntryFiles::append`] *before* the engine batch that advances

@@ -5,16 +5,15 @@
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::format::{
     decode_slot, encode_slot, home_hash, home_slot, slot_offset, tmp_path, Header, SlotState, PAGE,
     SLOT, SLOTS_PER_PAGE,
 };
+use super::tags::SlotTags;
 use super::{corrupt, fsync_dir, io_error, Result, Shard};
-
-/// Slots read per step of a probe (expected probe lengths at a load of 0.7 are 2 to 6 slots).
-const PROBE_READ_SLOTS: usize = 16;
 
 /// Load factor bound, as a fraction: a shard grows before its occupied slots exceed 7/10.
 const MAX_LOAD_NUMERATOR: u64 = 7;
@@ -36,36 +35,27 @@ pub(super) trait SlotPages {
     fn write_slot(&mut self, slot: u64, bytes: &[u8; SLOT]) -> Result<()>;
 }
 
-/// The slot pages of a live shard file, read a few slots at a time.
+/// The slots of a live shard file, read and written one at a time.
 pub(super) struct FilePages<'a> {
     file: &'a File,
     path: &'a Path,
-    buf: [u8; PAGE],
 }
 
 impl<'a> FilePages<'a> {
     pub(super) fn new(file: &'a File, path: &'a Path) -> Self {
-        Self {
-            file,
-            path,
-            buf: [0; PAGE],
-        }
+        Self { file, path }
     }
-}
 
-impl SlotPages for FilePages<'_> {
-    fn slots(&mut self, page: u64, first: usize) -> Result<&[u8]> {
-        // A few slots rather than the page: most probes end within them, and copying whole
-        // pages out of a table much larger than the CPU caches was a visible cost at 10 M entries.
-        let count = (SLOTS_PER_PAGE as usize - first).min(PROBE_READ_SLOTS);
-        let bytes = &mut self.buf[..count * SLOT];
+    /// The bytes of one slot.
+    pub(super) fn read_slot(&self, slot: u64) -> Result<[u8; SLOT]> {
+        let mut bytes = [0u8; SLOT];
         self.file
-            .read_exact_at(bytes, (page + 1) * PAGE as u64 + (first * SLOT) as u64)
-            .map_err(io_error("read slot page", self.path))?;
+            .read_exact_at(&mut bytes, slot_offset(slot))
+            .map_err(io_error("read slot", self.path))?;
         Ok(bytes)
     }
 
-    fn write_slot(&mut self, slot: u64, bytes: &[u8; SLOT]) -> Result<()> {
+    pub(super) fn write_slot(&self, slot: u64, bytes: &[u8; SLOT]) -> Result<()> {
         // One pwrite of 40 bytes inside one page (see the module docs on torn writes).
         self.file
             .write_all_at(bytes, slot_offset(slot))
@@ -167,22 +157,18 @@ impl Shard {
         if self.occupied + 1 > max_occupied(self.slot_count()) {
             self.grow()?;
         }
-        let slot_count = self.slot_count();
-        let mut pages = FilePages::new(&self.file, &self.path);
-        match probe(&mut pages, slot_count, identity)? {
+        match self.probe(identity)? {
             Probe::Found { index: old, .. } if old < live_below => return Ok(Some(old)),
             Probe::Found { slot, index: old } => {
                 if old != index {
-                    pages.write_slot(slot, &encode_slot(identity, index))?;
-                    self.unsynced = true;
+                    self.write_slot(slot, identity, index)?;
                 }
             }
             Probe::Vacant {
                 slot,
                 reuses_tombstone,
             } => {
-                pages.write_slot(slot, &encode_slot(identity, index))?;
-                self.unsynced = true;
+                self.write_slot(slot, identity, index)?;
                 self.live += 1;
                 if !reuses_tombstone {
                     self.occupied += 1;
@@ -196,6 +182,35 @@ impl Shard {
             }
         }
         Ok(None)
+    }
+
+    /// Where `identity` is or would go: [`SlotTags::probe`], reading candidate slots from the
+    /// file.
+    pub(super) fn probe(&self, identity: &[u8; 32]) -> Result<Probe> {
+        let pages = FilePages::new(&self.file, &self.path);
+        self.tags.probe(identity, |slot| {
+            self.slot_reads.fetch_add(1, Ordering::Relaxed);
+            pages.read_slot(slot)
+        })
+    }
+
+    /// Writes `identity → index` at `slot` and keeps its tag in step (unknown if the write
+    /// failed: it may have reached the file in part).
+    fn write_slot(&mut self, slot: u64, identity: &[u8; 32], index: u64) -> Result<()> {
+        let written =
+            FilePages::new(&self.file, &self.path).write_slot(slot, &encode_slot(identity, index));
+        match written {
+            Ok(()) => {
+                self.tags.set_live(slot, identity);
+                self.unsynced = true;
+                Ok(())
+            }
+            Err(error) => {
+                self.tags.forget(slot);
+                self.unsynced = true;
+                Err(error)
+            }
+        }
     }
 
     /// Double the table: stream the live slots into `shard-XX.idx.tmp`, fsync it, rename it over
@@ -213,6 +228,7 @@ impl Shard {
             clean: false,
         };
         let new_file = new_table_file(&tmp, &placeholder)?;
+        let mut new_tags = SlotTags::empty(new_slot_count);
         let result = (|| {
             let mut buffer = ResizeBuffer::new(&new_file, &tmp);
             let mut live = 0u64;
@@ -222,6 +238,7 @@ impl Shard {
                     match probe(&mut buffer, new_slot_count, identity)? {
                         Probe::Vacant { slot, .. } => {
                             buffer.write_slot(slot, &encode_slot(identity, index))?;
+                            new_tags.set_live(slot, identity);
                             live += 1;
                         }
                         // Never happens: the old table holds each identity once.
@@ -256,6 +273,7 @@ impl Shard {
         };
         // The rename is done: from here on the new file is the shard, whatever happens next.
         self.file = Arc::new(new_file);
+        self.tags = new_tags;
         self.pages = new_pages;
         self.live = live;
         self.occupied = live;

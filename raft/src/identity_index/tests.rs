@@ -30,11 +30,24 @@ impl IdentityIndex {
 
     fn slot_of(&self, identity: &[u8; 32]) -> Option<u64> {
         let shard = read_lock(&self.shards[shard_of(identity)]);
-        let mut pages = FilePages::new(&shard.file, &shard.path);
-        match probe(&mut pages, shard.slot_count(), identity).unwrap() {
+        match shard.probe(identity).unwrap() {
             Probe::Found { slot, .. } => Some(slot),
             _ => None,
         }
+    }
+
+    /// Whether every shard's slot tags say what its file holds, slot by slot.
+    fn tags_mirror_files(&self) -> bool {
+        self.shards.iter().all(|cell| {
+            let shard = read_lock(cell);
+            let mut on_disk = Vec::new();
+            table::stream_slots(&shard.file, &shard.path, shard.pages, |state| {
+                on_disk.push(tags::tag_of(&state));
+                Ok(())
+            })
+            .unwrap();
+            (0..shard.slot_count()).all(|slot| shard.tags.get(slot) == Some(on_disk[slot as usize]))
+        })
     }
 
     fn shard_pages(&self, number: usize) -> u64 {
@@ -279,6 +292,37 @@ fn leftover_tmp_from_interrupted_resize_is_removed_and_shard_intact() {
 }
 
 #[test]
+fn new_identities_are_looked_up_and_claimed_without_reading_the_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = IdentityIndex::open(dir.path()).unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let logged: Vec<[u8; 32]> = (0..5000).map(|_| random_identity(&mut rng)).collect();
+    for (i, identity) in logged.iter().enumerate() {
+        assert_eq!(index.get(identity).unwrap(), None);
+        assert_eq!(index.claim(identity, i as u64, i as u64).unwrap(), None);
+    }
+    // 10,000 probes of absent identities, through doublings of every shard: only tag
+    // collisions (1 in 253 per live slot passed) read a slot.
+    let reads = index.slot_reads();
+    assert!(
+        reads < 200,
+        "{reads} slot reads for 10,000 probes of new identities"
+    );
+    // A duplicate is found by reading its own slot.
+    for (i, identity) in logged.iter().enumerate().take(1000) {
+        assert_eq!(index.claim(identity, 9999, 5000).unwrap(), Some(i as u64));
+    }
+    let duplicate_reads = index.slot_reads() - reads;
+    assert!((1000..1100).contains(&duplicate_reads), "{duplicate_reads}");
+    assert!(index.tags_mirror_files());
+    // Reopened, the tags are rebuilt from the files.
+    index.close().unwrap();
+    let index = IdentityIndex::open(dir.path()).unwrap();
+    assert!(index.tags_mirror_files());
+    assert_eq!(index.get(&logged[4999]).unwrap(), Some(4999));
+}
+
+#[test]
 fn torn_slot_is_a_tombstone_skipped_by_get_and_reused_by_insert() {
     let dir = tempfile::tempdir().unwrap();
     let a = crafted_identity(3, 1 << 40, 1);
@@ -301,6 +345,10 @@ fn torn_slot_is_a_tombstone_skipped_by_get_and_reused_by_insert() {
 
     let index = IdentityIndex::open(dir.path()).unwrap();
     assert_eq!(index.len(), 1, "recount excludes the tombstone");
+    assert!(
+        index.tags_mirror_files(),
+        "the torn slot is tagged a tombstone"
+    );
     assert_eq!(index.get(&a).unwrap(), None);
     assert_eq!(index.get(&b).unwrap(), Some(11), "probe continues past it");
     index.insert(&b, 12).unwrap();
@@ -443,10 +491,15 @@ enum Op {
     Reopen(bool),
 }
 
-/// A pool of identities packed into 2 shards and 4 home hashes, so probe runs collide.
+/// A pool of identities packed into 2 shards and 4 home hashes, so probe runs collide, with
+/// three slot tags among them, so probes both skip slots by their tag and read colliding ones.
 fn pool() -> Vec<[u8; 32]> {
     (0..96u64)
-        .map(|i| crafted_identity((i % 2) as u8, (i % 4) << 62, i))
+        .map(|i| {
+            let mut identity = crafted_identity((i % 2) as u8, (i % 4) << 62, i);
+            identity[31] = (i / 4 % 3) as u8;
+            identity
+        })
         .collect()
 }
 
@@ -496,6 +549,7 @@ proptest! {
             let live = index.as_ref().unwrap();
             prop_assert_eq!(live.len(), model.len() as u64);
             prop_assert_eq!(live.durable_watermark(), watermark);
+            prop_assert!(live.tags_mirror_files());
         }
         let live = index.as_ref().unwrap();
         for (k, id) in ids.iter().enumerate() {
