@@ -195,6 +195,50 @@ fn bench_compares_a_slow_remote_signer_with_the_key_file() {
     assert!(text.contains("of the key file's"), "{text}");
 }
 
+/// `--repeats 2`: each write scenario runs on two fresh clusters, one row per scenario (the
+/// median run), and a note gives both runs' rates.
+#[test]
+fn bench_repeats_each_write_scenario_and_reports_the_median() {
+    let BenchRun {
+        report,
+        markdown: text,
+        stderr,
+    } = run_bench(&[&["--nodes", "1", "--repeats", "2"], SHORT_WRITES_ONLY].concat());
+    let writes = report["writes"].as_array().unwrap();
+    assert_eq!(writes.len(), 1, "one row per scenario: {writes:?}");
+    assert_eq!(
+        stderr.matches("write scenario: 1 node(s)").count(),
+        2,
+        "two runs: {stderr}"
+    );
+    let shown = writes[0]["load"]["throughput_per_s"].as_f64().unwrap();
+    let notes: Vec<&str> = report["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|note| note.as_str())
+        .collect();
+    let note = notes
+        .iter()
+        .find(|note| note.contains("2 runs on fresh clusters"))
+        .unwrap_or_else(|| panic!("no repeats note: {notes:?}"));
+    let rates: Vec<f64> = note
+        .split("2 runs on fresh clusters, ")
+        .nth(1)
+        .and_then(|rest| rest.split(" entries/s").next())
+        .unwrap()
+        .split(", ")
+        .map(|rate| rate.parse().unwrap())
+        .collect();
+    assert_eq!(rates.len(), 2, "{note}");
+    let lower = rates[0].min(rates[1]);
+    assert!(
+        (shown - lower).abs() < 1.0,
+        "the lower middle run is shown: {shown} {note}"
+    );
+    assert!(text.contains("--repeats 2"), "names the option: {text}");
+}
+
 /// The shared-tile-store run (`--shared-store-nodes`): a row of its own after the others, its
 /// followers' proofs built from the leader's objects.
 #[test]

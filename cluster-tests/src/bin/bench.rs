@@ -66,6 +66,12 @@ struct Args {
     /// own. Default: none.
     #[arg(long, value_delimiter = ',')]
     shared_store_nodes: Vec<usize>,
+    /// Times each write scenario runs, each on a fresh cluster; the tables show the run with the
+    /// median entries/s and the notes list every run's rate. 3 makes a few-percent change
+    /// visible above the noise between runs, at about 15 more minutes per full run (and a third
+    /// more disk: every run's files stay until the end).
+    #[arg(long, default_value_t = 1)]
+    repeats: usize,
     /// Run against a debug build of rekor-node (for smoke tests; its figures are not
     /// comparable).
     #[arg(long)]
@@ -153,6 +159,7 @@ fn main() -> Result<()> {
         remote_signer_delay: (args.remote_signer_delay_ms > 0)
             .then(|| Duration::from_millis(args.remote_signer_delay_ms)),
         shared_store_nodes: args.shared_store_nodes.clone(),
+        repeats: args.repeats,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -265,6 +272,9 @@ fn regenerate_command(args: &Args) -> String {
             " --requests {}",
             args.requests.unwrap_or_default()
         ));
+    }
+    if args.repeats != defaults.repeats {
+        command.push_str(&format!(" --repeats {}", args.repeats));
     }
     if !args.shared_store_nodes.is_empty() {
         let nodes: Vec<String> = args

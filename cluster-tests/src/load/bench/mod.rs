@@ -87,6 +87,34 @@ pub struct BenchSettings {
     /// Cluster sizes to run the write scenario on once more with every node on one shared tile
     /// directory (`--shared-tile-store`: only the leader writes tiles), after the other runs.
     pub shared_store_nodes: Vec<usize>,
+    /// Times each write scenario runs, each on a fresh cluster; the report shows the run with
+    /// the median entries/s and lists every run's rate in the notes (the noise between runs on
+    /// a small machine is larger than most single changes).
+    pub repeats: usize,
+}
+
+/// The run with the median entries/s of one scenario's repeats (the lower middle one of an
+/// even count), and, when there was more than one, a note with every run's rate.
+fn median_run(mut runs: Vec<WriteFigures>) -> (WriteFigures, Option<String>) {
+    let rates: Vec<String> = runs
+        .iter()
+        .map(|run| format!("{:.0}", run.load.throughput_per_s))
+        .collect();
+    runs.sort_by(|a, b| a.load.throughput_per_s.total_cmp(&b.load.throughput_per_s));
+    let count = runs.len();
+    let median = runs.swap_remove(count.saturating_sub(1) / 2);
+    let note = (count > 1).then(|| {
+        format!(
+            "{} nodes, {}, {}, {} tile store: {count} runs on fresh clusters, {} entries/s in run \
+             order; the tables show the median run.",
+            median.nodes,
+            median.transport,
+            median.signer,
+            median.tile_store,
+            rates.join(", ")
+        )
+    });
+    (median, note)
 }
 
 /// One write run: how the nodes talk and sign.
@@ -121,6 +149,7 @@ impl Default for BenchSettings {
             plain_comparison: true,
             remote_signer_delay: Some(Duration::from_millis(30)),
             shared_store_nodes: Vec::new(),
+            repeats: 1,
         }
     }
 }
@@ -191,107 +220,120 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
         .iter()
         .map(|&nodes| (nodes, WriteRun::SharedStore));
     let runs = runs.chain(shared);
+    let repeats = settings.repeats.max(1);
     for (position, (nodes, run)) in runs.enumerate() {
-        let mut node_args: Vec<&str> = settings.node_args.iter().map(String::as_str).collect();
-        // The read scenarios run on the first cluster; with one node, its read listener too
-        // (every node of a cluster gets the same flags, so a port for one node only).
-        let read_listener = (position == 0 && settings.reads && nodes == 1)
-            .then(|| crate::free_port().map(|port| format!("127.0.0.1:{port}")))
-            .transpose()?;
-        if let Some(address) = &read_listener {
-            node_args.extend(["--read-listen", address.as_str()]);
-        }
-        // Lives as long as the cluster signing through it.
-        let mut remote_signer = None;
-        // The shared tile directory; lives as long as the cluster on it.
-        let mut shared_store = None;
-        let mut cluster = match run {
-            WriteRun::Plain => {
-                eprintln!("write scenario: {nodes} node(s), plain HTTP between them…");
-                Cluster::start_plain(nodes, &node_args).await?
+        let mut runs_of_scenario = Vec::with_capacity(repeats);
+        for repeat in 0..repeats {
+            if repeats > 1 {
+                eprintln!("run {} of {repeats}:", repeat + 1);
             }
-            WriteRun::Default => {
-                eprintln!("write scenario: {nodes} node(s), mutual TLS between them…");
-                Cluster::start(nodes, &node_args).await?
+            let mut node_args: Vec<&str> = settings.node_args.iter().map(String::as_str).collect();
+            // The read scenarios run on the first cluster; with one node, its read listener too
+            // (every node of a cluster gets the same flags, so a port for one node only).
+            let reads_here = position == 0 && repeat == 0 && settings.reads;
+            let read_listener = (reads_here && nodes == 1)
+                .then(|| crate::free_port().map(|port| format!("127.0.0.1:{port}")))
+                .transpose()?;
+            if let Some(address) = &read_listener {
+                node_args.extend(["--read-listen", address.as_str()]);
             }
-            WriteRun::RemoteSigner(delay) => {
-                eprintln!(
+            // Lives as long as the cluster signing through it.
+            let mut remote_signer = None;
+            // The shared tile directory; lives as long as the cluster on it.
+            let mut shared_store = None;
+            let mut cluster = match run {
+                WriteRun::Plain => {
+                    eprintln!("write scenario: {nodes} node(s), plain HTTP between them…");
+                    Cluster::start_plain(nodes, &node_args).await?
+                }
+                WriteRun::Default => {
+                    eprintln!("write scenario: {nodes} node(s), mutual TLS between them…");
+                    Cluster::start(nodes, &node_args).await?
+                }
+                WriteRun::RemoteSigner(delay) => {
+                    eprintln!(
                     "write scenario: {nodes} node(s), a remote signer adding {delay:?} per signature…"
                 );
-                let vault = FakeVault::start()?;
-                vault.controls().set_delay(delay);
-                let signer = Signer {
-                    key: Some(FakeVault::uri(FakeVault::ED25519_KEY)),
-                    env: vault.env(),
-                };
-                remote_signer = Some(vault);
-                Cluster::start_with_signer(nodes, &node_args, signer).await?
-            }
-            WriteRun::SharedStore => {
-                eprintln!("write scenario: {nodes} node(s) on one shared tile store…");
-                let dir = tempfile::tempdir()?;
-                let tiles = dir.path().join("tiles").display().to_string();
-                shared_store = Some(dir);
-                let mut args = node_args.clone();
-                args.extend(["--shared-tile-store", "--tile-store", &tiles]);
-                Cluster::start(nodes, &args).await?
-            }
-        };
-        let figures = write_scenario(&cluster, settings, &bodies, ceiling.per_second).await;
-        let figures = match figures {
-            Ok(figures) => figures,
-            Err(error) => bail!("{nodes}-node write scenario: {error:#}\n{}", tail(&cluster)),
-        };
-        if figures.load.exhausted {
-            notes.push(format!(
+                    let vault = FakeVault::start()?;
+                    vault.controls().set_delay(delay);
+                    let signer = Signer {
+                        key: Some(FakeVault::uri(FakeVault::ED25519_KEY)),
+                        env: vault.env(),
+                    };
+                    remote_signer = Some(vault);
+                    Cluster::start_with_signer(nodes, &node_args, signer).await?
+                }
+                WriteRun::SharedStore => {
+                    eprintln!("write scenario: {nodes} node(s) on one shared tile store…");
+                    let dir = tempfile::tempdir()?;
+                    let tiles = dir.path().join("tiles").display().to_string();
+                    shared_store = Some(dir);
+                    let mut args = node_args.clone();
+                    args.extend(["--shared-tile-store", "--tile-store", &tiles]);
+                    Cluster::start(nodes, &args).await?
+                }
+            };
+            let figures = write_scenario(&cluster, settings, &bodies, ceiling.per_second).await;
+            let figures = match figures {
+                Ok(figures) => figures,
+                Err(error) => bail!("{nodes}-node write scenario: {error:#}\n{}", tail(&cluster)),
+            };
+            if figures.load.exhausted && repeat == 0 {
+                notes.push(format!(
                 "{nodes}-node writes used all {} pre-signed requests before the duration ended; \
                  raise --requests for a full-length run.",
                 bodies.len()
             ));
-        }
-        if position == 0 && settings.reads {
-            eprintln!("read scenarios…");
-            reads = Some(
-                read_scenarios(
-                    &cluster,
-                    settings,
-                    figures.tree_size,
-                    read_listener.as_deref(),
-                )
-                .await?,
-            );
-        }
-        let mut figures = figures;
-        if let (WriteRun::RemoteSigner(delay), Some(vault)) = (run, &remote_signer) {
-            figures.signer = format!(
-                "remote (Vault transit fake), +{} ms per signature",
-                delay.as_millis()
-            );
-            figures.remote_signatures = Some(vault.controls().signatures());
-        }
-        if let Some(dir) = &shared_store {
-            figures.tile_store = "shared";
-            // Outside every node's data directory, so not in the per-node figures.
-            if let Ok(bytes) = super::system::dir_bytes(&dir.path().join("tiles")) {
-                let per_entry = if figures.tree_size > 0 {
-                    format!(
-                        ", {:.0} bytes/entry",
-                        bytes as f64 / figures.tree_size as f64
+            }
+            if reads_here {
+                eprintln!("read scenarios…");
+                reads = Some(
+                    read_scenarios(
+                        &cluster,
+                        settings,
+                        figures.tree_size,
+                        read_listener.as_deref(),
                     )
-                } else {
-                    String::new()
-                };
-                notes.push(format!(
+                    .await?,
+                );
+            }
+            let mut figures = figures;
+            if let (WriteRun::RemoteSigner(delay), Some(vault)) = (run, &remote_signer) {
+                figures.signer = format!(
+                    "remote (Vault transit fake), +{} ms per signature",
+                    delay.as_millis()
+                );
+                figures.remote_signatures = Some(vault.controls().signatures());
+            }
+            if let Some(dir) = shared_store.as_ref().filter(|_| repeat + 1 == repeats) {
+                // Outside every node's data directory, so not in the per-node figures.
+                if let Ok(bytes) = super::system::dir_bytes(&dir.path().join("tiles")) {
+                    let per_entry = if figures.tree_size > 0 {
+                        format!(
+                            ", {:.0} bytes/entry",
+                            bytes as f64 / figures.tree_size as f64
+                        )
+                    } else {
+                        String::new()
+                    };
+                    notes.push(format!(
                     "{nodes}-node shared-tile-store run: the one shared tile directory holds {:.1} \
                      MiB{per_entry}, not counted in the nodes' data directories.",
                     bytes as f64 / (1024.0 * 1024.0)
                 ));
+                }
             }
+            if shared_store.is_some() {
+                figures.tile_store = "shared";
+            }
+            runs_of_scenario.push(figures);
+            cluster.kill_all();
+            finished.clusters.push(cluster);
+            finished.dirs.extend(shared_store);
         }
-        writes.push(figures);
-        cluster.kill_all();
-        finished.clusters.push(cluster);
-        finished.dirs.extend(shared_store);
+        let (median, note) = median_run(runs_of_scenario);
+        notes.extend(note);
+        writes.push(median);
     }
     eprintln!("removing the scenarios' files…");
     drop(finished);
