@@ -67,9 +67,9 @@ struct Args {
     #[arg(long, value_delimiter = ',')]
     shared_store_nodes: Vec<usize>,
     /// Times each write scenario runs, each on a fresh cluster; the tables show the run with the
-    /// median entries/s and the notes list every run's rate. 3 makes a few-percent change
-    /// visible above the noise between runs, at about 15 more minutes per full run (and a third
-    /// more disk: every run's files stay until the end).
+    /// median entries/s and the notes list every run's rate. 3 narrows the noise between runs
+    /// (and shows it), at about 7 more minutes per full run (25 against 18 here) and about
+    /// 40 GB free disk: every run's files stay until the end.
     #[arg(long, default_value_t = 1)]
     repeats: usize,
     /// Run against a debug build of rekor-node (for smoke tests; its figures are not
