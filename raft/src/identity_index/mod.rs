@@ -14,7 +14,7 @@
 //!
 //! - page 0 is the header (magic, version, shard number, page count, counts, clean flag, CRC-32);
 //! - pages 1.. hold [`SLOTS_PER_PAGE`] slots of 40 bytes each (`[identity 32][value u64 LE]`) and 16
-//!   bytes of padding, so that **no slot straddles a 4 KiB page** and a probe reads whole pages.
+//!   bytes of padding, so that **no slot straddles a 4 KiB page** (one slot is one `pwrite` inside one page).
 //!
 //! The home slot of an identity is taken from identity bytes 8..16 (identities are SHA-256 outputs,
 //! so these bytes are uniform and independent of the shard bits in byte 0). A shard doubles when its
@@ -50,7 +50,7 @@
 //!
 //! # Costs
 //!
-//! Each shard keeps one byte per slot in memory, the slot's tag ([`tags`]): empty, tombstone or
+//! Each shard keeps one byte per slot in memory, the slot's tag (`tags`): empty, tombstone or
 //! a byte of the live identity. A probe walks the tags and reads from the file only the slots
 //! whose tag matches, so `get` of an absent identity reads nothing (a tag collision, 1 in 253
 //! per live slot passed, costs one 40-byte `pread`), `get` of a present one reads its slot, and

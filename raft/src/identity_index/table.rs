@@ -75,8 +75,8 @@ pub(super) enum Probe {
     Full,
 }
 
-/// Linear probe for `identity`, reading [`PROBE_READ_SLOTS`] slots at a time (never across a
-/// page).
+/// Linear probe for `identity` over a table read through `pages`, a page at a time (used by
+/// the resize; a live shard probes its slot tags instead, [`SlotTags::probe`]).
 pub(super) fn probe(
     pages: &mut impl SlotPages,
     slot_count: u64,
@@ -197,20 +197,14 @@ impl Shard {
     /// Writes `identity → index` at `slot` and keeps its tag in step (unknown if the write
     /// failed: it may have reached the file in part).
     fn write_slot(&mut self, slot: u64, identity: &[u8; 32], index: u64) -> Result<()> {
+        self.unsynced = true;
         let written =
             FilePages::new(&self.file, &self.path).write_slot(slot, &encode_slot(identity, index));
         match written {
-            Ok(()) => {
-                self.tags.set_live(slot, identity);
-                self.unsynced = true;
-                Ok(())
-            }
-            Err(error) => {
-                self.tags.forget(slot);
-                self.unsynced = true;
-                Err(error)
-            }
+            Ok(()) => self.tags.set_live(slot, identity),
+            Err(_) => self.tags.forget(slot),
         }
+        written
     }
 
     /// Double the table: stream the live slots into `shard-XX.idx.tmp`, fsync it, rename it over
