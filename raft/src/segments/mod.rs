@@ -4,8 +4,10 @@
 //!
 //! A log holds records with consecutive `u64` indices in a window `[first_index, next_index)`.
 //! It is appended at the end, cut back at the end (`truncate_from`, Raft conflict truncation),
-//! forgotten from the front (`purge_to`), or emptied (`reset`). It is *not* a key-value store,
-//! does no caching, and knows nothing about what a record means.
+//! forgotten from the front (`purge_to`), or emptied (`reset`). It is *not* a key-value store
+//! and knows nothing about what a record means. Its newest records stay in memory after their
+//! append, up to [`SegmentConfig::recent_bytes`], and reads of them are served from there
+//! (`recent`): both logs are read back soon after they are written.
 //!
 //! # On-disk format
 //!
@@ -61,9 +63,11 @@
 //!   the reset intent's encoding;
 //! - `recovery`: [`SegmentLog::open`] — finishing an interrupted reset, scanning segments,
 //!   cutting a torn tail — and the reset protocol it completes;
+//! - `recent`: the newest records, in memory;
 //! - `tests`: the unit and property tests.
 
 mod format;
+mod recent;
 mod recovery;
 #[cfg(test)]
 mod tests;
@@ -79,10 +83,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use format::{encode_header, segment_path, verify_record, HEADER_LEN};
+use recent::RecentRecords;
 use recovery::{complete_reset, write_reset_intent};
 
 /// Default size at which the active segment is sealed and a new one started.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Default memory for a log's newest records ([`SegmentConfig::recent_bytes`]).
+pub const DEFAULT_RECENT_BYTES: usize = 16 * 1024 * 1024;
 
 /// A read fetches consecutive records with one `pread` of up to about this many bytes.
 const READ_CHUNK_BYTES: u64 = 1 << 20;
@@ -95,6 +103,9 @@ pub struct SegmentConfig {
     /// The active segment is sealed when the next record would take it past this size.
     /// A record larger than this is written alone in its own segment.
     pub segment_bytes: u64,
+    /// Memory for the newest records, which reads then take from memory instead of the files
+    /// (about their payload bytes; 0 keeps none).
+    pub recent_bytes: usize,
 }
 
 impl SegmentConfig {
@@ -103,6 +114,7 @@ impl SegmentConfig {
         Self {
             dir: dir.into(),
             segment_bytes: DEFAULT_SEGMENT_BYTES,
+            recent_bytes: DEFAULT_RECENT_BYTES,
         }
     }
 }
@@ -184,6 +196,8 @@ struct Table {
     /// The log is empty when `first == next`.
     first: u64,
     next: u64,
+    /// The newest records, ending at `next`.
+    recent: RecentRecords,
 }
 
 impl Table {
@@ -292,6 +306,7 @@ impl SegmentLog {
             table.segments.push_back(segment);
             table.first = first;
             table.next = first;
+            table.recent.clear(first);
         } else if first != next {
             // Empty log restarting elsewhere: the files must not keep saying "continue at next".
             self.reset_locked(first)?;
@@ -346,6 +361,8 @@ impl SegmentLog {
                     active.offsets.extend_from_slice(&offsets);
                     active.len = position;
                 }
+                let chunk_first = table.next;
+                table.recent.push(chunk_first, chunk);
                 table.next = index;
                 remaining = rest;
             }
@@ -430,6 +447,7 @@ impl SegmentLog {
             let (file, path) = (Arc::clone(&segment.file), segment.path.clone());
             table.next = from;
             table.first = table.first.min(from);
+            table.recent.truncate_from(from);
             (doomed, file, path, cut)
         };
 
@@ -460,6 +478,7 @@ impl SegmentLog {
                 return self.reset_locked(to);
             }
             table.first = to;
+            table.recent.purge_to(to);
             let sealed = table.segments.len().saturating_sub(1);
             table
                 .segments
@@ -504,8 +523,8 @@ impl SegmentLog {
 
     /// Records `range.start..range.end`, each as its payload bytes. The range must lie within
     /// `[first_index, next_index)` ([`SegmentError::OutOfRange`]); an empty range yields no
-    /// records. Every record's header and CRC are checked again. Runs concurrently with
-    /// appends and syncs.
+    /// records. The newest records come from memory (`recent`); every record read from a file
+    /// has its header and CRC checked again. Runs concurrently with appends and syncs.
     pub fn read(&self, range: Range<u64>) -> Result<Vec<Vec<u8>>> {
         if range.start == range.end {
             return Ok(Vec::new());
@@ -514,7 +533,7 @@ impl SegmentLog {
             .read_gate
             .read()
             .unwrap_or_else(PoisonError::into_inner);
-        let plan = {
+        let (plan, in_memory) = {
             let table = self.table_read();
             if table.is_empty()
                 || range.start > range.end
@@ -528,13 +547,20 @@ impl SegmentLog {
                     next: table.next,
                 });
             }
-            plan_read(&table, range.clone())
+            let (in_memory_from, in_memory) = table.recent.tail_of(range.clone());
+            let plan = if range.start < in_memory_from {
+                plan_read(&table, range.start..in_memory_from)
+            } else {
+                Vec::new()
+            };
+            (plan, in_memory)
         };
 
         let mut records = Vec::with_capacity((range.end - range.start) as usize);
         for piece in plan {
             piece.read_into(&mut records)?;
         }
+        records.extend(in_memory.iter().map(|record| record.to_vec()));
         Ok(records)
     }
 
@@ -583,6 +609,7 @@ impl SegmentLog {
                 table.segments.push_back(marker);
                 table.first = next;
                 table.next = next;
+                table.recent.clear(next);
                 Ok(())
             }
             Err(e) => {
@@ -796,6 +823,7 @@ pub(crate) mod test_support {
         let log = SegmentLog::open(SegmentConfig {
             dir: dir.to_path_buf(),
             segment_bytes: 200,
+            recent_bytes: 0,
         })
         .unwrap();
         let records: Vec<Vec<u8>> = (1..20u8).map(|i| vec![i; 40]).collect();

@@ -19,8 +19,8 @@ use super::format::{
     segment_path, HEADER_LEN, RESET_INTENT, TMP_SUFFIX,
 };
 use super::{
-    io_err, remove_segment_file, sync_dir, Result, Segment, SegmentConfig, SegmentError,
-    SegmentLog, Table, WriterState,
+    io_err, remove_segment_file, sync_dir, RecentRecords, Result, Segment, SegmentConfig,
+    SegmentError, SegmentLog, Table, WriterState,
 };
 
 /// Buffer for the sequential recovery scan.
@@ -118,6 +118,7 @@ impl SegmentLog {
                 segments,
                 first,
                 next,
+                recent: RecentRecords::new(next, config.recent_bytes),
             }),
             read_gate: RwLock::new(()),
             sync_lock: Mutex::new(()),

@@ -25,10 +25,16 @@ fn append_range(log: &SegmentLog, range: Range<u64>) {
     log.append(range.start, &refs).unwrap();
 }
 
+/// A log that keeps no records in memory: every read is a file read.
 fn open(dir: &Path, segment_bytes: u64) -> SegmentLog {
+    open_with_recent(dir, segment_bytes, 0)
+}
+
+fn open_with_recent(dir: &Path, segment_bytes: u64, recent_bytes: usize) -> SegmentLog {
     SegmentLog::open(SegmentConfig {
         dir: dir.to_path_buf(),
         segment_bytes,
+        recent_bytes,
     })
     .unwrap()
 }
@@ -498,6 +504,7 @@ fn corruption_in_an_earlier_segment_refuses_to_open() {
     match SegmentLog::open(SegmentConfig {
         dir: dir.path().to_path_buf(),
         segment_bytes: 300,
+        recent_bytes: 0,
     }) {
         Err(SegmentError::Corrupt { path, offset, .. }) => {
             assert_eq!(path, first);
@@ -520,6 +527,7 @@ fn missing_middle_segment_refuses_to_open() {
     let err = SegmentLog::open(SegmentConfig {
         dir: dir.path().to_path_buf(),
         segment_bytes: 300,
+        recent_bytes: 0,
     })
     .unwrap_err();
     assert!(
@@ -541,6 +549,83 @@ fn read_rechecks_checksums() {
     file.write_all_at(&[0xFF, 0xFF], offset).unwrap();
     assert!(matches!(log.read(0..10), Err(SegmentError::Corrupt { .. })));
     assert_holds(&log, 4..10);
+}
+
+/// Overwrites two payload bytes of record `index` in its segment file, behind the log's back.
+fn damage_record_on_disk(log: &SegmentLog, dir: &Path, index: u64) {
+    let (path, offset) = {
+        let table = log.table_read();
+        let position = table.segment_holding(index).unwrap();
+        let segment = &table.segments[position];
+        let local = (index - segment.first) as usize;
+        (
+            segment.path.clone(),
+            segment.offsets[local] + HEADER_LEN as u64,
+        )
+    };
+    assert!(path.starts_with(dir));
+    let file = OpenOptions::new().write(true).open(path).unwrap();
+    file.write_all_at(&[0xFF, 0xFF], offset).unwrap();
+}
+
+#[test]
+fn the_newest_records_are_read_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with_recent(dir.path(), 4096, 1 << 20);
+    append_range(&log, 0..10);
+    damage_record_on_disk(&log, dir.path(), 3);
+    // Served from memory: the damage on disk is not seen.
+    assert_holds(&log, 0..10);
+    // The damage is on disk: a reopen, with nothing in memory, cuts the one segment's tail
+    // at the damaged record as it would a torn write.
+    drop(log);
+    let log = open_with_recent(dir.path(), 4096, 1 << 20);
+    assert_eq!(log.next_index(), 3);
+    assert_holds(&log, 0..3);
+}
+
+#[test]
+fn a_read_takes_older_records_from_the_files_and_newer_from_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    // Room for the last few records of 20 (payloads of up to 89 bytes, plus 32 each).
+    let log = open_with_recent(dir.path(), 4096, 400);
+    append_range(&log, 0..20);
+    let held = log.table_read().recent.held();
+    assert_eq!(held.end, 20);
+    assert!(held.start > 12 && held.start < 19, "held {held:?}");
+    // One read across both: the file part is checked, the memory part is not read from disk.
+    damage_record_on_disk(&log, dir.path(), 19);
+    assert_holds(&log, 5..20);
+    damage_record_on_disk(&log, dir.path(), 2);
+    assert!(matches!(log.read(0..20), Err(SegmentError::Corrupt { .. })));
+}
+
+#[test]
+fn records_cut_by_truncation_leave_memory_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with_recent(dir.path(), 4096, 1 << 20);
+    append_range(&log, 0..10);
+    log.truncate_from(6).unwrap();
+    let replacement: Vec<Vec<u8>> = (0..3).map(|i| vec![0xA0 + i; 7]).collect();
+    let refs: Vec<&[u8]> = replacement.iter().map(Vec::as_slice).collect();
+    log.append(6, &refs).unwrap();
+    let mut expected = payloads(0..6);
+    expected.extend(replacement);
+    assert_eq!(log.read(0..9).unwrap(), expected);
+    log.reset(100).unwrap();
+    append_range(&log, 100..103);
+    assert_holds(&log, 100..103);
+    assert_eq!(log.table_read().recent.held(), 100..103);
+}
+
+#[test]
+fn a_record_larger_than_the_memory_budget_is_read_from_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with_recent(dir.path(), 4096, 100);
+    let big = vec![7u8; 500];
+    log.append(0, &[b"small", &big]).unwrap();
+    assert_eq!(log.table_read().recent.held(), 2..2);
+    assert_eq!(log.read(0..2).unwrap(), vec![b"small".to_vec(), big]);
 }
 
 #[test]
@@ -740,10 +825,12 @@ proptest! {
     #[test]
     fn behaves_like_an_in_memory_model(
         segment_bytes in 100u64..600,
+        // None, a few records (reads straddle the files and memory), or all of them.
+        recent_bytes in prop_oneof![Just(0usize), 40usize..400, Just(1usize << 20)],
         ops in prop::collection::vec(op_strategy(), 1..40),
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = open(dir.path(), segment_bytes);
+        let mut log = open_with_recent(dir.path(), segment_bytes, recent_bytes);
         let mut model = Model { base: 0, records: VecDeque::new(), purge_point: 0 };
         let mut fill = 0u8;
         for op in ops {
@@ -805,7 +892,7 @@ proptest! {
                 Op::Sync => log.sync().unwrap(),
                 Op::Reopen => {
                     drop(log);
-                    log = open(dir.path(), segment_bytes);
+                    log = open_with_recent(dir.path(), segment_bytes, recent_bytes);
                     // A purge is kept only to segment granularity across a reopen.
                     if let Some(first) = log.first_index() {
                         prop_assert!(first >= model.base && first <= model.purge_point);
