@@ -64,6 +64,7 @@ fn sigkill_at_random_moments_never_loses_synced_records() {
         let log = SegmentLog::open(SegmentConfig {
             dir: dir.path().to_path_buf(),
             segment_bytes: SEGMENT_BYTES,
+            ..SegmentConfig::new(dir.path())
         })
         .unwrap_or_else(|e| panic!("round {round}: reopen failed: {e}"));
         let synced = max_synced.unwrap();

@@ -15,6 +15,7 @@ fn run(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
     let log = SegmentLog::open(SegmentConfig {
         dir: dir.into(),
         segment_bytes: SEGMENT_BYTES,
+        ..SegmentConfig::new(dir)
     })?;
     let mut stdout = std::io::stdout().lock();
     for iteration in 0u64.. {
