@@ -36,6 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use bytes::Bytes;
 
 pub use report::{
     BenchReport, CeilingFigures, NodeFigures, PoolFigures, ReadFigures, ReadsReport, WriteFigures,
@@ -93,24 +94,29 @@ pub struct BenchSettings {
     pub repeats: usize,
 }
 
+/// One run of a write scenario, with the note on its shared tile store if it had one.
+struct ScenarioRun {
+    figures: WriteFigures,
+    store_note: Option<String>,
+}
+
 /// The run with the median entries/s of one scenario's repeats (the lower middle one of an
 /// even count), and, when there was more than one, a note with every run's rate.
-fn median_run(mut runs: Vec<WriteFigures>) -> (WriteFigures, Option<String>) {
-    let rates: Vec<String> = runs
-        .iter()
-        .map(|run| format!("{:.0}", run.load.throughput_per_s))
-        .collect();
-    runs.sort_by(|a, b| a.load.throughput_per_s.total_cmp(&b.load.throughput_per_s));
+fn median_run(mut runs: Vec<ScenarioRun>) -> (ScenarioRun, Option<String>) {
+    let rate = |run: &ScenarioRun| run.figures.load.throughput_per_s;
+    let rates: Vec<String> = runs.iter().map(|run| format!("{:.0}", rate(run))).collect();
+    runs.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
     let count = runs.len();
     let median = runs.swap_remove(count.saturating_sub(1) / 2);
     let note = (count > 1).then(|| {
+        let figures = &median.figures;
         format!(
             "{} nodes, {}, {}, {} tile store: {count} runs on fresh clusters, {} entries/s in run \
              order; the tables show the median run.",
-            median.nodes,
-            median.transport,
-            median.signer,
-            median.tile_store,
+            figures.nodes,
+            figures.transport,
+            figures.signer,
+            figures.tile_store,
             rates.join(", ")
         )
     });
@@ -227,113 +233,33 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
             if repeats > 1 {
                 eprintln!("run {} of {repeats}:", repeat + 1);
             }
-            let mut node_args: Vec<&str> = settings.node_args.iter().map(String::as_str).collect();
-            // The read scenarios run on the first cluster; with one node, its read listener too
-            // (every node of a cluster gets the same flags, so a port for one node only).
-            let reads_here = position == 0 && repeat == 0 && settings.reads;
-            let read_listener = (reads_here && nodes == 1)
-                .then(|| crate::free_port().map(|port| format!("127.0.0.1:{port}")))
-                .transpose()?;
-            if let Some(address) = &read_listener {
-                node_args.extend(["--read-listen", address.as_str()]);
+            let serves_reads = position == 0 && repeat == 0 && settings.reads;
+            let (scenario_run, run_reads) = write_run(
+                settings,
+                nodes,
+                run,
+                serves_reads,
+                &bodies,
+                ceiling.per_second,
+                &mut finished,
+            )
+            .await?;
+            if run_reads.is_some() {
+                reads = run_reads;
             }
-            // Lives as long as the cluster signing through it.
-            let mut remote_signer = None;
-            // The shared tile directory; lives as long as the cluster on it.
-            let mut shared_store = None;
-            let mut cluster = match run {
-                WriteRun::Plain => {
-                    eprintln!("write scenario: {nodes} node(s), plain HTTP between them…");
-                    Cluster::start_plain(nodes, &node_args).await?
-                }
-                WriteRun::Default => {
-                    eprintln!("write scenario: {nodes} node(s), mutual TLS between them…");
-                    Cluster::start(nodes, &node_args).await?
-                }
-                WriteRun::RemoteSigner(delay) => {
-                    eprintln!(
-                    "write scenario: {nodes} node(s), a remote signer adding {delay:?} per signature…"
-                );
-                    let vault = FakeVault::start()?;
-                    vault.controls().set_delay(delay);
-                    let signer = Signer {
-                        key: Some(FakeVault::uri(FakeVault::ED25519_KEY)),
-                        env: vault.env(),
-                    };
-                    remote_signer = Some(vault);
-                    Cluster::start_with_signer(nodes, &node_args, signer).await?
-                }
-                WriteRun::SharedStore => {
-                    eprintln!("write scenario: {nodes} node(s) on one shared tile store…");
-                    let dir = tempfile::tempdir()?;
-                    let tiles = dir.path().join("tiles").display().to_string();
-                    shared_store = Some(dir);
-                    let mut args = node_args.clone();
-                    args.extend(["--shared-tile-store", "--tile-store", &tiles]);
-                    Cluster::start(nodes, &args).await?
-                }
-            };
-            let figures = write_scenario(&cluster, settings, &bodies, ceiling.per_second).await;
-            let figures = match figures {
-                Ok(figures) => figures,
-                Err(error) => bail!("{nodes}-node write scenario: {error:#}\n{}", tail(&cluster)),
-            };
-            if figures.load.exhausted && repeat == 0 {
-                notes.push(format!(
+            runs_of_scenario.push(scenario_run);
+        }
+        if runs_of_scenario.iter().any(|r| r.figures.load.exhausted) {
+            notes.push(format!(
                 "{nodes}-node writes used all {} pre-signed requests before the duration ended; \
                  raise --requests for a full-length run.",
                 bodies.len()
             ));
-            }
-            if reads_here {
-                eprintln!("read scenarios…");
-                reads = Some(
-                    read_scenarios(
-                        &cluster,
-                        settings,
-                        figures.tree_size,
-                        read_listener.as_deref(),
-                    )
-                    .await?,
-                );
-            }
-            let mut figures = figures;
-            if let (WriteRun::RemoteSigner(delay), Some(vault)) = (run, &remote_signer) {
-                figures.signer = format!(
-                    "remote (Vault transit fake), +{} ms per signature",
-                    delay.as_millis()
-                );
-                figures.remote_signatures = Some(vault.controls().signatures());
-            }
-            if let Some(dir) = shared_store.as_ref().filter(|_| repeat + 1 == repeats) {
-                // Outside every node's data directory, so not in the per-node figures.
-                if let Ok(bytes) = super::system::dir_bytes(&dir.path().join("tiles")) {
-                    let per_entry = if figures.tree_size > 0 {
-                        format!(
-                            ", {:.0} bytes/entry",
-                            bytes as f64 / figures.tree_size as f64
-                        )
-                    } else {
-                        String::new()
-                    };
-                    notes.push(format!(
-                    "{nodes}-node shared-tile-store run: the one shared tile directory holds {:.1} \
-                     MiB{per_entry}, not counted in the nodes' data directories.",
-                    bytes as f64 / (1024.0 * 1024.0)
-                ));
-                }
-            }
-            if shared_store.is_some() {
-                figures.tile_store = "shared";
-            }
-            runs_of_scenario.push(figures);
-            cluster.kill_all();
-            finished.clusters.push(cluster);
-            finished.dirs.extend(shared_store);
         }
         let (median, note) = median_run(runs_of_scenario);
+        notes.extend(median.store_note);
         notes.extend(note);
-        writes.push(median);
+        writes.push(median.figures);
     }
     eprintln!("removing the scenarios' files…");
     drop(finished);
@@ -357,6 +283,112 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
         growth,
         notes,
     })
+}
+
+/// Starts a fresh cluster for one run of a write scenario, measures it (and the reads, on the
+/// run that serves them), and leaves the stopped cluster and its files in `finished`.
+async fn write_run(
+    settings: &BenchSettings,
+    nodes: usize,
+    run: WriteRun,
+    serves_reads: bool,
+    bodies: &Arc<Vec<Bytes>>,
+    ceiling_per_second: f64,
+    finished: &mut FinishedScenarios,
+) -> Result<(ScenarioRun, Option<ReadsReport>)> {
+    let mut node_args: Vec<&str> = settings.node_args.iter().map(String::as_str).collect();
+    // With one node, the reads run against its read listener too (every node of a cluster gets
+    // the same flags, so a port for one node only).
+    let read_listener = (serves_reads && nodes == 1)
+        .then(|| crate::free_port().map(|port| format!("127.0.0.1:{port}")))
+        .transpose()?;
+    if let Some(address) = &read_listener {
+        node_args.extend(["--read-listen", address.as_str()]);
+    }
+    // Lives as long as the cluster signing through it.
+    let mut remote_signer = None;
+    // The shared tile directory; lives as long as the cluster on it.
+    let mut shared_store = None;
+    let mut cluster = match run {
+        WriteRun::Plain => {
+            eprintln!("write scenario: {nodes} node(s), plain HTTP between them…");
+            Cluster::start_plain(nodes, &node_args).await?
+        }
+        WriteRun::Default => {
+            eprintln!("write scenario: {nodes} node(s), mutual TLS between them…");
+            Cluster::start(nodes, &node_args).await?
+        }
+        WriteRun::RemoteSigner(delay) => {
+            eprintln!(
+                "write scenario: {nodes} node(s), a remote signer adding {delay:?} per signature…"
+            );
+            let vault = FakeVault::start()?;
+            vault.controls().set_delay(delay);
+            let signer = Signer {
+                key: Some(FakeVault::uri(FakeVault::ED25519_KEY)),
+                env: vault.env(),
+            };
+            remote_signer = Some(vault);
+            Cluster::start_with_signer(nodes, &node_args, signer).await?
+        }
+        WriteRun::SharedStore => {
+            eprintln!("write scenario: {nodes} node(s) on one shared tile store…");
+            let dir = tempfile::tempdir()?;
+            let tiles = dir.path().join("tiles").display().to_string();
+            shared_store = Some(dir);
+            let mut args = node_args.clone();
+            args.extend(["--shared-tile-store", "--tile-store", &tiles]);
+            Cluster::start(nodes, &args).await?
+        }
+    };
+    let mut figures = match write_scenario(&cluster, settings, bodies, ceiling_per_second).await {
+        Ok(figures) => figures,
+        Err(error) => bail!("{nodes}-node write scenario: {error:#}\n{}", tail(&cluster)),
+    };
+    let reads = if serves_reads {
+        eprintln!("read scenarios…");
+        let listener = read_listener.as_deref();
+        Some(read_scenarios(&cluster, settings, figures.tree_size, listener).await?)
+    } else {
+        None
+    };
+    if let (WriteRun::RemoteSigner(delay), Some(vault)) = (run, &remote_signer) {
+        figures.signer = format!(
+            "remote (Vault transit fake), +{} ms per signature",
+            delay.as_millis()
+        );
+        figures.remote_signatures = Some(vault.controls().signatures());
+    }
+    let mut store_note = None;
+    if let Some(dir) = &shared_store {
+        figures.tile_store = "shared";
+        // Outside every node's data directory, so not in the per-node figures.
+        if let Ok(bytes) = super::system::dir_bytes(&dir.path().join("tiles")) {
+            let per_entry = if figures.tree_size > 0 {
+                format!(
+                    ", {:.0} bytes/entry",
+                    bytes as f64 / figures.tree_size as f64
+                )
+            } else {
+                String::new()
+            };
+            store_note = Some(format!(
+                "{nodes}-node shared-tile-store run: the one shared tile directory holds {:.1} \
+                 MiB{per_entry}, not counted in the nodes' data directories.",
+                bytes as f64 / (1024.0 * 1024.0)
+            ));
+        }
+    }
+    cluster.kill_all();
+    finished.clusters.push(cluster);
+    finished.dirs.extend(shared_store);
+    Ok((
+        ScenarioRun {
+            figures,
+            store_note,
+        },
+        reads,
+    ))
 }
 
 /// What finished scenarios leave on disk, kept until the run ends: clusters (their nodes stopped)
