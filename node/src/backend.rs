@@ -18,6 +18,7 @@ use rekor_api::backend::{
 use rekor_raft::types::{AppendOutcome, NodeAddress, Raft, SequencedEntry};
 use rekor_raft::StateReader;
 use rekor_storage::tile_store::TileStore;
+use rekor_storage::tiles::TilePath;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 
@@ -212,6 +213,7 @@ impl NodeBackend {
         }
         let inclusion_proof = inclusion_proof_from_store(
             &self.store,
+            &self.served,
             &self.hashed_tiles,
             index,
             checkpoint.size,
@@ -248,10 +250,15 @@ impl NodeBackend {
             .await?
             .ok_or_else(|| ReadError::Storage(format!("bundle {bundle} is missing")))?;
         let (kind, canonical_body) = rekor_api::entry_in_bundle(&bytes, position)?;
-        let inclusion_proof =
-            inclusion_proof_from_store(&self.store, &self.hashed_tiles, index, checkpoint.size)
-                .await
-                .map_err(|e| ReadError::Storage(e.to_string()))?;
+        let inclusion_proof = inclusion_proof_from_store(
+            &self.store,
+            &self.served,
+            &self.hashed_tiles,
+            index,
+            checkpoint.size,
+        )
+        .await
+        .map_err(|e| ReadError::Storage(e.to_string()))?;
         Ok(Some(StoredEntry {
             kind,
             canonical_body,
@@ -279,17 +286,8 @@ impl NodeBackend {
         if !request.is_within(self.served_size()) {
             return Ok(None);
         }
-        let stored = self
-            .store
-            .get_path(&request.path())
-            .await
-            .map_err(|e| ReadError::Storage(e.to_string()))?;
-        if stored.is_some() {
-            return Ok(stored);
-        }
-        // A partial object of a size where no step of ours ended: cut it out of a wider one.
-        let integrated_size = self.served.borrow().integrated_size;
-        crate::partials::derive_partial(&self.store, request.0, integrated_size)
+        let served = self.served.borrow().clone();
+        crate::partials::read_object(&self.store, &served, request.0)
             .await
             .map_err(|e| ReadError::Storage(e.to_string()))
     }
@@ -323,11 +321,12 @@ impl LogBackend for NodeBackend {
     }
 }
 
-/// Builds the inclusion proof of `index` at `size` from this node's tiles: the tiles the proof
-/// needs are read concurrently, then the proof is computed from them (ephemeral right-edge nodes
-/// recomputed, never read).
+/// Builds the inclusion proof of `index` at `size` (at most the integrated size) from this
+/// node's tiles: the tiles the proof needs are read concurrently, then the proof is computed from
+/// them (ephemeral right-edge nodes recomputed, never read).
 async fn inclusion_proof_from_store(
     store: &TileStore,
+    served: &watch::Receiver<Served>,
     hashed_tiles: &HashedTileCache,
     index: u64,
     size: u64,
@@ -337,7 +336,8 @@ async fn inclusion_proof_from_store(
         if let Some(tile) = hashed_tiles.get(id) {
             return Ok((id, tile));
         }
-        match store.get_tile(id).await? {
+        let served = served.borrow().clone();
+        match crate::partials::read_object(store, &served, TilePath::Hash(id)).await? {
             Some(bytes) => Ok((id, hashed_tiles.get_or_decode(id, &bytes)?)),
             None => anyhow::bail!("tile {} is missing", id.path()),
         }

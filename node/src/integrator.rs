@@ -4,11 +4,18 @@
 //! Ownership: the actor owns the `TreeBuilder` (the tree's right edge) and the `watch::Sender` of
 //! [`Served`]. One `Advance` runs at a time (`AtomicResponse`), so steps never interleave.
 //!
-//! Durability (DESIGN.md invariants 3 and 4): a step writes every tile and bundle, each of which
-//! `TileStore` reports done only once it is durable, *then* persists the integrated size in the
-//! state machine store, *then* publishes the new size. A crash before the size is persisted
-//! re-runs the step after restart and rewrites identical bytes (create-once writes accept them);
-//! a crash after it finds the tiles already there.
+//! Durability (DESIGN.md invariants 3 and 4): a step writes every *full* tile and bundle it
+//! completes, each of which `TileStore` reports done only once it is durable, *then* publishes the
+//! new integrated size. The step's partial objects (the right edge: the partial tile of each
+//! level and the partial bundle) are superseded by the next step, so in a per-node store they
+//! stay in memory ([`Served::right_edge`], read through [`crate::partials`]) and are made durable
+//! only about once a second ([`RIGHT_EDGE_PERSIST_INTERVAL`], at most
+//! [`MAX_UNPERSISTED_LEAVES`] behind, and at a clean shutdown): the right edge is written, *then*
+//! the state machine records that size as the one to resume from, and only then may it purge the
+//! leaf bodies below it. A crash resumes from the last such size, with every leaf above it still
+//! held, and re-runs the steps since; their full objects come out byte for byte the same
+//! (create-once writes accept them). Writing every step's partial objects was most of the node's
+//! file creations and fsyncs under load (docs/benchmarks.md, part ten).
 //!
 //! Shared tile store (`--shared-tile-store`, [`StoreMode::Shared`]): the nodes share one store
 //! and only the leader writes to it. The leader signs only its *integrated* size
@@ -36,7 +43,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use rekor_raft::StateReader;
-use rekor_storage::integrate::{TreeBuilder, MAX_LEAVES_PER_STEP};
+use rekor_storage::integrate::{RightEdge, TreeBuilder, MAX_LEAVES_PER_STEP};
 use rekor_storage::repair::{self, Diagnosis};
 use rekor_storage::tile_store::TileStore;
 use tokio::sync::watch;
@@ -73,9 +80,40 @@ impl StoreMode {
     }
 }
 
+/// How long the right edge of a per-node store may stay in memory only: a crash re-integrates
+/// at most the leaves of about this long (they are still held), and the checkpoint file
+/// ([`STORE_CHECKPOINT_INTERVAL`]) is written as often.
+pub const RIGHT_EDGE_PERSIST_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Most leaves integrated beyond the size to resume from before the right edge is made durable
+/// regardless of the interval: it bounds the re-integration after a crash and the leaf bodies a
+/// Raft snapshot carries, while a node catching up integrates far faster than one a second.
+pub const MAX_UNPERSISTED_LEAVES: u64 = MAX_LEAVES_PER_STEP;
+
+/// The right edge last made durable (a per-node store): the size a restart resumes from.
+#[derive(Clone)]
+struct Persisted {
+    edge: Arc<RightEdge>,
+    at: Instant,
+}
+
+impl Persisted {
+    /// Whether `edge` is due to be made durable.
+    fn due(&self, edge: &RightEdge) -> bool {
+        let behind = edge.size().saturating_sub(self.edge.size());
+        behind > 0
+            && (behind >= MAX_UNPERSISTED_LEAVES
+                || self.at.elapsed() >= RIGHT_EDGE_PERSIST_INTERVAL)
+    }
+}
+
 pub struct Integrator {
     /// Taken out while a step runs, put back when it ends.
     builder: Option<TreeBuilder>,
+    /// The right edge last made durable, and when (replaced when a step persists another).
+    persisted: Persisted,
+    /// Whether a wake-up is scheduled to persist a right edge left in memory when steps stop.
+    persist_scheduled: bool,
     mode: StoreMode,
     state_machine: StateReader,
     store: Arc<TileStore>,
@@ -88,6 +126,12 @@ pub struct Integrator {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Advance;
+
+/// Make the right edge held in memory durable now, so that a restart resumes where this node
+/// stopped (sent at a clean shutdown).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PersistRightEdge;
 
 impl Integrator {
     /// Resumes from the integrated size persisted in the state machine store.
@@ -102,9 +146,14 @@ impl Integrator {
         let builder =
             resume_verified(&state_machine, &store, &metrics, &peers, integrated_size).await;
         let integrated_root = builder.root();
+        let persisted = Persisted {
+            edge: Arc::new(RightEdge::of(&builder)),
+            at: Instant::now(),
+        };
         let mut served = Served {
             integrated_size,
             integrated_root,
+            right_edge: None,
             checkpoint: None,
         };
         // Serve the newest committed checkpoint our tiles back; on a restart that is usually the
@@ -120,10 +169,13 @@ impl Integrator {
             "integrator resumed"
         );
         metrics.integrated_size.set(integrated_size as i64);
+        metrics.resume_size.set(integrated_size as i64);
         let (sender, receiver) = watch::channel(served);
         Ok((
             Self {
                 builder: Some(builder),
+                persisted,
+                persist_scheduled: false,
                 mode,
                 state_machine,
                 store,
@@ -290,8 +342,9 @@ impl Handler<Advance> for Integrator {
         let served = self.served.borrow().clone();
         let peers = self.peers.clone();
         let mode = self.mode;
+        let mut persisted = self.persisted.clone();
         let step = async move {
-            integrate_committed(
+            let (builder, outcome) = integrate_committed(
                 builder,
                 &state_machine,
                 &store,
@@ -300,11 +353,21 @@ impl Handler<Advance> for Integrator {
                 mode,
                 served,
             )
-            .await
+            .await;
+            // The right edge of this step, or one an earlier step left in memory.
+            let edge = match &outcome {
+                Ok(Some(served)) => served.right_edge.clone(),
+                _ => None,
+            };
+            if let Some(edge) = edge.filter(|edge| persisted.due(edge)) {
+                persist(&store, &state_machine, &metrics, edge, &mut persisted).await;
+            }
+            (builder, outcome, persisted)
         };
         AtomicResponse::new(Box::pin(step.into_actor(self).map(
-            |(builder, outcome), act, ctx| {
+            |(builder, outcome, persisted), act, ctx| {
                 act.builder = Some(builder);
+                act.persisted = persisted;
                 match outcome {
                     Ok(Some(served)) => {
                         let more = act.state_machine.applied().size > served.integrated_size;
@@ -326,8 +389,103 @@ impl Handler<Advance> for Integrator {
                         ctx.notify_later(Advance, std::time::Duration::from_millis(500));
                     }
                 }
+                act.schedule_persist(ctx);
             },
         )))
+    }
+}
+
+impl Integrator {
+    /// When the served right edge is not durable yet, wakes the actor once after
+    /// [`RIGHT_EDGE_PERSIST_INTERVAL`]: if no step comes by then, that wake-up persists it.
+    fn schedule_persist(&mut self, ctx: &mut Context<Self>) {
+        let behind = self
+            .served
+            .borrow()
+            .right_edge
+            .as_ref()
+            .is_some_and(|edge| edge.size() > self.persisted.edge.size());
+        if behind && !self.persist_scheduled {
+            self.persist_scheduled = true;
+            ctx.run_later(RIGHT_EDGE_PERSIST_INTERVAL, |act, ctx| {
+                act.persist_scheduled = false;
+                ctx.notify(PersistRightEdge);
+            });
+        }
+    }
+}
+
+impl Handler<PersistRightEdge> for Integrator {
+    type Result = AtomicResponse<Self, ()>;
+
+    fn handle(&mut self, _: PersistRightEdge, _ctx: &mut Self::Context) -> Self::Result {
+        let edge = self
+            .served
+            .borrow()
+            .right_edge
+            .clone()
+            .filter(|edge| edge.size() > self.persisted.edge.size());
+        let Some(edge) = edge else {
+            return AtomicResponse::new(Box::pin(actix::fut::ready(())));
+        };
+        let store = self.store.clone();
+        let state_machine = self.state_machine.clone();
+        let metrics = self.metrics.clone();
+        let mut persisted = self.persisted.clone();
+        let work = async move {
+            persist(&store, &state_machine, &metrics, edge, &mut persisted).await;
+            persisted
+        };
+        AtomicResponse::new(Box::pin(work.into_actor(self).map(
+            |persisted, act, ctx| {
+                act.persisted = persisted;
+                act.schedule_persist(ctx);
+            },
+        )))
+    }
+}
+
+/// Makes `edge` durable and records its size as the one to resume from (which lets the state
+/// machine drop the leaf bodies below it). A failure is logged and counted, and the next step
+/// tries again: the edge stays in memory meanwhile, and what is durable stays consistent.
+async fn persist(
+    store: &TileStore,
+    state_machine: &StateReader,
+    metrics: &NodeMetrics,
+    edge: Arc<RightEdge>,
+    persisted: &mut Persisted,
+) {
+    let size = edge.size();
+    let written = edge.write(store, &persisted.edge).await;
+    let result = match written {
+        Ok(()) => state_machine
+            .mark_integrated(size)
+            .await
+            .map_err(anyhow::Error::from),
+        Err(error) => Err(error.into()),
+    };
+    match result {
+        Ok(()) => {
+            metrics
+                .objects_written_total
+                .inc_by(edge.object_count() as u64);
+            metrics.resume_size.set(size as i64);
+            *persisted = Persisted {
+                edge,
+                at: Instant::now(),
+            };
+        }
+        Err(error) => {
+            error!(
+                size,
+                error = format!("{error:#}"),
+                "persisting the right edge failed; retrying"
+            );
+            metrics
+                .storage_errors_total
+                .with_label_values(&["integrate"])
+                .inc();
+        }
     }
 }
 
@@ -397,13 +555,23 @@ async fn integrate_committed(
         } else if writes && applied > from {
             let to = step_end(state_machine, from, applied)?;
             let started = Instant::now();
-            write_step(&mut builder, state_machine, store, metrics, peers, from, to).await?;
+            let right_edge = write_step(
+                &mut builder,
+                state_machine,
+                store,
+                metrics,
+                peers,
+                mode,
+                from..to,
+            )
+            .await?;
             metrics
                 .integrate_seconds
                 .observe(started.elapsed().as_secs_f64());
             metrics.integrated_size.set(to as i64);
             served.integrated_size = to;
             served.integrated_root = builder.root();
+            served.right_edge = right_edge.map(Arc::new);
             changed = true;
         }
         if let Some(latest) = state_machine.latest_checkpoint()? {
@@ -413,13 +581,8 @@ async fn integrate_committed(
                     || (latest.size == current.size && latest.text.as_str() != &*current.text)
             });
             if newer && latest.size <= served.integrated_size {
-                // The checkpoint's partial objects, unless a step of ours ended exactly there.
-                // In a shared store the leader that signed it wrote them (it signs only its
-                // integrated size, a step's end): nobody writes them again.
-                if mode == StoreMode::PerNode {
-                    crate::partials::write_partials_at(store, latest.size, served.integrated_size)
-                        .await?;
-                }
+                // Its partial objects are read through `crate::partials`, and written to the
+                // store only before the checkpoint file names its size (`write_checkpoint_file`).
                 metrics.checkpoint_size.set(latest.size as i64);
                 metrics
                     .checkpoint_timestamp_seconds
@@ -441,8 +604,8 @@ pub const STORE_CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::
 /// behind a CDN); this node's API serves it from memory. At most once per
 /// [`STORE_CHECKPOINT_INTERVAL`], always the newest: replacing the file is a new inode and a
 /// deleted one each time, and dozens of those a second made ext4's inode allocation a visible
-/// share of the node's CPU. The partial objects of a served checkpoint are written before it is
-/// served, so they exist before the file names its size.
+/// share of the node's CPU. The partial objects of the checkpoint's size are made durable first,
+/// so they exist before the file names that size.
 ///
 /// In a shared tile store ([`StoreMode::Shared`]) only the leader writes the file, and never over
 /// one of a larger size: it reads the stored checkpoint and compares sizes first. Two nodes that
@@ -458,8 +621,8 @@ pub async fn write_checkpoint_file(
 ) {
     let mut written: Option<Arc<str>> = None;
     loop {
-        let latest = served
-            .borrow_and_update()
+        let now = served.borrow_and_update().clone();
+        let latest = now
             .checkpoint
             .as_ref()
             .map(|checkpoint| (checkpoint.text.clone(), checkpoint.size));
@@ -478,7 +641,19 @@ pub async fn write_checkpoint_file(
                     continue;
                 }
             },
-            (_, latest) => latest.map(|(text, _)| text),
+            // Its partial objects first (in a shared store the leader that signed it wrote them:
+            // it signs only sizes where a step of its own ended).
+            (StoreMode::PerNode, Some((text, size))) => {
+                match crate::partials::write_partials_at(&store, size, &now).await {
+                    Ok(()) => Some(text),
+                    Err(error) => {
+                        checkpoint_file_failed(&metrics, "writing the partial objects of", &error)
+                            .await;
+                        continue;
+                    }
+                }
+            }
+            (_, None) => None,
         };
         if let Some(text) = latest {
             match store.put_checkpoint(text.as_bytes().to_vec().into()).await {
@@ -535,17 +710,23 @@ fn step_end(state_machine: &StateReader, from: u64, applied: u64) -> anyhow::Res
     Ok(boundaries.last().copied().unwrap_or(limit))
 }
 
-/// Integrates leaves `from..to` and makes the result durable. Partial objects are written only
-/// at `to`; those of other sizes are derived when needed ([`crate::partials`]).
+/// Integrates leaves `from..to` and makes the result durable: in a shared store every object
+/// of the step, then the integrated size (the leader signs only sizes a step of its own ended
+/// at, and the followers resume from what it wrote); in a per-node store the full objects,
+/// returning the partial ones, which the caller holds in memory and persists later
+/// ([`persist`]).
 async fn write_step(
     builder: &mut TreeBuilder,
     state_machine: &StateReader,
     store: &TileStore,
     metrics: &NodeMetrics,
     peers: &Peers,
-    from: u64,
-    to: u64,
-) -> anyhow::Result<()> {
+    mode: StoreMode,
+    std::ops::Range {
+        start: from,
+        end: to,
+    }: std::ops::Range<u64>,
+) -> anyhow::Result<Option<RightEdge>> {
     // Leaves this node does not hold (below an installed snapshot) come from a peer, and are
     // only accepted if they reproduce the committed root at `to`.
     let (leaves, pulled) = committed_leaves(state_machine, peers, from, to).await?;
@@ -560,16 +741,29 @@ async fn write_step(
             anyhow::bail!("entries pulled for {from}..{to} do not reproduce the committed root");
         }
     }
-    let objects = staged.object_count();
-    let next = staged.write(store).await?;
-    metrics.objects_written_total.inc_by(objects as u64);
-    // Every tile and bundle is durable: now the size may move.
-    state_machine.mark_integrated(to).await?;
-    *builder = next;
+    let right_edge = match mode {
+        StoreMode::Shared => {
+            let objects = staged.object_count();
+            let next = staged.write(store).await?;
+            metrics.objects_written_total.inc_by(objects as u64);
+            // Every tile and bundle is durable: now the size may move.
+            state_machine.mark_integrated(to).await?;
+            metrics.resume_size.set(to as i64);
+            *builder = next;
+            None
+        }
+        StoreMode::PerNode => {
+            let full = staged.full_object_count();
+            let (next, edge) = staged.write_full(store).await?;
+            metrics.objects_written_total.inc_by(full as u64);
+            *builder = next;
+            Some(edge)
+        }
+    };
     if to / 100_000 > from / 100_000 {
         info!(integrated_size = to, "integration progress");
     }
-    Ok(())
+    Ok(right_edge)
 }
 
 /// The committed leaves `from..to`: held here, or pulled from a peer (below an installed

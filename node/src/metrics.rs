@@ -14,6 +14,7 @@ pub struct NodeMetrics {
     pub batch_commit_seconds: Histogram,
     pub integrate_seconds: Histogram,
     pub integrated_size: IntGauge,
+    pub resume_size: IntGauge,
     /// Tiles and bundles this node's integrator wrote (a follower of a shared store: none).
     pub objects_written_total: IntCounter,
     /// 1 when the node runs with `--shared-tile-store`.
@@ -110,7 +111,13 @@ impl NodeMetrics {
             )?,
             integrated_size: IntGauge::new(
                 "rekor_node_integrated_size",
-                "Tree size whose tiles and bundles are durable in this node's tile store",
+                "Tree size this node has integrated: its full tiles and bundles are durable in \
+                 its tile store, its partial ones held in memory or durable",
+            )?,
+            resume_size: IntGauge::new(
+                "rekor_node_resume_size",
+                "Tree size this node resumes integrating from after a crash: its partial tiles \
+                 and bundle are durable too (at most about a second behind the integrated size)",
             )?,
             objects_written_total: IntCounter::new(
                 "rekor_node_objects_written_total",
@@ -208,6 +215,7 @@ impl NodeMetrics {
         registry.register(Box::new(metrics.integrate_seconds.clone()))?;
         registry.register(Box::new(metrics.integrated_size.clone()))?;
         registry.register(Box::new(metrics.objects_written_total.clone()))?;
+        registry.register(Box::new(metrics.resume_size.clone()))?;
         registry.register(Box::new(metrics.shared_tile_store.clone()))?;
         registry.register(Box::new(metrics.sequenced_size.clone()))?;
         registry.register(Box::new(metrics.checkpoint_size.clone()))?;

@@ -207,7 +207,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
         integrator_peers,
     ));
     let integrator_arbiter = Arbiter::new();
-    let _integrator = Integrator::start_in_arbiter(&integrator_arbiter.handle(), |_| integrator);
+    let integrator = Integrator::start_in_arbiter(&integrator_arbiter.handle(), |_| integrator);
 
     let pushback = crate::pushback::Pushback::new(
         config.pushback_max_outstanding,
@@ -239,7 +239,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
     )
     .with_witnessing(witnessing(
         &config,
-        &store,
+        crate::partials::LocalTiles::new(store.clone(), served.clone()),
         &registry,
         publication_halt.clone(),
         committed_leaves(raft.clone(), state_machine.clone()),
@@ -499,6 +499,15 @@ async fn serve(config: ServeConfig) -> Result<()> {
         (internal_handle, handles, grpc),
     ));
     let (public_result, internal_result) = futures::join!(public, internal);
+    // The right edge held in memory, made durable: a planned restart resumes where it stopped.
+    let persisted = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        integrator.send(crate::integrator::PersistRightEdge),
+    )
+    .await;
+    if !matches!(persisted, Ok(Ok(()))) {
+        warn!("the integrator did not persist its right edge in time; it resumes from an earlier size");
+    }
     info!("listeners stopped; shutting Raft down");
     if let Err(error) = raft.shutdown().await {
         warn!(%error, "raft shutdown");
@@ -725,7 +734,7 @@ async fn exit_when_raft_fails(raft: Raft) {
 /// The witness client, when `--witness-policy` is set.
 fn witnessing(
     config: &ServeConfig,
-    store: &Arc<rekor_storage::tile_store::TileStore>,
+    tiles: crate::partials::LocalTiles,
     registry: &prometheus::Registry,
     halt: crate::witness::PublicationHalt,
     committed: crate::witness::CommittedLeaves,
@@ -752,12 +761,7 @@ fn witnessing(
         halt_override: config.witness_halt_override,
     };
     Ok(Some(Arc::new(crate::witness::Witnessing::new(
-        policy,
-        store.clone(),
-        settings,
-        registry,
-        halt,
-        committed,
+        policy, tiles, settings, registry, halt, committed,
     )?)))
 }
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rekor_storage::integrate::RightEdge;
 use rekor_storage::merkle::Hash;
 use tokio::sync::{oneshot, watch};
 
@@ -38,13 +39,18 @@ impl ServedCheckpoint {
     }
 }
 
-/// The node's externally visible state. Both fields only ever grow.
+/// The node's externally visible state. The sizes only ever grow.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Served {
-    /// Tree size whose tiles and bundles are durable in this node's tile store.
+    /// Tree size this node has integrated: every full tile and bundle below it is durable in
+    /// this node's tile store; its partial objects are in `right_edge` or in the store.
     pub integrated_size: u64,
     /// Root at `integrated_size`.
     pub integrated_root: Hash,
+    /// The partial objects at `integrated_size`, when the integrator keeps them in memory (a
+    /// per-node tile store: they are made durable about once a second, see
+    /// [`crate::integrator`]); `None` when they are in the tile store.
+    pub right_edge: Option<Arc<RightEdge>>,
     /// The checkpoint this node serves; its size is ≤ `integrated_size`.
     pub checkpoint: Option<ServedCheckpoint>,
 }
@@ -200,6 +206,7 @@ mod tests {
         Served {
             integrated_size: size,
             integrated_root: Hash::default(),
+            right_edge: None,
             checkpoint: Some(checkpoint(size)),
         }
     }

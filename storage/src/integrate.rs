@@ -67,12 +67,144 @@ impl StagedStep {
         self.integration.tiles.len() + self.integration.bundles.len()
     }
 
+    /// How many full tiles and bundles [`Self::write_full`] would write.
+    pub fn full_object_count(&self) -> usize {
+        let tiles = self.integration.tiles.iter().filter(|(id, _)| id.is_full());
+        let bundles = self
+            .integration
+            .bundles
+            .iter()
+            .filter(|(id, _)| id.is_full());
+        tiles.count() + bundles.count()
+    }
+
     /// Writes every tile, then every bundle, of the step ([`TileStore::put_integration`]) and,
     /// once all are durable, returns the builder at the new size.
     pub async fn write(self, store: &TileStore) -> Result<TreeBuilder, TileStoreError> {
         let Integration { tiles, bundles, .. } = self.integration;
         store.put_objects(tiles, bundles).await?;
         Ok(self.next)
+    }
+
+    /// Writes only the step's *full* tiles and bundles and, once they are durable, returns the
+    /// builder at the new size with its [`RightEdge`]: the partial objects at that size, in
+    /// memory, not written. A full object never changes again, so writing it once is final;
+    /// a partial one is superseded by the next step, and its owner makes it durable only when
+    /// it needs to (to resume from that size, or before a checkpoint file names it).
+    pub async fn write_full(
+        self,
+        store: &TileStore,
+    ) -> Result<(TreeBuilder, RightEdge), TileStoreError> {
+        let Integration { tiles, bundles, .. } = self.integration;
+        let (full_tiles, partial_tiles): (Vec<_>, Vec<_>) =
+            tiles.into_iter().partition(|(id, _)| id.is_full());
+        let (full_bundles, mut partial_bundles): (Vec<_>, Vec<_>) =
+            bundles.into_iter().partition(|(id, _)| id.is_full());
+        store.put_objects(full_tiles, full_bundles).await?;
+        let edge = RightEdge::assemble(&self.next, partial_tiles, partial_bundles.pop());
+        Ok((self.next, edge))
+    }
+}
+
+/// The partial objects of the tree at one size: the partial hash tile of every tile level that
+/// has one, and the partial entry bundle (tlog-tiles.md §3). Together with the full objects
+/// below them they are all the tree holds at that size, and every narrower partial object of
+/// the same index is a prefix of one of them. A step that writes only its full objects
+/// ([`StagedStep::write_full`]) keeps them here instead; [`Self::write`] makes them durable.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RightEdge {
+    size: u64,
+    tiles: Vec<(TileId, Bytes)>,
+    bundle: Option<(BundleId, Bytes)>,
+}
+
+impl RightEdge {
+    /// The right edge of `builder`: the given partial objects (a step's own, already encoded)
+    /// and, for the levels the step did not touch, the builder's rows encoded anew.
+    fn assemble(
+        builder: &TreeBuilder,
+        mut encoded: Vec<(TileId, Bytes)>,
+        bundle: Option<(BundleId, Bytes)>,
+    ) -> Self {
+        let size = builder.size();
+        let (want_tiles, want_bundle) = TreeBuilder::right_edge(size);
+        let tiles = want_tiles
+            .into_iter()
+            .map(
+                |id| match encoded.iter().position(|(have, _)| *have == id) {
+                    Some(at) => encoded.swap_remove(at),
+                    None => (
+                        id,
+                        Bytes::from(tiles::encode_tile(
+                            &builder.partial_tiles[usize::from(id.level)],
+                        )),
+                    ),
+                },
+            )
+            .collect();
+        let bundle = want_bundle.map(|id| match bundle {
+            Some((have, bytes)) if have == id => (id, bytes),
+            _ => (id, Bytes::copy_from_slice(&builder.partial_bundle)),
+        });
+        Self {
+            size,
+            tiles,
+            bundle,
+        }
+    }
+
+    /// The right edge of `builder`, every object encoded from its rows.
+    pub fn of(builder: &TreeBuilder) -> Self {
+        Self::assemble(builder, Vec::new(), None)
+    }
+
+    /// The tree size these are the partial objects of.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The partial tile `id`, if it is one of these.
+    pub fn tile(&self, id: TileId) -> Option<&Bytes> {
+        self.tiles
+            .iter()
+            .find(|(have, _)| *have == id)
+            .map(|(_, bytes)| bytes)
+    }
+
+    /// The partial bundle `id`, if it is this one.
+    pub fn bundle(&self, id: BundleId) -> Option<&Bytes> {
+        self.bundle
+            .as_ref()
+            .filter(|(have, _)| *have == id)
+            .map(|(_, bytes)| bytes)
+    }
+
+    /// How many objects [`Self::write`] would write.
+    pub fn object_count(&self) -> usize {
+        self.tiles.len() + usize::from(self.bundle.is_some())
+    }
+
+    /// Makes these objects durable in `store` (create-once; identical bytes already there count
+    /// as written), except those `durable` holds too: an object's bytes depend only on its id,
+    /// so one written with an earlier right edge need not be written again.
+    pub async fn write(
+        &self,
+        store: &TileStore,
+        durable: &RightEdge,
+    ) -> Result<(), TileStoreError> {
+        let tiles = self
+            .tiles
+            .iter()
+            .filter(|(id, _)| durable.tile(*id).is_none())
+            .cloned()
+            .collect();
+        let bundles = self
+            .bundle
+            .iter()
+            .filter(|(id, _)| durable.bundle(*id).is_none())
+            .cloned()
+            .collect();
+        store.put_objects(tiles, bundles).await
     }
 }
 
@@ -386,6 +518,77 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(resumed.root(), next.root());
+    }
+
+    /// A step written full-only stores exactly the full objects a whole write stores and keeps
+    /// the partial ones in its right edge, byte for byte; once that edge is written the store
+    /// resumes at its size. Steps here touch some tile levels and not others (level 2 gets its
+    /// first entry at 65,536 and is left alone by the steps after it).
+    #[tokio::test]
+    async fn a_step_written_full_only_keeps_the_partial_objects_in_its_right_edge() {
+        let entries: Vec<Vec<u8>> = (0..70_000u32)
+            .map(|i| format!("entry {i}").into_bytes())
+            .collect();
+        let whole = TileStore::in_memory();
+        let lean = TileStore::in_memory();
+        let mut writer = TreeBuilder::new();
+        let mut builder = TreeBuilder::new();
+        let mut edge = RightEdge::default();
+        let mut start = 0usize;
+        for end in [300usize, 65_541, 65_548, 65_792, 69_700] {
+            writer = writer
+                .stage(&entries[start..end])
+                .unwrap()
+                .write(&whole)
+                .await
+                .unwrap();
+            (builder, edge) = builder
+                .stage(&entries[start..end])
+                .unwrap()
+                .write_full(&lean)
+                .await
+                .unwrap();
+            let size = end as u64;
+            assert_eq!((edge.size(), builder.root()), (size, writer.root()));
+            assert_eq!(edge, RightEdge::of(&builder));
+            let (partial_tiles, partial_bundle) = TreeBuilder::right_edge(size);
+            assert_eq!(
+                edge.object_count(),
+                partial_tiles.len() + partial_bundle.iter().count()
+            );
+            for id in partial_tiles {
+                let stored = whole.get_tile(id).await.unwrap();
+                assert_eq!(edge.tile(id), stored.as_ref(), "{}", id.path());
+                assert_eq!(lean.get_tile(id).await.unwrap(), None, "{}", id.path());
+            }
+            if let Some(id) = partial_bundle {
+                let stored = whole.get_bundle(id.index, id.width).await.unwrap();
+                assert_eq!(edge.bundle(id), stored.as_ref());
+                assert_eq!(lean.get_bundle(id.index, id.width).await.unwrap(), None);
+            }
+            for id in tiles::tiles_touched(start as u64, size).filter(|id| id.is_full()) {
+                let lean_tile = lean.get_tile(id).await.unwrap();
+                assert!(lean_tile.is_some(), "{}", id.path());
+                assert_eq!(lean_tile, whole.get_tile(id).await.unwrap());
+            }
+            for id in tiles::bundles_touched(start as u64, size).filter(|id| id.is_full()) {
+                let lean_bundle = lean.get_bundle(id.index, id.width).await.unwrap();
+                assert!(lean_bundle.is_some(), "{}", id.path());
+                assert_eq!(
+                    lean_bundle,
+                    whole.get_bundle(id.index, id.width).await.unwrap()
+                );
+            }
+            start = end;
+        }
+        // Nothing is written that the durable edge already holds.
+        edge.write(&lean, &edge).await.unwrap();
+        assert!(TreeBuilder::resume(&lean, 69_700).await.is_err());
+        edge.write(&lean, &RightEdge::default()).await.unwrap();
+        let resumed = TreeBuilder::resume_checked(&lean, 69_700, &writer.root())
+            .await
+            .unwrap();
+        assert_eq!(RightEdge::of(&resumed), edge);
     }
 
     /// A follower of a shared store takes the staged builder without writing: it continues

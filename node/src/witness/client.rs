@@ -36,14 +36,14 @@ use rekor_storage::checkpoint::{append_cosignatures, Checkpoint, CheckpointError
 use rekor_storage::merkle::Hash;
 use rekor_storage::note::{Note, NoteError, NoteSignature};
 use rekor_storage::proof::{build_consistency_proof, tiles_for_consistency, TileSet};
-use rekor_storage::tile_store::TileStore;
-use rekor_storage::tiles::{TileId, TILE_WIDTH};
+use rekor_storage::tiles::TileId;
 use tracing::{debug, error, info, warn};
 
 use super::evidence::{self, Claim};
 use super::halt::PublicationHalt;
 use super::policy::{PolicyWitness, WitnessPolicy};
 use super::response::{select_cosignature, MAX_RESPONSE_BYTES};
+use crate::partials::LocalTiles;
 
 /// tlog-witness: the media type of a `409` body.
 pub const TLOG_SIZE_CONTENT_TYPE: &str = "text/x.tlog.size";
@@ -202,7 +202,7 @@ impl WitnessMetrics {
 /// (the publisher is an actor), but concurrent calls are safe.
 pub struct Witnessing {
     policy: WitnessPolicy,
-    store: Arc<TileStore>,
+    tiles: LocalTiles,
     http: reqwest::Client,
     settings: WitnessSettings,
     /// Per witness (same order as the policy), the size it last cosigned or told us it has.
@@ -213,11 +213,11 @@ pub struct Witnessing {
 }
 
 impl Witnessing {
-    /// Builds the client; consistency proofs are read from `store` (this node's tiles),
+    /// Builds the client; consistency proofs are read from `tiles` (this node's tiles),
     /// `committed` judges larger-tree claims, and `halt` is set when evidence reaches the quorum.
     pub fn new(
         policy: WitnessPolicy,
-        store: Arc<TileStore>,
+        tiles: LocalTiles,
         settings: WitnessSettings,
         registry: &Registry,
         halt: PublicationHalt,
@@ -239,7 +239,7 @@ impl Witnessing {
         Ok(Self {
             cosigned: Mutex::new(vec![0; policy.witnesses().len()]),
             policy,
-            store,
+            tiles,
             http,
             settings,
             metrics,
@@ -535,9 +535,9 @@ impl Witnessing {
         }
         let proof_error = |reason: String| AddCheckpointError::Proof { old, reason };
         let needed = tiles_for_consistency(old, size).map_err(|e| proof_error(e.to_string()))?;
-        let store = self.store.as_ref();
+        let tiles = &self.tiles;
         let fetched =
-            futures::future::try_join_all(needed.into_iter().map(|id| read_tile(store, id)))
+            futures::future::try_join_all(needed.into_iter().map(|id| read_tile(tiles, id)))
                 .await
                 .map_err(proof_error)?;
         let tiles = TileSet::from_fetched(fetched).map_err(|e| proof_error(e.to_string()))?;
@@ -545,22 +545,13 @@ impl Witnessing {
     }
 }
 
-/// Reads a tile as of some size; if that partial tile is gone, the full tile stands in (it holds
-/// the same hashes as a prefix, tlog-tiles.md §11.5).
-async fn read_tile(store: &TileStore, id: TileId) -> Result<(TileId, Bytes), String> {
-    if let Some(bytes) = store.get_tile(id).await.map_err(|e| e.to_string())? {
-        return Ok((id, bytes));
+/// Reads a tile as of some size up to the integrated one (a partial tile is cut out of the one at
+/// the integrated size, tlog-tiles.md §11.5).
+async fn read_tile(tiles: &LocalTiles, id: TileId) -> Result<(TileId, Bytes), String> {
+    match tiles.tile(id).await.map_err(|e| e.to_string())? {
+        Some(bytes) => Ok((id, bytes)),
+        None => Err(format!("tile {} is missing", id.path())),
     }
-    if !id.is_full() {
-        let full = TileId {
-            width: TILE_WIDTH,
-            ..id
-        };
-        if let Some(bytes) = store.get_tile(full).await.map_err(|e| e.to_string())? {
-            return Ok((full, bytes));
-        }
-    }
-    Err(format!("tile {} is missing", id.path()))
 }
 
 /// The `add-checkpoint` request body (tlog-tiles.md §10).
@@ -605,6 +596,7 @@ mod tests {
     use rekor_storage::cosignature::{CosignatureSigner, CosignatureVerifier};
     use rekor_storage::integrate::TreeBuilder;
     use rekor_storage::note::Ed25519NoteSigner;
+    use rekor_storage::tile_store::TileStore;
 
     const ORIGIN: &str = "log.example";
 
@@ -685,21 +677,34 @@ mod tests {
         format!("http://127.0.0.1:{port}")
     }
 
-    /// A tile store holding a 300-leaf tree integrated in two steps (5, then 295), as the
-    /// integrator would leave it, and the roots at both sizes.
-    async fn store_with_tree() -> (Arc<TileStore>, Hash, Hash) {
+    /// This node's tiles of a 300-leaf tree integrated in two steps (5, then 295), as the
+    /// integrator of a per-node store leaves them (full objects in the store, the partial ones at
+    /// 300 held in memory), and the roots at both sizes.
+    async fn store_with_tree() -> (LocalTiles, Hash, Hash) {
         let store = Arc::new(TileStore::in_memory());
         let leaves: Vec<Vec<u8>> = (0..300u32).map(|i| i.to_be_bytes().to_vec()).collect();
         let mut builder = TreeBuilder::new();
         let mut roots = Vec::new();
+        let mut edge = None;
         for batch in [&leaves[..5], &leaves[5..]] {
-            let step = builder.append(batch).unwrap();
-            for (id, bytes) in step.tiles {
-                store.put_tile(id, bytes).await.unwrap();
-            }
-            roots.push(step.root);
+            let (next, step_edge) = builder
+                .stage(batch)
+                .unwrap()
+                .write_full(&store)
+                .await
+                .unwrap();
+            builder = next;
+            roots.push(builder.root());
+            edge = Some(Arc::new(step_edge));
         }
-        (store, roots[0], roots[1])
+        let served = crate::served::Served {
+            integrated_size: 300,
+            integrated_root: roots[1],
+            right_edge: edge,
+            checkpoint: None,
+        };
+        let (_, served) = tokio::sync::watch::channel(served);
+        (LocalTiles::new(store, served), roots[0], roots[1])
     }
 
     fn witness_key(seed: u8) -> CosignatureSigner {
@@ -721,7 +726,7 @@ mod tests {
     /// A client for `policy`, with a log that has committed `committed` leaves; its halt.
     fn client_for(
         policy: &str,
-        store: Arc<TileStore>,
+        store: LocalTiles,
         settings: WitnessSettings,
         committed: u64,
     ) -> (Witnessing, PublicationHalt) {
@@ -736,7 +741,7 @@ mod tests {
 
     /// One witness, the quorum; the log has committed far more than any checkpoint here (so a
     /// witness ahead of a checkpoint is a lagging leader's case, not evidence).
-    fn witnessing(store: Arc<TileStore>, url: &str, vkey: &str, require: bool) -> Witnessing {
+    fn witnessing(store: LocalTiles, url: &str, vkey: &str, require: bool) -> Witnessing {
         let policy = format!("witness w1 {vkey} {url}\nquorum w1\n");
         client_for(&policy, store, settings(require), u64::MAX).0
     }
