@@ -84,6 +84,22 @@ async fn every_read_answers_as_on_the_public_listener() {
         "tile/0/00".into(),
         "log/entries/0".into(),
     ];
+    // The tile store's checkpoint file names a size only once that size's partial objects are
+    // stored too (the integrator holds the newest ones in memory, not in files).
+    let tiles = cluster.nodes[0].spec.data_dir.join("tiles");
+    rekor_cluster_tests::wait_until(
+        "the checkpoint file names the served size",
+        Duration::from_secs(10),
+        || {
+            let text = std::fs::read_to_string(tiles.join("checkpoint")).unwrap_or_default();
+            let named = text.lines().nth(1).and_then(|line| line.parse::<u64>().ok());
+            async move { Ok((named == Some(size)).then_some(())) }
+        },
+    )
+    .await
+    .unwrap();
+    let stored_partial_path = format!("tile/entries/001.p/{partial}");
+    assert!(tiles.join(&stored_partial_path).exists(), "{stored_partial_path}");
     let file_bytes_before = metric(&public, "rekor_read_listener_file_bytes_total", &[])
         .await
         .unwrap()
@@ -100,7 +116,7 @@ async fn every_read_answers_as_on_the_public_listener() {
     assert!(bundle.len() > 256, "a bundle of 256 entries");
     // The stored bundles (two reads of the full one, one of the partial) went out from their
     // files; the narrower partial, cut from the wider one, through the backend.
-    let stored_partial = &bodies[&format!("tile/entries/001.p/{partial}")];
+    let stored_partial = &bodies[&stored_partial_path];
     let file_bytes = metric(&public, "rekor_read_listener_file_bytes_total", &[])
         .await
         .unwrap()
