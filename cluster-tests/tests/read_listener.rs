@@ -92,14 +92,20 @@ async fn every_read_answers_as_on_the_public_listener() {
         Duration::from_secs(10),
         || {
             let text = std::fs::read_to_string(tiles.join("checkpoint")).unwrap_or_default();
-            let named = text.lines().nth(1).and_then(|line| line.parse::<u64>().ok());
+            let named = text
+                .lines()
+                .nth(1)
+                .and_then(|line| line.parse::<u64>().ok());
             async move { Ok((named == Some(size)).then_some(())) }
         },
     )
     .await
     .unwrap();
     let stored_partial_path = format!("tile/entries/001.p/{partial}");
-    assert!(tiles.join(&stored_partial_path).exists(), "{stored_partial_path}");
+    assert!(
+        tiles.join(&stored_partial_path).exists(),
+        "{stored_partial_path}"
+    );
     let file_bytes_before = metric(&public, "rekor_read_listener_file_bytes_total", &[])
         .await
         .unwrap()
