@@ -25,8 +25,8 @@ fn files_in(dir: &Path) -> usize {
 fn resumed_size(log: &str) -> Option<u64> {
     let line = log
         .lines()
-        .filter(|line| line.contains("integrator resumed"))
-        .last()?;
+        .rev()
+        .find(|line| line.contains("integrator resumed"))?;
     let after = &line[line.find("integrated_size")? + "integrated_size".len()..];
     let digits: String = after
         .chars()
