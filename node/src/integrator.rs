@@ -9,7 +9,7 @@
 //! new integrated size. The step's partial objects (the right edge: the partial tile of each
 //! level and the partial bundle) are superseded by the next step, so in a per-node store they
 //! stay in memory ([`Served::right_edge`], read through [`crate::partials`]) and are made durable
-//! only about once a second ([`RIGHT_EDGE_PERSIST_INTERVAL`], at most
+//! only four times a second ([`RIGHT_EDGE_PERSIST_INTERVAL`], at most
 //! [`MAX_UNPERSISTED_LEAVES`] behind, and at a clean shutdown): the right edge is written, *then*
 //! the state machine records that size as the one to resume from, and only then may it purge the
 //! leaf bodies below it. A crash resumes from the last such size, with every leaf above it still
@@ -81,9 +81,11 @@ impl StoreMode {
 }
 
 /// How long the right edge of a per-node store may stay in memory only: a crash re-integrates
-/// at most the leaves of about this long (they are still held), and the checkpoint file
-/// ([`STORE_CHECKPOINT_INTERVAL`]) is written as often.
-pub const RIGHT_EDGE_PERSIST_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// at most the leaves of about this long (they are still held), and a Raft snapshot carries the
+/// bodies of about this long (it holds the bodies above the size to resume from; a second's
+/// worth made snapshots a visible share of the CPU). Four persists a second against the ~45 a
+/// second of partial objects that every step and every served checkpoint wrote before.
+pub const RIGHT_EDGE_PERSIST_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Most leaves integrated beyond the size to resume from before the right edge is made durable
 /// regardless of the interval: it bounds the re-integration after a crash and the leaf bodies a

@@ -117,7 +117,7 @@ impl NodeMetrics {
             resume_size: IntGauge::new(
                 "rekor_node_resume_size",
                 "Tree size this node resumes integrating from after a crash: its partial tiles \
-                 and bundle are durable too (at most about a second behind the integrated size)",
+                 and bundle are durable too (about a quarter of a second behind the integrated size)",
             )?,
             objects_written_total: IntCounter::new(
                 "rekor_node_objects_written_total",

@@ -3,7 +3,7 @@
 //!
 //! Why: a node's tile store holds the full objects, but partial objects only at a few sizes.
 //! The integrator of a per-node store keeps the partial objects at its integrated size in memory
-//! (the right edge in [`Served`]) and makes them durable about once a second, not at every step;
+//! (the right edge in [`Served`]) and makes them durable four times a second, not at every step;
 //! a shared store holds them at the sizes where the leader's steps ended. Every partial object at
 //! a size up to the integrated one is a prefix of the object with the same index at the
 //! integrated size, so:

@@ -48,7 +48,7 @@ pub struct Served {
     /// Root at `integrated_size`.
     pub integrated_root: Hash,
     /// The partial objects at `integrated_size`, when the integrator keeps them in memory (a
-    /// per-node tile store: they are made durable about once a second, see
+    /// per-node tile store: they are made durable four times a second, see
     /// [`crate::integrator`]); `None` when they are in the tile store.
     pub right_edge: Option<Arc<RightEdge>>,
     /// The checkpoint this node serves; its size is ≤ `integrated_size`.
