@@ -356,15 +356,13 @@ impl SegmentLog {
                     });
                 }
                 index += offsets.len() as u64;
-                let budget = self.table_read().recent.budget();
-                let copies = RecentRecords::copies(budget, chunk);
                 let mut table = self.table_write();
                 if let Some(active) = table.segments.back_mut() {
                     active.offsets.extend_from_slice(&offsets);
                     active.len = position;
                 }
                 let chunk_first = table.next;
-                table.recent.push(chunk_first, copies);
+                table.recent.push(chunk_first, chunk);
                 table.next = index;
                 remaining = rest;
             }

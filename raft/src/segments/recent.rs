@@ -43,10 +43,6 @@ impl RecentRecords {
         }
     }
 
-    pub(super) fn budget(&self) -> usize {
-        self.budget
-    }
-
     fn end(&self) -> u64 {
         self.first + self.records.len() as u64
     }
@@ -58,29 +54,20 @@ impl RecentRecords {
         self.first = next;
     }
 
-    /// The copies of `records` that [`Self::push`] keeps under a `budget`: made before the offset
-    /// table's lock is taken, so that readers never wait for a copy. `None` for a record larger than the whole
-    /// budget, which is not held.
-    pub(super) fn copies(budget: usize, records: &[&[u8]]) -> Vec<Option<Arc<[u8]>>> {
-        records
-            .iter()
-            .map(|record| (charge(record) <= budget).then(|| Arc::from(*record)))
-            .collect()
-    }
-
-    /// Records (their [`Self::copies`]) were appended at `first`, the log's end. The oldest
-    /// records held go first when the budget is exceeded.
-    pub(super) fn push(&mut self, first: u64, copies: Vec<Option<Arc<[u8]>>>) {
+    /// `records` were appended at `first`, the log's end. The oldest records held go first when
+    /// the budget is exceeded; a record larger than the whole budget is not held.
+    pub(super) fn push(&mut self, first: u64, records: &[&[u8]]) {
         if first != self.end() {
             self.clear(first);
         }
-        for (offset, copy) in copies.into_iter().enumerate() {
-            let Some(record) = copy else {
+        for (offset, record) in records.iter().enumerate() {
+            let cost = charge(record);
+            if cost > self.budget {
                 self.clear(first + offset as u64 + 1);
                 continue;
-            };
-            self.bytes += charge(&record);
-            self.records.push_back(record);
+            }
+            self.records.push_back(Arc::from(*record));
+            self.bytes += cost;
             while self.bytes > self.budget {
                 self.pop_front();
             }

@@ -618,6 +618,22 @@ fn records_cut_by_truncation_leave_memory_too() {
     assert_eq!(log.table_read().recent.held(), 100..103);
 }
 
+/// One append far larger than the budget leaves the log holding its newest records that fit,
+/// and older ones are read from the files.
+#[test]
+fn an_append_larger_than_the_memory_budget_holds_its_newest_records() {
+    // 68-byte payloads: 100 bytes each with the per-record charge; 350 holds three.
+    let records: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 68]).collect();
+    let refs: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_with_recent(dir.path(), 4096, 350);
+    log.append(0, &refs[..2]).unwrap();
+    assert_eq!(log.table_read().recent.held(), 0..2);
+    log.append(2, &refs[2..]).unwrap();
+    assert_eq!(log.table_read().recent.held(), 7..10);
+    assert_eq!(log.read(0..10).unwrap(), records);
+}
+
 #[test]
 fn a_record_larger_than_the_memory_budget_is_read_from_its_file() {
     let dir = tempfile::tempdir().unwrap();
