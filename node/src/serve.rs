@@ -502,7 +502,7 @@ async fn serve(config: ServeConfig) -> Result<()> {
     // The right edge held in memory, made durable: a planned restart resumes where it stopped.
     let persisted = tokio::time::timeout(
         std::time::Duration::from_secs(5),
-        integrator.send(crate::integrator::PersistRightEdge),
+        integrator.send(crate::integrator::PersistRightEdge::Now),
     )
     .await;
     if !matches!(persisted, Ok(Ok(()))) {
