@@ -105,10 +105,23 @@ async fn single_node_with_a_full_disk_refuses_writes_then_recovers() {
     .unwrap();
     let (_, mut observations) = load.stop().await;
 
-    // Tile store full: Raft still works, but nothing can be integrated, so a write gets a 503
-    // JSON error after the submit timeout, never a 201; reads keep being served.
+    // Tile store full: Raft still works. Entries are integrated while the partial bundle they
+    // land in is held in memory (their bodies are durable in the Raft storage), but once a full
+    // bundle must be written nothing more can be integrated: from then on a write gets a 503
+    // JSON error after the submit timeout, never a 201. Reads keep being served.
     tiles_disk.fill().unwrap();
-    let refused = factory.request();
+    let mut refused = None;
+    for _ in 0..=256 {
+        let request = factory.request();
+        let result = client.submit(&request).await.unwrap();
+        if result.status == 201 {
+            continue;
+        }
+        assert_eq!(result.status, 503, "tile store full: {}", result.body);
+        refused = Some(request);
+        break;
+    }
+    let refused = refused.expect("a write is refused before a second bundle fills");
     for _ in 0..2 {
         let result = client.submit(&refused).await.unwrap();
         assert_eq!(result.status, 503, "tile store full: {}", result.body);
