@@ -211,15 +211,10 @@ impl NodeBackend {
             self.metrics.dedup_hits_total.inc();
             return Err(SubmitError::Duplicate { log_index: index });
         }
-        let inclusion_proof = inclusion_proof_from_store(
-            &self.store,
-            &self.served,
-            &self.hashed_tiles,
-            index,
-            checkpoint.size,
-        )
-        .await
-        .map_err(|e| {
+        let inclusion_proof = self
+            .inclusion_proof(index, checkpoint.size)
+            .await
+            .map_err(|e| {
             warn!(index, size = checkpoint.size, error = %e, "building an inclusion proof failed");
             self.metrics
                 .storage_errors_total
@@ -250,15 +245,10 @@ impl NodeBackend {
             .await?
             .ok_or_else(|| ReadError::Storage(format!("bundle {bundle} is missing")))?;
         let (kind, canonical_body) = rekor_api::entry_in_bundle(&bytes, position)?;
-        let inclusion_proof = inclusion_proof_from_store(
-            &self.store,
-            &self.served,
-            &self.hashed_tiles,
-            index,
-            checkpoint.size,
-        )
-        .await
-        .map_err(|e| ReadError::Storage(e.to_string()))?;
+        let inclusion_proof = self
+            .inclusion_proof(index, checkpoint.size)
+            .await
+            .map_err(|e| ReadError::Storage(e.to_string()))?;
         Ok(Some(StoredEntry {
             kind,
             canonical_body,
@@ -270,6 +260,12 @@ impl NodeBackend {
                 checkpoint: checkpoint.text.to_string(),
             },
         }))
+    }
+
+    /// The inclusion proof of `index` at `size` from this node's tiles
+    /// ([`inclusion_proof_from_store`]).
+    async fn inclusion_proof(&self, index: u64, size: u64) -> anyhow::Result<Vec<[u8; 32]>> {
+        inclusion_proof_from_store(&self.store, &self.served, &self.hashed_tiles, index, size).await
     }
 
     /// The size of the checkpoint this node serves (0 before the first): no tile or bundle

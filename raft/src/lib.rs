@@ -24,6 +24,7 @@ pub mod engine;
 mod entry_files;
 pub mod identity_index;
 pub mod leader_contact;
+mod leaf_hashes;
 pub mod log_store;
 pub mod network;
 pub mod peers;

@@ -278,6 +278,8 @@ pub(crate) async fn install(
     if payload.leaves_from + payload.leaves.len() as u64 != target.size() {
         return Err(corrupt("snapshot leaves do not end at the tree size"));
     }
+    // The leaves held change under a snapshot: the integrator hashes the new ones itself.
+    shared.leaf_hashes.clear();
     // Leftovers of an earlier attempt go first: staging restarts from this node's own state.
     let cleaner = shared.clone();
     blocking(move || discard_staged(&cleaner)).await?;

@@ -55,6 +55,7 @@ use crate::codec::{self, CodecError};
 use crate::engine::{index_key, EngineError, Keyspace, ScanOrder, WriteBatch};
 use crate::entry_files::EntryFiles;
 use crate::identity_index::IdentityIndexError;
+use crate::leaf_hashes::RecentLeafHashes;
 use crate::segments::SegmentError;
 use crate::snapshot;
 use crate::types::{
@@ -234,6 +235,8 @@ pub(crate) struct Shared {
     pub(crate) applied_tx: watch::Sender<AppliedState>,
     /// Builds of this process, to make snapshot ids unique.
     pub(crate) snapshot_seq: std::sync::atomic::AtomicU64,
+    /// The leaf hashes of the newest applied leaves, for the integrator.
+    pub(crate) leaf_hashes: RecentLeafHashes,
 }
 
 impl Shared {
@@ -457,6 +460,9 @@ struct Applied {
 struct NewLeaves {
     first: Option<u64>,
     bodies: Vec<Vec<u8>>,
+    /// `leaf_hash` of each body, computed once for the compact range and kept for the
+    /// integrator ([`RecentLeafHashes`]).
+    hashes: Vec<Hash>,
 }
 
 /// Whether `key` may be (or already is) the log's key: equal to the recorded one; or, with none
@@ -526,12 +532,14 @@ fn apply_append(
             outcomes.push(AppendOutcome::Duplicate { index });
             continue;
         }
+        let hash = leaf_hash(&entry.body);
         next.tree
-            .append(leaf_hash(&entry.body))
+            .append(hash)
             .map_err(|e| StateMachineError::Corrupt(format!("compact range: {e}")))?;
         fresh.insert(identity, index);
         leaves.first.get_or_insert(index);
         leaves.bodies.push(entry.body);
+        leaves.hashes.push(hash);
         outcomes.push(AppendOutcome::Logged { index });
     }
     Ok(outcomes)
@@ -585,6 +593,7 @@ impl StateMachineStore {
                 integration: Mutex::new(()),
                 applied_tx,
                 snapshot_seq: std::sync::atomic::AtomicU64::new(0),
+                leaf_hashes: RecentLeafHashes::default(),
             }),
             backfill: None,
         })
@@ -639,6 +648,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 shared.files.append(first, &leaves.bodies)?;
             }
             shared.keyspace.apply(batch)?;
+            // Only once the apply took: a failed one leaves bodies the next apply discards.
+            if let Some(first) = leaves.first {
+                shared.leaf_hashes.record(first, &leaves.hashes);
+            }
             *state = next;
             shared.applied_tx.send_replace(state.applied_state());
             Ok(responses)
@@ -783,6 +796,13 @@ impl StateReader {
     /// allocator from growing one arena per pool thread to the size of a step.
     pub fn leaves_now(&self, range: Range<u64>) -> Result<Vec<Vec<u8>>, StateMachineError> {
         self.shared.files.read(range)
+    }
+
+    /// The leaf hashes of leaves `range`, if this process applied every one of them lately
+    /// (computed from the bodies [`Self::leaves_now`] returns); `None` otherwise, and the caller
+    /// hashes the bodies itself. Saves the integrator a second pass over each body.
+    pub fn recent_leaf_hashes(&self, range: Range<u64>) -> Option<Vec<Hash>> {
+        self.shared.leaf_hashes.get(range)
     }
 
     /// Record that this node's integrator has durably written every leaf below `size` to its

@@ -200,6 +200,27 @@ async fn publish_is_accepted_only_for_the_computed_root_and_a_growing_size() {
     );
 }
 
+/// The integrator takes the leaf hashes the apply computed instead of hashing each body again:
+/// they are exactly the hashes of the bodies held, duplicates skipped, and a reopened state
+/// machine has none (the integrator hashes those bodies itself).
+#[tokio::test]
+async fn applied_leaf_hashes_are_those_of_the_bodies_held() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_engine, _log, mut sm) = open(dir.path());
+        let reader = sm.reader();
+        apply_one(&mut sm, 1, append_cmd(&["a", "b", "c"])).await;
+        apply_one(&mut sm, 2, append_cmd(&["b", "d"])).await;
+        let bodies = reader.leaves(0..4).await.unwrap();
+        let hashes: Vec<_> = bodies.iter().map(|body| leaf_hash(body)).collect();
+        assert_eq!(reader.recent_leaf_hashes(0..4), Some(hashes.clone()));
+        assert_eq!(reader.recent_leaf_hashes(2..4), Some(hashes[2..].to_vec()));
+        assert_eq!(reader.recent_leaf_hashes(3..5), None, "5 is not applied");
+    }
+    let (_engine, _log, sm) = open(dir.path());
+    assert_eq!(sm.reader().recent_leaf_hashes(0..1), None);
+}
+
 #[tokio::test]
 async fn state_survives_close_and_reopen() {
     let dir = tempfile::tempdir().unwrap();

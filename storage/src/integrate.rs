@@ -229,6 +229,9 @@ pub enum IntegrateError {
     /// The partial bundle's entries do not hash to the level-0 partial tile.
     #[error("bundle {id} does not match the level-0 partial tile")]
     BundleMismatch { id: BundleId },
+    /// Leaf hashes handed in with a batch are not one per entry.
+    #[error("{hashes} leaf hashes for {entries} entries")]
+    LeafHashCount { entries: usize, hashes: usize },
     /// The resumed tree's root is not the expected one.
     #[error("resumed root at size {size} does not match the expected root")]
     RootMismatch { size: u64 },
@@ -394,9 +397,38 @@ impl TreeBuilder {
         Ok(StagedStep { next, integration })
     }
 
+    /// [`Self::stage`] with each entry's `leaf_hash` already known, as the state machine computed
+    /// it from the same bodies: the step does not hash them again. The caller vouches that
+    /// `leaf_hashes[i]` is `merkle::leaf_hash(entries[i])`; only their number is checked here.
+    pub fn stage_with_leaf_hashes<E: AsRef<[u8]>>(
+        &self,
+        entries: &[E],
+        leaf_hashes: &[Hash],
+    ) -> Result<StagedStep, IntegrateError> {
+        if leaf_hashes.len() != entries.len() {
+            return Err(IntegrateError::LeafHashCount {
+                entries: entries.len(),
+                hashes: leaf_hashes.len(),
+            });
+        }
+        let mut next = self.clone();
+        let integration = next.append_hashed(entries, Some(leaf_hashes))?;
+        Ok(StagedStep { next, integration })
+    }
+
     /// Appends a batch of entries (the leaf data, e.g. canonical bodies) and returns
     /// the new tree head and every tile and bundle to write. On error nothing changes.
     pub fn append<E: AsRef<[u8]>>(&mut self, entries: &[E]) -> Result<Integration, IntegrateError> {
+        self.append_hashed(entries, None)
+    }
+
+    /// [`Self::append`], taking each entry's leaf hash from `leaf_hashes` when given (one per
+    /// entry, checked by the caller) instead of computing it.
+    fn append_hashed<E: AsRef<[u8]>>(
+        &mut self,
+        entries: &[E],
+        leaf_hashes: Option<&[Hash]>,
+    ) -> Result<Integration, IntegrateError> {
         for (position, e) in entries.iter().enumerate() {
             let len = e.as_ref().len();
             if len > MAX_ENTRY_SIZE {
@@ -413,9 +445,13 @@ impl TreeBuilder {
         let mut touched = [false; TILE_LEVELS];
         let width = usize::from(TILE_WIDTH);
         let partial_tiles = &mut self.partial_tiles;
-        for e in entries {
+        for (position, e) in entries.iter().enumerate() {
             let entry = e.as_ref();
             let index = self.range.size();
+            let hash = match leaf_hashes.and_then(|hashes| hashes.get(position)) {
+                Some(hash) => *hash,
+                None => merkle::leaf_hash(entry),
+            };
             // Length checked above, so the record always encodes.
             tiles::append_bundle_entry(&mut self.partial_bundle, entry)?;
             if (index + 1).is_multiple_of(u64::from(TILE_WIDTH)) {
@@ -426,7 +462,7 @@ impl TreeBuilder {
                 out_bundles.push((id, Bytes::from(std::mem::take(&mut self.partial_bundle))));
             }
             self.range
-                .append_visit(merkle::leaf_hash(entry), |level, node_index, hash| {
+                .append_visit(hash, |level, node_index, hash| {
                     // Only nodes at multiples of 8 levels are tile entries; the rows
                     // in between are recomputed by readers.
                     if u32::from(level) % TILE_HEIGHT != 0 {
@@ -483,6 +519,48 @@ impl TreeBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Leaf hashes handed in are the ones the tree is built from (no second hashing), and with
+    /// the right ones a step's objects are exactly those of hashing the bodies.
+    #[test]
+    fn a_step_with_known_leaf_hashes_builds_the_same_objects() {
+        let entries: Vec<Vec<u8>> = (0..600)
+            .map(|i| format!("entry {i}").into_bytes())
+            .collect();
+        let hashes: Vec<Hash> = entries.iter().map(|e| merkle::leaf_hash(e)).collect();
+        let builder = TreeBuilder::new()
+            .stage(&entries[..100])
+            .unwrap()
+            .into_builder();
+
+        let hashed = builder.stage(&entries[100..]).unwrap();
+        let known = builder
+            .stage_with_leaf_hashes(&entries[100..], &hashes[100..])
+            .unwrap();
+        assert_eq!(known.root(), hashed.root());
+        assert_eq!(known.integration.tiles, hashed.integration.tiles);
+        assert_eq!(known.integration.bundles, hashed.integration.bundles);
+
+        let mut wrong = hashes[100..].to_vec();
+        wrong[7] = [0u8; 32];
+        let trusted = builder
+            .stage_with_leaf_hashes(&entries[100..], &wrong)
+            .unwrap();
+        assert_ne!(
+            trusted.root(),
+            hashed.root(),
+            "the given hashes are used as they are"
+        );
+
+        let refused = builder.stage_with_leaf_hashes(&entries[100..], &hashes[101..]);
+        assert!(matches!(
+            refused,
+            Err(IntegrateError::LeafHashCount {
+                entries: 500,
+                hashes: 499
+            })
+        ));
+    }
 
     /// A staged step leaves its builder alone until written, writes what `append` returns, and
     /// hands back a builder the store resumes to.
