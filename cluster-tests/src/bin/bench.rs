@@ -66,9 +66,10 @@ struct Args {
     /// own. Default: none.
     #[arg(long, value_delimiter = ',')]
     shared_store_nodes: Vec<usize>,
-    /// Times each write scenario runs, each on a fresh cluster; the tables show the run with the
-    /// median entries/s and the notes list every run's rate. 3 narrows the noise between runs
-    /// (and shows it), at about 7 more minutes per full run (25 against 18 here) and about
+    /// Times each write scenario runs, each on a fresh cluster, in rounds of every scenario in
+    /// turn (so a slow spell of the machine does not fall on one scenario); the tables show the
+    /// run with the median entries/s and the notes list every run's rate. 3 narrows the noise
+    /// between runs (and shows it), at about 7 more minutes per full run (25 against 18 here) and about
     /// 40 GB free disk: every run's files stay until the end.
     #[arg(long, default_value_t = 1)]
     repeats: usize,

@@ -88,9 +88,9 @@ pub struct BenchSettings {
     /// Cluster sizes to run the write scenario on once more with every node on one shared tile
     /// directory (`--shared-tile-store`: only the leader writes tiles), after the other runs.
     pub shared_store_nodes: Vec<usize>,
-    /// Times each write scenario runs, each on a fresh cluster; the report shows the run with
-    /// the median entries/s and lists every run's rate in the notes (the noise between runs on
-    /// a small machine is larger than most single changes).
+    /// Times each write scenario runs, each on a fresh cluster, in rounds of every scenario in
+    /// turn; the report shows the run with the median entries/s and lists every run's rate in
+    /// the notes (the noise between runs on a small machine is larger than most single changes).
     pub repeats: usize,
 }
 
@@ -225,14 +225,18 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
         .shared_store_nodes
         .iter()
         .map(|&nodes| (nodes, WriteRun::SharedStore));
-    let runs = runs.chain(shared);
+    let scenarios: Vec<(usize, WriteRun)> = runs.chain(shared).collect();
     let repeats = settings.repeats.max(1);
-    for (position, (nodes, run)) in runs.enumerate() {
-        let mut runs_of_scenario = Vec::with_capacity(repeats);
-        for repeat in 0..repeats {
-            if repeats > 1 {
-                eprintln!("run {} of {repeats}:", repeat + 1);
-            }
+    // Rounds of every scenario in turn (ABCABC, not AABBCC): the machine's speed drifts by tens
+    // of percent within a full run (docs/benchmarks.md, part eleven), and back-to-back repeats
+    // would hand one scenario's repeats all of a slow spell.
+    let mut runs_by_scenario: Vec<Vec<ScenarioRun>> =
+        scenarios.iter().map(|_| Vec::with_capacity(repeats)).collect();
+    for repeat in 0..repeats {
+        if repeats > 1 {
+            eprintln!("round {} of {repeats}:", repeat + 1);
+        }
+        for (position, &(nodes, run)) in scenarios.iter().enumerate() {
             let serves_reads = position == 0 && repeat == 0 && settings.reads;
             let (scenario_run, run_reads) = write_run(
                 settings,
@@ -247,8 +251,10 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
             if run_reads.is_some() {
                 reads = run_reads;
             }
-            runs_of_scenario.push(scenario_run);
+            runs_by_scenario[position].push(scenario_run);
         }
+    }
+    for (&(nodes, _), runs_of_scenario) in scenarios.iter().zip(runs_by_scenario) {
         if runs_of_scenario.iter().any(|r| r.figures.load.exhausted) {
             notes.push(format!(
                 "{nodes}-node writes used all {} pre-signed requests before the duration ended; \
