@@ -206,7 +206,14 @@ fn bench_repeats_each_write_scenario_and_reports_the_median() {
         stderr,
     } = run_bench(
         &[
-            &["--nodes", "1", "--shared-store-nodes", "1", "--repeats", "2"],
+            &[
+                "--nodes",
+                "1",
+                "--shared-store-nodes",
+                "1",
+                "--repeats",
+                "2",
+            ],
             SHORT_WRITES_ONLY,
         ]
         .concat(),

@@ -230,8 +230,10 @@ pub async fn run_bench(settings: &BenchSettings) -> Result<BenchReport> {
     // Rounds of every scenario in turn (ABCABC, not AABBCC): the machine's speed drifts by tens
     // of percent within a full run (docs/benchmarks.md, part eleven), and back-to-back repeats
     // would hand one scenario's repeats all of a slow spell.
-    let mut runs_by_scenario: Vec<Vec<ScenarioRun>> =
-        scenarios.iter().map(|_| Vec::with_capacity(repeats)).collect();
+    let mut runs_by_scenario: Vec<Vec<ScenarioRun>> = scenarios
+        .iter()
+        .map(|_| Vec::with_capacity(repeats))
+        .collect();
     for repeat in 0..repeats {
         if repeats > 1 {
             eprintln!("round {} of {repeats}:", repeat + 1);
