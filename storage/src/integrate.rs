@@ -392,9 +392,7 @@ impl TreeBuilder {
 
     /// Stages one integration step: [`Self::append`] of `entries` on a copy of this builder.
     pub fn stage<E: AsRef<[u8]>>(&self, entries: &[E]) -> Result<StagedStep, IntegrateError> {
-        let mut next = self.clone();
-        let integration = next.append(entries)?;
-        Ok(StagedStep { next, integration })
+        self.stage_hashed(entries, None)
     }
 
     /// [`Self::stage`] with each entry's `leaf_hash` already known, as the state machine computed
@@ -411,8 +409,17 @@ impl TreeBuilder {
                 hashes: leaf_hashes.len(),
             });
         }
+        self.stage_hashed(entries, Some(leaf_hashes))
+    }
+
+    /// [`Self::append_hashed`] on a copy of this builder.
+    fn stage_hashed<E: AsRef<[u8]>>(
+        &self,
+        entries: &[E],
+        leaf_hashes: Option<&[Hash]>,
+    ) -> Result<StagedStep, IntegrateError> {
         let mut next = self.clone();
-        let integration = next.append_hashed(entries, Some(leaf_hashes))?;
+        let integration = next.append_hashed(entries, leaf_hashes)?;
         Ok(StagedStep { next, integration })
     }
 

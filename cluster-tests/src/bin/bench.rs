@@ -69,8 +69,8 @@ struct Args {
     /// Times each write scenario runs, each on a fresh cluster, in rounds of every scenario in
     /// turn (so a slow spell of the machine does not fall on one scenario); the tables show the
     /// run with the median entries/s and the notes list every run's rate. 3 narrows the noise
-    /// between runs (and shows it), at about 7 more minutes per full run (25 against 18 here) and about
-    /// 40 GB free disk: every run's files stay until the end.
+    /// between runs (and shows it), at about 7 more minutes per full run (25 against 18 here)
+    /// and about 40 GB free disk: every run's files stay until the end.
     #[arg(long, default_value_t = 1)]
     repeats: usize,
     /// Run against a debug build of rekor-node (for smoke tests; its figures are not
