@@ -3,7 +3,9 @@
 //! memory and are made durable four times a second, before the store's checkpoint file names a
 //! size, and at a clean shutdown. Reads of partial objects of every size are cut out of the ones
 //! held. A node killed in between resumes from the last durable right edge (its leaves still
-//! held), integrates again and serves the same bytes.
+//! held), integrates again and serves the same bytes. Integration steps take the leaf hashes the
+//! state machine computed when it applied the bodies (`rekor_node_leaf_hashes_total`), hashing a
+//! body again only for leaves applied before a restart.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -34,6 +36,15 @@ fn resumed_size(log: &str) -> Option<u64> {
         .take_while(|c| c.is_ascii_digit())
         .collect();
     digits.parse().ok()
+}
+
+/// Leaf hashes the node's integration steps used from `source` (0 before any).
+async fn leaf_hashes(base: &str, source: &str) -> u64 {
+    let label = format!("source=\"{source}\"");
+    metric(base, "rekor_node_leaf_hashes_total", &[&label])
+        .await
+        .unwrap()
+        .unwrap_or(0.0) as u64
 }
 
 async fn served_size(client: &LogClient) -> Option<u64> {
@@ -100,6 +111,11 @@ async fn partial_objects_are_held_in_memory_and_a_killed_node_resumes_from_the_d
         assert!(bundle.starts_with(&narrower) && narrower.len() < bundle.len());
     }
 
+    // Every step took the leaf hashes the state machine computed when it applied the bodies:
+    // no body was hashed a second time.
+    assert_eq!(leaf_hashes(&base, "state_machine").await, ENTRIES);
+    assert_eq!(leaf_hashes(&base, "integrator").await, 0);
+
     // SIGKILL: the restart resumes from the last durable right edge, at or above what the node
     // reported as its resume size, and serves the same bytes once integrated again.
     let resume = metric(&base, "rekor_node_resume_size", &[])
@@ -129,6 +145,13 @@ async fn partial_objects_are_held_in_memory_and_a_killed_node_resumes_from_the_d
         ENTRIES
     );
     wait_served(&client, ENTRIES + 1).await;
+    // The restarted process integrated the leaves above the size it resumed from once each (with
+    // the hashes of whatever its state machine applied again, the others' bodies hashed anew),
+    // and the new entry with the hash its state machine computed.
+    let from_state_machine = leaf_hashes(&base, "state_machine").await;
+    let rehashed = leaf_hashes(&base, "integrator").await;
+    assert_eq!(from_state_machine + rehashed, ENTRIES + 1 - resumed);
+    assert!(from_state_machine >= 1);
 
     // A clean stop makes the right edge durable: the next start resumes at the full size.
     let stopped = cluster.nodes[0].terminate(TIMEOUT).unwrap();

@@ -558,7 +558,15 @@ async fn integrate_committed(
         };
         if let Some(checkpoint) = vouched {
             let started = Instant::now();
-            follow_step(&mut builder, state_machine, peers, from, &checkpoint).await?;
+            follow_step(
+                &mut builder,
+                state_machine,
+                metrics,
+                peers,
+                from,
+                &checkpoint,
+            )
+            .await?;
             metrics
                 .integrate_seconds
                 .observe(started.elapsed().as_secs_f64());
@@ -746,7 +754,7 @@ async fn write_step(
     // only accepted if they reproduce the committed root at `to`.
     let (leaves, pulled) = committed_leaves(state_machine, peers, from, to).await?;
     // Staged on a copy, so that a failed write leaves the builder at the durable size.
-    let staged = stage_leaves(builder, state_machine, from, &leaves, pulled)?;
+    let staged = stage_leaves(builder, state_machine, metrics, from, &leaves, pulled)?;
     drop(leaves);
     if pulled {
         let expected = state_machine.root_at(to)?.ok_or_else(|| {
@@ -788,18 +796,29 @@ async fn write_step(
 fn stage_leaves(
     builder: &TreeBuilder,
     state_machine: &StateReader,
+    metrics: &NodeMetrics,
     from: u64,
     leaves: &[Vec<u8>],
     pulled: bool,
 ) -> Result<StagedStep, rekor_storage::integrate::IntegrateError> {
     let to = from + leaves.len() as u64;
-    match (!pulled)
+    let held = (!pulled)
         .then(|| state_machine.recent_leaf_hashes(from..to))
-        .flatten()
-    {
-        Some(hashes) => builder.stage_with_leaf_hashes(leaves, &hashes),
-        None => builder.stage(leaves),
+        .flatten();
+    let (staged, source) = match held {
+        Some(hashes) => (
+            builder.stage_with_leaf_hashes(leaves, &hashes),
+            "state_machine",
+        ),
+        None => (builder.stage(leaves), "integrator"),
+    };
+    if staged.is_ok() {
+        metrics
+            .leaf_hashes_total
+            .with_label_values(&[source])
+            .inc_by(leaves.len() as u64);
     }
+    staged
 }
 
 /// The committed leaves `from..to`: held here, or pulled from a peer (below an installed
@@ -845,6 +864,7 @@ async fn committed_leaves(
 async fn follow_step(
     builder: &mut TreeBuilder,
     state_machine: &StateReader,
+    metrics: &NodeMetrics,
     peers: &Peers,
     from: u64,
     checkpoint: &rekor_raft::PublishedCheckpoint,
@@ -854,7 +874,7 @@ async fn follow_step(
     while at < checkpoint.size {
         let to = step_end(state_machine, at, checkpoint.size)?;
         let (leaves, pulled) = committed_leaves(state_machine, peers, at, to).await?;
-        next = stage_leaves(&next, state_machine, at, &leaves, pulled)?.into_builder();
+        next = stage_leaves(&next, state_machine, metrics, at, &leaves, pulled)?.into_builder();
         at = to;
     }
     if next.root() != checkpoint.root {

@@ -31,6 +31,9 @@ pub struct NodeMetrics {
     pub checkpoint_sign_refused_total: IntCounterVec,
     /// Right-edge objects found damaged at start-up (`tile`, `bundle`) and replaced.
     pub right_edge_repairs_total: IntCounterVec,
+    /// Leaf hashes integration steps used, by where they came from (`state_machine`: computed
+    /// when the body was applied and held since; `integrator`: the body hashed again).
+    pub leaf_hashes_total: IntCounterVec,
     pub raft_is_leader: IntGauge,
     pub raft_term: IntGauge,
     pub raft_last_log_index: IntGauge,
@@ -178,6 +181,16 @@ impl NodeMetrics {
                 ),
                 &["kind"],
             )?,
+            leaf_hashes_total: IntCounterVec::new(
+                Opts::new(
+                    "rekor_node_leaf_hashes_total",
+                    "Leaf hashes the integrator's steps used, by source: state_machine (computed \
+                     when the state machine applied the body, held in memory) or integrator (the \
+                     body hashed again: after a restart or a snapshot install, or for leaves \
+                     pulled from a peer)",
+                ),
+                &["source"],
+            )?,
             raft_is_leader: IntGauge::new("rekor_raft_is_leader", "1 if this node is the leader")?,
             raft_term: IntGauge::new("rekor_raft_term", "Current Raft term")?,
             raft_last_log_index: IntGauge::new(
@@ -227,6 +240,7 @@ impl NodeMetrics {
         registry.register(Box::new(metrics.storage_errors_total.clone()))?;
         registry.register(Box::new(metrics.checkpoint_sign_refused_total.clone()))?;
         registry.register(Box::new(metrics.right_edge_repairs_total.clone()))?;
+        registry.register(Box::new(metrics.leaf_hashes_total.clone()))?;
         registry.register(Box::new(metrics.raft_is_leader.clone()))?;
         registry.register(Box::new(metrics.raft_term.clone()))?;
         registry.register(Box::new(metrics.raft_last_log_index.clone()))?;
