@@ -15,7 +15,7 @@ use super::format::{
     decode_watermark, shard_path, tmp_path, Header, SlotState, HEADER_LEN, LOCK_FILE, PAGE,
     SHARD_COUNT, SLOTS_PER_PAGE, TMP_SUFFIX, WATERMARK_FILE,
 };
-use super::table::{max_occupied, new_table_file, stream_slots};
+use super::table::{max_occupied, new_table_file, single_page_cache, stream_slots};
 use super::tags::{tag_of, SlotTags};
 use super::{
     corrupt, fsync_dir, io_error, write_watermark, IdentityIndex, IdentityIndexError, Result, Shard,
@@ -155,6 +155,7 @@ impl Shard {
             .write(true)
             .open(&path)
             .map_err(io_error("open shard", &path))?;
+        single_page_cache(&file, &path);
         let len = file
             .metadata()
             .map_err(io_error("stat shard", &path))?
