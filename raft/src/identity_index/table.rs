@@ -320,9 +320,10 @@ pub(super) fn new_table_file(path: &Path, header: &Header) -> Result<File> {
 ///
 /// Every slot insert is a 40-byte `pwrite`, and ext4 (large folios since Linux 6.16) prepares a
 /// write by walking every block of the cached folio that holds it: a folio made by readahead or
-/// by one large write covers up to hundreds of blocks, and the walk cost more than the rest of
-/// the insert (16 % of the growth scenario's CPU at 10 M entries, against 3 % at 0; its Raft
-/// storage rate fell to 0.67 of the rate at 0). Slot reads are random anyway; the whole-shard
+/// by one large write covers 16 blocks or more, and in a large index (1 GiB of shards at 10 M
+/// entries) each block's buffer head is a cache miss. The walk cost more than the rest of the
+/// insert: 16 % of the growth scenario's CPU at 10 M entries, against 3 % at 0, where its Raft
+/// storage rate fell to 0.67 of the rate at 0. Slot reads are random anyway; the whole-shard
 /// reads (resize, recount) still read [`STREAM_PAGES`] pages per call. Advice only: where it
 /// is refused, inserts are slower, not wrong.
 pub(super) fn single_page_cache(file: &File, path: &Path) {
