@@ -88,8 +88,11 @@ impl NodeBackend {
                 .is_some_and(|checkpoint| checkpoint.frozen)
     }
 
+    /// The current leader and its address. Called on every write: it reads the metrics in place
+    /// rather than cloning them (their replication map and membership allocate).
     fn leader(&self) -> Option<(u64, NodeAddress)> {
-        let metrics = self.raft.metrics().borrow().clone();
+        let metrics = self.raft.metrics();
+        let metrics = metrics.borrow();
         let leader = metrics.current_leader?;
         let node = metrics
             .membership_config
@@ -304,7 +307,7 @@ impl LogBackend for NodeBackend {
             .borrow()
             .checkpoint
             .as_ref()
-            .map(|checkpoint| Bytes::from(checkpoint.text.as_bytes().to_vec()));
+            .map(|checkpoint| Bytes::from_owner(NoteBytes(checkpoint.text.clone())));
         Box::pin(async move { Ok(text) })
     }
 
@@ -314,6 +317,15 @@ impl LogBackend for NodeBackend {
 
     fn entry(&self, index: u64) -> BoxFuture<'_, Result<Option<StoredEntry>, ReadError>> {
         Box::pin(self.read_entry(index))
+    }
+}
+
+/// A served checkpoint's text as a body without copying it (every checkpoint read answers it).
+struct NoteBytes(Arc<str>);
+
+impl AsRef<[u8]> for NoteBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }
 

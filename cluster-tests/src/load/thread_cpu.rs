@@ -113,6 +113,26 @@ pub fn micros_per_entry(
         .collect()
 }
 
+/// One process's CPU per entry between `before` and `after`, in microseconds: all of it, and
+/// its verification pool's part (what is left is its share of the HTTP, Raft, storage and
+/// integration work). `None` if nothing was logged.
+pub fn process_micros_per_entry(
+    before: &CpuSample,
+    after: &CpuSample,
+    entries: u64,
+    ticks_per_second: f64,
+) -> Option<(f64, f64)> {
+    if entries == 0 {
+        return None;
+    }
+    let micros = |ticks: u64| ticks as f64 / ticks_per_second * 1e6 / entries as f64;
+    let verification = |sample: &CpuSample| *sample.by_stage.get(STAGES[0].0).unwrap_or(&0);
+    Some((
+        micros(after.total.saturating_sub(before.total)),
+        micros(verification(after).saturating_sub(verification(before))),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +148,24 @@ mod tests {
         assert_eq!(stage_of("raft-log-writer"), "Raft log writer");
         assert_eq!(stage_of("sled-io-3"), "sled");
         assert_eq!(stage_of("rekor-node"), "other");
+    }
+
+    #[test]
+    fn one_process_splits_into_all_and_verification() {
+        let sample = |total: u64, verification: u64| CpuSample {
+            by_stage: BTreeMap::from([("verification pool", verification), ("other", 1)]),
+            total,
+        };
+        // 300 ticks, 100 of them verification, over 1,000 entries at 100 ticks/s: 3,000 µs and
+        // 1,000 µs of CPU each.
+        let (all, verification) =
+            process_micros_per_entry(&sample(50, 20), &sample(350, 120), 1_000, 100.0).unwrap();
+        assert!((all - 3_000.0).abs() < 1e-9, "{all}");
+        assert!((verification - 1_000.0).abs() < 1e-9, "{verification}");
+        assert_eq!(
+            process_micros_per_entry(&sample(0, 0), &sample(1, 1), 0, 100.0),
+            None
+        );
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use bytes::{Bytes, BytesMut};
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
 };
 use rekor_api::backend::{LogBackend, TileRequest};
 use rekor_api::limits::ListenerLimits;
@@ -53,10 +53,49 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct ReadListenerMetrics {
     requests: IntCounterVec,
-    latency: HistogramVec,
+    /// The series every answered read touches, looked up once: a labelled lookup hashes its
+    /// label values and takes a lock, which on this path costs about what parsing the request
+    /// does.
+    per_object: Arc<[ObjectMetrics; Object::ALL.len()]>,
     bytes_sent: IntCounter,
     file_bytes_sent: IntCounter,
     connections: IntGauge,
+}
+
+/// One object kind's latency histogram and its counter of 200 answers (none for
+/// [`Object::Other`], which never answers 200: no series that stays at zero).
+struct ObjectMetrics {
+    ok: Option<IntCounter>,
+    latency: Histogram,
+}
+
+/// What a request asked for, as the metrics label it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Object {
+    Checkpoint,
+    Tile,
+    Bundle,
+    /// Unknown paths and unreadable requests.
+    Other,
+}
+
+impl Object {
+    /// Every kind, in the order of its discriminant.
+    const ALL: [Object; 4] = [
+        Object::Checkpoint,
+        Object::Tile,
+        Object::Bundle,
+        Object::Other,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Object::Checkpoint => "checkpoint",
+            Object::Tile => "tile",
+            Object::Bundle => "bundle",
+            Object::Other => "other",
+        }
+    }
 }
 
 impl ReadListenerMetrics {
@@ -95,13 +134,35 @@ impl ReadListenerMetrics {
         registry.register(Box::new(bytes_sent.clone()))?;
         registry.register(Box::new(file_bytes_sent.clone()))?;
         registry.register(Box::new(connections.clone()))?;
+        let per_object = Arc::new(Object::ALL.map(|object| {
+            ObjectMetrics {
+                ok: (object != Object::Other)
+                    .then(|| requests.with_label_values(&[object.label(), status_label(200)])),
+                latency: latency.with_label_values(&[object.label()]),
+            }
+        }));
         Ok(Self {
             requests,
-            latency,
+            per_object,
             bytes_sent,
             file_bytes_sent,
             connections,
         })
+    }
+}
+
+impl ReadListenerMetrics {
+    /// Counts one answer and its time from a complete head to sent.
+    fn answered(&self, object: Object, status: u16, took: Duration) {
+        let series = &self.per_object[object as usize];
+        if let (200, Some(ok)) = (status, &series.ok) {
+            ok.inc();
+        } else {
+            self.requests
+                .with_label_values(&[object.label(), status_label(status)])
+                .inc();
+        }
+        series.latency.observe(took.as_secs_f64());
     }
 }
 
@@ -236,7 +297,7 @@ struct Answer {
     status: u16,
     kind: Kind,
     body: Body,
-    object: &'static str,
+    object: Object,
 }
 
 impl Connection {
@@ -270,13 +331,7 @@ impl Connection {
             .instrument(span)
             .await;
             self.metrics
-                .requests
-                .with_label_values(&[answer.object, status_label(answer.status)])
-                .inc();
-            self.metrics
-                .latency
-                .with_label_values(&[answer.object])
-                .observe(started.elapsed().as_secs_f64());
+                .answered(answer.object, answer.status, started.elapsed());
             match sent {
                 Ok(Ok(bytes)) => {
                     self.metrics.bytes_sent.inc_by(bytes);
@@ -322,7 +377,7 @@ impl Connection {
             tokio::time::timeout(SEND_TIMEOUT, response::send(stream, head, &body, false)).await;
         self.metrics
             .requests
-            .with_label_values(&["other", status_label(status)])
+            .with_label_values(&[Object::Other.label(), status_label(status)])
             .inc();
     }
 
@@ -332,7 +387,7 @@ impl Connection {
                 400,
                 GrpcCode::InvalidArgument,
                 "request bodies are not accepted here",
-                "other",
+                Object::Other,
             );
         }
         // `None` for the checkpoint, the parsed tile path otherwise.
@@ -345,21 +400,21 @@ impl Connection {
                 .and_then(TileRequest::parse)
             {
                 Some(request) => Some(request),
-                None => return status_answer(404, GrpcCode::NotFound, "Not Found", "other"),
+                None => return status_answer(404, GrpcCode::NotFound, "Not Found", Object::Other),
             }
         };
-        let label = match tile {
-            None => "checkpoint",
-            Some(TileRequest(TilePath::Entries(_))) => "bundle",
-            Some(TileRequest(TilePath::Hash(_))) => "tile",
+        let object = match tile {
+            None => Object::Checkpoint,
+            Some(TileRequest(TilePath::Entries(_))) => Object::Bundle,
+            Some(TileRequest(TilePath::Hash(_))) => Object::Tile,
         };
         if head.method == Method::Other {
             // As the public listener (grpc-gateway): a known path with the wrong method is 501.
-            return status_answer(501, GrpcCode::Unimplemented, "Method Not Allowed", label);
+            return status_answer(501, GrpcCode::Unimplemented, "Method Not Allowed", object);
         }
         match tile {
             None => self.checkpoint().await,
-            Some(request) => self.tile(request, label).await,
+            Some(request) => self.tile(request, object).await,
         }
     }
 
@@ -369,17 +424,17 @@ impl Connection {
                 status: 200,
                 kind: response::CHECKPOINT,
                 body: Body::Bytes(text),
-                object: "checkpoint",
+                object: Object::Checkpoint,
             },
-            Ok(None) => status_answer(404, GrpcCode::NotFound, "Not Found", "checkpoint"),
+            Ok(None) => status_answer(404, GrpcCode::NotFound, "Not Found", Object::Checkpoint),
             Err(error) => {
                 warn!(%error, "read listener: reading the checkpoint failed");
-                internal_error("checkpoint")
+                internal_error(Object::Checkpoint)
             }
         }
     }
 
-    async fn tile(&self, request: TileRequest, object: &'static str) -> Answer {
+    async fn tile(&self, request: TileRequest, object: Object) -> Answer {
         if !request.is_within(self.backend.served_size()) {
             return status_answer(404, GrpcCode::NotFound, "Not Found", object);
         }
@@ -441,7 +496,7 @@ fn open_whole(path: &std::path::Path) -> std::io::Result<Option<Body>> {
     Ok(Some(Body::File { file, len }))
 }
 
-fn status_answer(status: u16, code: GrpcCode, message: &str, object: &'static str) -> Answer {
+fn status_answer(status: u16, code: GrpcCode, message: &str, object: Object) -> Answer {
     Answer {
         status,
         kind: response::STATUS_JSON,
@@ -450,7 +505,7 @@ fn status_answer(status: u16, code: GrpcCode, message: &str, object: &'static st
     }
 }
 
-fn internal_error(object: &'static str) -> Answer {
+fn internal_error(object: Object) -> Answer {
     status_answer(500, GrpcCode::Internal, "internal server error", object)
 }
 

@@ -47,6 +47,11 @@ pub struct NodeFigures {
     /// TLS connections its internal listener accepted (kept-alive connections keep this far
     /// below the number of node-to-node requests).
     pub internal_tls_handshakes: Option<f64>,
+    /// This node's CPU per entry the cluster logged during the write run, µs, and its
+    /// verification pool's part of it (`load::thread_cpu`): how the cluster's cost splits
+    /// between the leader and the followers.
+    pub cpu_us_per_entry: Option<f64>,
+    pub verification_us_per_entry: Option<f64>,
 }
 
 /// A write scenario.
@@ -352,12 +357,12 @@ impl BenchReport {
         push(&mut md, String::new());
         push(
             &mut md,
-            "| cluster | node | leader | peak RSS MiB | data dir MiB | tiles MiB | disk bytes/entry | batches | mean batch | mean commit ms | integrate steps | mean integrate ms | mean validation ms | checkpoints | pushback | internal TLS handshakes |"
+            "| cluster | node | leader | peak RSS MiB | data dir MiB | tiles MiB | disk bytes/entry | batches | mean batch | mean commit ms | integrate steps | mean integrate ms | mean validation ms | checkpoints | pushback | internal TLS handshakes | CPU µs/entry | of which verification |"
                 .into(),
         );
         push(
             &mut md,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".into(),
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|".into(),
         );
         for w in &self.writes {
             for n in &w.per_node {
@@ -368,7 +373,7 @@ impl BenchReport {
                 push(
                     &mut md,
                     format!(
-                        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                         w.label(),
                         n.id,
                         if n.is_leader { "yes" } else { "" },
@@ -385,6 +390,8 @@ impl BenchReport {
                         fmt_opt(n.checkpoints_published, 0),
                         fmt_opt(n.pushback, 0),
                         fmt_opt(n.internal_tls_handshakes, 0),
+                        fmt_opt(n.cpu_us_per_entry, 1),
+                        fmt_opt(n.verification_us_per_entry, 1),
                     ),
                 );
             }

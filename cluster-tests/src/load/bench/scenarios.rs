@@ -136,6 +136,17 @@ pub(super) async fn write_scenario(
         };
         let mean_ms = |name: &str| system::histogram_mean(&metrics, name).map(|(m, _)| m * 1e3);
         let tiles = node.spec.data_dir.join("tiles");
+        let cpu = node
+            .pid()
+            .and_then(|pid| pids.iter().position(|&p| p == pid))
+            .and_then(|at| {
+                thread_cpu::process_micros_per_entry(
+                    &cpu_before[at],
+                    &cpu_after[at],
+                    load.succeeded,
+                    ticks,
+                )
+            });
         per_node.push(NodeFigures {
             id: node.spec.id,
             peak_rss_bytes: node.pid().and_then(|pid| system::peak_rss_bytes(pid).ok()),
@@ -159,6 +170,8 @@ pub(super) async fn write_scenario(
                 &metrics,
                 "rekor_tls_handshakes_total{listener=\"internal\"}",
             ),
+            cpu_us_per_entry: cpu.map(|(total, _)| total),
+            verification_us_per_entry: cpu.map(|(_, verification)| verification),
         });
     }
     let disk: Vec<u64> = per_node.iter().filter_map(|n| n.data_dir_bytes).collect();
