@@ -9,9 +9,12 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// The signature-verification pool's stage.
+pub const VERIFICATION: &str = "verification pool";
+
 /// The stages, in report order, and the thread-name prefixes that belong to each.
 pub const STAGES: [(&str, &[&str]); 6] = [
-    ("verification pool", &["rekor-verify"]),
+    (VERIFICATION, &["rekor-verify"]),
     ("HTTP workers and actors", &["actix-rt", "actix-server"]),
     (
         "tokio runtime (Raft, forwarding, file IO)",
@@ -106,7 +109,7 @@ pub fn micros_per_entry(
         let total = a.total as i64 - b.total as i64;
         *ticks.entry("other").or_default() += (total - staged).max(0);
     }
-    let micros = |t: i64| t.max(0) as f64 / ticks_per_second * 1e6 / entries as f64;
+    let micros = |t: i64| micros_per_entry_of(t.max(0) as u64, entries, ticks_per_second);
     STAGES
         .iter()
         .map(|(stage, _)| (stage.to_string(), micros(ticks[stage])))
@@ -125,12 +128,17 @@ pub fn process_micros_per_entry(
     if entries == 0 {
         return None;
     }
-    let micros = |ticks: u64| ticks as f64 / ticks_per_second * 1e6 / entries as f64;
-    let verification = |sample: &CpuSample| *sample.by_stage.get(STAGES[0].0).unwrap_or(&0);
+    let micros = |ticks: u64| micros_per_entry_of(ticks, entries, ticks_per_second);
+    let verification = |sample: &CpuSample| *sample.by_stage.get(VERIFICATION).unwrap_or(&0);
     Some((
         micros(after.total.saturating_sub(before.total)),
         micros(verification(after).saturating_sub(verification(before))),
     ))
+}
+
+/// `ticks` of CPU as microseconds per entry.
+fn micros_per_entry_of(ticks: u64, entries: u64, ticks_per_second: f64) -> f64 {
+    ticks as f64 / ticks_per_second * 1e6 / entries as f64
 }
 
 #[cfg(test)]

@@ -149,9 +149,7 @@ impl ReadListenerMetrics {
             connections,
         })
     }
-}
 
-impl ReadListenerMetrics {
     /// Counts one answer and its time from a complete head to sent.
     fn answered(&self, object: Object, status: u16, took: Duration) {
         let series = &self.per_object[object as usize];
