@@ -83,19 +83,30 @@ node_count() {
   fi
 }
 
-# Whether process $1 runs (a zombie left by a killed node does not count).
-alive() {
-  kill -0 "$1" 2>/dev/null && [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" != Z ]
+# Whether process $1 runs and is node $2: one reading of its state and command line. Not
+# `kill -0` then `ps`: a zombie reaped between the two looks alive (nothing for `ps` to print).
+# The command line, because pids wrap around and a pidfile may outlive its process.
+node_alive() {
+  local line
+  line=$(ps -ww -o stat=,args= -p "$1" 2>/dev/null) || return 1
+  [ -n "$line" ] && [ "${line:0:1}" != Z ] && [[ "$line" == *" serve --node-id $2 "* ]]
 }
 
-gone() { ! alive "$1"; }
+# Whether process $1 has exited entirely. After SIGKILL the main thread can be a zombie while
+# other threads still run their exit (one in a disk write, say) and hold the node's ports and
+# files, so every thread must be a zombie or gone before the node can start again.
+exited() {
+  local threads
+  threads=$(ps -L -o stat= -p "$1" 2>/dev/null) || return 0
+  [ -z "$threads" ] || ! grep -qv '^Z' <<<"$threads"
+}
 
 running_pid() {
   local pidfile="$dir/node$1.pid"
   [ -f "$pidfile" ] || return 1
   local pid
   pid=$(cat "$pidfile")
-  alive "$pid" || return 1
+  node_alive "$pid" "$1" || return 1
   echo "$pid"
 }
 
@@ -265,19 +276,19 @@ start() {
 stop() {
   [ -f "$dir/nodes" ] || { echo "no cluster in $dir"; return; }
   local n pid
+  local -A stopping=()
   n=$(node_count)
   for i in $(seq 1 "$n"); do
     if pid=$(running_pid "$i"); then
       kill -TERM "$pid"
       # A paused node must wake up to exit.
       kill -CONT "$pid" 2>/dev/null || true
+      stopping[$i]=$pid
     fi
   done
   for i in $(seq 1 "$n"); do
-    # Until the process is reaped, not only dead: whoever checks the pid next sees it gone.
-    pid=$(cat "$dir/node$i.pid" 2>/dev/null) || pid=""
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-      wait_for 30 "node $i (pid $pid) to exit" bash -c "! kill -0 $pid"
+    if [ -n "${stopping[$i]:-}" ]; then
+      wait_for 30 "node $i (pid ${stopping[$i]}) to exit" exited "${stopping[$i]}"
       echo "node $i stopped"
     fi
     rm -f "$dir/node$i.pid"
@@ -289,7 +300,7 @@ kill_node() {
   i=$(node_number "${1:-}")
   pid=$(running_pid "$i") || die "node $i is not running"
   kill -KILL "$pid"
-  wait_for 30 "node $i (pid $pid) to be gone" gone "$pid"
+  wait_for 30 "node $i (pid $pid) to be gone" exited "$pid"
   echo "node $i killed (pid $pid)"
 }
 
@@ -312,7 +323,7 @@ stop_node() {
   pid=$(running_pid "$i") || die "node $i is not running"
   kill -TERM "$pid"
   kill -CONT "$pid" 2>/dev/null || true
-  wait_for 30 "node $i (pid $pid) to exit" gone "$pid"
+  wait_for 30 "node $i (pid $pid) to exit" exited "$pid"
   rm -f "$dir/node$i.pid"
   echo "node $i stopped"
 }

@@ -50,13 +50,14 @@ impl Drop for StopOnDrop {
     }
 }
 
+/// Whether process `pid` runs: it exists and is not a zombie (whoever reaps the node's orphans
+/// may not have yet).
 fn pid_alive(pid: &str) -> bool {
-    Command::new("kill")
-        .args(["-0", pid])
-        .stderr(Stdio::null())
-        .status()
-        .map(|status| status.success())
-        .unwrap_or(false)
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        // The state follows the command name, which is in parentheses and may hold spaces.
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| !rest.starts_with('Z'))
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,6 +149,23 @@ async fn local_cluster_script_status_page_and_stop() {
             i + 1
         );
     }
+
+    // A pidfile can outlive its process and its pid be reused (pids wrap around): a node killed
+    // through the script whose pid now names another live process is not running, so
+    // `start-node` starts it instead of refusing.
+    let (ok, output) = script(&cluster_dir, base, &["kill", "3"]);
+    assert!(ok, "{output}");
+    std::fs::write(
+        cluster_dir.join("node3.pid"),
+        std::process::id().to_string(),
+    )
+    .unwrap();
+    let (ok, output) = script(&cluster_dir, base, &["start-node", "3"]);
+    assert!(
+        ok,
+        "a foreign pid in node 3's pidfile blocked its start:\n{output}"
+    );
+    assert!(output.contains("node 3 started"), "{output}");
 
     // `status` shows the three nodes with their pids and one leader.
     let (ok, status) = script(&cluster_dir, base, &["status"]);
