@@ -18,8 +18,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use super::checker::{check_cluster, LogVerifier, NodeView, Observations};
 use super::hooks::{Hook, HookTarget};
-use super::load::{CheckpointPoller, Load, LoadConfig};
-use super::scenarios::unavailability_after;
+use super::load::{Answer, CheckpointPoller, Load, LoadConfig};
 use crate::{wait_until, EntryFactory, LogClient};
 
 /// The scenarios of the live mode, by name.
@@ -190,7 +189,8 @@ pub struct LiveRunReport {
     pub passed: bool,
     /// The node the fault hit (`{index}`, node id).
     pub target: Option<(usize, u64)>,
-    /// From the fault hook's start to the first 201 for a request sent after it.
+    /// The longest stretch without a 201, from the fault hook's start until the first 201 for a
+    /// request sent after the hook returned.
     pub unavailability: Option<Duration>,
     /// From the fault hook's start until another node reported itself leader in a later term.
     pub election: Option<Duration>,
@@ -687,15 +687,16 @@ impl LiveDeployment {
         position: usize,
         undo: Undo,
         fault: &mut FaultOutcome,
-    ) -> Result<Instant> {
+    ) -> Result<HookWindow> {
         fault.target = Some(position);
         // Before the hook: a hook that fails half-way may still have acted.
         fault.pending = Some(undo);
-        // Timed from the hook's start: it may act at any point while it runs (a graceful stop
-        // hands leadership over before the process exits), so this never flatters a figure.
         let started = Instant::now();
         hook.run(&self.nodes[position].target()).await?;
-        Ok(started)
+        Ok(HookWindow {
+            started,
+            returned: Instant::now(),
+        })
     }
 
     /// Undoes a fault still in place (after a failed run): start or heal the node.
@@ -766,9 +767,9 @@ impl LiveDeployment {
         let (elected, unavailability) = tokio::join!(
             async {
                 self.leader_among(&others, Some(term), timeout).await?;
-                Ok::<_, anyhow::Error>(killed.elapsed())
+                Ok::<_, anyhow::Error>(killed.started.elapsed())
             },
-            unavailability_after(load, killed, timeout),
+            unavailability_during(load, killed, timeout),
         );
         fault.election = Some(elected?);
         fault.unavailability = Some(unavailability?);
@@ -807,9 +808,9 @@ impl LiveDeployment {
         let (elected, unavailability) = tokio::join!(
             async {
                 self.leader_among(&others, Some(term), timeout).await?;
-                Ok::<_, anyhow::Error>(isolated.elapsed())
+                Ok::<_, anyhow::Error>(isolated.started.elapsed())
             },
-            unavailability_after(load, isolated, timeout),
+            unavailability_during(load, isolated, timeout),
         );
         fault.election = Some(elected?);
         fault.unavailability = Some(unavailability?);
@@ -819,6 +820,32 @@ impl LiveDeployment {
         self.wait_rejoined(leader, None).await?;
         self.phase(load).await
     }
+}
+
+/// When a fault hook ran. The fault lands somewhere inside the window (a shell starting, a
+/// graceful stop handing leadership over, a poll until the process is gone), so neither end alone
+/// times it.
+#[derive(Debug, Clone, Copy)]
+struct HookWindow {
+    started: Instant,
+    returned: Instant,
+}
+
+/// The write unavailability of a fault applied by a hook: the longest stretch without a 201
+/// arriving, from the hook's start until the first 201 to a request sent after the hook returned
+/// (when the fault had certainly landed). Not the first 201 to a request sent after the hook
+/// started: requests sent while the hook's shell was still starting are answered before the
+/// fault lands, and would make a leader kill look like a 40 ms outage.
+async fn unavailability_during(
+    load: &Load,
+    window: HookWindow,
+    timeout: Duration,
+) -> Result<Duration> {
+    let recovered: Answer = wait_until("a 201 after the fault", timeout, || async {
+        Ok(load.first_logged_since(window.returned))
+    })
+    .await?;
+    Ok(load.longest_gap_between(window.started, recovered.done))
 }
 
 /// How to undo a fault.

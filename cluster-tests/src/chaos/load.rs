@@ -180,16 +180,23 @@ impl Load {
     /// first one, between two, or from the last one to now): the write unavailability of a fault
     /// whose effect starts some time after `since`.
     pub fn longest_gap_since(&self, since: Instant) -> Duration {
+        self.longest_gap_between(since, Instant::now())
+    }
+
+    /// The longest stretch between `since` and `until` without a 201 arriving.
+    pub fn longest_gap_between(&self, since: Instant, until: Instant) -> Duration {
         let mut done: Vec<Instant> = lock(&self.record)
             .answers
             .iter()
-            .filter(|a| a.done >= since && matches!(a.outcome, Outcome::Logged(_)))
+            .filter(|a| {
+                a.done >= since && a.done <= until && matches!(a.outcome, Outcome::Logged(_))
+            })
             .map(|a| a.done)
             .collect();
         done.sort_unstable();
         let mut previous = since;
         let mut longest = Duration::ZERO;
-        for at in done.into_iter().chain(std::iter::once(Instant::now())) {
+        for at in done.into_iter().chain(std::iter::once(until)) {
             longest = longest.max(at.saturating_duration_since(previous));
             previous = at;
         }
