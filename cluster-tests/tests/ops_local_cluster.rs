@@ -152,20 +152,28 @@ async fn local_cluster_script_status_page_and_stop() {
 
     // A pidfile can outlive its process and its pid be reused (pids wrap around): a node killed
     // through the script whose pid now names another live process is not running, so
-    // `start-node` starts it instead of refusing.
-    let (ok, output) = script(&cluster_dir, base, &["kill", "3"]);
+    // `start-node` starts it instead of refusing. A follower, so the cluster keeps its leader
+    // for the `status` check below.
+    let (ok, leader) = script(&cluster_dir, base, &["leader"]);
+    assert!(ok, "{leader}");
+    let leader: u64 = leader.trim().parse().unwrap();
+    let follower = (leader % 3 + 1).to_string();
+    let (ok, output) = script(&cluster_dir, base, &["kill", &follower]);
     assert!(ok, "{output}");
     std::fs::write(
-        cluster_dir.join("node3.pid"),
+        cluster_dir.join(format!("node{follower}.pid")),
         std::process::id().to_string(),
     )
     .unwrap();
-    let (ok, output) = script(&cluster_dir, base, &["start-node", "3"]);
+    let (ok, output) = script(&cluster_dir, base, &["start-node", &follower]);
     assert!(
         ok,
-        "a foreign pid in node 3's pidfile blocked its start:\n{output}"
+        "a foreign pid in node {follower}'s pidfile blocked its start:\n{output}"
     );
-    assert!(output.contains("node 3 started"), "{output}");
+    assert!(
+        output.contains(&format!("node {follower} started")),
+        "{output}"
+    );
 
     // `status` shows the three nodes with their pids and one leader.
     let (ok, status) = script(&cluster_dir, base, &["status"]);
