@@ -761,21 +761,35 @@ impl LiveDeployment {
         self.phase(load).await?;
         let (leader, term) = self.leader().await?;
         let token = self.start_token(leader).await;
-        let killed = self.apply(kill, leader, Undo::Start, fault).await?;
-        let timeout = self.options.recovery_timeout;
-        let others = self.others(leader);
-        let (elected, unavailability) = tokio::join!(
-            async {
-                self.leader_among(&others, Some(term), timeout).await?;
-                Ok::<_, anyhow::Error>(killed.started.elapsed())
-            },
-            unavailability_during(load, killed, timeout),
-        );
-        fault.election = Some(elected?);
-        fault.unavailability = Some(unavailability?);
+        self.fault_leader(kill, (leader, term), Undo::Start, load, fault)
+            .await?;
         self.phase(load).await?;
         self.bring_back(leader, token.as_deref(), fault).await?;
         self.phase(load).await
+    }
+
+    /// Applies `hook` to the leader at `position` (elected in `term`) and records how long until
+    /// another node led in a later term and the write unavailability. The new leader is watched
+    /// for while the hook runs: a graceful stop hands leadership over well before its process
+    /// has drained and exited, which is when the hook returns.
+    async fn fault_leader(
+        &self,
+        hook: &Hook,
+        (position, term): (usize, u64),
+        undo: Undo,
+        load: &Load,
+        fault: &mut FaultOutcome,
+    ) -> Result<()> {
+        let timeout = self.options.recovery_timeout;
+        let others = self.others(position);
+        let started = Instant::now();
+        let (window, elected) = tokio::try_join!(self.apply(hook, position, undo, fault), async {
+            self.leader_among(&others, Some(term), timeout).await?;
+            Ok(started.elapsed())
+        })?;
+        fault.election = Some(elected);
+        fault.unavailability = Some(unavailability_during(load, window, timeout).await?);
+        Ok(())
     }
 
     /// A follower is killed under load and started again; it catches up.
@@ -802,18 +816,8 @@ impl LiveDeployment {
         let heal = self.hook(&self.options.hooks.heal, "leader-isolation", "--heal-hook")?;
         self.phase(load).await?;
         let (leader, term) = self.leader().await?;
-        let isolated = self.apply(isolate, leader, Undo::Heal, fault).await?;
-        let timeout = self.options.recovery_timeout;
-        let others = self.others(leader);
-        let (elected, unavailability) = tokio::join!(
-            async {
-                self.leader_among(&others, Some(term), timeout).await?;
-                Ok::<_, anyhow::Error>(isolated.started.elapsed())
-            },
-            unavailability_during(load, isolated, timeout),
-        );
-        fault.election = Some(elected?);
-        fault.unavailability = Some(unavailability?);
+        self.fault_leader(isolate, (leader, term), Undo::Heal, load, fault)
+            .await?;
         self.phase(load).await?;
         heal.run(&self.nodes[leader].target()).await?;
         fault.pending = None;
