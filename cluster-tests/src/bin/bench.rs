@@ -105,9 +105,10 @@ struct Args {
     /// Markdown report path.
     #[arg(long, default_value = "docs/benchmarks.md")]
     markdown: PathBuf,
-    /// JSON report path.
-    #[arg(long, default_value = "docs/benchmarks.json")]
-    json: PathBuf,
+    /// JSON report path (default: the Markdown report's, ending in `.json`, so a report written
+    /// elsewhere does not overwrite `docs/benchmarks.json`).
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 /// The node's allocator, so that what this process measures of the node's code (the growth
@@ -176,20 +177,20 @@ fn main() -> Result<()> {
     if let Some((_, analysis)) = previous.split_once(ANALYSIS_MARKER) {
         markdown.push_str(analysis.trim_start_matches('\n'));
     }
-    for path in [&args.markdown, &args.json] {
+    let json = args
+        .json
+        .clone()
+        .unwrap_or_else(|| args.markdown.with_extension("json"));
+    for path in [&args.markdown, &json] {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
     }
     std::fs::write(&args.markdown, markdown)
         .with_context(|| format!("writing {}", args.markdown.display()))?;
-    std::fs::write(&args.json, serde_json::to_string_pretty(&report)? + "\n")
-        .with_context(|| format!("writing {}", args.json.display()))?;
-    eprintln!(
-        "wrote {} and {}",
-        args.markdown.display(),
-        args.json.display()
-    );
+    std::fs::write(&json, serde_json::to_string_pretty(&report)? + "\n")
+        .with_context(|| format!("writing {}", json.display()))?;
+    eprintln!("wrote {} and {}", args.markdown.display(), json.display());
     for w in &report.writes {
         eprintln!(
             "{} node(s), {} tile store: {:.0} entries/s, p50 {:.1} ms, p99 {:.1} ms, errors {}",
