@@ -757,11 +757,10 @@ impl LiveDeployment {
     /// The leader is taken down by `hook`; measures the election and the write unavailability,
     /// then brings the node back.
     async fn leader_down(&self, hook: &Hook, load: &Load, fault: &mut FaultOutcome) -> Result<()> {
-        let kill = hook;
         self.phase(load).await?;
         let (leader, term) = self.leader().await?;
         let token = self.start_token(leader).await;
-        self.fault_leader(kill, (leader, term), Undo::Start, load, fault)
+        self.fault_leader(hook, (leader, term), Undo::Start, load, fault)
             .await?;
         self.phase(load).await?;
         self.bring_back(leader, token.as_deref(), fault).await?;

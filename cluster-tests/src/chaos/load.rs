@@ -185,22 +185,13 @@ impl Load {
 
     /// The longest stretch between `since` and `until` without a 201 arriving.
     pub fn longest_gap_between(&self, since: Instant, until: Instant) -> Duration {
-        let mut done: Vec<Instant> = lock(&self.record)
+        let logged: Vec<Instant> = lock(&self.record)
             .answers
             .iter()
-            .filter(|a| {
-                a.done >= since && a.done <= until && matches!(a.outcome, Outcome::Logged(_))
-            })
+            .filter(|a| matches!(a.outcome, Outcome::Logged(_)))
             .map(|a| a.done)
             .collect();
-        done.sort_unstable();
-        let mut previous = since;
-        let mut longest = Duration::ZERO;
-        for at in done.into_iter().chain(std::iter::once(until)) {
-            longest = longest.max(at.saturating_duration_since(previous));
-            previous = at;
-        }
-        longest
+        longest_gap(logged, since, until)
     }
 
     /// Stops the clients (in-flight requests finish or time out) and returns what they saw.
@@ -552,5 +543,46 @@ impl CheckpointPoller {
                 text: seen.text,
                 node: seen.node,
             }));
+    }
+}
+
+/// The longest stretch between `since` and `until` without one of the instants in `arrivals`.
+fn longest_gap(mut arrivals: Vec<Instant>, since: Instant, until: Instant) -> Duration {
+    arrivals.retain(|at| (since..=until).contains(at));
+    arrivals.sort_unstable();
+    let mut previous = since;
+    let mut longest = Duration::ZERO;
+    for at in arrivals.into_iter().chain(std::iter::once(until)) {
+        longest = longest.max(at.saturating_duration_since(previous));
+        previous = at;
+    }
+    longest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn longest_gap_spans_the_window_and_ignores_arrivals_outside_it() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        // Before the window, inside it (out of order), after it.
+        let arrivals = vec![ms(0), ms(140), ms(100), ms(900), ms(2000)];
+        // 100 → 140 → 900 (760) → until 950.
+        assert_eq!(
+            longest_gap(arrivals.clone(), ms(50), ms(950)),
+            Duration::from_millis(760)
+        );
+        // From `since` to the first arrival counts too.
+        assert_eq!(
+            longest_gap(arrivals.clone(), ms(10), ms(150)),
+            Duration::from_millis(90)
+        );
+        // No arrival inside: the whole window.
+        assert_eq!(
+            longest_gap(arrivals, ms(1000), ms(1500)),
+            Duration::from_millis(500)
+        );
     }
 }
