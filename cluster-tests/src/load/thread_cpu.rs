@@ -2,7 +2,8 @@
 //! name into the node's stages (the node names its threads after their jobs: `rekor-verify-N`
 //! for the signature-verification pool, `rekor-worker` for the tokio runtime and its blocking
 //! pool, `raft-log-writer`, `sled-io-N`; actix's HTTP workers and the actors' arbiters are
-//! `actix-rt|system:…`). Two samples around a write run, divided by the entries it logged, give
+//! `actix-rt|system:…`, and the blocking pools of actix's runtimes, where the tile store's file
+//! writes run, keep tokio's default name, `tokio-rt-worker`). Two samples around a write run, divided by the entries it logged, give
 //! the CPU per entry of each stage without a profiler (the benchmark report's "CPU per entry by
 //! stage"). Linux only; elsewhere the samples are empty.
 
@@ -18,7 +19,9 @@ pub const STAGES: [(&str, &[&str]); 6] = [
     ("HTTP workers and actors", &["actix-rt", "actix-server"]),
     (
         "tokio runtime (Raft, forwarding, file IO)",
-        &["rekor-worker", "tokio-runtime"],
+        // tokio's default thread name: `tokio-rt-worker` now, `tokio-runtime-worker` in older
+        // releases.
+        &["rekor-worker", "tokio-runtime", "tokio-rt-"],
     ),
     ("Raft log writer", &["raft-log-writer"]),
     ("sled", &["sled-", "log flusher"]),
@@ -151,6 +154,10 @@ mod tests {
         assert_eq!(stage_of("actix-rt|system"), "HTTP workers and actors");
         assert_eq!(
             stage_of("rekor-worker"),
+            "tokio runtime (Raft, forwarding, file IO)"
+        );
+        assert_eq!(
+            stage_of("tokio-rt-worker"),
             "tokio runtime (Raft, forwarding, file IO)"
         );
         assert_eq!(stage_of("raft-log-writer"), "Raft log writer");
