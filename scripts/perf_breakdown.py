@@ -11,7 +11,7 @@ Three views:
   - by thread group, inside the nodes: the stages of the benchmark's "CPU per entry by stage"
     table (cluster-tests/src/load/thread_cpu.rs names them), each split into user and kernel;
   - by stage of the write path: samples are put in the first category whose frame pattern
-    appears anywhere in their stack, so the order of CATEGORIES matters (most specific first).
+    appears anywhere in their stack, so the order within CATEGORIES matters (most specific first).
 
 The patterns are function paths of this repository and of the crates it calls; a rename that
 breaks one moves its samples to "other" in its group, which the output shows.
@@ -24,42 +24,53 @@ import collections
 import re
 import sys
 
-# Thread-name prefixes of the node's stages, in thread_cpu.rs's order.
+VERIFICATION = "verification pool"
+HTTP = "HTTP workers and actors"
+TOKIO = "tokio runtime (Raft, forwarding, file IO)"
+
+# Thread-name prefixes of the node's stages, as in cluster-tests/src/load/thread_cpu.rs (keep the
+# two in step).
 STAGES = [
-    ("verification pool", ("rekor-verify",)),
-    ("HTTP workers and actors", ("actix-rt", "actix-server")),
-    ("tokio runtime (Raft, forwarding, file IO)", ("rekor-worker", "tokio-runtime", "tokio-rt-")),
+    (VERIFICATION, ("rekor-verify",)),
+    (HTTP, ("actix-rt", "actix-server")),
+    (TOKIO, ("rekor-worker", "tokio-runtime", "tokio-rt-")),
     ("Raft log writer", ("raft-log-writer",)),
     ("sled", ("sled-", "log flusher")),
 ]
 
-# (stage, category, frame substrings): a sample of that stage counts for the first category one
-# of whose substrings is in one of its frames.
-CATEGORIES = [
-    ("verification pool", "signature check (aws-lc)", ("AwsLcVerifier as rekor_api::verifier::EntryVerifier>::verify",)),
-    ("verification pool", "key and certificate parsing", ("EntryValidator::check_verifier",)),
-    ("verification pool", "request JSON decoding", ("CreateEntryRequest::from_json",)),
-    ("verification pool", "canonical body", ("canonical::hashedrekord_body", "canonical::dsse_body")),
-    ("verification pool", "leaf and identity hashes", ("rekor_api::entry::finish",)),
-    ("HTTP workers and actors", "forwarded batches (leader)", ("internal::sequence_batch",)),
-    ("HTTP workers and actors", "Raft RPCs received", ("rekor_raft::server::",)),
-    ("HTTP workers and actors", "inclusion proof", ("inclusion_proof_from_store",)),
-    ("HTTP workers and actors", "proof self-check", ("submission::check_proof",)),
-    ("HTTP workers and actors", "response JSON", ("Submitted::to_json",)),
-    ("HTTP workers and actors", "submission (sequence, wait)", ("submission::<impl rekor_api::http::ApiState>::submit",)),
-    ("HTTP workers and actors", "integration step", ("rekor_node::integrator::Integrator",)),
-    ("HTTP workers and actors", "socket reads and writes", ("DeadlineStream<S> as tokio::io::async_write", "DeadlineStream<S> as tokio::io::async_read")),
-    ("HTTP workers and actors", "other request handling", ("rekor_api::http::", "rekor_api::limits::guard_body")),
-    ("tokio runtime (Raft, forwarding, file IO)", "tile files (object_store)", ("object_store::local::LocalFileSystem",)),
-    ("tokio runtime (Raft, forwarding, file IO)", "state machine: identity index", ("EntryFiles::claim",)),
-    ("tokio runtime (Raft, forwarding, file IO)", "state machine: leaf bodies", ("EntryFiles::append",)),
-    ("tokio runtime (Raft, forwarding, file IO)", "state machine: leaf and identity hashes", ("rekor_raft::types::identity_of", "rekor_storage::merkle::leaf_hash")),
-    ("tokio runtime (Raft, forwarding, file IO)", "state machine: other", ("RaftStateMachine<rekor_raft",)),
-    ("tokio runtime (Raft, forwarding, file IO)", "Raft log reads", ("LogReader::",)),
-    ("tokio runtime (Raft, forwarding, file IO)", "replication (leader)", ("openraft::replication::",)),
-    ("tokio runtime (Raft, forwarding, file IO)", "forwarding (follower)", ("rekor_node::forwarder::",)),
-    ("tokio runtime (Raft, forwarding, file IO)", "Raft core", ("openraft::core::",)),
-]
+# Per stage, (category, frame substrings): a sample of that stage counts for the first category
+# one of whose substrings is in one of its frames.
+CATEGORIES = {
+    VERIFICATION: [
+        ("signature check (aws-lc)", ("AwsLcVerifier as rekor_api::verifier::EntryVerifier>::verify",)),
+        ("key and certificate parsing", ("EntryValidator::check_verifier",)),
+        ("request JSON decoding", ("CreateEntryRequest::from_json",)),
+        ("canonical body", ("canonical::hashedrekord_body", "canonical::dsse_body")),
+        ("leaf and identity hashes", ("rekor_api::entry::finish",)),
+    ],
+    HTTP: [
+        ("forwarded batches (leader)", ("internal::sequence_batch",)),
+        ("Raft RPCs received", ("rekor_raft::server::",)),
+        ("inclusion proof", ("inclusion_proof_from_store",)),
+        ("proof self-check", ("submission::check_proof",)),
+        ("response JSON", ("Submitted::to_json",)),
+        ("submission (sequence, wait)", ("submission::<impl rekor_api::http::ApiState>::submit",)),
+        ("integration step", ("rekor_node::integrator::Integrator",)),
+        ("socket reads and writes", ("DeadlineStream<S> as tokio::io::async_write", "DeadlineStream<S> as tokio::io::async_read")),
+        ("other request handling", ("rekor_api::http::", "rekor_api::limits::guard_body")),
+    ],
+    TOKIO: [
+        ("tile files (object_store)", ("object_store::local::LocalFileSystem",)),
+        ("state machine: identity index", ("EntryFiles::claim",)),
+        ("state machine: leaf bodies", ("EntryFiles::append",)),
+        ("state machine: leaf and identity hashes", ("rekor_raft::types::identity_of", "rekor_storage::merkle::leaf_hash")),
+        ("state machine: other", ("RaftStateMachine<rekor_raft",)),
+        ("Raft log reads", ("LogReader::",)),
+        ("replication (leader)", ("openraft::replication::",)),
+        ("forwarding (follower)", ("rekor_node::forwarder::",)),
+        ("Raft core", ("openraft::core::",)),
+    ],
+}
 
 # Only a leader replicates.
 LEADER_MARK = "openraft::replication::ReplicationCore"
@@ -96,6 +107,13 @@ def samples(path):
         yield head[0], head[1], frames
 
 
+def category_of(stage, frames):
+    for name, patterns in CATEGORIES.get(stage, []):
+        if any(pattern in symbol for _, symbol in frames for pattern in patterns):
+            return name
+    return "other"
+
+
 def percent(count, total):
     return 100.0 * count / total if total else 0.0
 
@@ -106,26 +124,20 @@ def main():
     parser.add_argument("--load-generator-pid", help="pid of the benchmark process")
     args = parser.parse_args()
 
-    total = 0
     node_pids = set()
     leader_pids = set()
     # (pid, comm, stage, in the kernel, category) per sample: which processes are nodes is known
     # only once all samples are read (a node is known by its thread names).
     rows = []
     for comm, pid, frames in samples(args.perf_script):
-        total += 1
         stage = stage_of(comm)
         if comm.startswith(NODE_THREADS):
             node_pids.add(pid)
         if any(LEADER_MARK in symbol for _, symbol in frames):
             leader_pids.add(pid)
         in_kernel = bool(frames) and bool(KERNEL.match(frames[0][0]))
-        category = "other"
-        for category_stage, name, patterns in CATEGORIES:
-            if category_stage == stage and any(p in symbol for _, symbol in frames for p in patterns):
-                category = name
-                break
-        rows.append((pid, comm, stage, in_kernel, category))
+        rows.append((pid, comm, stage, in_kernel, category_of(stage, frames)))
+    total = len(rows)
     if total == 0:
         sys.exit("perf_breakdown: no samples in " + args.perf_script)
 
@@ -159,11 +171,11 @@ def main():
         print(f"  {percent(by_stage[stage], total):6.2f}%  {stage} ({percent(kernel_by_stage[stage], total):.2f}% kernel)")
     print("\nby stage of the write path, all nodes")
     for stage in stages:
-        rows = [(c, n) for (s, c), n in by_category.items() if s == stage]
-        if not rows:
+        counts = [(c, n) for (s, c), n in by_category.items() if s == stage]
+        if not counts:
             continue
         print(f"  {stage}")
-        for category, count in sorted(rows, key=lambda row: -row[1]):
+        for category, count in sorted(counts, key=lambda row: -row[1]):
             print(f"    {percent(count, total):6.2f}%  {category}")
 
 

@@ -3,9 +3,10 @@
 //! for the signature-verification pool, `rekor-worker` for the tokio runtime and its blocking
 //! pool, `raft-log-writer`, `sled-io-N`; actix's HTTP workers and the actors' arbiters are
 //! `actix-rt|system:…`, and the blocking pools of actix's runtimes, where the tile store's file
-//! writes run, keep tokio's default name, `tokio-rt-worker`). Two samples around a write run, divided by the entries it logged, give
-//! the CPU per entry of each stage without a profiler (the benchmark report's "CPU per entry by
-//! stage"). Linux only; elsewhere the samples are empty.
+//! writes run, keep tokio's default name, `tokio-rt-worker`). Two samples around a write run,
+//! divided by the entries it logged, give the CPU per entry of each stage without a profiler (the
+//! benchmark report's "CPU per entry by stage"). Linux only; elsewhere the samples are empty.
+//! `scripts/perf_breakdown.py` groups a profile's threads the same way: keep the two in step.
 
 use std::collections::BTreeMap;
 use std::path::Path;
