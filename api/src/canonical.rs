@@ -148,25 +148,92 @@ fn bytes_member(
 
 /// The canonical body of a hashedrekord v0.0.2 entry (§6.1): the request's signature message
 /// unchanged, `data.algorithm` from the keyDetails hash.
+///
+/// Every entry's body is written here (on the verification pool, and again on the leader for each
+/// forwarded entry it checks), so it is written straight into one buffer in RFC 8785 order
+/// instead of through a [`CanonicalJson`] tree: the members of a hashedrekord body are fixed, so
+/// their sorted order is too. The result is byte for byte the tree's (a property test compares the
+/// two on arbitrary entries).
 pub fn hashedrekord_body(
     hash: HashAlgorithm,
     digest: &[u8],
     content: &[u8],
     verifier: &Verifier,
 ) -> Vec<u8> {
-    let mut data = vec![("algorithm", CanonicalJson::str(hash.proto_name()))];
-    bytes_member("digest", digest, &mut data);
-    let mut signature = Vec::new();
-    bytes_member("content", content, &mut signature);
-    signature.push(("verifier", verifier_json(verifier)));
-    entry(
-        "hashedrekord",
-        "hashedRekordV002",
-        CanonicalJson::Object(vec![
-            ("data", CanonicalJson::Object(data)),
-            ("signature", CanonicalJson::Object(signature)),
-        ]),
-    )
+    let raw_len = match &verifier.material {
+        Some(material) => material.raw_bytes().len(),
+        None => 0,
+    };
+    let mut out = Vec::with_capacity(224 + (digest.len() + content.len() + raw_len) * 4 / 3);
+    // Members in RFC 8785 order: apiVersion < kind < spec; data < signature; algorithm < digest;
+    // content < verifier.
+    out.extend_from_slice(
+        br#"{"apiVersion":"0.0.2","kind":"hashedrekord","spec":{"hashedRekordV002":{"data":{"algorithm":"#,
+    );
+    write_string(hash.proto_name(), &mut out);
+    if !digest.is_empty() {
+        out.extend_from_slice(br#","digest":"#);
+        write_base64(digest, &mut out);
+    }
+    out.extend_from_slice(br#"},"signature":{"#);
+    if !content.is_empty() {
+        out.extend_from_slice(br#""content":"#);
+        write_base64(content, &mut out);
+        out.push(b',');
+    }
+    out.extend_from_slice(br#""verifier":"#);
+    write_verifier(verifier, &mut out);
+    // Closes signature, hashedRekordV002, spec and the body.
+    out.extend_from_slice(b"}}}}");
+    out
+}
+
+/// [`verifier_json`] written directly: keyDetails < publicKey < x509Certificate.
+fn write_verifier(verifier: &Verifier, out: &mut Vec<u8>) {
+    out.push(b'{');
+    let mut first = true;
+    if verifier.key_details != 0 {
+        out.extend_from_slice(br#""keyDetails":"#);
+        match verifier.key_details() {
+            Some(details) => write_string(details.name(), out),
+            None => write_string(&verifier.key_details.to_string(), out),
+        }
+        first = false;
+    }
+    if let Some(material) = &verifier.material {
+        if !first {
+            out.push(b',');
+        }
+        let (name, raw): (&[u8], &[u8]) = match material {
+            VerifierMaterial::PublicKey { raw_bytes } => (br#""publicKey":{"#, raw_bytes),
+            VerifierMaterial::X509Certificate { raw_bytes } => {
+                (br#""x509Certificate":{"#, raw_bytes)
+            }
+        };
+        out.extend_from_slice(name);
+        if !raw.is_empty() {
+            out.extend_from_slice(br#""rawBytes":"#);
+            write_base64(raw, out);
+        }
+        out.push(b'}');
+    }
+    out.push(b'}');
+}
+
+/// `bytes` as a JSON string of standard padded base64 ([`encode_bytes`]), encoded in place: the
+/// base64 alphabet has nothing RFC 8785 escapes.
+fn write_base64(bytes: &[u8], out: &mut Vec<u8>) {
+    use base64::Engine as _;
+    out.push(b'"');
+    let start = out.len();
+    // A body is at most MAX_ENTRY_SIZE bytes, far from overflowing the length.
+    let encoded = base64::encoded_len(bytes.len(), true).unwrap_or(0);
+    out.resize(start + encoded, 0);
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(bytes, &mut out[start..])
+        .unwrap_or(0);
+    out.truncate(start + written);
+    out.push(b'"');
 }
 
 /// The canonical body of a legacy dsse v0.0.2 entry (§12.3). `signatures` must already be in
@@ -436,6 +503,68 @@ mod tests {
             value.to_bytes(),
             "{\"a\":\"q\\\"\\\\\\n\\u0001é\",\"aa\":[],\"b\":\"x\"}".as_bytes()
         );
+    }
+
+    /// The hashedrekord body through the generic tree: the reference [`hashedrekord_body`]
+    /// must match byte for byte.
+    fn hashedrekord_body_by_tree(
+        hash: HashAlgorithm,
+        digest: &[u8],
+        content: &[u8],
+        verifier: &Verifier,
+    ) -> Vec<u8> {
+        let mut data = vec![("algorithm", CanonicalJson::str(hash.proto_name()))];
+        bytes_member("digest", digest, &mut data);
+        let mut signature = Vec::new();
+        bytes_member("content", content, &mut signature);
+        signature.push(("verifier", verifier_json(verifier)));
+        entry(
+            "hashedrekord",
+            "hashedRekordV002",
+            CanonicalJson::Object(vec![
+                ("data", CanonicalJson::Object(data)),
+                ("signature", CanonicalJson::Object(signature)),
+            ]),
+        )
+    }
+
+    fn arbitrary_verifier() -> impl proptest::strategy::Strategy<Value = Verifier> {
+        use proptest::prelude::*;
+        (
+            0u8..3,
+            proptest::collection::vec(any::<u8>(), 0..1200),
+            // Known key details, none, and numbers no name belongs to.
+            prop_oneof![0i32..=30, Just(0), 1000i32..1010],
+        )
+            .prop_map(|(material, raw_bytes, key_details)| Verifier {
+                material: match material {
+                    0 => None,
+                    1 => Some(VerifierMaterial::PublicKey { raw_bytes }),
+                    _ => Some(VerifierMaterial::X509Certificate { raw_bytes }),
+                },
+                key_details,
+            })
+    }
+
+    proptest::proptest! {
+        /// The direct writer and the tree agree on every entry, empty members and unnamed key
+        /// details included.
+        #[test]
+        fn hashedrekord_body_is_the_trees_output(
+            hash in proptest::sample::select(vec![
+                HashAlgorithm::Sha256,
+                HashAlgorithm::Sha384,
+                HashAlgorithm::Sha512,
+            ]),
+            digest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..70),
+            content in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            verifier in arbitrary_verifier(),
+        ) {
+            proptest::prop_assert_eq!(
+                hashedrekord_body(hash, &digest, &content, &verifier),
+                hashedrekord_body_by_tree(hash, &digest, &content, &verifier)
+            );
+        }
     }
 
     proptest::proptest! {
