@@ -107,6 +107,12 @@ fn write_string(text: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// `text` as a JSON string, escaped as serde_json and RFC 8785 both escape (the same rule: see
+/// `strings_escape_as_json_stringify`).
+pub(crate) fn write_json_string(text: &str, out: &mut Vec<u8>) {
+    write_string(text, out);
+}
+
 /// `rekor.v2.Verifier` in its stored form. protojson omits zero values, so an unset oneof, empty
 /// raw bytes or an UNSPECIFIED keyDetails leave their member out (validation rejects those
 /// before a body is ever logged, but the function is total).
@@ -222,7 +228,7 @@ fn write_verifier(verifier: &Verifier, out: &mut Vec<u8>) {
 
 /// `bytes` as a JSON string of standard padded base64 ([`encode_bytes`]), encoded in place: the
 /// base64 alphabet has nothing RFC 8785 escapes.
-fn write_base64(bytes: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn write_base64(bytes: &[u8], out: &mut Vec<u8>) {
     use base64::Engine as _;
     out.push(b'"');
     let start = out.len();
@@ -321,6 +327,15 @@ pub fn check_canonical_body(
     if body.len() > MAX_ENTRY_SIZE {
         return Err(CanonicalBodyError::TooLarge { size: body.len() });
     }
+    if let Some(kind) = typed_hashedrekord(body) {
+        return Ok(kind);
+    }
+    check_by_value(body, legacy_dsse)
+}
+
+/// The general path of [`check_canonical_body`]: the body as a JSON value, each member looked up
+/// and checked with its own error.
+fn check_by_value(body: &[u8], legacy_dsse: bool) -> Result<EntryKind, CanonicalBodyError> {
     // The body is at most MAX_ENTRY_SIZE bytes here, and serde_json's maps are not quadratic.
     let value: JsonValue =
         serde_json::from_slice(body).map_err(|e| CanonicalBodyError::NotJson(e.to_string()))?;
@@ -432,23 +447,137 @@ fn rebuild_hashedrekord(value: &JsonValue) -> Result<Vec<u8>, CanonicalBodyError
     let data = object(KIND, spec, "data")?;
     let hash = algorithm_of(KIND, data)?;
     let digest = bytes_of(KIND, data, "digest")?;
+    let signature = object(KIND, spec, "signature")?;
+    let content = bytes_of(KIND, signature, "content")?;
+    let verifier = verifier_of(KIND, signature)?;
+    hashedrekord_from_parts(hash, &digest, &content, &verifier)
+}
+
+/// The shape checks of a hashedrekord body's decoded members, then its canonical form: shared by
+/// the general path ([`rebuild_hashedrekord`]) and the fast one ([`typed_hashedrekord`]), so
+/// the two accept the same bodies.
+fn hashedrekord_from_parts(
+    hash: HashAlgorithm,
+    digest: &[u8],
+    content: &[u8],
+    verifier: &Verifier,
+) -> Result<Vec<u8>, CanonicalBodyError> {
+    const KIND: &str = "hashedrekord";
     if digest.len() != hash.output_len() {
         return Err(malformed(
             KIND,
             "digest length does not match its algorithm",
         ));
     }
-    let signature = object(KIND, spec, "signature")?;
-    let content = bytes_of(KIND, signature, "content")?;
     if content.is_empty() {
         return Err(malformed(KIND, "empty signature"));
     }
-    let verifier = verifier_of(KIND, signature)?;
     // Validation writes the algorithm of the key details.
     if verifier.key_details().and_then(|d| d.registry_hash()) != Some(Some(hash)) {
         return Err(malformed(KIND, "algorithm does not match keyDetails"));
     }
-    Ok(hashedrekord_body(hash, &digest, &content, &verifier))
+    Ok(hashedrekord_body(hash, digest, content, verifier))
+}
+
+/// A canonical hashedrekord body's members, borrowed: a canonical body's strings are base64 and
+/// names, with nothing escaped, so they borrow from the body. Unknown members are skipped here;
+/// the comparison with the rebuilt body refuses them.
+mod typed {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub(super) struct Body<'a> {
+        pub kind: &'a str,
+        #[serde(borrow)]
+        pub spec: Spec<'a>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Spec<'a> {
+        #[serde(rename = "hashedRekordV002", borrow)]
+        pub hashed_rekord: HashedRekord<'a>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct HashedRekord<'a> {
+        #[serde(borrow)]
+        pub data: Data<'a>,
+        #[serde(borrow)]
+        pub signature: Signature<'a>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Data<'a> {
+        pub algorithm: &'a str,
+        #[serde(default)]
+        pub digest: &'a str,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Signature<'a> {
+        #[serde(default)]
+        pub content: &'a str,
+        #[serde(borrow)]
+        pub verifier: Verifier<'a>,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Verifier<'a> {
+        #[serde(rename = "publicKey", borrow, default)]
+        pub public_key: Option<Raw<'a>>,
+        #[serde(rename = "x509Certificate", borrow, default)]
+        pub x509_certificate: Option<Raw<'a>>,
+        #[serde(rename = "keyDetails")]
+        pub key_details: &'a str,
+    }
+
+    #[derive(Deserialize)]
+    pub(super) struct Raw<'a> {
+        #[serde(rename = "rawBytes", default)]
+        pub raw_bytes: &'a str,
+    }
+}
+
+/// The fast path of [`check_canonical_body`] for the common case, a canonical hashedrekord body:
+/// `Some` only when `body` is exactly the canonical form of what it says, as the general path
+/// would find. Anything else (another kind, escapes, a shape or canonical-form failure) is `None`
+/// and goes to the general path, which says why.
+fn typed_hashedrekord(body: &[u8]) -> Option<EntryKind> {
+    let parsed: typed::Body<'_> = serde_json::from_slice(body).ok()?;
+    if parsed.kind != "hashedrekord" {
+        return None;
+    }
+    let spec = parsed.spec.hashed_rekord;
+    let hash = [
+        HashAlgorithm::Sha256,
+        HashAlgorithm::Sha384,
+        HashAlgorithm::Sha512,
+    ]
+    .into_iter()
+    .find(|hash| hash.proto_name() == spec.data.algorithm)?;
+    let digest = decode_bytes(spec.data.digest).ok()?;
+    let content = decode_bytes(spec.signature.content).ok()?;
+    let verifier = &spec.signature.verifier;
+    // As `verifier_of`: a public key wins over a certificate.
+    let material = match (&verifier.public_key, &verifier.x509_certificate) {
+        (Some(key), _) => VerifierMaterial::PublicKey {
+            raw_bytes: decode_bytes(key.raw_bytes).ok()?,
+        },
+        (None, Some(cert)) => VerifierMaterial::X509Certificate {
+            raw_bytes: decode_bytes(cert.raw_bytes).ok()?,
+        },
+        (None, None) => return None,
+    };
+    if material.raw_bytes().is_empty() {
+        return None;
+    }
+    let details = PublicKeyDetails::from_name(verifier.key_details)?;
+    let verifier = Verifier {
+        material: Some(material),
+        key_details: details.number(),
+    };
+    let rebuilt = hashedrekord_from_parts(hash, &digest, &content, &verifier).ok()?;
+    (rebuilt == body).then_some(EntryKind::HashedRekord)
 }
 
 fn rebuild_dsse(value: &JsonValue) -> Result<Vec<u8>, CanonicalBodyError> {
@@ -603,6 +732,15 @@ mod check_tests {
             check_canonical_body(&hashedrekord(), false),
             Ok(EntryKind::HashedRekord)
         );
+        // By the fast path, and by the general one.
+        assert_eq!(
+            typed_hashedrekord(&hashedrekord()),
+            Some(EntryKind::HashedRekord)
+        );
+        assert_eq!(
+            check_by_value(&hashedrekord(), false),
+            Ok(EntryKind::HashedRekord)
+        );
         let verifier = p256_verifier();
         let dsse = dsse_body(&[1; 32], &[(b"a", &verifier), (b"b", &verifier)]);
         assert_eq!(check_canonical_body(&dsse, true), Ok(EntryKind::Dsse));
@@ -645,6 +783,50 @@ mod check_tests {
             check_canonical_body(&unknown_member, false),
             Err(CanonicalBodyError::NotCanonical)
         );
+    }
+
+    proptest::proptest! {
+        /// The fast path accepts a body only if the general path does, and accepts every
+        /// canonical hashedrekord body the general path accepts: on bodies written from arbitrary
+        /// members (valid or not) and on those bodies with one byte changed.
+        #[test]
+        fn the_fast_path_agrees_with_the_general_one(
+            hash in proptest::sample::select(vec![
+                HashAlgorithm::Sha256,
+                HashAlgorithm::Sha384,
+                HashAlgorithm::Sha512,
+            ]),
+            digest_len in proptest::sample::select(vec![0usize, 31, 32, 48, 64]),
+            content in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+            certificate in proptest::prelude::any::<bool>(),
+            raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+            key_details in proptest::prelude::prop_oneof![0i32..=30, 1000i32..1002],
+            flip in proptest::prelude::any::<(usize, u8)>(),
+        ) {
+            let verifier = Verifier {
+                material: Some(if certificate {
+                    VerifierMaterial::X509Certificate { raw_bytes: raw }
+                } else {
+                    VerifierMaterial::PublicKey { raw_bytes: raw }
+                }),
+                key_details,
+            };
+            let body = hashedrekord_body(hash, &vec![7; digest_len], &content, &verifier);
+            let mut changed = body.clone();
+            let at = flip.0 % changed.len();
+            changed[at] ^= flip.1.max(1);
+            for candidate in [body, changed] {
+                let general = check_by_value(&candidate, false);
+                match typed_hashedrekord(&candidate) {
+                    Some(kind) => proptest::prop_assert_eq!(general, Ok(kind)),
+                    None => proptest::prop_assert!(
+                        general.is_err() || candidate.contains(&b'\\'),
+                        "the general path accepted what the fast one missed: {}",
+                        String::from_utf8_lossy(&candidate)
+                    ),
+                }
+            }
+        }
     }
 
     #[test]
