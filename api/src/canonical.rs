@@ -75,7 +75,9 @@ impl CanonicalJson {
 /// control characters, everything else verbatim. Works on bytes: every byte that needs escaping
 /// is ASCII, and the bytes of a multi-byte UTF-8 character are all >= 0x80, so runs of bytes
 /// that need none are copied whole (a body's strings are mostly base64, with nothing to escape).
-fn write_string(text: &str, out: &mut Vec<u8>) {
+/// serde_json escapes by the same rule (see `strings_escape_as_json_stringify`), so the 201
+/// answer's strings are written with it too.
+pub(crate) fn write_string(text: &str, out: &mut Vec<u8>) {
     out.reserve(text.len() + 2);
     out.push(b'"');
     let bytes = text.as_bytes();
@@ -105,12 +107,6 @@ fn write_string(text: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&bytes[verbatim_from..]);
     out.push(b'"');
-}
-
-/// `text` as a JSON string, escaped as serde_json and RFC 8785 both escape (the same rule: see
-/// `strings_escape_as_json_stringify`).
-pub(crate) fn write_json_string(text: &str, out: &mut Vec<u8>) {
-    write_string(text, out);
 }
 
 /// `rekor.v2.Verifier` in its stored form. protojson omits zero values, so an unset oneof, empty

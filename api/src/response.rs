@@ -7,7 +7,7 @@
 use serde::Serialize;
 
 use crate::backend::{EntryKind, LoggedEntry};
-use crate::canonical::{write_base64, write_json_string};
+use crate::canonical::{write_base64, write_string};
 
 /// Renders the 201 body for an entry: `log_id` is the full 32-byte checkpoint key ID.
 ///
@@ -33,9 +33,9 @@ pub fn transparency_log_entry(
     out.extend_from_slice(br#"","logId":{"keyId":"#);
     write_base64(log_id, &mut out);
     out.extend_from_slice(br#"},"kindVersion":{"kind":"#);
-    write_json_string(kind.kind(), &mut out);
+    write_string(kind.kind(), &mut out);
     out.extend_from_slice(br#","version":"#);
-    write_json_string(kind.version(), &mut out);
+    write_string(kind.version(), &mut out);
     out.extend_from_slice(
         br#"},"integratedTime":"0","inclusionPromise":null,"inclusionProof":{"logIndex":""#,
     );
@@ -52,7 +52,7 @@ pub fn transparency_log_entry(
         write_base64(hash, &mut out);
     }
     out.extend_from_slice(br#"],"checkpoint":{"envelope":"#);
-    write_json_string(&logged.checkpoint, &mut out);
+    write_string(&logged.checkpoint, &mut out);
     out.extend_from_slice(br#"}},"canonicalizedBody":"#);
     write_base64(canonical_body, &mut out);
     out.push(b'}');

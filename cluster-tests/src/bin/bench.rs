@@ -35,7 +35,8 @@ struct Args {
     /// Closed-loop clients for reads.
     #[arg(long, default_value_t = 64)]
     read_concurrency: usize,
-    /// Requests to pre-sign (default: 10,000 per second of write duration).
+    /// Requests to pre-sign (default: 16,000 per second of write duration, above what one node
+    /// logs here, so that no run ends early for want of requests).
     #[arg(long)]
     requests: Option<usize>,
     /// Request mix, e.g. `p256=85,p384=10,rsa=5,cert=50`.
@@ -149,7 +150,7 @@ fn main() -> Result<()> {
         read_concurrency: args.read_concurrency,
         requests: args
             .requests
-            .unwrap_or((args.duration.max(1.0) * 10_000.0) as usize),
+            .unwrap_or((args.duration.max(1.0) * 16_000.0) as usize),
         mix: args.mix.clone(),
         node_args: args.node_args.clone(),
         nginx: (!args.no_nginx).then(|| args.nginx.clone()),
