@@ -9,8 +9,8 @@
 //! get, openraft treats the failed write as fatal; the node then logs one clear line ("Raft
 //! stopped on a storage error …") and exits with code 74
 //! (EX_IOERR) instead of lingering as a zombie leader. Every entry it acknowledged is held by a
-//! quorum (the checker); writes in flight get a 503 JSON error. In a cluster the others carry on (a new
-//! leader is elected when the full node led); after the space is freed the node is restarted,
+//! quorum (the checker); writes in flight get a 503 JSON error. In a cluster the others carry on
+//! (a new leader is elected when the full node led); after the space is freed the node is restarted,
 //! catches up, and the invariant checker runs over every node. A node restarted while its disk is
 //! still full refuses to start (exit code 1, "No space left on device"), it does not panic-loop.
 //!

@@ -830,9 +830,10 @@ pub async fn wait_for_exit(
 
 /// One node's disk fills up under load (every node's data directory is a small tmpfs; a filler
 /// file takes the rest of the chosen node's, so its writes fail with ENOSPC). The node must stop
-/// acknowledging (no 201 that a quorum did not persist), exit with a clear log line rather than panic or
-/// hang, and the others must keep accepting writes (electing a new leader when the full node led).
-/// Then the space is freed, the node restarted; it catches up and the checker runs over all.
+/// acknowledging (no 201 that a quorum did not persist), exit with a clear log line rather than
+/// panic or hang, and the others must keep accepting writes (electing a new leader when the full
+/// node led). Then the space is freed, the node restarted; it catches up and the checker runs over
+/// all.
 pub async fn full_disk(options: &ScenarioOptions, leader: bool) -> Result<ScenarioReport> {
     let name = if leader {
         "full-disk-leader"
@@ -899,7 +900,7 @@ pub async fn full_disk(options: &ScenarioOptions, leader: bool) -> Result<Scenar
     // entry is committed once both followers have fsynced it, whatever its own disk says. What
     // must hold is durability by a quorum: every entry it acknowledged is in the survivors' log at
     // its index with its bytes, which the checker verifies over every answer of the run.
-    //
+
     // Space back; the node restarts and catches up.
     run.cluster.mounts[full].free()?;
     run.restart(full).await?;
